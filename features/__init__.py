@@ -1,0 +1,1 @@
+"""Features: SQL aggregates on the replica (through the reader) and pure DataFrame transforms."""

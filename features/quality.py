@@ -1,0 +1,91 @@
+"""What counts as a malformed replica row, in one place.
+
+The same predicate both filters rows out of every feature query and counts them for the run
+record, so "skipped" in the run record means exactly "not used". The predicates reject what a
+real replica has been seen to hold although the contract forbids it or it makes no sense: nulls
+in required columns (a replica loaded without constraints), negative quantities or amounts,
+timestamps in the future.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from worker.replica import ReplicaReader
+
+# Predicates over a table alias ``{a}``. ``:valid_until`` is the wall-clock now plus a small
+# tolerance: a row stamped after it cannot have happened yet.
+_VALID: dict[str, str] = {
+    "orders_order": (
+        "{a}.created_at IS NOT NULL AND {a}.created_at <= :valid_until "
+        "AND {a}.restaurant_id IS NOT NULL AND {a}.status IS NOT NULL "
+        "AND {a}.total IS NOT NULL AND {a}.total >= 0 AND {a}.subtotal IS NOT NULL AND {a}.subtotal >= 0"
+    ),
+    "orders_orderitem": (
+        "{a}.quantity IS NOT NULL AND {a}.quantity > 0 AND {a}.menu_item_id IS NOT NULL "
+        "AND {a}.unit_price IS NOT NULL AND {a}.unit_price >= 0 AND {a}.created_at <= :valid_until"
+    ),
+    "kitchen_orderitemstation": (
+        "{a}.queued_at IS NOT NULL AND {a}.queued_at <= :valid_until "
+        "AND ({a}.prep_time_minutes IS NULL OR {a}.prep_time_minutes >= 0) "
+        "AND ({a}.queue_size_at_start IS NULL OR {a}.queue_size_at_start >= 0)"
+    ),
+    "inventory_stockmovement": (
+        "{a}.occurred_at IS NOT NULL AND {a}.occurred_at <= :valid_until "
+        "AND {a}.quantity IS NOT NULL AND abs({a}.quantity) < 1000000"
+    ),
+}
+
+# How each table reaches a restaurant, for counting per shard.
+_SCOPE: dict[str, tuple[str, str]] = {
+    "orders_order": ("orders_order t", "t.restaurant_id = ANY(:rids)"),
+    "orders_orderitem": (
+        "orders_orderitem t JOIN orders_order o ON o.id = t.order_id",
+        "o.restaurant_id = ANY(:rids)",
+    ),
+    "kitchen_orderitemstation": (
+        "kitchen_orderitemstation t JOIN kitchen_station s ON s.id = t.station_id",
+        "s.restaurant_id = ANY(:rids)",
+    ),
+    "inventory_stockmovement": (
+        "inventory_stockmovement t JOIN inventory_inventoryitem i ON i.id = t.inventory_item_id",
+        "i.restaurant_id = ANY(:rids)",
+    ),
+}
+
+
+def valid(table: str, alias: str) -> str:
+    """SQL predicate that keeps only well-formed rows of ``table`` (aliased ``alias``)."""
+    return "(" + _VALID[table].format(a=alias) + ")"
+
+
+def checked_tables() -> tuple[str, ...]:
+    return tuple(_VALID)
+
+
+def count_malformed(
+    reader: ReplicaReader,
+    tables: Iterable[str],
+    restaurant_ids: list[int],
+    valid_until: datetime,
+) -> dict[str, int]:
+    """Malformed rows per table for these restaurants; tables without a rule are not counted.
+
+    Args:
+        tables: replica tables the run reads (those absent from the replica are ignored).
+        restaurant_ids: the shard's restaurants.
+        valid_until: the latest plausible timestamp (wall clock now plus tolerance), UTC.
+    """
+    counts: dict[str, int] = {}
+    for table in tables:
+        if table not in _VALID or table not in reader.present_columns:
+            continue
+        source, scope = _SCOPE[table]
+        n = reader.scalar(
+            f"SELECT count(*) FROM {source} WHERE {scope} AND NOT {valid(table, 't')}",
+            {"rids": restaurant_ids, "valid_until": valid_until},
+        )
+        if n:
+            counts[table] = int(n)
+    return counts

@@ -1,0 +1,47 @@
+"""The restaurants a run covers, with the local-time facts every other feature depends on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from zoneinfo import available_timezones
+
+import pandas as pd
+
+from worker.replica import ReplicaReader
+
+_ZONES = frozenset(available_timezones())
+
+
+@dataclass
+class RestaurantSet:
+    """Restaurants usable by a run, and those rejected with the reason why."""
+
+    restaurants: pd.DataFrame
+    rejected: dict[int, str] = field(default_factory=dict)
+    unknown_ids: list[int] = field(default_factory=list)
+
+
+def load_restaurants(reader: ReplicaReader, restaurant_ids: list[int] | None = None) -> RestaurantSet:
+    """Active restaurants (or exactly ``restaurant_ids``), rejecting those with an unknown timezone.
+
+    A restaurant whose timezone is not an IANA name cannot have its hours or days bucketed, so it
+    is rejected (counted as a malformed ``restaurants_restaurant`` row) and the rest go on.
+    """
+    frame = reader.frame(
+        """
+        SELECT id, organization_id, timezone, country_code, opened_on, is_active
+        FROM restaurants_restaurant
+        WHERE (CAST(:ids AS bigint[]) IS NULL AND is_active) OR id = ANY(CAST(:ids AS bigint[]))
+        ORDER BY id
+        """,
+        {"ids": restaurant_ids},
+    )
+    unknown = sorted(set(restaurant_ids or []) - set(frame["id"].astype(int)))
+    rejected: dict[int, str] = {}
+    for row in frame.itertuples(index=False):
+        if row.timezone is None or row.timezone not in _ZONES:
+            rejected[int(row.id)] = f"restaurant {row.id}: unknown timezone {row.timezone!r}"
+    good = frame[~frame["id"].isin(list(rejected))].copy()
+    good["id"] = good["id"].astype("int64")
+    good["country_code"] = good["country_code"].fillna("").str.strip().str.upper()
+    return RestaurantSet(good.reset_index(drop=True), rejected, unknown)

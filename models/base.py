@@ -1,0 +1,31 @@
+"""The interface every forecaster shares, so the run loop can swap them.
+
+Frames are long: one row per (series_id, ds). ``ds`` is naive LOCAL wall time of the period start
+(Prophet rejects aware timestamps, and seasonality lives in local time); ``y`` is the target in
+the type's unit. ``predict`` returns ``yhat`` with ``lower``/``upper`` bounds of the model's
+documented interval level. Fitted state ends in ``_``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Self
+
+import pandas as pd
+
+
+class Forecaster(Protocol):
+    name: str
+
+    def fit(self, history: pd.DataFrame) -> Self:
+        """Learn from columns series_id, ds, y (and any exogenous columns the model documents)."""
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        """For columns series_id, ds: return them with yhat, lower, upper (never negative counts)."""
+
+    def save(self, directory: Path) -> None:
+        """Write fitted state as plain files (JSON, LightGBM text) into ``directory``."""
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Rebuild a fitted model from ``save``'s files (checksum already checked by the caller)."""

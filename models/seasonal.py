@@ -1,0 +1,72 @@
+"""Seasonal average: the spreadsheet baseline every other model has to beat.
+
+For each series and seasonal slot (weekday, or weekday x hour) the forecast is the mean of the
+slot's last ``window`` observations; the interval is their empirical quantiles. It needs no
+training beyond remembering those values, and it is what operators already do by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+
+SEASONS = {
+    "weekday": lambda ds: ds.dt.weekday,
+    "weekday_hour": lambda ds: ds.dt.weekday * 24 + ds.dt.hour,
+}
+
+
+class SeasonalAverage:
+    name = "seasonal_average"
+
+    def __init__(self, season: str = "weekday", window: int = 4, level: float = 0.8):
+        """
+        Args:
+            season: "weekday" for daily series, "weekday_hour" for hourly ones.
+            window: how many past occurrences of the slot to average (weeks).
+            level: central interval level, e.g. 0.8 for the 10th-90th percentile.
+        """
+        if season not in SEASONS:
+            raise ValueError(f"season must be one of {sorted(SEASONS)}")
+        self.season = season
+        self.window = window
+        self.level = level
+
+    def fit(self, history: pd.DataFrame) -> Self:
+        frame = history.loc[:, ["series_id", "ds", "y"]].copy()
+        frame["slot"] = SEASONS[self.season](frame["ds"])
+        frame = frame.sort_values("ds").groupby(["series_id", "slot"]).tail(self.window)
+        alpha = (1 - self.level) / 2
+        grouped = frame.groupby(["series_id", "slot"])["y"]
+        self.profile_ = pd.DataFrame(
+            {
+                "yhat": grouped.mean(),
+                "lower": grouped.quantile(alpha),
+                "upper": grouped.quantile(1 - alpha),
+            }
+        ).reset_index()
+        return self
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        out = future.loc[:, ["series_id", "ds"]].copy()
+        out["slot"] = SEASONS[self.season](out["ds"])
+        out = out.merge(self.profile_, on=["series_id", "slot"], how="left").drop(columns="slot")
+        for col in ("yhat", "lower", "upper"):
+            out[col] = np.maximum(out[col].astype(float), 0.0)
+        return out
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        params = {"season": self.season, "window": self.window, "level": self.level}
+        (directory / "params.json").write_text(json.dumps(params))
+        self.profile_.to_csv(directory / "profile.csv", index=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        model = cls(**json.loads((directory / "params.json").read_text()))
+        model.profile_ = pd.read_csv(directory / "profile.csv")
+        return model

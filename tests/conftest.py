@@ -1,0 +1,112 @@
+"""Test databases on the real PostgreSQL and Redis that scripts/services.sh guarantees.
+
+Settings come from the environment, so the URLs are set here before any project module reads
+them. Each session builds its predictions database with ``alembic upgrade head`` and a small
+synthetic replica with the generator.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+ADMIN_URL = os.environ.get("RMSML_TEST_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+_BASE = ADMIN_URL.rsplit("/", 1)[0]
+REPLICA_DB = "rmsml_test_replica"
+PREDICTIONS_DB = "rmsml_test_ml"
+REPLICA_URL = f"{_BASE}/{REPLICA_DB}"
+PREDICTIONS_URL = f"{_BASE}/{PREDICTIONS_DB}"
+REDIS_URL = os.environ.get("RMSML_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+os.environ["RMSML_REPLICA__URL"] = REPLICA_URL
+os.environ["RMSML_PREDICTIONS__URL"] = PREDICTIONS_URL
+os.environ["RMSML_BROKER__URL"] = f"{REDIS_URL}/14"
+os.environ["RMSML_BROKER__RESULT_BACKEND"] = f"{REDIS_URL}/15"
+os.environ["RMSML_MODEL_STORE__PATH"] = tempfile.mkdtemp(prefix="rmsml-models-")
+os.environ.setdefault("RMSML_LOG_LEVEL", "WARNING")
+
+# The small chain most tests run on: fixed end date, so every session sees the same data.
+CHAIN_END = date(2026, 11, 1)
+CHAIN = dict(restaurants=4, days=200, seed=7, end=CHAIN_END)
+
+
+def recreate_database(name: str) -> str:
+    import psycopg2
+
+    conn = psycopg2.connect(ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"{_BASE}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def predictions_url() -> str:
+    from worker import db
+    from worker.migrations import upgrade
+
+    recreate_database(PREDICTIONS_DB)
+    upgrade(PREDICTIONS_URL)
+    db.reset_engines()
+    return PREDICTIONS_URL
+
+
+@pytest.fixture(scope="session")
+def seeded_replica() -> dict:
+    """A synthetic chain in the replica schema; returns the seed summary with its ground truth."""
+    from synthetic import ChainConfig, seed_database
+
+    recreate_database(REPLICA_DB)
+    return seed_database(REPLICA_URL, ChainConfig(**CHAIN))
+
+
+@pytest.fixture()
+def clean_predictions(predictions_url):
+    """An empty predictions database (schema kept) for tests that count rows."""
+    from sqlalchemy import text
+
+    from worker import db
+
+    with db.predictions_engine().begin() as conn:
+        conn.execute(
+            text(
+                "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, "
+                "ml_webhook_attempt, ml_webhook_delivery"
+            )
+        )
+    return predictions_url
+
+
+@pytest.fixture()
+def predictions_engine(predictions_url):
+    from worker import db
+
+    return db.predictions_engine()
+
+
+@pytest.fixture()
+def replica_engine(seeded_replica):
+    from worker import db
+
+    return db.replica_engine()
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]

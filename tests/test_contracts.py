@@ -1,0 +1,97 @@
+"""The project implements the RMS contracts exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from worker.contract import MODULE_OF_TABLE, contract_tables
+
+SHARED_CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "rms_replica.sql"
+
+
+def test_replica_schema_copy_matches_shared_contract(project_root):
+    if not SHARED_CONTRACT.exists():
+        pytest.skip("no ../shared/contracts beside this checkout (a user's clone)")
+    ours = (project_root / "contracts" / "rms_replica.sql").read_text()
+    assert ours == SHARED_CONTRACT.read_text(), "contracts/rms_replica.sql differs from the shared contract"
+
+
+def test_contract_parser_sees_every_table_and_module():
+    tables = contract_tables()
+    assert set(tables) == set(MODULE_OF_TABLE)
+    assert tables["orders_orderitem"] == (
+        "id", "order_id", "menu_item_id", "quantity", "unit_price", "has_modifiers", "created_at",
+    )
+    assert "email" in tables["customers_customerprofile"]
+
+
+EXPECTED_PREDICTION_COLUMNS = [
+    ("id", "bigint", "NO"),
+    ("prediction_type", "text", "NO"),
+    ("entity_type", "text", "NO"),
+    ("entity_id", "bigint", "NO"),
+    ("restaurant_id", "bigint", "YES"),
+    ("target_start", "timestamp with time zone", "YES"),
+    ("granularity", "text", "YES"),
+    ("value", "double precision", "NO"),
+    ("lower", "double precision", "YES"),
+    ("upper", "double precision", "YES"),
+    ("details", "jsonb", "NO"),
+    ("model_name", "text", "NO"),
+    ("model_version", "text", "NO"),
+    ("method", "text", "NO"),
+    ("run_id", "uuid", "NO"),
+    ("generated_at", "timestamp with time zone", "NO"),
+    ("expires_at", "timestamp with time zone", "NO"),
+]
+
+
+def test_m_l_predictions_has_contract_columns_key_and_index(predictions_engine):
+    with predictions_engine.connect() as conn:
+        cols = conn.execute(
+            text(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_name = 'm_l_predictions' ORDER BY ordinal_position"
+            )
+        ).all()
+        identity = conn.execute(
+            text("SELECT is_identity FROM information_schema.columns WHERE table_name='m_l_predictions' AND column_name='id'")
+        ).scalar()
+        key = conn.execute(
+            text(
+                "SELECT i.indnullsnotdistinct, i.indisunique, "
+                "array(SELECT a.attname FROM unnest(i.indkey) k JOIN pg_attribute a "
+                "      ON a.attrelid = i.indrelid AND a.attnum = k) AS cols "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = 'm_l_predictions_key'"
+            )
+        ).one()
+        reader_index = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'm_l_predictions_reader'")
+        ).scalar()
+        default = conn.execute(
+            text("SELECT column_default FROM information_schema.columns WHERE table_name='m_l_predictions' AND column_name='details'")
+        ).scalar()
+    assert [tuple(c) for c in cols] == EXPECTED_PREDICTION_COLUMNS
+    assert identity == "YES"
+    assert key.indisunique and key.indnullsnotdistinct
+    assert list(key.cols) == ["prediction_type", "entity_type", "entity_id", "target_start"]
+    assert "(restaurant_id, prediction_type, target_start)" in reader_index
+    assert default.startswith("'{}'")
+
+
+def test_null_target_start_is_one_key_not_many(clean_predictions, predictions_engine):
+    """NULLS NOT DISTINCT: a point-in-time prediction (churn, LTV) has one row per entity."""
+    insert = text(
+        "INSERT INTO m_l_predictions (prediction_type, entity_type, entity_id, value, model_name, "
+        "model_version, method, run_id, generated_at, expires_at) VALUES ('churn', 'customer', 1, 0.5, "
+        "'m', '1', 'model', gen_random_uuid(), now(), now())"
+    )
+    with predictions_engine.begin() as conn:
+        conn.execute(insert)
+    with pytest.raises(Exception, match="m_l_predictions_key"):
+        with predictions_engine.begin() as conn:
+            conn.execute(insert)

@@ -1,0 +1,154 @@
+"""The one writer: atomic replacement per entity and type, idempotent re-runs, nothing half-written."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from worker.writer import InvalidPredictionRows, PredictionWriter
+
+NOW = datetime(2026, 11, 1, 4, 0, tzinfo=timezone.utc)
+
+
+def hourly_rows(restaurant_ids, hours=168, value=10.0, start=NOW):
+    frames = []
+    for rid in restaurant_ids:
+        frames.append(
+            pd.DataFrame(
+                {
+                    "entity_id": rid,
+                    "restaurant_id": rid,
+                    "target_start": pd.date_range(start, periods=hours, freq="h"),
+                    "granularity": "hour",
+                    "value": value,
+                    "lower": value - 1,
+                    "upper": value + 1,
+                    "details": [{"interval_level": 0.8}] * hours,
+                    "model_name": "test",
+                    "model_version": "1",
+                    "method": "model",
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def write(writer, run_id, rows, **kw):
+    return writer.replace_predictions(
+        run_id, "demand_hourly", "restaurant", rows, generated_at=NOW, expires_at=NOW + timedelta(hours=36), **kw
+    )
+
+
+def count(engine, where="true", **params):
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM m_l_predictions WHERE {where}"), params).scalar()
+
+
+def test_rerun_of_same_run_writes_no_duplicates(clean_predictions, predictions_engine):
+    writer = PredictionWriter(predictions_engine)
+    run_id = uuid.uuid4()
+    assert write(writer, run_id, hourly_rows([1, 2])) == 336
+    assert write(writer, run_id, hourly_rows([1, 2])) == 336
+    assert count(predictions_engine) == 336
+
+
+def test_new_run_replaces_entity_rows_in_place_and_drops_stale_targets(clean_predictions, predictions_engine):
+    writer = PredictionWriter(predictions_engine)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    write(writer, first, hourly_rows([1, 2], value=10))
+    # The next day's run covers a horizon shifted by 24 h for restaurant 1 only.
+    write(writer, second, hourly_rows([1], value=20, start=NOW + timedelta(hours=24)))
+    assert count(predictions_engine, "entity_id = 1") == 168
+    assert count(predictions_engine, "entity_id = 1 AND run_id = :r", r=str(second)) == 168
+    assert count(predictions_engine, "entity_id = 1 AND value <> 20") == 0
+    # Restaurant 2 was not in the second run: its rows stay readable.
+    assert count(predictions_engine, "entity_id = 2 AND run_id = :r", r=str(first)) == 168
+
+
+def test_scope_entity_without_rows_loses_its_old_rows(clean_predictions, predictions_engine):
+    writer = PredictionWriter(predictions_engine)
+    write(writer, uuid.uuid4(), hourly_rows([1, 2]))
+    write(writer, uuid.uuid4(), hourly_rows([1]), scope_entity_ids=[1, 2])
+    assert count(predictions_engine, "entity_id = 2") == 0
+    assert count(predictions_engine, "entity_id = 1") == 168
+
+
+def test_invalid_rows_write_nothing_and_keep_previous(clean_predictions, predictions_engine):
+    writer = PredictionWriter(predictions_engine)
+    good_run = uuid.uuid4()
+    write(writer, good_run, hourly_rows([1]))
+    bad = hourly_rows([1], value=5)
+    bad.loc[10, "value"] = float("nan")
+    with pytest.raises(InvalidPredictionRows, match="finite"):
+        write(writer, uuid.uuid4(), bad)
+    bad = hourly_rows([1])
+    bad.loc[3, "method"] = "guess"
+    with pytest.raises(InvalidPredictionRows, match="method"):
+        write(writer, uuid.uuid4(), bad)
+    assert count(predictions_engine, "run_id = :r", r=str(good_run)) == 168
+
+
+def test_failure_inside_the_transaction_leaves_previous_rows(clean_predictions, predictions_engine):
+    """A database error mid-write (here: a value the table rejects) rolls the whole entity back."""
+    writer = PredictionWriter(predictions_engine)
+    good_run = uuid.uuid4()
+    write(writer, good_run, hourly_rows([1, 2]))
+    bad = hourly_rows([1, 2], value=7)
+    bad.loc[200, "granularity"] = "fortnight"  # violates the granularity CHECK at INSERT time
+    with pytest.raises(Exception, match="granularity"):
+        write(writer, uuid.uuid4(), bad)
+    assert count(predictions_engine, "run_id = :r", r=str(good_run)) == 336
+    assert count(predictions_engine, "value = 7") == 0
+
+
+def test_reader_never_sees_a_half_written_entity(clean_predictions, predictions_engine):
+    """While large replacements commit, every read sees each entity's rows from a single run."""
+    writer = PredictionWriter(predictions_engine)
+    write(writer, uuid.uuid4(), hourly_rows(range(1, 21)))
+    seen_mixed = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            with predictions_engine.connect() as conn:
+                mixed = conn.execute(
+                    text(
+                        "SELECT entity_id FROM m_l_predictions GROUP BY entity_id "
+                        "HAVING count(DISTINCT run_id) > 1 OR count(*) <> 168"
+                    )
+                ).all()
+            seen_mixed.extend(mixed)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(6):
+            write(writer, uuid.uuid4(), hourly_rows(range(1, 21), value=float(i)))
+    finally:
+        stop.set()
+        thread.join()
+    assert seen_mixed == []
+    assert count(predictions_engine) == 20 * 168
+
+
+def test_run_record_counts_come_from_committed_rows(clean_predictions, predictions_engine):
+    writer = PredictionWriter(predictions_engine)
+    run_id = uuid.uuid4()
+    writer.create_run(run_id, "daily", NOW, trigger="test", restaurant_ids=[1, 2],
+                      prediction_types=["demand_hourly"], rows_skipped={"restaurants_restaurant": 1})
+    writer.plan_shards(run_id, [[1], [2]])
+    for shard_no, rid in enumerate([1, 2]):
+        writer.start_shard(run_id, shard_no, [rid])
+        write(writer, run_id, hourly_rows([rid]))
+        writer.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_hourly": 168},
+                            rows_skipped={"orders_order": 2}, modules_skipped={}, messages=[])
+    record = writer.finish_run(run_id)
+    assert record["status"] == "succeeded"
+    assert record["rows_written"] == {"demand_hourly": 336}
+    assert record["rows_skipped"] == {"restaurants_restaurant": 1, "orders_order": 4}
+    assert record["finished_at"] is not None

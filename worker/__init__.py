@@ -1,0 +1,1 @@
+"""The process side of the pipeline: settings, database access, the run loop, the CLI."""

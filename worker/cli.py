@@ -1,0 +1,151 @@
+"""Command line: the main job (``run``), the synthetic RMS (``seed``), migrations and the demo.
+
+Typer instead of argparse plumbing: typed options, help text and exit codes for free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="RMS prediction engine.")
+
+
+def _setup_logging() -> None:
+    from worker.settings import get_settings
+
+    logging.basicConfig(
+        level=get_settings().log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, indent=2, default=str, sort_keys=True)
+
+
+@app.command()
+def run(
+    schedule: str = typer.Option("daily", help="daily, weekly or monthly"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="run as if it were this instant (ISO 8601, UTC if naive)"),
+    restaurant: Optional[list[int]] = typer.Option(None, "--restaurant", help="restrict to these restaurant ids"),
+) -> None:
+    """Run one schedule in this process: read the replica, predict, write, record the run."""
+    _setup_logging()
+    from worker.runs import RunInputError, execute_run
+
+    try:
+        record = execute_run(schedule, as_of, restaurant or None, trigger="cli")
+    except RunInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(_json(record))
+    if record["status"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head")) -> None:
+    """Apply the predictions database migrations (alembic upgrade)."""
+    from worker.migrations import upgrade
+    from worker.settings import get_settings
+
+    upgrade(get_settings().predictions.url.get_secret_value(), revision)
+    typer.echo(f"predictions database at {revision}")
+
+
+@app.command()
+def seed(
+    restaurants: int = typer.Option(5, help="restaurants in the synthetic chain"),
+    days: int = typer.Option(400, help="days of history"),
+    seed_value: int = typer.Option(42, "--seed", help="random seed (same seed, same data)"),
+    end: Optional[str] = typer.Option(None, help="first day after history (YYYY-MM-DD); default today (UTC)"),
+    dsn: Optional[str] = typer.Option(None, help="replica database URL; default the configured replica"),
+    without: list[str] = typer.Option([], "--without", help="omit an RMS module: kitchen, inventory, customers, payments"),
+) -> None:
+    """Fill a database with a synthetic restaurant chain in the replica schema.
+
+    This writes to the *target* database with its own connection: it stands in for the RMS, which
+    owns the replica. The pipeline itself never writes there.
+    """
+    _setup_logging()
+    from synthetic import ChainConfig, seed_database
+    from worker.settings import get_settings
+
+    url = dsn or get_settings().replica.url.get_secret_value()
+    modules = tuple(m for m in ("kitchen", "inventory", "customers", "payments") if m not in without)
+    cfg = ChainConfig(
+        restaurants=restaurants,
+        days=days,
+        seed=seed_value,
+        end=date.fromisoformat(end) if end else None,
+        modules=modules,
+    )
+    summary = seed_database(url, cfg)
+    summary.pop("ground_truth", None)
+    typer.echo(_json(summary))
+
+
+@app.command()
+def demo(
+    restaurants: int = typer.Option(6, help="restaurants in the synthetic chain"),
+    days: int = typer.Option(400, help="days of history"),
+    data_dir: Optional[Path] = typer.Option(None, help="where the embedded PostgreSQL keeps its data"),
+) -> None:
+    """The whole pipeline on an embedded PostgreSQL: seed a chain, migrate, run daily, summarise."""
+    _setup_logging()
+    from worker.embedded import embedded_urls
+    from worker.settings import get_settings
+
+    started = time.monotonic()
+    replica_url, predictions_url = embedded_urls(data_dir or get_settings().embedded.data_dir)
+    os.environ["RMSML_REPLICA__URL"] = replica_url
+    os.environ["RMSML_PREDICTIONS__URL"] = predictions_url
+    from worker import db
+    from worker.migrations import upgrade
+
+    get_settings.cache_clear()
+    db.reset_engines()
+    from synthetic import ChainConfig, seed_database
+
+    typer.echo(f"seeding a synthetic chain of {restaurants} restaurants over {days} days ...")
+    seeded = seed_database(replica_url, ChainConfig(restaurants=restaurants, days=days, seed=42))
+    upgrade(predictions_url)
+    from worker.runs import execute_run
+
+    typer.echo("running the daily schedule ...")
+    record = execute_run("daily", trigger="demo")
+    elapsed = time.monotonic() - started
+    typer.echo("")
+    typer.echo(f"run {record['id']}: {record['status']} in {elapsed:.1f} s (seed + migrate + run)")
+    typer.echo(f"replica rows seeded: {sum(v for k, v in seeded.items() if isinstance(v, int))}")
+    for ptype, n in sorted(record["rows_written"].items()):
+        typer.echo(f"  {ptype:<22} {n:>8} rows")
+    if record["rows_skipped"]:
+        typer.echo(f"malformed rows skipped: {record['rows_skipped']}")
+    if record["modules_skipped"]:
+        typer.echo(f"skipped: {record['modules_skipped']}")
+    typer.echo("")
+    typer.echo("look at them:")
+    typer.echo(f"  psql '{predictions_url}' -c \"SELECT prediction_type, entity_id, target_start, value, lower, upper, method "
+               "FROM m_l_predictions ORDER BY restaurant_id, prediction_type, target_start LIMIT 20\"")
+    typer.echo(f"  run record: SELECT * FROM ml_run WHERE id = '{record['id']}'")
+    if record["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The one run loop: begin a run, run its shards, finish it.
+
+The CLI runs the three steps in-process; Celery runs the shards as a chord across workers. Both
+call these same functions with ids and plain values, so a run behaves the same wherever it runs.
+
+Failure model: a unit that fails in a shard is recorded and the shard's other units go on; the
+predictions it would have replaced stay as they were (the writer replaces atomically). Every step
+is idempotent for a given run id, so a retried or redelivered step writes no duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from features.quality import count_malformed
+from features.restaurants import load_restaurants
+from worker import db, records
+from worker.catalog import SCHEDULES, units_for
+from worker.replica import ReplicaReader
+from worker.settings import Settings, get_settings
+from worker.units import Scope
+from worker.writer import PredictionWriter
+
+log = logging.getLogger(__name__)
+
+# A timestamp later than the wall clock plus this cannot be real.
+FUTURE_TOLERANCE = pd.Timedelta(hours=1)
+
+
+class RunInputError(ValueError):
+    """The run was asked for something that cannot be run (bad schedule, unknown restaurant)."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: str
+    schedule: str
+    as_of: pd.Timestamp
+    shards: list[list[int]]
+    prediction_types: list[str]
+
+
+def parse_as_of(as_of: str | datetime | None) -> pd.Timestamp:
+    """A UTC instant; naive input is taken as UTC. Defaults to now."""
+    if as_of is None or as_of == "":
+        return pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+    ts = pd.Timestamp(as_of)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("s")
+
+
+def _engines(settings: Settings) -> tuple[Engine, Engine]:
+    return db.replica_engine(), db.predictions_engine()
+
+
+def begin_run(
+    schedule: str,
+    as_of: str | datetime | None = None,
+    restaurant_ids: list[int] | None = None,
+    *,
+    trigger: str = "cli",
+    run_id: str | None = None,
+    settings: Settings | None = None,
+) -> RunPlan:
+    """Create the run record and its shards. Raises ``RunInputError`` for bad input, recorded as failed."""
+    settings = settings or get_settings()
+    replica, predictions = _engines(settings)
+    writer = PredictionWriter(predictions)
+    run_id = str(run_id or uuid.uuid4())
+    when = parse_as_of(as_of)
+    try:
+        units = units_for(schedule)
+    except ValueError as exc:
+        raise RunInputError(str(exc)) from None
+    if restaurant_ids is not None:
+        try:
+            restaurant_ids = sorted({int(i) for i in restaurant_ids})
+        except (TypeError, ValueError):
+            raise RunInputError(f"restaurant_ids must be integers, got {restaurant_ids!r}") from None
+    reader = ReplicaReader(replica)
+    found = load_restaurants(reader, restaurant_ids)
+    modules_skipped = {}
+    for unit in units:
+        reasons = reader.missing(unit.requires)
+        if reasons:
+            modules_skipped[unit.prediction_type] = "; ".join(reasons)
+    messages = list(found.rejected.values())
+    skipped = {"restaurants_restaurant": len(found.rejected)} if found.rejected else {}
+    ids = [int(i) for i in found.restaurants["id"]]
+    size = max(1, settings.schedules.shard_size)
+    shards = [ids[i : i + size] for i in range(0, len(ids), size)]
+    types = [u.prediction_type for u in units]
+    writer.create_run(
+        uuid.UUID(run_id),
+        schedule,
+        when.to_pydatetime(),
+        trigger=trigger,
+        restaurant_ids=ids,
+        prediction_types=types,
+        rows_skipped=skipped,
+        modules_skipped=modules_skipped,
+        messages=messages,
+    )
+    if found.unknown_ids:
+        error = f"unknown restaurant id(s): {found.unknown_ids}"
+        writer.fail_run(run_id, error)
+        raise RunInputError(error)
+    writer.plan_shards(run_id, shards)
+    log.info("run %s (%s, as of %s): %d restaurants in %d shards", run_id, schedule, when, len(ids), len(shards))
+    return RunPlan(run_id, schedule, when, shards, types)
+
+
+def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -> dict:
+    """Compute and write every unit of the run's schedule for one shard of restaurants."""
+    settings = settings or get_settings()
+    replica, predictions = _engines(settings)
+    run = records.get_run(predictions, run_id)
+    shard = records.get_shard(predictions, run_id, shard_no)
+    if run is None or shard is None:
+        raise RunInputError(f"no shard {shard_no} in run {run_id}")
+    writer = PredictionWriter(predictions)
+    writer.start_shard(run_id, shard_no, shard["restaurant_ids"])
+    reader = ReplicaReader(replica)
+    valid_until = datetime.now(timezone.utc) + FUTURE_TOLERANCE.to_pytimedelta()
+    units = [u for u in units_for(run["schedule"]) if u.prediction_type not in run["modules_skipped"]]
+    written: dict[str, int] = {}
+    messages: list[str] = []
+    errors: list[str] = []
+    skipped: dict[str, int] = {}
+    try:
+        found = load_restaurants(reader, list(shard["restaurant_ids"]))
+        tables = sorted({t for u in units for t in u.tables})
+        skipped = count_malformed(reader, tables, list(found.restaurants["id"]), valid_until)
+        scope = Scope(
+            run_id=run_id,
+            schedule=run["schedule"],
+            as_of=pd.Timestamp(run["as_of"]).tz_convert("UTC"),
+            restaurants=found.restaurants,
+            forecast=settings.forecast,
+            model_store=settings.model_store.path,
+            valid_until=valid_until,
+            registry=records.registry_frame(predictions, [u.prediction_type for u in units]),
+        )
+        generated_at = datetime.now(timezone.utc)
+        expires_at = generated_at + pd.Timedelta(hours=settings.forecast.expires_after_hours).to_pytimedelta()
+        for unit in units:
+            try:
+                result = unit.predict(unit.features(reader, scope), scope)
+                written[unit.prediction_type] = writer.replace_predictions(
+                    run_id,
+                    unit.prediction_type,
+                    unit.entity_type,
+                    result.rows,
+                    generated_at=generated_at,
+                    expires_at=expires_at,
+                    scope_entity_ids=result.scope_entity_ids,
+                )
+                for model in result.models:
+                    writer.register_model(prediction_type=unit.prediction_type, run_id=run_id, **vars(model))
+                messages.extend(result.messages)
+            except Exception as exc:  # one unit failing must not take the others down
+                log.exception("run %s shard %d: %s failed", run_id, shard_no, unit.prediction_type)
+                errors.append(f"{unit.prediction_type}: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        errors.append(f"shard: {type(exc).__name__}: {exc}")
+        log.error("run %s shard %d failed:\n%s", run_id, shard_no, traceback.format_exc())
+    status = "failed" if errors else "succeeded"
+    writer.finish_shard(
+        run_id,
+        shard_no,
+        status=status,
+        rows_written=written,
+        rows_skipped=skipped,
+        modules_skipped={},
+        messages=messages,
+        error="; ".join(errors) or None,
+    )
+    return {"run_id": run_id, "shard_no": shard_no, "status": status, "rows_written": written, "errors": errors}
+
+
+def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
+    """Close the run from what was committed and return its record."""
+    settings = settings or get_settings()
+    _, predictions = _engines(settings)
+    return PredictionWriter(predictions).finish_run(run_id)
+
+
+def execute_run(
+    schedule: str,
+    as_of: str | datetime | None = None,
+    restaurant_ids: list[int] | None = None,
+    *,
+    trigger: str = "cli",
+    run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict:
+    """Run a whole schedule in this process: the CLI's and the demo's path."""
+    plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+    for shard_no in range(len(plan.shards)):
+        run_shard(plan.run_id, shard_no, settings=settings)
+    return finish_run(plan.run_id, settings=settings)
+
+
+__all__ = ["SCHEDULES", "RunInputError", "RunPlan", "begin_run", "run_shard", "finish_run", "execute_run"]

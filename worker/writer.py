@@ -1,0 +1,401 @@
+"""The one writer: every write to the predictions database goes through this module.
+
+Why one module: the RMS reads ``m_l_predictions`` live, so the rules that keep it trustworthy
+(an entity's rows of one type change all at once, a re-run never duplicates, a failed run leaves
+the previous rows in place) are easiest to keep when there is exactly one place that writes.
+The replica is never written: its engine is read-only (``worker.db``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, text
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "prediction_type",
+    "entity_type",
+    "entity_id",
+    "restaurant_id",
+    "target_start",
+    "granularity",
+    "value",
+    "lower",
+    "upper",
+    "details",
+    "model_name",
+    "model_version",
+    "method",
+    "run_id",
+    "generated_at",
+    "expires_at",
+)
+REQUIRED_COLUMNS = ("entity_id", "value", "model_name", "model_version", "method")
+METHODS = ("model", "previous_model", "rule", "average")
+ENTITY_TYPES = ("restaurant", "menu_item", "customer", "inventory_item", "supplier", "station")
+
+
+class InvalidPredictionRows(ValueError):
+    """Rows that would break the m_l_predictions contract; nothing was written."""
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (datetime, pd.Timestamp)):
+        return obj.isoformat()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+
+
+def _merge_counts(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    for key, n in more.items():
+        into[key] = int(into.get(key, 0)) + int(n)
+    return into
+
+
+class PredictionWriter:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # ------------------------------------------------------------------ predictions
+    def replace_predictions(
+        self,
+        run_id: uuid.UUID | str,
+        prediction_type: str,
+        entity_type: str,
+        rows: pd.DataFrame,
+        *,
+        generated_at: datetime,
+        expires_at: datetime,
+        scope_entity_ids: Iterable[int] = (),
+    ) -> int:
+        """Make ``rows`` the complete set of this type's rows for every entity they cover.
+
+        All rows go in one transaction: a reader sees an entity's old rows or its new rows, never
+        a mix. Rows are staged with COPY and upserted on the contract's unique key, so re-running
+        the same run (a retried shard, a redelivered message) leaves exactly one row per key.
+        Entities listed in ``scope_entity_ids`` that have no new rows lose their old ones (an
+        item discontinued since the last run stops showing a forecast).
+
+        Returns the number of rows written.
+        """
+        if entity_type not in ENTITY_TYPES:
+            raise InvalidPredictionRows(f"unknown entity_type {entity_type!r}")
+        frame = self._validated(rows, run_id, prediction_type, entity_type, generated_at, expires_at)
+        entity_ids = sorted(set(int(e) for e in frame["entity_id"]) | {int(e) for e in scope_entity_ids})
+        if not entity_ids:
+            return 0
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S%z")
+        buffer.seek(0)
+        cols = ", ".join(PREDICTION_COLUMNS)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in PREDICTION_COLUMNS[3:])
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
+                f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
+            )
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", buffer)
+            conn.exec_driver_sql(
+                f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
+                f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
+            )
+            conn.execute(
+                text(
+                    "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
+                    "AND entity_type = :etype AND entity_id = ANY(:ids) AND run_id <> :run_id"
+                ),
+                {"ptype": prediction_type, "etype": entity_type, "ids": entity_ids, "run_id": str(run_id)},
+            )
+        return len(frame)
+
+    @staticmethod
+    def _validated(
+        rows: pd.DataFrame,
+        run_id: uuid.UUID | str,
+        prediction_type: str,
+        entity_type: str,
+        generated_at: datetime,
+        expires_at: datetime,
+    ) -> pd.DataFrame:
+        missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+        if missing:
+            raise InvalidPredictionRows(f"{prediction_type}: rows lack column(s) {missing}")
+        frame = rows.copy()
+        frame["prediction_type"] = prediction_type
+        frame["entity_type"] = entity_type
+        frame["run_id"] = str(run_id)
+        frame["generated_at"] = pd.Timestamp(generated_at)
+        frame["expires_at"] = pd.Timestamp(expires_at)
+        for optional in ("restaurant_id", "target_start", "granularity", "lower", "upper"):
+            if optional not in frame.columns:
+                frame[optional] = None
+        if "details" not in frame.columns:
+            frame["details"] = [{} for _ in range(len(frame))]
+        values = pd.to_numeric(frame["value"], errors="coerce")
+        if not values.map(lambda v: v is not None and math.isfinite(v)).all():
+            raise InvalidPredictionRows(f"{prediction_type}: value must be a finite number on every row")
+        bad_methods = set(frame["method"]) - set(METHODS)
+        if bad_methods:
+            raise InvalidPredictionRows(f"{prediction_type}: unknown method(s) {sorted(bad_methods)}")
+        key = frame[["entity_id", "target_start"]].astype(str)
+        if key.duplicated().any():
+            raise InvalidPredictionRows(f"{prediction_type}: duplicate (entity_id, target_start) rows")
+        frame["entity_id"] = frame["entity_id"].astype("int64")
+        frame["restaurant_id"] = frame["restaurant_id"].astype("Int64")
+        frame["target_start"] = pd.to_datetime(frame["target_start"], utc=True)
+        frame["details"] = frame["details"].map(_dumps)
+        return frame.loc[:, list(PREDICTION_COLUMNS)]
+
+    # ------------------------------------------------------------------ run records
+    def create_run(
+        self,
+        run_id: uuid.UUID,
+        schedule: str,
+        as_of: datetime,
+        *,
+        trigger: str,
+        restaurant_ids: list[int],
+        prediction_types: list[str],
+        rows_skipped: Mapping[str, int] | None = None,
+        modules_skipped: Mapping[str, str] | None = None,
+        messages: list[str] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_run (id, schedule, as_of, status, trigger, restaurant_ids,
+                                        prediction_types, rows_skipped, modules_skipped, messages)
+                    VALUES (:id, :schedule, :as_of, 'running', :trigger, CAST(:rids AS jsonb),
+                            CAST(:types AS jsonb), CAST(:skipped AS jsonb),
+                            CAST(:modules AS jsonb), CAST(:messages AS jsonb))
+                    ON CONFLICT (id) DO UPDATE SET status = 'running', heartbeat_at = now(),
+                        finished_at = NULL, error = NULL
+                    """
+                ),
+                {
+                    "id": str(run_id),
+                    "schedule": schedule,
+                    "as_of": as_of,
+                    "trigger": trigger,
+                    "rids": _dumps(restaurant_ids),
+                    "types": _dumps(prediction_types),
+                    "skipped": _dumps(dict(rows_skipped or {})),
+                    "modules": _dumps(dict(modules_skipped or {})),
+                    "messages": _dumps(list(messages or [])),
+                },
+            )
+
+    def plan_shards(self, run_id: uuid.UUID | str, shards: list[list[int]]) -> None:
+        """Record the run's shards as pending, so a finishing step knows what to wait for."""
+        with self.engine.begin() as conn:
+            for shard_no, ids in enumerate(shards):
+                conn.execute(
+                    text(
+                        "INSERT INTO ml_run_shard (run_id, shard_no, restaurant_ids, status) "
+                        "VALUES (:run_id, :shard_no, CAST(:rids AS jsonb), 'pending') "
+                        "ON CONFLICT (run_id, shard_no) DO NOTHING"
+                    ),
+                    {"run_id": str(run_id), "shard_no": shard_no, "rids": _dumps(ids)},
+                )
+
+    def fail_run(self, run_id: uuid.UUID | str, error: str) -> None:
+        """Record a run that could not start or finish; its predictions stay as they were."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE ml_run SET status = 'failed', error = :error, finished_at = now() "
+                    "WHERE id = :id"
+                ),
+                {"id": str(run_id), "error": error[:4000]},
+            )
+
+    def start_shard(self, run_id: uuid.UUID | str, shard_no: int, restaurant_ids: list[int]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_run_shard (run_id, shard_no, restaurant_ids, status, attempts, started_at)
+                    VALUES (:run_id, :shard_no, CAST(:rids AS jsonb), 'running', 1, now())
+                    ON CONFLICT (run_id, shard_no) DO UPDATE SET status = 'running',
+                        attempts = ml_run_shard.attempts + 1, started_at = now(), error = NULL
+                    """
+                ),
+                {"run_id": str(run_id), "shard_no": shard_no, "rids": _dumps(restaurant_ids)},
+            )
+            conn.execute(text("UPDATE ml_run SET heartbeat_at = now() WHERE id = :id"), {"id": str(run_id)})
+
+    def finish_shard(
+        self,
+        run_id: uuid.UUID | str,
+        shard_no: int,
+        *,
+        status: str,
+        rows_written: Mapping[str, int],
+        rows_skipped: Mapping[str, int],
+        modules_skipped: Mapping[str, str],
+        messages: list[str],
+        error: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    UPDATE ml_run_shard SET status = :status, finished_at = now(),
+                        rows_written = CAST(:written AS jsonb), rows_skipped = CAST(:skipped AS jsonb),
+                        modules_skipped = CAST(:modules AS jsonb), messages = CAST(:messages AS jsonb),
+                        error = :error
+                    WHERE run_id = :run_id AND shard_no = :shard_no
+                    """
+                ),
+                {
+                    "run_id": str(run_id),
+                    "shard_no": shard_no,
+                    "status": status,
+                    "written": _dumps(dict(rows_written)),
+                    "skipped": _dumps(dict(rows_skipped)),
+                    "modules": _dumps(dict(modules_skipped)),
+                    "messages": _dumps(messages),
+                    "error": error[:4000] if error else None,
+                },
+            )
+
+    def finish_run(self, run_id: uuid.UUID | str) -> dict[str, Any]:
+        """Close the run from what was committed: row counts come from the table, not from memory.
+
+        Status: ``succeeded`` when every shard and prediction type succeeded, ``partial`` when some
+        failed but rows were written, ``failed`` otherwise.
+        """
+        rid = str(run_id)
+        with self.engine.begin() as conn:
+            run = conn.execute(
+                text("SELECT rows_skipped, modules_skipped, messages FROM ml_run WHERE id = :id FOR UPDATE"),
+                {"id": rid},
+            ).mappings().one()
+            written = {
+                t: int(n)
+                for t, n in conn.execute(
+                    text(
+                        "SELECT prediction_type, count(*) FROM m_l_predictions WHERE run_id = :id "
+                        "GROUP BY prediction_type ORDER BY prediction_type"
+                    ),
+                    {"id": rid},
+                )
+            }
+            shards = conn.execute(
+                text(
+                    "SELECT shard_no, restaurant_ids, status, rows_skipped, modules_skipped, messages, error "
+                    "FROM ml_run_shard WHERE run_id = :id ORDER BY shard_no"
+                ),
+                {"id": rid},
+            ).mappings().all()
+            skipped: dict[str, int] = dict(run["rows_skipped"])
+            modules: dict[str, str] = dict(run["modules_skipped"])
+            messages: list[str] = list(run["messages"])
+            failed: list[dict[str, Any]] = []
+            for shard in shards:
+                _merge_counts(skipped, shard["rows_skipped"])
+                modules.update(shard["modules_skipped"])
+                messages.extend(m for m in shard["messages"] if m not in messages)
+                if shard["status"] != "succeeded":
+                    failed.append(
+                        {
+                            "shard": shard["shard_no"],
+                            "restaurant_ids": shard["restaurant_ids"],
+                            "error": shard["error"] or f"shard {shard['status']}",
+                        }
+                    )
+            any_written = sum(written.values()) > 0
+            if not failed:
+                status = "succeeded"
+            elif any_written:
+                status = "partial"
+            else:
+                status = "failed"
+            error = "; ".join(f["error"] for f in failed)[:4000] or None
+            row = conn.execute(
+                text(
+                    """
+                    UPDATE ml_run SET status = :status, finished_at = now(), heartbeat_at = now(),
+                        rows_written = CAST(:written AS jsonb), rows_skipped = CAST(:skipped AS jsonb),
+                        modules_skipped = CAST(:modules AS jsonb), messages = CAST(:messages AS jsonb),
+                        failed = CAST(:failed AS jsonb), error = :error
+                    WHERE id = :id
+                    RETURNING id, schedule, as_of, status, started_at, finished_at, restaurant_ids,
+                              rows_written, rows_skipped, modules_skipped, messages, failed, error
+                    """
+                ),
+                {
+                    "id": rid,
+                    "status": status,
+                    "written": _dumps(written),
+                    "skipped": _dumps(skipped),
+                    "modules": _dumps(modules),
+                    "messages": _dumps(messages),
+                    "failed": _dumps(failed),
+                    "error": error,
+                },
+            ).mappings().one()
+        return dict(row)
+
+    # ------------------------------------------------------------------ model registry
+    def register_model(
+        self,
+        *,
+        name: str,
+        version: str,
+        prediction_type: str,
+        artifact_path: str,
+        sha256: str,
+        training_start: datetime | None,
+        training_end: datetime | None,
+        metrics: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        run_id: uuid.UUID | str | None = None,
+        status: str = "active",
+    ) -> None:
+        """Record a saved artifact; re-registering the same name and version updates it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_model_registry (name, version, prediction_type, artifact_path, sha256,
+                        training_start, training_end, metrics, params, status, run_id)
+                    VALUES (:name, :version, :ptype, :path, :sha, :tstart, :tend,
+                            CAST(:metrics AS jsonb), CAST(:params AS jsonb), :status, :run_id)
+                    ON CONFLICT ON CONSTRAINT ml_model_registry_name_version DO UPDATE SET
+                        artifact_path = EXCLUDED.artifact_path, sha256 = EXCLUDED.sha256,
+                        training_start = EXCLUDED.training_start, training_end = EXCLUDED.training_end,
+                        metrics = EXCLUDED.metrics, params = EXCLUDED.params, status = EXCLUDED.status,
+                        run_id = EXCLUDED.run_id
+                    """
+                ),
+                {
+                    "name": name,
+                    "version": version,
+                    "ptype": prediction_type,
+                    "path": artifact_path,
+                    "sha": sha256,
+                    "tstart": training_start,
+                    "tend": training_end,
+                    "metrics": _dumps(dict(metrics)),
+                    "params": _dumps(dict(params or {})),
+                    "status": status,
+                    "run_id": str(run_id) if run_id else None,
+                },
+            )
