@@ -16,16 +16,19 @@ import pytest
 
 ADMIN_URL = os.environ.get("RMSML_TEST_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 _BASE = ADMIN_URL.rsplit("/", 1)[0]
-REPLICA_DB = "rmsml_test_replica"
-PREDICTIONS_DB = "rmsml_test_ml"
+# A suffix lets two test sessions share one PostgreSQL server without clobbering each other.
+DB_SUFFIX = os.environ.get("RMSML_TEST_DB_SUFFIX", "")
+REPLICA_DB = f"rmsml_test_replica{DB_SUFFIX}"
+PREDICTIONS_DB = f"rmsml_test_ml{DB_SUFFIX}"
 REPLICA_URL = f"{_BASE}/{REPLICA_DB}"
 PREDICTIONS_URL = f"{_BASE}/{PREDICTIONS_DB}"
 REDIS_URL = os.environ.get("RMSML_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 os.environ["RMSML_REPLICA__URL"] = REPLICA_URL
 os.environ["RMSML_PREDICTIONS__URL"] = PREDICTIONS_URL
-os.environ["RMSML_BROKER__URL"] = f"{REDIS_URL}/14"
-os.environ["RMSML_BROKER__RESULT_BACKEND"] = f"{REDIS_URL}/15"
+REDIS_DB_BASE = int(os.environ.get("RMSML_TEST_REDIS_DB_BASE", "14"))
+os.environ["RMSML_BROKER__URL"] = f"{REDIS_URL}/{REDIS_DB_BASE}"
+os.environ["RMSML_BROKER__RESULT_BACKEND"] = f"{REDIS_URL}/{REDIS_DB_BASE + 1}"
 os.environ["RMSML_MODEL_STORE__PATH"] = tempfile.mkdtemp(prefix="rmsml-models-")
 os.environ.setdefault("RMSML_LOG_LEVEL", "WARNING")
 

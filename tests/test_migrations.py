@@ -6,7 +6,7 @@ from sqlalchemy import create_engine as _create_engine, inspect, text
 
 from worker.db import sqlalchemy_url
 
-from tests.conftest import drop_database, recreate_database
+from tests.conftest import DB_SUFFIX, drop_database, recreate_database
 from worker.migrations import downgrade, upgrade
 
 OUR_TABLES = {
@@ -15,7 +15,7 @@ OUR_TABLES = {
 
 
 def test_upgrade_downgrade_upgrade():
-    url = recreate_database("rmsml_test_migrations")
+    url = recreate_database("rmsml_test_migrations" + DB_SUFFIX)
     engine = _create_engine(sqlalchemy_url(url))
     try:
         # An RMS's own alembic_version table in the same database must survive untouched.
@@ -39,4 +39,4 @@ def test_upgrade_downgrade_upgrade():
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "rms_0042"
     finally:
         engine.dispose()
-        drop_database("rmsml_test_migrations")
+        drop_database("rmsml_test_migrations" + DB_SUFFIX)

@@ -1,0 +1,1 @@
+"""Unit declarations, one module per domain; ``worker.catalog`` gathers them."""
