@@ -1,0 +1,146 @@
+"""The run loop end to end on a synthetic chain: rows, run records, bad input, failures, replays."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database
+from worker import db, runs
+from worker.replica import Requirement
+from worker.settings import get_settings
+from worker.units import PredictionUnit, UnitResult
+
+AS_OF = "2026-10-31T04:15:00Z"
+
+
+def q(sql, **params):
+    with db.predictions_engine().connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
+def valid_restaurants(seeded_replica):
+    truth = seeded_replica["ground_truth"]
+    return sorted(int(r["id"]) for r in truth["restaurants"] if r.get("timezone_valid", True))
+
+
+def test_daily_run_writes_demand_rows_for_every_valid_restaurant(seeded_replica, clean_predictions):
+    record = runs.execute_run("daily", AS_OF)
+    n = CHAIN["restaurants"]
+    assert record["status"] == "succeeded", record
+    assert record["rows_written"] == {"demand_daily": 28 * n, "demand_hourly": 168 * n}
+    per_restaurant = q(
+        "SELECT restaurant_id, prediction_type, count(*), min(target_start), bool_and(value >= 0), "
+        "bool_and(lower <= value AND value <= upper) FROM m_l_predictions GROUP BY 1, 2"
+    )
+    assert len(per_restaurant) == 2 * n
+    for rid, ptype, count, first, nonneg, ordered in per_restaurant:
+        assert count == (168 if ptype == "demand_hourly" else 28)
+        assert nonneg and ordered
+        if ptype == "demand_hourly":
+            assert first >= pd.Timestamp(AS_OF)
+    revenue = q("SELECT count(*) FROM m_l_predictions WHERE prediction_type = 'demand_daily' AND (details->>'revenue')::float > 0")
+    assert revenue[0][0] > 0
+
+
+def test_malformed_rows_and_unknown_timezone_are_counted_and_skipped(seeded_replica, clean_predictions):
+    record = runs.execute_run("daily", AS_OF)
+    truth = seeded_replica["ground_truth"]["malformed"]
+    assert record["rows_skipped"]["restaurants_restaurant"] >= 1
+    assert any("unknown timezone" in m for m in record["messages"])
+    assert record["rows_skipped"].get("orders_order", 0) >= 1
+    assert record["rows_skipped"]["orders_order"] <= truth["orders_order"]
+    bad = [r["id"] for r in seeded_replica["ground_truth"]["restaurants"] if not r.get("timezone_valid", True)]
+    assert q("SELECT count(*) FROM m_l_predictions WHERE restaurant_id = ANY(:ids)", ids=bad)[0][0] == 0
+
+
+def test_same_run_twice_writes_no_duplicates_and_next_run_replaces(seeded_replica, clean_predictions):
+    first = runs.execute_run("daily", AS_OF, run_id="00000000-0000-0000-0000-000000000001")
+    again = runs.execute_run("daily", AS_OF, run_id="00000000-0000-0000-0000-000000000001")
+    assert again["rows_written"] == first["rows_written"]
+    total = sum(first["rows_written"].values())
+    assert q("SELECT count(*) FROM m_l_predictions")[0][0] == total
+    nxt = runs.execute_run("daily", "2026-10-31T05:15:00Z")
+    assert q("SELECT count(*) FROM m_l_predictions")[0][0] == sum(nxt["rows_written"].values())
+    assert q("SELECT count(DISTINCT run_id) FROM m_l_predictions")[0][0] == 1
+
+
+def test_as_of_replays_history_strictly_before_it(seeded_replica, clean_predictions):
+    """A replay a month back predicts from then; the orders after it do not leak in."""
+    as_of = pd.Timestamp("2026-09-30T04:15:00Z")
+    record = runs.execute_run("daily", as_of.isoformat())
+    assert record["status"] == "succeeded"
+    first = q("SELECT min(target_start), max(target_start) FROM m_l_predictions WHERE prediction_type = 'demand_hourly'")[0]
+    assert first[0] >= as_of and first[1] < as_of + pd.Timedelta(hours=170)
+    daily = q("SELECT min(target_start) FROM m_l_predictions WHERE prediction_type = 'demand_daily'")[0][0]
+    assert as_of - pd.Timedelta(days=1) < daily <= as_of + pd.Timedelta(days=1)
+
+
+def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, clean_predictions, monkeypatch):
+    good = runs.execute_run("daily", AS_OF)
+    real_units_for = runs.units_for
+
+    def failing_hourly(schedule):
+        units = real_units_for(schedule)
+        return [
+            PredictionUnit(u.prediction_type, u.entity_type, u.schedules, u.requires, u.features,
+                           _boom if u.prediction_type == "demand_hourly" else u.predict)
+            for u in units
+        ]
+
+    monkeypatch.setattr(runs, "units_for", failing_hourly)
+    broken = runs.execute_run("daily", "2026-10-31T05:15:00Z")
+    assert broken["status"] == "partial"
+    assert "demand_hourly" in broken["error"]
+    assert broken["rows_written"] == {"demand_daily": 28 * CHAIN["restaurants"]}
+    hourly_runs = q("SELECT DISTINCT run_id::text FROM m_l_predictions WHERE prediction_type = 'demand_hourly'")
+    assert hourly_runs == [(str(good["id"]),)]
+    monkeypatch.setattr(runs, "units_for", real_units_for)
+    retried = runs.execute_run("daily", "2026-10-31T05:15:00Z", run_id=str(broken["id"]))
+    assert retried["status"] == "succeeded"
+    assert q("SELECT count(*) FROM m_l_predictions")[0][0] == sum(good["rows_written"].values())
+
+
+def _boom(features, scope):
+    raise RuntimeError("model exploded")
+
+
+def test_bad_input_is_a_clear_error_recorded_and_writes_nothing(seeded_replica, clean_predictions):
+    with pytest.raises(runs.RunInputError, match="unknown schedule"):
+        runs.execute_run("hourly", AS_OF)
+    with pytest.raises(runs.RunInputError, match="unknown restaurant"):
+        runs.execute_run("daily", AS_OF, restaurant_ids=[1, 987654])
+    failed = q("SELECT status, error FROM ml_run")
+    assert failed == [("failed", "unknown restaurant id(s): [987654]")]
+    assert q("SELECT count(*) FROM m_l_predictions")[0][0] == 0
+
+
+def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_predictions, monkeypatch):
+    from synthetic import ChainConfig, seed_database
+
+    name = "rmsml_test_noinv" + DB_SUFFIX
+    url = recreate_database(name)
+    seed_database(url, ChainConfig(restaurants=2, days=60, seed=5, end=CHAIN["end"], modules=("customers",)))
+    previous_url = os.environ["RMSML_REPLICA__URL"]
+    os.environ["RMSML_REPLICA__URL"] = url
+    get_settings.cache_clear()
+    db.reset_engines()
+    real_units_for = runs.units_for
+    stock = PredictionUnit(
+        "stock_daily", "inventory_item", ("daily",), (Requirement("inventory_stockmovement"),),
+        lambda reader, scope: None, lambda f, s: UnitResult(rows=pd.DataFrame()),
+    )
+    monkeypatch.setattr(runs, "units_for", lambda schedule: [*real_units_for(schedule), stock])
+    try:
+        record = runs.execute_run("daily", AS_OF)
+        assert record["status"] == "succeeded"
+        assert "inventory" in record["modules_skipped"]["stock_daily"]
+        assert set(record["rows_written"]) == {"demand_daily", "demand_hourly"}
+    finally:
+        os.environ["RMSML_REPLICA__URL"] = previous_url
+        get_settings.cache_clear()
+        db.reset_engines()
+        drop_database(name)
