@@ -191,6 +191,45 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
     return PredictionWriter(predictions).finish_run(run_id)
 
 
+def reject_run(
+    run_id: str,
+    schedule: str,
+    as_of: str | datetime | None,
+    *,
+    trigger: str,
+    error: str,
+    settings: Settings | None = None,
+) -> None:
+    """Record a trigger that could not become a run (bad schedule or arguments) as a failed run.
+
+    Admins look for runs in ``ml_run``; a rejected trigger belongs there with its reason. A run
+    that ``begin_run`` already recorded (and failed) is left as it is.
+    """
+    settings = settings or get_settings()
+    _, predictions = _engines(settings)
+    if records.get_run(predictions, run_id) is not None:
+        return
+    try:
+        when = parse_as_of(as_of)
+    except (TypeError, ValueError):
+        when = parse_as_of(None)
+    writer = PredictionWriter(predictions)
+    writer.create_run(uuid.UUID(run_id), str(schedule)[:64], when.to_pydatetime(), trigger=trigger,
+                      restaurant_ids=[], prediction_types=[])
+    writer.fail_run(run_id, error)
+
+
+def unfinished_shards(run_id: str, *, settings: Settings | None = None) -> list[int]:
+    """Shards of the run still pending or running: a finishing step waits for these."""
+    settings = settings or get_settings()
+    _, predictions = _engines(settings)
+    return [
+        n
+        for n in records.shard_numbers(predictions, run_id)
+        if (records.get_shard(predictions, run_id, n) or {}).get("status") in ("pending", "running")
+    ]
+
+
 def execute_run(
     schedule: str,
     as_of: str | datetime | None = None,
@@ -207,4 +246,7 @@ def execute_run(
     return finish_run(plan.run_id, settings=settings)
 
 
-__all__ = ["SCHEDULES", "RunInputError", "RunPlan", "begin_run", "run_shard", "finish_run", "execute_run"]
+__all__ = [
+    "SCHEDULES", "RunInputError", "RunPlan", "begin_run", "run_shard", "finish_run", "execute_run",
+    "reject_run", "unfinished_shards",
+]
