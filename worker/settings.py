@@ -198,6 +198,25 @@ class ForecastSettings(BaseModel):
     expires_after_hours: int = 36
 
 
+class InventorySettings(BaseModel):
+    """Inventory, pricing and anomaly policy (formulas in docs/inventory.md, pricing.md, anomalies.md)."""
+
+    horizon_days: int = Field(14, ge=1, le=60)  # stock_daily rows
+    stockout_horizon_days: int = Field(60, ge=14, le=365)  # how far stockout/reorder look
+    usage_history_days: int = 56  # consumption history the usage forecast learns from
+    service_level: float = Field(0.95, gt=0.5, lt=1.0)  # P(no stockout during a replenishment cycle)
+    review_period_days: float = 1.0  # the run is daily: an order can be placed once a day
+    order_cost: float = 25.0  # fixed cost of placing one purchase order, restaurant currency
+    holding_cost_rate_per_year: float = 0.25  # yearly holding cost as a share of unit cost
+    soon_days: int = 3  # order_by_date within this many days -> urgency "soon"
+    lead_time_history_days: int = 365
+    lead_time_min_orders: int = 3  # fewer received orders: the supplier's promise (method "rule")
+    price_history_days: int = 365
+    price_max_change_pct: float = Field(10.0, gt=0, le=50)  # recommendation bound around current price
+    anomaly_history_days: int = 56
+    anomaly_z: float = 4.0  # |robust z| above this is an anomaly
+
+
 class FlowerSettings(BaseModel):
     user: str = "admin"
     password: SecretStr = SecretStr("change-me")
@@ -228,6 +247,7 @@ class Settings(BaseSettings):
     schedules: ScheduleSettings = ScheduleSettings()
     model_store: ModelStoreSettings = ModelStoreSettings()
     forecast: ForecastSettings = ForecastSettings()
+    inventory: InventorySettings = InventorySettings()
     flower: FlowerSettings = FlowerSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     log_level: str = "INFO"
