@@ -399,3 +399,160 @@ class PredictionWriter:
                     "run_id": str(run_id) if run_id else None,
                 },
             )
+
+    # ------------------------------------------------------------------ webhook deliveries
+    # (issue 6; owned by the webhooks work: reads and the sender live in worker/webhooks.py)
+    def create_delivery(
+        self,
+        delivery_id: str,
+        *,
+        event_type: str,
+        run_id: uuid.UUID | str | None,
+        receiver: str,
+        url: str,
+        payload: str,
+        attempt_limit: int,
+    ) -> bool:
+        """Record an event for one receiver before anything is sent, so no send goes unrecorded.
+
+        The id is the event's ``webhook-id``; an event emitted twice (a redelivered finishing
+        step) finds its row already there and is not recorded again. Returns True if created.
+        """
+        with self.engine.begin() as conn:
+            created = conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_webhook_delivery (id, event_type, run_id, receiver, url, payload,
+                                                     status, attempt_limit, next_attempt_at)
+                    VALUES (:id, :event_type, :run_id, :receiver, :url, :payload,
+                            'pending', :limit, now())
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                    """
+                ),
+                {
+                    "id": delivery_id,
+                    "event_type": event_type,
+                    "run_id": str(run_id) if run_id else None,
+                    "receiver": receiver,
+                    "url": url,
+                    "payload": payload,
+                    "limit": int(attempt_limit),
+                },
+            ).first()
+        return created is not None
+
+    def claim_delivery_attempt(self, delivery_id: str, *, lease_s: float) -> dict[str, Any] | None:
+        """Take the next attempt of a due, pending delivery and record it as started.
+
+        One conditional UPDATE is the claim: of two workers holding the same (redelivered)
+        message only one gets the row, and a message arriving before ``next_attempt_at`` gets
+        nothing. The lease pushes ``next_attempt_at`` past the attempt's own timeouts, so an
+        attempt whose worker died is picked up again by the sweep. Returns None when not claimed.
+        """
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    """
+                    UPDATE ml_webhook_delivery
+                    SET attempt_count = attempt_count + 1, updated_at = now(),
+                        next_attempt_at = now() + make_interval(secs => :lease)
+                    WHERE id = :id AND status = 'pending' AND attempt_count < attempt_limit
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                    RETURNING id, event_type, run_id, receiver, url, payload, attempt_count, attempt_limit
+                    """
+                ),
+                {"id": delivery_id, "lease": float(lease_s)},
+            ).mappings().first()
+            if row is None:
+                return None
+            conn.execute(
+                text(
+                    "INSERT INTO ml_webhook_attempt (delivery_id, attempt_no, status) "
+                    "VALUES (:id, :n, 'sending')"
+                ),
+                {"id": delivery_id, "n": row["attempt_count"]},
+            )
+        return dict(row)
+
+    def record_delivery_attempt(
+        self,
+        delivery_id: str,
+        attempt_no: int,
+        *,
+        attempt_status: str,
+        response_status: int | None,
+        response_body: str | None,
+        error: str | None,
+        duration_ms: int | None,
+        delivery_status: str,
+        retry_in_s: float | None = None,
+    ) -> None:
+        """Close one attempt and move its delivery on, in one transaction.
+
+        ``delivery_status`` is where the delivery goes next: ``pending`` (with ``retry_in_s``),
+        ``delivered``, ``failed`` (not retryable) or ``exhausted`` (no attempts left).
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    UPDATE ml_webhook_attempt SET status = :status, finished_at = now(),
+                        response_status = :code, response_body = :body, error = :error,
+                        duration_ms = :ms
+                    WHERE delivery_id = :id AND attempt_no = :n
+                    """
+                ),
+                {
+                    "id": delivery_id,
+                    "n": int(attempt_no),
+                    "status": attempt_status,
+                    "code": response_status,
+                    "body": response_body,
+                    "error": error[:4000] if error else None,
+                    "ms": duration_ms,
+                },
+            )
+            conn.execute(
+                text(
+                    """
+                    UPDATE ml_webhook_delivery SET status = :status, updated_at = now(),
+                        next_attempt_at = CASE WHEN :status = 'pending'
+                            THEN now() + make_interval(secs => :retry_in) END,
+                        last_error = CASE WHEN :status = 'delivered' THEN NULL ELSE :error END,
+                        delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END
+                    WHERE id = :id
+                    """
+                ),
+                {
+                    "id": delivery_id,
+                    "status": delivery_status,
+                    "retry_in": float(retry_in_s or 0.0),
+                    "error": error[:4000] if error else None,
+                },
+            )
+
+    def reopen_deliveries(self, delivery_ids: Iterable[str], *, extra_attempts: int) -> list[str]:
+        """An admin's redelivery: failed or exhausted deliveries become due now, with a fresh
+        budget of ``extra_attempts``; pending ones become due now with their budget unchanged.
+        Same row, same ``webhook-id``: a receiver that did get the event after all drops the
+        copy. Returns the ids reopened (delivered ones are left alone).
+        """
+        ids = [str(i) for i in delivery_ids]
+        if not ids:
+            return []
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                text(
+                    """
+                    UPDATE ml_webhook_delivery
+                    SET status = 'pending', next_attempt_at = now(), updated_at = now(),
+                        attempt_limit = CASE WHEN status = 'pending' THEN attempt_limit
+                                             ELSE attempt_count + :extra END
+                    WHERE id = ANY(:ids) AND status IN ('pending', 'failed', 'exhausted')
+                    RETURNING id
+                    """
+                ),
+                {"ids": ids, "extra": int(extra_attempts)},
+            )
+            return sorted(r[0] for r in rows)

@@ -1,0 +1,84 @@
+"""Celery tasks for the completion webhook, on the ``webhooks`` queue. Thin: they parse ids and call
+``worker.webhooks``, which the CLI calls too.
+
+Why retries are scheduled from the result and not by ``autoretry_for``: the sender never raises,
+and the wait depends on the answer (``Retry-After`` of a 429, the attempt number). The attempt
+budget lives on the delivery row, not in the task, so a redelivered message or an admin's
+redelivery continue the same count; a message that arrives before its delivery is due, or twice,
+finds nothing to claim and ends. Only database hiccups are retried by ``autoretry_for``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from worker import webhooks
+from worker.celery_app import app
+from worker.queues import Queue
+
+QUEUE = Queue.WEBHOOKS.value
+# A database that blinks may come back; bad ids or settings will not.
+_TRANSIENT = (OperationalError, InterfaceError)
+
+
+@app.task(
+    name="rmsml.webhooks.deliver",
+    bind=True,
+    queue=QUEUE,
+    soft_time_limit=120,
+    time_limit=150,
+    max_retries=60,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+)
+def deliver(self, delivery_id: str) -> dict[str, Any]:
+    """One attempt of one delivery; schedules the next one itself when the delivery stays pending."""
+    result = webhooks.attempt_delivery(str(delivery_id))
+    if result.attempt_no is not None and result.delivery_status == "pending":
+        raise self.retry(countdown=result.retry_in_s or 0.0)
+    send = result.send
+    return {
+        "delivery_id": result.delivery_id,
+        "attempt_no": result.attempt_no,
+        "status": result.delivery_status,
+        "response_status": send.status_code if send else None,
+        "error": send.error if send else None,
+    }
+
+
+@app.task(
+    name="rmsml.webhooks.redeliver",
+    queue=QUEUE,
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=3,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=5,
+    retry_jitter=True,
+)
+def redeliver(delivery_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """An admin's redelivery of one delivery or of every undelivered one of a run (from Flower:
+    ``POST /api/task/async-apply/rmsml.webhooks.redeliver`` with ``{"kwargs": {"run_id": "…"}}``)."""
+    ids = webhooks.redeliver(delivery_id, run_id=run_id, send="enqueue")
+    return {"redelivered": ids}
+
+
+@app.task(
+    name="rmsml.webhooks.deliver_due",
+    queue=QUEUE,
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=0,
+)
+def deliver_due(overdue_s: float = 120.0) -> dict[str, Any]:
+    """The safety net for beat: re-enqueue pending deliveries whose next attempt is overdue (left by
+    the inline budget, a broker outage or a worker that died mid-attempt)."""
+    from worker import db
+
+    ids = webhooks.due_delivery_ids(db.predictions_engine(), overdue_s=float(overdue_s))
+    enqueued = [d for d in ids if webhooks.enqueue_delivery(d)]
+    return {"due": len(ids), "enqueued": len(enqueued)}
