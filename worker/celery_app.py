@@ -1,0 +1,61 @@
+"""The Celery app: ``celery -A worker.celery_app worker|beat|flower``.
+
+Configuration lives in ``celeryconfig`` (read from settings); tasks live in ``tasks/`` and are
+thin wrappers over ``worker.runs``. The webhook tasks register themselves once ``tasks.webhooks``
+exists, so this module does not change when they land.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from worker.settings import Settings, get_settings
+
+TASK_MODULES = [m for m in ("tasks.runs", "tasks.webhooks") if importlib.util.find_spec(m) is not None]
+
+app = Celery("rmsml", include=TASK_MODULES)
+app.config_from_object("celeryconfig")
+
+
+@worker_process_init.connect
+def _fresh_engines_per_child(**_: object) -> None:
+    """A forked pool child must not reuse the parent's pooled database connections.
+
+    Caches are cleared without ``dispose()``: closing inherited sockets from a child would cut
+    the parent's connections too.
+    """
+    from worker import db
+
+    db.replica_engine.cache_clear()
+    db.predictions_engine.cache_clear()
+
+
+def flower_command(
+    settings: Settings | None = None, *, port: int | None = None, address: str = "0.0.0.0"
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and extra environment that start Flower on this app, behind basic auth from settings.
+
+    Flower 2 answers 401 to API calls unless auth is configured; basic auth is what machine
+    clients (curl, the test, an admin script) can use. The credentials go through Flower's
+    ``FLOWER_BASIC_AUTH`` variable, not argv, so ``ps`` does not show the password. ``-A`` makes
+    Flower load our tasks, which ``/api/task/async-apply/<name>`` needs.
+    """
+    settings = settings or get_settings()
+    flower = settings.flower
+    argv = [
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "flower",
+        f"--port={port or flower.port}",
+        f"--address={address}",
+        "--persistent=False",
+    ]
+    return argv, {"FLOWER_BASIC_AUTH": f"{flower.user}:{flower.password.get_secret_value()}"}
+
+
+celery_app = app
+__all__ = ["app", "celery_app", "flower_command"]

@@ -1,0 +1,88 @@
+"""The run lock: at most one run per schedule at a time, whoever triggers it.
+
+Why a lock at all: beat can fire twice (two beat processes, a restart replaying a missed slot, a
+DST double fire), an admin can trigger from Flower while the nightly run is going, and a start
+message can be redelivered. Each of those must not start a second concurrent run.
+
+Why Redis ``SET key value NX PX ttl`` rather than PostgreSQL: the lock must expire on its own when
+every worker of a run died (nobody is left to release it), and the broker's Redis is already
+required by every process that can trigger a run. The lock's value is the run id that holds it, so
+
+- a redelivered start message (same task id, so same run id) re-enters its own lock;
+- release and refresh are compare-and-set (Lua), so a run whose lock lapsed never deletes or
+  extends the lock of the run that followed it;
+- every shard refreshes the expiry, so the TTL only needs to outlast one shard
+  (``settings.tasks.run_lock_ttl_s``), not a whole run.
+
+Keyed per schedule (``rmsml:run-lock:<schedule>``): a manual run of the daily schedule for one
+restaurant also waits for the nightly daily run, since both would write the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from worker.settings import Settings, get_settings
+
+KEY_PREFIX = "rmsml:run-lock:"
+
+# Delete or extend only if we still hold it: GET then DEL/PEXPIRE would race with expiry.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_REFRESH = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
+    "else return 0 end"
+)
+
+
+@dataclass(frozen=True)
+class LockResult:
+    acquired: bool
+    holder: str | None  # the run id holding the lock now (ours when acquired)
+
+
+class RunLock:
+    """One lock per schedule in Redis, held by a run id, expiring unless refreshed."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int):
+        self.client = client
+        self.ttl_ms = int(ttl_s * 1000)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "RunLock":
+        settings = settings or get_settings()
+        client = redis.Redis.from_url(
+            settings.broker.url.get_secret_value(), socket_timeout=10, socket_connect_timeout=5, decode_responses=True
+        )
+        return cls(client, settings.tasks.run_lock_ttl_s)
+
+    @staticmethod
+    def key(schedule: str) -> str:
+        return KEY_PREFIX + schedule
+
+    def acquire(self, schedule: str, run_id: str) -> LockResult:
+        """Take the schedule's lock for ``run_id``; re-entrant for the run that holds it."""
+        key = self.key(schedule)
+        if self.client.set(key, run_id, nx=True, px=self.ttl_ms):
+            return LockResult(True, run_id)
+        holder = self.client.get(key)
+        if holder == run_id:
+            self.refresh(schedule, run_id)
+            return LockResult(True, run_id)
+        if holder is None:  # expired between SET and GET: try once more
+            if self.client.set(key, run_id, nx=True, px=self.ttl_ms):
+                return LockResult(True, run_id)
+            holder = self.client.get(key)
+        return LockResult(False, holder)
+
+    def refresh(self, schedule: str, run_id: str) -> bool:
+        """Push the expiry out again; False when the lock is no longer ours."""
+        return bool(self.client.eval(_REFRESH, 1, self.key(schedule), run_id, self.ttl_ms))
+
+    def release(self, schedule: str, run_id: str) -> bool:
+        """Free the lock if ``run_id`` holds it; False when it had lapsed or moved on."""
+        return bool(self.client.eval(_RELEASE, 1, self.key(schedule), run_id))
+
+    def holder(self, schedule: str) -> str | None:
+        return self.client.get(self.key(schedule))

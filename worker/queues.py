@@ -1,0 +1,36 @@
+"""Every Celery queue, named once.
+
+Routing is by queue, not by worker name, so a deployment scales a kind of work by starting more
+workers on its queue (docs/operations.md shows which compose service consumes which queue).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Queue(str, Enum):
+    # Run bookkeeping: start (lock, run record, fan out) and finish (counts, record, webhook event).
+    # Short tasks; consumed by every scoring worker (`worker` service: -Q runs,scoring).
+    RUNS = "runs"
+    # Shards of the daily schedule: read, fit light models, write. Consumed by the `worker` service,
+    # as many replicas as the replica database tolerates.
+    SCORING = "scoring"
+    # Shards of the weekly and monthly schedules, which fit the heavy models (churn, LTV, prices):
+    # consumed by `worker-training`, one task per process, recycled by memory.
+    TRAINING = "training"
+    # Completion webhook deliveries (tasks/webhooks.py): consumed by `worker-webhooks`, many small
+    # I/O-bound tasks, so they never wait behind a shard.
+    WEBHOOKS = "webhooks"
+
+
+# Which queue runs the shards of each schedule.
+SHARD_QUEUE: dict[str, Queue] = {
+    "daily": Queue.SCORING,
+    "weekly": Queue.TRAINING,
+    "monthly": Queue.TRAINING,
+}
+
+
+def all_queue_names() -> list[str]:
+    return [q.value for q in Queue]
