@@ -143,6 +143,54 @@ def demo(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------- webhooks (issue 6)
+webhooks_app = typer.Typer(no_args_is_help=True, help="Completion webhook deliveries: list, redeliver.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    failed: bool = typer.Option(False, "--failed", help="only failed or exhausted deliveries (need an admin)"),
+    run_id: Optional[str] = typer.Option(None, "--run", help="only this run's deliveries"),
+    attempts: bool = typer.Option(False, "--attempts", help="include every attempt of each delivery"),
+    limit: int = typer.Option(200, help="at most this many, newest first"),
+) -> None:
+    """Deliveries of the completion webhook, newest first, as JSON."""
+    from worker import db, webhooks
+
+    engine = db.predictions_engine()
+    rows = webhooks.list_deliveries(engine, failed_only=failed, run_id=run_id, limit=limit)
+    if attempts:
+        for row in rows:
+            row["attempts"] = webhooks.list_attempts(engine, row["id"])
+    typer.echo(_json(rows))
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    delivery_id: Optional[str] = typer.Argument(None, help="the delivery (= webhook-id) to send again"),
+    run_id: Optional[str] = typer.Option(None, "--run", help="every undelivered delivery of this run"),
+    enqueue: bool = typer.Option(False, "--enqueue", help="hand to the webhooks queue instead of sending here"),
+) -> None:
+    """Send failed, exhausted or overdue deliveries again, same webhook-id, fresh attempt budget."""
+    _setup_logging()
+    from worker import db, webhooks
+
+    if (delivery_id is None) == (run_id is None):
+        typer.echo("error: give a delivery id or --run <run-id>, not both", err=True)
+        raise typer.Exit(2)
+    engine = db.predictions_engine()
+    try:
+        ids = webhooks.redeliver(delivery_id, run_id=run_id, send="enqueue" if enqueue else "inline", engine=engine)
+    except LookupError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2)
+    rows = [webhooks.get_delivery(engine, i) for i in ids]
+    typer.echo(_json({"redelivered": ids, "deliveries": rows}))
+    if any(r and r["status"] in ("failed", "exhausted") for r in rows):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
