@@ -1,72 +1,113 @@
-"""Order counts per restaurant and local hour/day, aggregated in PostgreSQL.
+"""Order counts per restaurant and local hour/day, aggregated in PostgreSQL, and the transforms
+that turn them into model inputs.
 
 Local time comes from each restaurant's IANA zone, inside SQL. An hour bucket is identified by
 the instant its local hour starts (``created_at`` minus its offset into the local hour), which is
 unambiguous across DST: the repeated autumn hour gives two buckets, the skipped spring hour none,
 and half-hour zones (Asia/Kolkata) bucket on their own local hours.
+
+The zone each restaurant is bucketed in is handed to SQL as a parameter after being checked in
+Python: one restaurant with a zone PostgreSQL does not know would otherwise fail the query for
+the whole shard. Such a restaurant is bucketed in UTC and the run record says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import available_timezones
 
+import numpy as np
 import pandas as pd
 
+from features.calendar import add_calendar, add_holidays
 from features.quality import valid
+from features.timegrid import future_days, future_hours, hour_grid, local_date
 from worker.replica import ReplicaReader
 
 # Orders the kitchen saw: cancelled orders never reached it; refunded ones did.
 _COUNTED = "o.status <> 'cancelled'"
+_ZONES = frozenset(available_timezones())
+
+HOURLY_HISTORY_DAYS = 182
+# A whole day without a single order is a closure, not a slow day, once a restaurant normally
+# sells at least this many orders a day (P(0) of a Poisson(3) day is 5 %; real slow days are rarer).
+CLOSED_MIN_DAILY_LEVEL = 3.0
+# A day further than this factor from its weekday's local median is an outlier (event, outage).
+OUTLIER_FACTOR = 3.0
+
+
+def checked_zones(restaurants: pd.DataFrame) -> tuple[dict[int, str], list[str]]:
+    """The zone to bucket each restaurant in, and a message per restaurant whose zone is unknown."""
+    zones, messages = {}, []
+    for r in restaurants.itertuples(index=False):
+        tz = r.timezone if isinstance(r.timezone, str) and r.timezone in _ZONES else None
+        if tz is None:
+            messages.append(f"restaurant {r.id}: unknown timezone {r.timezone!r}; bucketed in UTC")
+        zones[int(r.id)] = tz or "UTC"
+    return zones, messages
+
+
+def _zone_params(zones: dict[int, str]) -> dict:
+    ids = list(zones)
+    return {"rids": ids, "tzs": [zones[i] for i in ids]}
 
 
 def daily_orders(
     reader: ReplicaReader,
-    restaurant_ids: list[int],
+    zones: dict[int, str],
     start: datetime,
     end: datetime,
     valid_until: datetime,
 ) -> pd.DataFrame:
     """Orders and revenue per restaurant and local date, for orders in [start, end) (UTC instants).
 
+    Args:
+        zones: restaurant id -> IANA zone (already checked, see ``checked_zones``).
+        start, end: UTC instants bounding ``created_at``.
+        valid_until: latest plausible timestamp; later rows are malformed and skipped.
     Returns columns restaurant_id, local_date (datetime64, local midnight, naive), orders (count),
     revenue (sum of order totals, in the restaurant's currency). Days without orders are absent.
     """
     frame = reader.frame(
         f"""
+        WITH z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[])) AS z(rid, tz))
         SELECT o.restaurant_id,
-               (o.created_at AT TIME ZONE r.timezone)::date AS local_date,
+               (o.created_at AT TIME ZONE z.tz)::date AS local_date,
                count(*) AS orders,
                coalesce(sum(o.total), 0)::float8 AS revenue
         FROM orders_order o
-        JOIN restaurants_restaurant r ON r.id = o.restaurant_id
+        JOIN z ON z.rid = o.restaurant_id
         WHERE o.restaurant_id = ANY(:rids) AND o.created_at >= :start AND o.created_at < :end
           AND {_COUNTED} AND {valid('orders_order', 'o')}
         GROUP BY 1, 2
         ORDER BY 1, 2
         """,
-        {"rids": restaurant_ids, "start": start, "end": end, "valid_until": valid_until},
+        {**_zone_params(zones), "start": start, "end": end, "valid_until": valid_until},
     )
     return _typed(frame, {"local_date": "date"})
 
 
 def hourly_orders(
     reader: ReplicaReader,
-    restaurant_ids: list[int],
+    zones: dict[int, str],
     start: datetime,
     end: datetime,
     valid_until: datetime,
 ) -> pd.DataFrame:
     """Orders per restaurant and local hour, for orders in [start, end) (UTC instants).
 
+    Args: as ``daily_orders``.
     Returns columns restaurant_id, hour_start (UTC instant the local hour starts), local_hour_start
     (naive local wall time), orders. Hours without orders are absent.
     """
     frame = reader.frame(
         f"""
-        WITH o AS (
-            SELECT o.restaurant_id, o.created_at, o.created_at AT TIME ZONE r.timezone AS local_ts
+        WITH z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[])) AS z(rid, tz)),
+        o AS (
+            SELECT o.restaurant_id, o.created_at, o.created_at AT TIME ZONE z.tz AS local_ts
             FROM orders_order o
-            JOIN restaurants_restaurant r ON r.id = o.restaurant_id
+            JOIN z ON z.rid = o.restaurant_id
             WHERE o.restaurant_id = ANY(:rids) AND o.created_at >= :start AND o.created_at < :end
               AND {_COUNTED} AND {valid('orders_order', 'o')}
         )
@@ -78,7 +119,7 @@ def hourly_orders(
         GROUP BY 1, 2, 3
         ORDER BY 1, 2
         """,
-        {"rids": restaurant_ids, "start": start, "end": end, "valid_until": valid_until},
+        {**_zone_params(zones), "start": start, "end": end, "valid_until": valid_until},
     )
     return _typed(frame, {"hour_start": "utc", "local_hour_start": "naive"})
 
@@ -87,8 +128,9 @@ def _typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
     frame = frame.copy()
     if "restaurant_id" in frame:
         frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
-    if "orders" in frame:
-        frame["orders"] = frame["orders"].astype("float64")
+    for col in ("orders", "units"):
+        if col in frame:
+            frame[col] = frame[col].astype("float64")
     for col, kind in kinds.items():
         if kind == "utc":
             frame[col] = pd.to_datetime(frame[col], utc=True)
@@ -97,34 +139,116 @@ def _typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-# --------------------------------------------------------------------------- unit features
-from dataclasses import dataclass  # noqa: E402
+# --------------------------------------------------------------------------- pure transforms
+def mark_closed_days(daily: pd.DataFrame, min_level: float = CLOSED_MIN_DAILY_LEVEL) -> pd.DataFrame:
+    """Flag whole local days with no orders at a restaurant that normally has orders.
 
-from features.timegrid import future_days, future_hours, hour_grid, local_date  # noqa: E402
+    Why: a restaurant closed for refurbishment (or every Christmas) did not have zero demand;
+    training on those zeros teaches a model that demand vanished. An all-zero series is never
+    "closed": it is a restaurant without history and is handled by the fallback chain.
 
-HOURLY_HISTORY_DAYS = 182
+    Args:
+        daily: series_id, ds (local date), y (orders that day).
+        min_level: median orders on days with orders below which a zero day may be a slow day.
+    Returns the frame with a boolean ``closed`` column.
+    """
+    out = daily.copy()
+    positive_median = out[out["y"] > 0].groupby("series_id")["y"].median()
+    level = out["series_id"].map(positive_median).fillna(0.0)
+    out["closed"] = (out["y"] <= 0) & (level >= min_level)
+    return out
+
+
+def mark_outliers(daily: pd.DataFrame, factor: float = OUTLIER_FACTOR, weeks: int = 4) -> pd.DataFrame:
+    """Flag open days far from the median of the same weekday in the surrounding weeks.
+
+    Why: a one-off festival or an outage day would drag a level estimate for weeks; flagged days
+    are left out of training targets and level statistics, never out of evaluation.
+
+    Args:
+        daily: series_id, ds (local date), y, closed.
+        factor: a day above median x factor or below median / factor is an outlier.
+        weeks: weeks either side of a day that form its reference (centred window).
+    Returns the frame with a boolean ``outlier`` column.
+    """
+    out = daily.sort_values(["series_id", "ds"]).copy()
+    y = out["y"].where(~out["closed"])
+    key = [out["series_id"], out["ds"].dt.weekday]
+    median = y.groupby(key).transform(
+        lambda s: s.rolling(2 * weeks + 1, center=True, min_periods=weeks).median()
+    )
+    ratio = (out["y"] + 1.0) / (median + 1.0)
+    out["outlier"] = (~out["closed"]) & median.notna() & (median >= CLOSED_MIN_DAILY_LEVEL) & (
+        (ratio > factor) | (ratio < 1.0 / factor)
+    )
+    return out.sort_index()
+
+
+def gap_messages(daily: pd.DataFrame, label: str, min_days: int = 7) -> list[str]:
+    """One message per run of ``min_days`` or more closed days, for the run record."""
+    messages = []
+    for sid, g in daily.groupby("series_id"):
+        closed = g.sort_values("ds")["closed"].to_numpy()
+        ds = g.sort_values("ds")["ds"].to_numpy()
+        run_start = None
+        for i, c in enumerate(np.append(closed, False)):
+            if c and run_start is None:
+                run_start = i
+            elif not c and run_start is not None:
+                if i - run_start >= min_days:
+                    messages.append(
+                        f"{label} {sid}: no orders for {i - run_start} days from "
+                        f"{pd.Timestamp(ds[run_start]).date()} (closure); excluded from training"
+                    )
+                run_start = None
+    return messages
 
 
 @dataclass
 class DemandHistory:
-    """Complete per-restaurant history (zeros where nothing was ordered) and the periods to forecast.
+    """Complete per-series history (zeros where nothing was sold) and the periods to forecast.
 
-    history: series_id (restaurant id), ds (naive local period start), y (orders), revenue (daily only)
-    future: series_id, ds, target_start (UTC instant)
+    history: series_id, ds (naive local period start), y, closed, outlier, calendar and holiday
+        columns (+ revenue for daily restaurant series, target_start for hourly ones)
+    future: series_id, ds, target_start (UTC instant), calendar and holiday columns
+    series: series_id, restaurant_id, country_code, timezone, peer_group (+ item attributes)
     """
 
     history: pd.DataFrame
     future: pd.DataFrame
+    series: pd.DataFrame
+    granularity: str
+    messages: list[str] = field(default_factory=list)
+    retired_ids: list[int] = field(default_factory=list)  # entities whose old rows must go
+
+
+def _restaurant_series(scope, zones: dict[int, str]) -> pd.DataFrame:
+    frame = scope.restaurants.loc[:, ["id", "country_code"]].rename(columns={"id": "series_id"})
+    frame["series_id"] = frame["series_id"].astype("int64")
+    frame["restaurant_id"] = frame["series_id"]
+    frame["timezone"] = frame["series_id"].map(zones)
+    frame["peer_group"] = "chain"
+    return frame.reset_index(drop=True)
+
+
+def decorate(frame: pd.DataFrame, series: pd.DataFrame) -> pd.DataFrame:
+    """Calendar and holiday columns for a long frame, holidays from each series' country."""
+    if frame.empty:
+        return frame
+    countries = series.set_index("series_id")["country_code"]
+    return add_holidays(add_calendar(frame), countries)
 
 
 def daily_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
     """Complete local days strictly before the as-of day; the first, partial day is dropped."""
-    raw = daily_orders(reader, scope.restaurant_ids, scope.history_start, scope.as_of, scope.valid_until)
+    zones, messages = checked_zones(scope.restaurants)
+    raw = daily_orders(reader, zones, scope.history_start, scope.as_of, scope.valid_until)
+    series = _restaurant_series(scope, zones)
     histories, futures = [], []
-    for r in scope.restaurants.itertuples(index=False):
-        rows = raw[raw["restaurant_id"] == r.id]
-        last = local_date(scope.as_of, r.timezone) - pd.Timedelta(days=1)
-        first = local_date(scope.history_start, r.timezone) + pd.Timedelta(days=1)
+    for sid, tz in zones.items():
+        rows = raw[raw["restaurant_id"] == sid]
+        last = local_date(scope.as_of, tz) - pd.Timedelta(days=1)
+        first = local_date(scope.history_start, tz) + pd.Timedelta(days=1)
         if len(rows):
             first = max(first, rows["local_date"].min())
         days = pd.date_range(first, last, freq="D")
@@ -135,39 +259,257 @@ def daily_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
             .reset_index()
             .rename(columns={"orders": "y"})
         )
-        full.insert(0, "series_id", int(r.id))
+        full.insert(0, "series_id", sid)
         histories.append(full)
-        fut = future_days(r.timezone, scope.as_of, scope.forecast.demand_daily_horizon_days)
-        fut.insert(0, "series_id", int(r.id))
+        fut = future_days(tz, scope.as_of, scope.forecast.demand_daily_horizon_days)
+        fut.insert(0, "series_id", sid)
         futures.append(fut)
-    return DemandHistory(_concat(histories), _concat(futures))
+    history = _concat(histories, ["series_id", "ds", "y", "revenue"])
+    history = mark_outliers(mark_closed_days(history))
+    messages += _empty_messages(history, series, "restaurant")
+    messages += gap_messages(history, "restaurant")
+    future = _concat(futures, ["series_id", "target_start", "ds"])
+    return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages)
 
 
 def hourly_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
-    """Every local hour (zeros included) of the last ``HOURLY_HISTORY_DAYS`` complete local days."""
+    """Every local hour (zeros included) of the last ``HOURLY_HISTORY_DAYS`` complete local days.
+
+    Closed and outlier flags come from the day each hour belongs to: an hour at 3 am with no
+    orders is a closed hour of an open day (real zero demand), a day without any order is not.
+    """
+    zones, messages = checked_zones(scope.restaurants)
     start = scope.as_of - pd.Timedelta(days=min(HOURLY_HISTORY_DAYS, scope.forecast.history_days))
-    raw = hourly_orders(reader, scope.restaurant_ids, start, scope.as_of, scope.valid_until)
+    raw = hourly_orders(reader, zones, start, scope.as_of, scope.valid_until)
+    series = _restaurant_series(scope, zones)
     histories, futures = [], []
-    for r in scope.restaurants.itertuples(index=False):
-        rows = raw[raw["restaurant_id"] == r.id]
-        first = local_date(start, r.timezone) + pd.Timedelta(days=1)
+    for sid, tz in zones.items():
+        rows = raw[raw["restaurant_id"] == sid]
+        first = local_date(start, tz) + pd.Timedelta(days=1)
         if len(rows):
             first = max(first, rows["local_hour_start"].min().normalize())
-        grid = hour_grid(r.timezone, first, scope.as_of)
+        grid = hour_grid(tz, first, scope.as_of)
         grid = grid[grid["target_start"] + pd.Timedelta(hours=1) <= scope.as_of]
         full = grid.merge(
             rows[["hour_start", "orders"]].rename(columns={"hour_start": "target_start", "orders": "y"}),
             on="target_start",
             how="left",
         ).fillna({"y": 0.0})
-        full.insert(0, "series_id", int(r.id))
+        full.insert(0, "series_id", sid)
         histories.append(full[["series_id", "ds", "y", "target_start"]])
-        fut = future_hours(r.timezone, scope.as_of, scope.forecast.demand_hourly_horizon_hours)
-        fut.insert(0, "series_id", int(r.id))
+        fut = future_hours(tz, scope.as_of, scope.forecast.demand_hourly_horizon_hours)
+        fut.insert(0, "series_id", sid)
         futures.append(fut)
-    return DemandHistory(_concat(histories), _concat(futures))
+    history = _concat(histories, ["series_id", "ds", "y", "target_start"])
+    history = flag_hours_from_days(history)
+    future = _concat(futures, ["series_id", "target_start", "ds"])
+    messages += _empty_messages(history, series, "restaurant")
+    return DemandHistory(decorate(history, series), decorate(future, series), series, "hour", messages)
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def flag_hours_from_days(hourly: pd.DataFrame) -> pd.DataFrame:
+    """Give each hour the closed/outlier flag of its local day (a partial last day is never closed)."""
+    if hourly.empty:
+        return hourly.assign(closed=pd.Series(dtype=bool), outlier=pd.Series(dtype=bool))
+    day = hourly["ds"].dt.normalize()
+    daily = hourly.assign(ds=day).groupby(["series_id", "ds"], as_index=False)["y"].sum()
+    daily = mark_outliers(mark_closed_days(daily))
+    last_day = hourly.assign(d=day).groupby("series_id")["d"].transform("max")
+    flags = daily.set_index(["series_id", "ds"])[["closed", "outlier"]]
+    idx = pd.MultiIndex.from_arrays([hourly["series_id"], day])
+    out = hourly.copy()
+    out["closed"] = flags["closed"].reindex(idx).to_numpy() & (day != last_day).to_numpy()
+    out["outlier"] = flags["outlier"].reindex(idx).to_numpy() & (day != last_day).to_numpy()
+    return out
+
+
+def _empty_messages(history: pd.DataFrame, series: pd.DataFrame, label: str) -> list[str]:
+    totals = history.groupby("series_id")["y"].sum() if len(history) else pd.Series(dtype=float)
+    out = []
+    for sid in series["series_id"]:
+        if float(totals.get(sid, 0.0)) <= 0:
+            out.append(f"{label} {sid}: no orders in its history; forecast from the chain average")
+    return out
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- origin statistics
+SLOTS = {
+    "weekday": lambda ds: ds.dt.weekday,
+    "weekday_hour": lambda ds: ds.dt.weekday * 24 + ds.dt.hour,
+}
+
+
+@dataclass(frozen=True)
+class OriginFeatures:
+    """Recent-history statistics of each series as seen from a forecast origin.
+
+    Why origins rather than plain lags: one model forecasts 1 to 90 days ahead, so it may only use
+    what was known at the origin. Each target row (series, ds, origin) gets the series' level, its
+    recent weekly (and daily) shape relative to that level, its trend and last year's momentum,
+    all computed from open, non-outlier periods strictly before the origin. Column names derive
+    from the parameters, so two configurations never silently share a name.
+
+    Args:
+        slot: "weekday" (daily series) or "weekday_hour" (hourly series): the seasonal slot.
+        level_days: days of history averaged for the level (orders or units per period).
+        short_days: days of the short level compared with the long one (momentum).
+        slot_weeks: weeks of same-slot history for the slot's share of the level (one column
+            each: a short window follows change, a long one is less noisy).
+        yoy: add last year's momentum (needs a year of history; missing values stay NaN).
+    """
+
+    slot: str = "weekday"
+    level_days: int = 28
+    short_days: int = 7
+    slot_weeks: tuple[int, ...] = (4, 12)
+    yoy: bool = True
+
+    @property
+    def level_column(self) -> str:
+        return f"level_d{self.level_days}"
+
+    @property
+    def columns(self) -> list[str]:
+        L, S = self.level_days, self.short_days
+        cols = [
+            self.level_column,
+            f"level_ratio_d{S}_d{L}",
+            f"trend_d{L}",
+            *(f"slot_share_w{w}" for w in self.slot_weeks),
+            f"zero_share_d{L}",
+            "age_days",
+            "h_days",
+        ]
+        if self.slot == "weekday_hour":
+            cols.append(f"hour_share_d{L}")
+        if self.yoy:
+            cols.append("yoy_momentum_364")
+        return cols
+
+    def transform(self, history: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+        """Add the feature columns to ``targets``.
+
+        Args:
+            history: series_id, ds, y, closed, outlier (naive local period starts).
+            targets: series_id, ds, origin (naive local instant; only history before it is used).
+        Returns targets (same row order) with ``columns`` added; a series without usable history
+        before its origin gets NaN level.
+        """
+        L, S = self.level_days, self.short_days
+        lookback = pd.Timedelta(days=max(2 * L, 7 * max(self.slot_weeks)))
+        slot_of = SLOTS[self.slot]
+        usable_all = history[~(history["closed"] | history["outlier"])]
+        first_ds = history.groupby("series_id")["ds"].min()
+        parts = []
+        for origin, tg in targets.groupby("origin", sort=False):
+            o = pd.Timestamp(origin)
+            win = usable_all[(usable_all["ds"] >= o - lookback) & (usable_all["ds"] < o)]
+            recent = win[win["ds"] >= o - pd.Timedelta(days=L)]
+            g = recent.groupby("series_id")["y"]
+            level = g.mean()
+            short = recent[recent["ds"] >= o - pd.Timedelta(days=S)].groupby("series_id")["y"].mean()
+            prev = win[(win["ds"] < o - pd.Timedelta(days=L)) & (win["ds"] >= o - pd.Timedelta(days=2 * L))]
+            prev = prev.groupby("series_id")["y"].mean()
+            zero = (recent["y"] <= 0).groupby(recent["series_id"]).mean()
+            out = tg.copy()
+            sid = out["series_id"]
+            lvl = sid.map(level)
+            out[self.level_column] = lvl
+            out[f"level_ratio_d{S}_d{L}"] = sid.map(short) / lvl.where(lvl > 0)
+            out[f"trend_d{L}"] = lvl / sid.map(prev).where(lambda v: v > 0)
+            out[f"zero_share_d{L}"] = sid.map(zero)
+            key = pd.MultiIndex.from_arrays([sid, slot_of(out["ds"])])
+            for w in self.slot_weeks:
+                slot_win = win[win["ds"] >= o - pd.Timedelta(days=7 * w)]
+                slot_mean = slot_win.groupby([slot_win["series_id"], slot_of(slot_win["ds"]).rename("slot")])["y"].mean()
+                out[f"slot_share_w{w}"] = slot_mean.reindex(key).to_numpy() / lvl.where(lvl > 0).to_numpy()
+            if self.slot == "weekday_hour":
+                hour_mean = recent.groupby([recent["series_id"], recent["ds"].dt.hour.rename("hour")])["y"].mean()
+                hkey = pd.MultiIndex.from_arrays([sid, out["ds"].dt.hour])
+                out[f"hour_share_d{L}"] = hour_mean.reindex(hkey).to_numpy() / lvl.where(lvl > 0).to_numpy()
+            out["age_days"] = (o - sid.map(first_ds)).dt.total_seconds() / 86400.0
+            out["h_days"] = (out["ds"] - o).dt.total_seconds() / 86400.0
+            parts.append(out)
+        result = pd.concat(parts).loc[targets.index] if parts else targets.assign(**{c: [] for c in self.columns})
+        if self.yoy:
+            result["yoy_momentum_364"] = self._yoy(history, result)
+        return result
+
+    def _yoy(self, history: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+        """Last year's change from (origin - 28 days .. origin) to (target +/- 7 days), a ratio."""
+        day = history["ds"].dt.normalize()
+        y = history["y"].where(~(history["closed"] | history["outlier"]))
+        daily = y.groupby([history["series_id"], day.rename("date")]).sum(min_count=1)
+        frames = []
+        for sid, s in daily.groupby(level=0):
+            s = s.droplevel(0)
+            s = s.reindex(pd.date_range(s.index.min(), s.index.max(), freq="D"))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "series_id": sid,
+                        "date": s.index,
+                        "centred": s.rolling(15, center=True, min_periods=7).mean().to_numpy(),
+                        "trailing": s.rolling(self.level_days, min_periods=self.level_days // 2).mean().shift(1).to_numpy(),
+                    }
+                )
+            )
+        if not frames:
+            return np.full(len(targets), np.nan)
+        table = pd.concat(frames).set_index(["series_id", "date"])
+        year = pd.Timedelta(days=364)
+        tkey = pd.MultiIndex.from_arrays([targets["series_id"], targets["ds"].dt.normalize() - year])
+        okey = pd.MultiIndex.from_arrays([targets["series_id"], pd.to_datetime(targets["origin"]).dt.normalize() - year])
+        centred = table["centred"].reindex(tkey).to_numpy()
+        trailing = table["trailing"].reindex(okey).to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(trailing > 0, centred / trailing, np.nan)
+        return ratio
+
+
+def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) -> pd.Series:
+    """Which future rows fall on a day the restaurant is known to be closed; a boolean per row.
+
+    Evidence, not guesses: a public holiday (by name) closed on every one of its occurrences in
+    the history (e.g. closed every Christmas), or a weekday closed on each of its last ``weeks``
+    occurrences while other days of those weeks were open (closed every Monday). A restaurant
+    closed outright for the last weeks (refurbishment) is not a pattern: its reopening date is
+    unknown, so it is forecast as open.
+
+    Args:
+        history: series_id, ds, closed, holiday_name (daily or hourly rows).
+        future: series_id, ds, holiday_name.
+    """
+    if history.empty or future.empty:
+        return pd.Series(False, index=future.index)
+    day = history["ds"].dt.normalize()
+    days = (
+        history.assign(day=day)
+        .groupby(["series_id", "day"], as_index=False)
+        .agg(closed=("closed", "all"), holiday_name=("holiday_name", "first"))
+    )
+    closed_holidays: set[tuple[int, str]] = set()
+    hol = days[days["holiday_name"] != ""]
+    for (sid, name), g in hol.groupby(["series_id", "holiday_name"]):
+        if len(g) and g["closed"].all():
+            closed_holidays.add((int(sid), name))
+    closed_weekdays: set[tuple[int, int]] = set()
+    for sid, g in days.groupby("series_id"):
+        last = g[g["day"] > g["day"].max() - pd.Timedelta(days=7 * weeks)]
+        if len(last) < 7 * weeks or last["closed"].all():
+            continue
+        for wd, w in last.groupby(last["day"].dt.weekday):
+            if len(w) >= weeks and w["closed"].all():
+                closed_weekdays.add((int(sid), int(wd)))
+    fday = future["ds"].dt.normalize()
+    keys_h = list(zip(future["series_id"].astype(int), future["holiday_name"]))
+    keys_w = list(zip(future["series_id"].astype(int), fday.dt.weekday.astype(int)))
+    flags = [(kh in closed_holidays) or (kw in closed_weekdays) for kh, kw in zip(keys_h, keys_w)]
+    return pd.Series(flags, index=future.index, dtype=bool)

@@ -1,81 +1,115 @@
-"""Demand rows: turn restaurant order histories into m_l_predictions rows.
-
-First version: the seasonal average for restaurants with enough history, the chain's average
-profile for those without (cold start, ``method='average'``).
+"""Demand rows: turn forecasts into m_l_predictions rows for demand_daily, demand_hourly and
+item_demand_daily. Which model produced a row is in ``model_name``/``model_version`` (the
+registry's name and version) and ``method`` (the step of the fallback chain, see
+``models.forecasting``); details are documented in docs/demand.md.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from models.seasonal import SeasonalAverage
+from features.demand import DemandHistory
+from models.forecasting import Outcome, TypeSpec, forecast
 from worker.units import Scope, UnitResult
 
-MIN_HISTORY_DAYS = 14
-MODEL_VERSION = "1"
+INTERVAL_LEVEL = 0.8
+
+DAILY = TypeSpec("demand_daily", "weekday", 28, candidates=("seasonal_naive", "seasonal_average", "lightgbm"))
+# Prophet per restaurant on hourly data costs seconds a series; it is compared in bench/demand.py.
+HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21,
+                  lgbm=(("origins", 10), ("origin_step_days", 7)))
+ITEMS = TypeSpec("item_demand_daily", "weekday", 14, min_history_days=14, short_series="average",
+                 lgbm=(("origins", 10), ("num_leaves", 31), ("min_data_in_leaf", 100)))
 
 
-def _forecast(history: pd.DataFrame, future: pd.DataFrame, season: str, periods_per_day: int) -> pd.DataFrame:
-    if future.empty:
-        return future.assign(yhat=[], lower=[], upper=[], method=[])
-    counts = history.groupby("series_id").size() if len(history) else pd.Series(dtype=int)
-    enough = counts[counts >= MIN_HISTORY_DAYS * periods_per_day].index
-    seasoned = history[history["series_id"].isin(enough)]
-    out = future.copy()
-    out[["yhat", "lower", "upper"]] = float("nan")
-    out["method"] = "model"
-    if len(seasoned):
-        model = SeasonalAverage(season=season).fit(seasoned)
-        pred = model.predict(out[["series_id", "ds"]])
-        out[["yhat", "lower", "upper"]] = pred[["yhat", "lower", "upper"]].to_numpy()
-    cold = out["yhat"].isna()
-    if cold.any():
-        # Cold start: the average slot profile across the chain's seasoned restaurants.
-        slot = SeasonalAverage(season=season)
-        pooled = (seasoned if len(seasoned) else history).assign(series_id=0)
-        if len(pooled):
-            chain = slot.fit(pooled).predict(out.loc[cold, ["ds"]].assign(series_id=0))
-            out.loc[cold, ["yhat", "lower", "upper"]] = chain[["yhat", "lower", "upper"]].to_numpy()
-        out.loc[cold, ["yhat", "lower", "upper"]] = out.loc[cold, ["yhat", "lower", "upper"]].fillna(0.0)
-        out.loc[cold, "method"] = "average"
-    return out
+def daily_spec(scope: Scope) -> TypeSpec:
+    """demand_daily's spec with the configured horizon (28 days by default, up to 90)."""
+    from dataclasses import replace
+
+    return replace(DAILY, horizon_days=scope.forecast.demand_daily_horizon_days)
 
 
-def _rows(out: pd.DataFrame, granularity: str) -> pd.DataFrame:
+def _rows(out: pd.DataFrame, granularity: str, entity_col: str = "series_id") -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "entity_id": out["series_id"].astype("int64"),
-            "restaurant_id": out["series_id"].astype("int64"),
-            "target_start": out["target_start"],
+            "entity_id": out[entity_col].astype("int64").to_numpy(),
+            "restaurant_id": out["restaurant_id"].astype("int64").to_numpy(),
+            "target_start": out["target_start"].to_numpy(),
             "granularity": granularity,
-            "value": out["yhat"].round(3),
-            "lower": out["lower"].round(3),
-            "upper": out["upper"].round(3),
-            "model_name": "seasonal_average",
-            "model_version": MODEL_VERSION,
-            "method": out["method"],
+            "value": out["yhat"].astype(float).round(3).to_numpy(),
+            "lower": out["lower"].astype(float).round(3).to_numpy(),
+            "upper": out["upper"].astype(float).round(3).to_numpy(),
+            "model_name": out["model_name"].to_numpy(),
+            "model_version": out["model_version"].astype(str).to_numpy(),
+            "method": out["method"].to_numpy(),
         }
     )
 
 
-def predict_demand_daily(features, scope: Scope) -> UnitResult:
-    """Orders per local day, with details.revenue = orders x recent average ticket."""
-    out = _forecast(features.history, features.future, "weekday", 1)
+def _with_restaurant(out: pd.DataFrame, features: DemandHistory) -> pd.DataFrame:
+    return out.merge(features.series[["series_id", "restaurant_id"]], on="series_id", how="left")
+
+
+def _result(outcome: Outcome, rows: pd.DataFrame, scope_ids: list[int]) -> UnitResult:
+    return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=outcome.messages, models=outcome.models)
+
+
+def average_ticket(history: pd.DataFrame, days: int = 28) -> pd.Series:
+    """Revenue per order over the last ``days`` open days of each restaurant (currency units)."""
+    if history.empty or "revenue" not in history:
+        return pd.Series(dtype=float)
+    recent = history[(history["ds"] > history["ds"].max() - pd.Timedelta(days=days)) & ~history["closed"]]
+    orders = recent.groupby("series_id")["y"].sum()
+    return (recent.groupby("series_id")["revenue"].sum() / orders.where(orders > 0)).fillna(0.0)
+
+
+def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
+    """Orders per local day; details.revenue = forecast orders x recent average ticket."""
+    outcome = forecast(features, daily_spec(scope), scope)
+    out = _with_restaurant(outcome.frame, features)
     rows = _rows(out, "day")
-    recent = features.history[features.history["ds"] >= features.history["ds"].max() - pd.Timedelta(days=27)] \
-        if len(features.history) else features.history
-    ticket = (recent.groupby("series_id")["revenue"].sum() / recent.groupby("series_id")["y"].sum()).fillna(0.0) \
-        if len(recent) else pd.Series(dtype=float)
+    ticket = average_ticket(features.history)
     rows["details"] = [
-        {"revenue": round(float(v) * float(ticket.get(sid, 0.0)), 2), "interval_level": 0.8}
-        for sid, v in zip(rows["entity_id"], rows["value"])
+        {
+            "revenue": round(float(v) * float(ticket.get(sid, 0.0)), 2),
+            "interval_level": INTERVAL_LEVEL,
+            "closed": bool(c),
+        }
+        for sid, v, c in zip(rows["entity_id"], rows["value"], out["closed_pattern"])
     ]
-    return UnitResult(rows=rows, scope_entity_ids=scope.restaurant_ids)
+    return _result(outcome, rows, scope.restaurant_ids)
 
 
-def predict_demand_hourly(features, scope: Scope) -> UnitResult:
-    """Orders per local hour for the next 168 hours."""
-    out = _forecast(features.history, features.future, "weekday_hour", 24)
+def predict_demand_hourly(features: DemandHistory, scope: Scope) -> UnitResult:
+    """Orders per local hour for the next 168 hours (23 or 25 rows on a DST-change day)."""
+    outcome = forecast(features, HOURLY, scope)
+    out = _with_restaurant(outcome.frame, features)
     rows = _rows(out, "hour")
-    rows["details"] = [{"interval_level": 0.8}] * len(rows)
-    return UnitResult(rows=rows, scope_entity_ids=scope.restaurant_ids)
+    rows["details"] = [
+        {"interval_level": INTERVAL_LEVEL, "local_hour": int(h), "closed": bool(c)}
+        for h, c in zip(out["ds"].dt.hour, out["closed_pattern"])
+    ]
+    return _result(outcome, rows, scope.restaurant_ids)
+
+
+def predict_item_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
+    """Units per active menu item and local day for the next 14 days.
+
+    Discontinued items are in ``features.retired_ids``: they get no rows and, being in the
+    scope, lose the rows an earlier run wrote.
+    """
+    outcome = forecast(features, ITEMS, scope)
+    out = outcome.frame.merge(
+        features.series[["series_id", "restaurant_id", "category"]], on="series_id", how="left"
+    )
+    rows = _rows(out, "day")
+    rows["details"] = [
+        {"interval_level": INTERVAL_LEVEL, "category": str(cat), "closed": bool(c)}
+        for cat, c in zip(out["category"], out["closed_pattern"])
+    ]
+    scope_ids = sorted({int(i) for i in features.series["series_id"]} | set(features.retired_ids))
+    return _result(outcome, rows, scope_ids)
+
+
+__all__ = ["DAILY", "HOURLY", "ITEMS", "predict_demand_daily", "predict_demand_hourly",
+           "predict_item_demand_daily", "average_ticket"]

@@ -1,8 +1,10 @@
-"""Seasonal average: the spreadsheet baseline every other model has to beat.
+"""Seasonal average and seasonal naive: the spreadsheet baselines every other model has to beat.
 
 For each series and seasonal slot (weekday, or weekday x hour) the forecast is the mean of the
 slot's last ``window`` observations; the interval is their empirical quantiles. It needs no
-training beyond remembering those values, and it is what operators already do by hand.
+training beyond remembering those values, and it is what operators already do by hand. Seasonal
+naive is the same with a window of one: "same as last Tuesday". Closed days (see
+``features.demand.mark_closed_days``) are not observations of demand and are skipped.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class SeasonalAverage:
         self.level = level
 
     def fit(self, history: pd.DataFrame) -> Self:
+        """Args: history with series_id, ds (naive local), y (count), optional boolean closed."""
+        if "closed" in history.columns:
+            history = history[~history["closed"].astype(bool)]
         frame = history.loc[:, ["series_id", "ds", "y"]].copy()
         frame["slot"] = SEASONS[self.season](frame["ds"])
         frame = frame.sort_values("ds").groupby(["series_id", "slot"]).tail(self.window)
@@ -51,7 +56,9 @@ class SeasonalAverage:
         ).reset_index()
         return self
 
-    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, future: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Slot values for future series_id, ds; ``history`` is accepted for the shared interface
+        and ignored (the profile was fixed at fit). Unknown series or slots come back NaN."""
         out = future.loc[:, ["series_id", "ds"]].copy()
         out["slot"] = SEASONS[self.season](out["ds"])
         out = out.merge(self.profile_, on=["series_id", "slot"], how="left").drop(columns="slot")
@@ -61,12 +68,23 @@ class SeasonalAverage:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        params = {"season": self.season, "window": self.window, "level": self.level}
+        params = {"class": self.name, "season": self.season, "window": self.window, "level": self.level}
         (directory / "params.json").write_text(json.dumps(params))
         self.profile_.to_csv(directory / "profile.csv", index=False)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**json.loads((directory / "params.json").read_text()))
+        params = json.loads((directory / "params.json").read_text())
+        params.pop("class", None)
+        model = cls(**params)
         model.profile_ = pd.read_csv(directory / "profile.csv")
         return model
+
+
+class SeasonalNaive(SeasonalAverage):
+    """The last open value of the same slot: the reference the issue's 10 % margin is against."""
+
+    name = "seasonal_naive"
+
+    def __init__(self, season: str = "weekday", window: int = 1, level: float = 0.8):
+        super().__init__(season=season, window=window, level=level)

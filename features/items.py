@@ -1,0 +1,138 @@
+"""Units sold per menu item and local day, aggregated in PostgreSQL.
+
+Item series are short and intermittent: most items sell a handful of units a day and many days
+none. Their history starts when the item was put on the menu (``created_at``, its first partial
+local day dropped), not at the start of the window, so an item introduced last month is not read
+as eleven months of zero demand. Days the restaurant was closed are flagged closed for all of its
+items. Discontinued items (``is_active`` false) are not forecast; their ids are returned so their
+old rows are removed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from features.demand import (
+    DemandHistory,
+    checked_zones,
+    daily_orders,
+    decorate,
+    mark_closed_days,
+    mark_outliers,
+    _concat,
+    _typed,
+)
+from features.quality import valid
+from features.timegrid import future_days, local_date
+from worker.replica import ReplicaReader
+
+ITEM_HISTORY_DAYS = 182
+
+
+def menu_items(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+    """Menu items of these restaurants: id, restaurant_id, category, is_active, created_at (UTC).
+
+    Names are not read: they are not needed to forecast and stay out of features.
+    """
+    frame = reader.frame(
+        """
+        SELECT id, restaurant_id, category, is_active, created_at
+        FROM menu_menuitem
+        WHERE restaurant_id = ANY(:rids)
+        ORDER BY id
+        """,
+        {"rids": restaurant_ids},
+    )
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    for col in ("id", "restaurant_id"):
+        frame[col] = frame[col].astype("int64")
+    return frame
+
+
+def item_daily_units(
+    reader: ReplicaReader,
+    zones: dict[int, str],
+    start: datetime,
+    end: datetime,
+    valid_until: datetime,
+) -> pd.DataFrame:
+    """Units per menu item and local date of its restaurant, for orders created in [start, end).
+
+    Args:
+        zones: restaurant id -> checked IANA zone.
+        start, end: UTC instants bounding the order's ``created_at``.
+        valid_until: latest plausible timestamp; later rows are malformed and skipped.
+    Returns menu_item_id, restaurant_id, local_date (naive), units. Cancelled orders are not
+    counted (as for orders); zero days are absent.
+    """
+    ids = list(zones)
+    frame = reader.frame(
+        f"""
+        WITH z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[])) AS z(rid, tz))
+        SELECT i.menu_item_id, o.restaurant_id,
+               (o.created_at AT TIME ZONE z.tz)::date AS local_date,
+               sum(i.quantity)::float8 AS units
+        FROM orders_orderitem i
+        JOIN orders_order o ON o.id = i.order_id
+        JOIN z ON z.rid = o.restaurant_id
+        WHERE o.restaurant_id = ANY(:rids) AND o.created_at >= :start AND o.created_at < :end
+          AND o.status <> 'cancelled' AND {valid('orders_order', 'o')} AND {valid('orders_orderitem', 'i')}
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 3
+        """,
+        {"rids": ids, "tzs": [zones[i] for i in ids], "start": start, "end": end, "valid_until": valid_until},
+    )
+    frame = _typed(frame, {"local_date": "date"})
+    frame["menu_item_id"] = frame["menu_item_id"].astype("int64")
+    return frame
+
+
+def item_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
+    """Complete item-day histories (zeros filled from each item's first full day) and futures."""
+    zones, messages = checked_zones(scope.restaurants)
+    start = scope.as_of - pd.Timedelta(days=min(ITEM_HISTORY_DAYS, scope.forecast.history_days))
+    items = menu_items(reader, scope.restaurant_ids)
+    units = item_daily_units(reader, zones, start, scope.as_of, scope.valid_until)
+    orders = daily_orders(reader, zones, start, scope.as_of, scope.valid_until)
+    retired = [int(i) for i in items.loc[~items["is_active"], "id"]]
+    active = items[items["is_active"]]
+    countries = scope.restaurants.set_index("id")["country_code"]
+    histories, futures = [], []
+    for rid, tz in zones.items():
+        first = local_date(start, tz) + pd.Timedelta(days=1)
+        last = local_date(scope.as_of, tz) - pd.Timedelta(days=1)
+        days = pd.date_range(first, last, freq="D")
+        rest = orders[orders["restaurant_id"] == rid].set_index("local_date")["orders"].reindex(days, fill_value=0.0)
+        rest_daily = mark_closed_days(pd.DataFrame({"series_id": rid, "ds": days, "y": rest.to_numpy()}))
+        closed_days = set(rest_daily.loc[rest_daily["closed"], "ds"])
+        fut_days = future_days(tz, scope.as_of, scope.forecast.item_demand_horizon_days)
+        mine = active[active["restaurant_id"] == rid]
+        sold = units[units["restaurant_id"] == rid]
+        for item in mine.itertuples(index=False):
+            created = local_date(item.created_at, tz) + pd.Timedelta(days=1)
+            item_days = days[days >= created]
+            rows = sold[sold["menu_item_id"] == item.id].set_index("local_date")["units"]
+            y = rows.reindex(item_days, fill_value=0.0)
+            if len(item_days):
+                histories.append(pd.DataFrame({
+                    "series_id": int(item.id), "ds": item_days, "y": y.to_numpy(),
+                    "closed": item_days.isin(list(closed_days)),
+                }))
+            fut = fut_days.copy()
+            fut.insert(0, "series_id", int(item.id))
+            futures.append(fut)
+    series = pd.DataFrame({
+        "series_id": active["id"].astype("int64").to_numpy(),
+        "restaurant_id": active["restaurant_id"].astype("int64").to_numpy(),
+        "category": active["category"].astype(str).to_numpy(),
+        "country_code": active["restaurant_id"].map(countries).fillna("").to_numpy(),
+        "timezone": active["restaurant_id"].map(zones).to_numpy(),
+    })
+    series["peer_group"] = series["restaurant_id"].astype(str) + ":" + series["category"]
+    history = _concat(histories, ["series_id", "ds", "y", "closed"])
+    if len(history):
+        history = mark_outliers(history, factor=10.0)  # item days are noisy: flag only extreme ones
+    future = _concat(futures, ["series_id", "target_start", "ds"])
+    return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages, retired)

@@ -1,0 +1,68 @@
+"""Model artifacts on disk, each recorded with a sha256 that a load must match.
+
+Why a checksum: an artifact is loaded by a worker that did not write it, possibly weeks later (the
+fallback to a previous version); a truncated copy or a file swapped on the shared volume must be
+refused, not silently used to forecast. The digest covers every file of the artifact directory
+(relative path and bytes, in sorted order), so adding, removing or editing any file changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from models.intervals import ConformalIntervals
+from models.lgbm import GlobalLGBM
+from models.prophet_model import ProphetPerSeries
+from models.seasonal import SeasonalAverage, SeasonalNaive
+
+MODEL_CLASSES = {cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, ProphetPerSeries)}
+INTERVALS_FILE = "intervals.json"
+
+
+class ArtifactChecksumError(RuntimeError):
+    """The artifact on disk is not the one the registry recorded; it must not be loaded."""
+
+
+def directory_sha256(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def save_artifact(model, intervals: ConformalIntervals | None, directory: Path) -> str:
+    """Write the model (and its calibrated intervals) into ``directory``; returns the sha256.
+
+    The directory is written fresh: leftovers of an earlier attempt would change the digest.
+    """
+    directory = Path(directory)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    model.save(directory)
+    if intervals is not None:
+        intervals.save(directory / INTERVALS_FILE)
+    return directory_sha256(directory)
+
+
+def load_artifact(directory: Path, sha256: str):
+    """The model and intervals saved in ``directory``, after checking its digest.
+
+    Raises ArtifactChecksumError when the files do not match ``sha256``, FileNotFoundError when
+    the artifact is gone.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"artifact {directory} does not exist")
+    actual = directory_sha256(directory)
+    if actual != sha256:
+        raise ArtifactChecksumError(f"artifact {directory}: sha256 {actual} does not match the registry's {sha256}")
+    name = json.loads((directory / "params.json").read_text())["class"]
+    model = MODEL_CLASSES[name].load(directory)
+    path = directory / INTERVALS_FILE
+    intervals = ConformalIntervals.load(path) if path.exists() else None
+    return model, intervals

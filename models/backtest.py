@@ -1,0 +1,130 @@
+"""Rolling-origin backtest: score every candidate on the last weeks of history, pick the best.
+
+Why rolling origin: one split can land on a holiday week and crown the wrong model; several
+origins a week apart, each forecasting a full horizon from only what was known before it, score
+candidates the way they will be used. The same held-out residuals then calibrate the chosen
+model's intervals (``models.intervals``), and coverage is measured cross-fitted: each fold's
+intervals come from the other folds' residuals, so the reported coverage is not in-sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.intervals import ConformalIntervals, coverage, mae, wape
+
+log = logging.getLogger(__name__)
+
+# A candidate that cannot forecast more than this share of held-out rows is out of the race.
+MAX_MISSING_SHARE = 0.05
+
+
+@dataclass
+class BacktestResult:
+    scores: dict[str, dict]  # candidate -> wape, mae, coverage80, n
+    residuals: dict[str, pd.DataFrame]  # candidate -> fold, series_id, ds, y, yhat
+    chosen: str | None
+    messages: list[str] = field(default_factory=list)
+
+
+def fold_origins(history: pd.DataFrame, horizon: pd.Timedelta, folds: int, step: pd.Timedelta) -> list[pd.Timestamp]:
+    """Local-midnight origins, newest first, so the newest fold's horizon ends with the history."""
+    end = (history["ds"].max() + pd.Timedelta(seconds=1)).normalize() + pd.Timedelta(days=1)
+    return [end - horizon - k * step for k in range(folds)]
+
+
+def rolling_origin(
+    history: pd.DataFrame,
+    factories: dict[str, Callable[[], object]],
+    horizon: pd.Timedelta,
+    folds: int = 3,
+    step: pd.Timedelta = pd.Timedelta(days=7),
+    level: float = 0.8,
+) -> BacktestResult:
+    """Backtest each candidate from ``folds`` origins over ``horizon`` of held-out history.
+
+    Args:
+        history: series_id, ds, y, closed, outlier and whatever columns the candidates use.
+        factories: candidate name -> zero-argument constructor of an unfitted model.
+        horizon: how far each fold forecasts (e.g. 28 days for demand_daily).
+        folds: number of origins; step: time between them.
+        level: interval level whose coverage is reported (as ``coverage80`` for 0.8).
+    Closed days are never scored (they are not demand); outlier days are (they happen).
+    """
+    messages: list[str] = []
+    rows: dict[str, list[pd.DataFrame]] = {name: [] for name in factories}
+    failed: set[str] = set()
+    for k, origin in enumerate(fold_origins(history, horizon, folds, step)):
+        train = history[history["ds"] < origin]
+        test = history[(history["ds"] >= origin) & (history["ds"] < origin + horizon) & ~history["closed"]]
+        test = test[test["series_id"].isin(train["series_id"].unique())]
+        if train.empty or test.empty:
+            continue
+        for name, make in factories.items():
+            if name in failed:
+                continue
+            try:
+                pred = make().fit(train).predict(test.drop(columns=["y"]), history=train)
+            except Exception as exc:  # one broken candidate must not stop the others
+                failed.add(name)
+                messages.append(f"backtest: candidate {name} failed: {type(exc).__name__}: {exc}")
+                log.warning("backtest candidate %s failed", name, exc_info=True)
+                continue
+            rows[name].append(
+                pd.DataFrame(
+                    {
+                        "fold": k,
+                        "series_id": test["series_id"].to_numpy(),
+                        "ds": test["ds"].to_numpy(),
+                        "h_days": ((test["ds"] - origin).dt.total_seconds() / 86400).to_numpy(),
+                        "y": test["y"].to_numpy(float),
+                        "yhat": pred["yhat"].to_numpy(float),
+                    }
+                )
+            )
+    residuals = {n: pd.concat(r, ignore_index=True) for n, r in rows.items() if r and n not in failed}
+    for name, res in list(residuals.items()):
+        missing = res["yhat"].isna().mean()
+        if missing > MAX_MISSING_SHARE:
+            messages.append(f"backtest: candidate {name} could not forecast {missing:.0%} of held-out rows")
+            del residuals[name]
+    if not residuals:
+        return BacktestResult({}, {}, None, messages + ["backtest: no candidate produced forecasts"])
+    common = None
+    for res in residuals.values():
+        ok = res["yhat"].notna().to_numpy()
+        common = ok if common is None else common & ok
+    scores = {}
+    for name, res in residuals.items():
+        res = res[common].reset_index(drop=True)
+        residuals[name] = res
+        scores[name] = {
+            "wape": wape(res["y"], res["yhat"]),
+            "mae": mae(res["y"], res["yhat"]),
+            "coverage80": cross_fitted_coverage(res, level),
+            "n": int(len(res)),
+        }
+    ranked = sorted(scores, key=lambda n: (np.nan_to_num(scores[n]["wape"], nan=np.inf), n))
+    return BacktestResult(scores, residuals, ranked[0], messages)
+
+
+def cross_fitted_coverage(res: pd.DataFrame, level: float = 0.8) -> float:
+    """Coverage of conformal intervals on each fold, calibrated on the other folds only."""
+    folds = sorted(res["fold"].unique())
+    if len(folds) < 2:
+        return float("nan")
+    inside, total = 0, 0
+    for f in folds:
+        cal, ev = res[res["fold"] != f], res[res["fold"] == f]
+        lower, upper = ConformalIntervals(level).fit(cal["y"], cal["yhat"]).apply(ev["yhat"].to_numpy())
+        inside += int(((ev["y"] >= lower) & (ev["y"] <= upper)).sum())
+        total += len(ev)
+    return inside / total if total else float("nan")
+
+
+__all__ = ["BacktestResult", "fold_origins", "rolling_origin", "cross_fitted_coverage", "coverage"]

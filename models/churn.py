@@ -1,0 +1,337 @@
+"""Churn: the probability that a customer places no order in the next 60 days.
+
+Primary model: a LightGBM classifier on RFM, gap and mix features (``features.customers``),
+trained at a cutoff one window before the run's as-of (labels = the last 60 days, never seen by
+the features), then calibrated with isotonic regression on a held-out quarter of those customers,
+because the RMS reads the value as a probability and its risk levels are thresholds on it.
+
+Fallback (``method='rule'``): BG/NBD's probability of no purchase in the window, fitted on the
+shard's customers as of the as-of (no labels needed), used when there are too few customers or
+too few churners to train. Not P(alive): that is 1 for every one-time buyer.
+
+Risk levels and recommendations are documented rules (docs/customers.md) so that the restaurant
+can act on them without reading the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Self
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.customers import MODEL_FEATURES
+from models.btyd import BetaGeo
+from worker.units import ModelRecord, Scope, UnitResult
+
+MODEL_NAME = "churn_lgbm"
+FALLBACK_NAME = "churn_bgnbd"
+MODEL_VERSION_PREFIX = "1"
+MIN_TRAIN_CUSTOMERS = 200
+MIN_PER_CLASS = 20
+
+# Documented thresholds on the calibrated probability (docs/customers.md).
+RISK_HIGH = 0.70
+RISK_MEDIUM = 0.40
+LAPSING_REGULAR_MIN_ORDERS = 3
+VIP_TIERS = ("gold", "platinum")
+
+# BG/NBD parameters (per week) used when even BG/NBD cannot be fitted (a handful of customers):
+# a moderately loyal population; documented as the last resort.
+DEFAULT_BGNBD = dict(r_=0.5, alpha_=4.0, a_=0.8, b_=2.5)
+
+
+# --------------------------------------------------------------------------- shared helpers
+def load_verified(cls, directory: Path, sha256: str):
+    """Load ``cls`` from ``directory`` only if its files match the registry's sha256."""
+    from models.artifacts import ArtifactChecksumError, directory_sha256
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"artifact {directory} does not exist")
+    actual = directory_sha256(directory)
+    if actual != sha256:
+        raise ArtifactChecksumError(f"artifact {directory}: sha256 {actual} does not match the registry's {sha256}")
+    return cls.load(directory)
+
+
+def save_checked(model, directory: Path) -> str:
+    """Write ``model`` fresh into ``directory`` and return the sha256 the registry records."""
+    from models.artifacts import save_artifact
+
+    return save_artifact(model, None, directory)
+
+
+def shard_version(scope: Scope) -> str:
+    """A registry version unique per run and shard: as-of day, run id, hash of the restaurants."""
+    key = ",".join(str(i) for i in sorted(scope.restaurant_ids))
+    shard = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return f"{MODEL_VERSION_PREFIX}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard}"
+
+
+def roc_auc(y, score) -> float:
+    """ROC AUC by ranks (ties averaged); NaN when only one class is present."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    n1, n0 = y.sum(), (~y).sum()
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(score, dtype=float))
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def brier(y, p) -> float:
+    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+def calibration_table(y, p, bins: int = 10) -> list[dict]:
+    """Mean predicted vs observed churn per probability decile bin (equal width)."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    table = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            table.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "n": int(m.sum()),
+                          "predicted": round(float(p[m].mean()), 4), "observed": round(float(y[m].mean()), 4)})
+    return table
+
+
+def bgnbd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, t_x, T) in days from ``rfm_transform`` output (customers with at least one purchase)."""
+    return (
+        frame["x_repeat"].to_numpy(float),
+        frame["t_x_days"].fillna(0).to_numpy(float),
+        np.maximum(frame["tenure_days"].fillna(0).to_numpy(float), 1e-3),
+    )
+
+
+# --------------------------------------------------------------------------- the model
+class ChurnClassifier:
+    """Calibrated LightGBM churn classifier. Fitted state: ``booster_``, ``iso_x_``, ``iso_y_``."""
+
+    name = "churn_lgbm"
+
+    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES, num_boost_round: int = 250,
+                 learning_rate: float = 0.05, num_leaves: int = 15, min_data_in_leaf: int = 20,
+                 calibration_share: float = 0.25, num_threads: int = 2, seed: int = 7):
+        """
+        Args:
+            features: columns of the feature frame to learn from (see features.customers).
+            num_boost_round, learning_rate, num_leaves, min_data_in_leaf: LightGBM capacity.
+            calibration_share: share of training customers held out to fit the isotonic map.
+            num_threads: LightGBM threads (at most the cores the worker owns).
+        """
+        self.features = tuple(features)
+        self.num_boost_round = num_boost_round
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.calibration_share = calibration_share
+        self.num_threads = num_threads
+        self.seed = seed
+        self.booster_: lgb.Booster | None = None
+        self.iso_x_: np.ndarray | None = None
+        self.iso_y_: np.ndarray | None = None
+        self.holdout_: dict = {}
+
+    def _params(self) -> dict:
+        return {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 0.9, "bagging_fraction": 0.9,
+                "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": self.num_threads, "seed": self.seed,
+                "deterministic": True, "verbose": -1}
+
+    def fit(self, frame: pd.DataFrame, y) -> Self:
+        """Learn P(churn) from ``frame[features]`` and 0/1 labels ``y`` (1 = no purchase in window)."""
+        y = np.asarray(y, dtype=int)
+        rng = np.random.default_rng(self.seed)
+        cal = np.zeros(len(y), bool)
+        for cls in (0, 1):  # stratified hold-out for the calibration map
+            idx = np.flatnonzero(y == cls)
+            cal[rng.choice(idx, int(round(len(idx) * self.calibration_share)), replace=False)] = True
+        X = frame.loc[:, list(self.features)].astype(float)
+        train = lgb.Dataset(X[~cal], y[~cal], free_raw_data=True)
+        self.booster_ = lgb.train(self._params(), train, num_boost_round=self.num_boost_round)
+        raw = self.booster_.predict(X[cal])
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y[cal])
+        self.iso_x_ = np.asarray(iso.X_thresholds_, float)
+        self.iso_y_ = np.asarray(iso.y_thresholds_, float)
+        p = self._calibrate(raw)
+        self.holdout_ = {"auc_holdout_raw": roc_auc(y[cal], raw), "brier_holdout": brier(y[cal], p),
+                         "n_train": int((~cal).sum()), "n_calibration": int(cal.sum()), "base_rate": float(y.mean())}
+        return self
+
+    def _calibrate(self, raw: np.ndarray) -> np.ndarray:
+        if self.iso_x_ is None or len(self.iso_x_) < 2:
+            return np.clip(raw, 0.0, 1.0)
+        return np.clip(np.interp(raw, self.iso_x_, self.iso_y_), 0.0, 1.0)
+
+    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster_.predict(frame.loc[:, list(self.features)].astype(float))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of no purchase in the window, one per row of ``frame``."""
+        if self.booster_ is None:
+            raise RuntimeError("ChurnClassifier is not fitted")
+        return self._calibrate(self.predict_raw(frame))
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(directory / "booster.txt"))
+        (directory / "params.json").write_text(json.dumps({
+            "class": self.name, "features": list(self.features),
+            "iso_x": self.iso_x_.tolist(), "iso_y": self.iso_y_.tolist(), "holdout": self.holdout_,
+        }, allow_nan=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        meta = json.loads((directory / "params.json").read_text())
+        model = cls(features=tuple(meta["features"]))
+        model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
+        model.iso_x_ = np.asarray(meta["iso_x"], float)
+        model.iso_y_ = np.asarray(meta["iso_y"], float)
+        model.holdout_ = meta.get("holdout", {})
+        return model
+
+
+def fit_bgnbd(frame: pd.DataFrame) -> tuple[BetaGeo, bool]:
+    """BG/NBD fitted on ``frame`` (customers with purchases); defaults when it cannot be fitted.
+
+    Returns the model and whether it was fitted (False: documented default parameters)."""
+    if len(frame) >= 20:
+        try:
+            return BetaGeo().fit(*bgnbd_inputs(frame)), True
+        except (ValueError, FloatingPointError):
+            pass
+    return BetaGeo(**DEFAULT_BGNBD), False
+
+
+# --------------------------------------------------------------------------- rules
+def risk_level(p) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.where(p >= RISK_HIGH, "high", np.where(p >= RISK_MEDIUM, "medium", "low"))
+
+
+def recommendations(frame: pd.DataFrame, risk: np.ndarray) -> list[list[str]]:
+    """Concrete actions per customer from the documented rules (docs/customers.md), in priority order."""
+    out: list[list[str]] = []
+    for n, rec, tier, gap, level in zip(frame["n_orders"], frame["recency_days"], frame["loyalty_tier"],
+                                        frame["gap_mean_days"], risk):
+        acts: list[str] = []
+        regular = n >= LAPSING_REGULAR_MIN_ORDERS
+        if level == "high" and regular:
+            acts.append("win_back_offer")
+        if level != "low" and tier in VIP_TIERS:
+            acts.append("personal_outreach")
+        if n == 1 and level != "low":
+            acts.append("second_visit_incentive")
+        if level == "medium" and regular and pd.notna(gap) and rec > gap:
+            acts.append("reminder_favourite_items")
+        if level == "low" and regular and tier == "none":
+            acts.append("loyalty_programme_invite")
+        out.append(acts[:3])
+    return out
+
+
+def churn_rows(scored: pd.DataFrame, p: np.ndarray, *, model_name: str, version: str, method: str,
+               window_days: int) -> pd.DataFrame:
+    risk = risk_level(p)
+    recs = recommendations(scored, risk)
+    details = [
+        {"risk_level": str(level), "recommendations": r, "days_since_last_order": int(np.floor(rec)),
+         "window_days": int(window_days), "orders_to_date": int(n)}
+        for level, r, rec, n in zip(risk, recs, scored["recency_days"], scored["n_orders"])
+    ]
+    return pd.DataFrame({
+        "entity_id": scored["customer_id"].astype("int64").to_numpy(),
+        "restaurant_id": scored["restaurant_id"].astype("int64").to_numpy(),
+        "value": np.round(np.asarray(p, float), 4),
+        "details": details,
+        "model_name": model_name,
+        "model_version": version,
+        "method": method,
+    })
+
+
+def predict_churn(data, scope: Scope) -> UnitResult:
+    """Rows for every anchored customer with a purchase before the as-of (see features.customers)."""
+    current = data.current
+    scored = current[current["n_orders"] > 0].reset_index(drop=True)
+    messages = []
+    c = data.counts
+    if c.get("customers_without_purchase"):
+        messages.append(f"churn: {c['customers_without_purchase']} anchored customer(s) without a purchase before "
+                        f"as-of skipped ({c.get('customers_only_later_orders', 0)} with orders only at or after it)")
+    if c.get("refunded_orders_excluded"):
+        messages.append(f"churn: {c['refunded_orders_excluded']} refunded order(s) not counted as purchases")
+    scope_ids = current["customer_id"].astype("int64").tolist()
+    if scored.empty:
+        return UnitResult(rows=churn_rows(scored, np.zeros(0), model_name=MODEL_NAME, version="none", method="model",
+                                          window_days=data.churn_window_days),
+                          scope_entity_ids=scope_ids, messages=messages)
+    version = shard_version(scope)
+    train = data.churn_train
+    y = train["churned"].to_numpy() if len(train) else np.zeros(0)
+    enough = len(train) >= MIN_TRAIN_CUSTOMERS and min((y == 1).sum(), (y == 0).sum()) >= MIN_PER_CLASS
+    models: list[ModelRecord] = []
+    if enough:
+        model = ChurnClassifier().fit(train, y)
+        p = model.predict(scored)
+        directory = Path(scope.model_store) / MODEL_NAME / version
+        sha = save_checked(model, directory)
+        models.append(ModelRecord(
+            name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+            training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
+            training_end=data.as_of.to_pydatetime(),
+            metrics={k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in model.holdout_.items()},
+            params={"window_days": data.churn_window_days, "features": list(model.features)},
+        ))
+        rows = churn_rows(scored, p, model_name=MODEL_NAME, version=version, method="model",
+                          window_days=data.churn_window_days)
+    else:
+        bg, fitted = fit_bgnbd(scored)
+        p = bg.prob_no_purchase(data.churn_window_days, *bgnbd_inputs(scored))
+        messages.append(f"churn: {len(train)} training customer(s) ({int(y.sum())} churned) are too few for the "
+                        f"classifier; BG/NBD {'fitted on the shard' if fitted else 'default parameters'} used")
+        rows = churn_rows(scored, p, model_name=FALLBACK_NAME, version=version, method="rule",
+                          window_days=data.churn_window_days)
+    return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
+
+
+# --------------------------------------------------------------------------- held-out evaluation
+def evaluate_churn(train: pd.DataFrame, test: pd.DataFrame, window_days: int) -> dict:
+    """Fit on ``train`` (features at an earlier cutoff, label ``churned``) and score ``test`` (a
+    later cutoff whose labels the model never saw), against BG/NBD's P(no purchase in window)
+    (fitted on the test cutoff's RFM, which needs no labels) and recency alone.
+
+    Returns {"auc": {...}, "brier": {...}, "calibration": [...], "n_test": int, "base_rate": float}.
+    Recency's Brier score uses an isotonic map from recency to churn fitted on ``train``.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    y_train = train["churned"].to_numpy()
+    y = test["churned"].to_numpy()
+    model = ChurnClassifier().fit(train, y_train)
+    p_model = model.predict(test)
+    bg, _ = fit_bgnbd(test)
+    p_bg = bg.prob_no_purchase(window_days, *bgnbd_inputs(test))
+    rec_map = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(train["recency_days"], y_train)
+    p_rec = rec_map.predict(test["recency_days"])
+    return {
+        "auc": {"model": roc_auc(y, p_model), "bgnbd": roc_auc(y, p_bg), "recency": roc_auc(y, test["recency_days"])},
+        "brier": {"model": brier(y, p_model), "bgnbd": brier(y, p_bg), "recency": brier(y, p_rec)},
+        "calibration": calibration_table(y, p_model),
+        "n_test": int(len(y)),
+        "base_rate": float(y.mean()),
+    }

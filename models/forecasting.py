@@ -1,0 +1,259 @@
+"""The fallback chain every demand type runs: model, previous model, rule, average.
+
+1. ``model``: backtest the candidates on the last weeks (``models.backtest``), refit the best on
+   all history, forecast, calibrate its intervals on the backtest residuals, save the artifact
+   and hand a registry record (scores of every candidate included) back to the run loop.
+2. ``previous_model``: if step 1 fails, the newest registered artifact of this type from an
+   earlier run whose checksum still matches, forecasting from today's history.
+3. ``rule``: series without a forecast yet but with a week of open history get the seasonal
+   average of their own history (too little for a model, enough for a profile).
+4. ``average``: the rest (new or all-zero series) get the mean forecast of their peers
+   (the chain for restaurants, the category at the restaurant for menu items).
+Known closures (``features.demand.known_closures``) are then set to zero as a ``rule``.
+A series' rows always come from one step, so a reader never mixes methods within a day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.demand import DemandHistory, known_closures
+from models.artifacts import load_artifact, save_artifact
+from models.backtest import BacktestResult, rolling_origin
+from models.intervals import ConformalIntervals
+from models.lgbm import GlobalLGBM
+from models.prophet_model import ProphetPerSeries
+from models.seasonal import SeasonalAverage, SeasonalNaive
+from worker.units import ModelRecord, Scope
+
+log = logging.getLogger(__name__)
+
+RULE_MIN_OPEN_DAYS = 7
+
+
+@dataclass(frozen=True)
+class TypeSpec:
+    """How one prediction type is forecast.
+
+    Args:
+        prediction_type: contract name, e.g. "demand_daily".
+        slot: "weekday" or "weekday_hour" (seasonal slot of the baselines and features).
+        horizon_days: how far the type forecasts (days; 7 for 168 hours).
+        candidates: model names competing in the backtest (see ``make_candidate``).
+        backtest_folds, fold_step_days: rolling origins and the days between them.
+        min_history_days: open days a series needs to be forecast by the model.
+        short_series: what a series with less history gets: "rule" (own seasonal average) or
+            "average" (peer average: new menu items borrow from their category).
+        lgbm: extra GlobalLGBM arguments.
+    """
+
+    prediction_type: str
+    slot: str
+    horizon_days: float
+    candidates: tuple[str, ...] = ("seasonal_naive", "seasonal_average", "lightgbm")
+    backtest_folds: int = 3
+    fold_step_days: int = 7
+    min_history_days: int = 28
+    short_series: str = "rule"
+    lgbm: tuple[tuple[str, object], ...] = ()
+    prophet_jobs: int = 1
+
+    @property
+    def hourly(self) -> bool:
+        return self.slot == "weekday_hour"
+
+
+def make_candidate(name: str, spec: TypeSpec):
+    if name == "seasonal_naive":
+        return SeasonalNaive(season=spec.slot)
+    if name == "seasonal_average":
+        return SeasonalAverage(season=spec.slot)
+    if name == "lightgbm":
+        return GlobalLGBM(slot=spec.slot, horizon_days=spec.horizon_days, **dict(spec.lgbm))
+    if name == "prophet":
+        return ProphetPerSeries(hourly=spec.hourly, n_jobs=spec.prophet_jobs)
+    raise ValueError(f"unknown candidate {name!r}")
+
+
+@dataclass
+class Outcome:
+    """Forecast rows (future + yhat, lower, upper, method, model_name, model_version)."""
+
+    frame: pd.DataFrame
+    models: list[ModelRecord] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    backtest: BacktestResult | None = None
+
+
+def model_version(spec: TypeSpec, scope: Scope) -> str:
+    """Unique per type, run and shard (the registry's key is name + version)."""
+    shard = hashlib.sha1(",".join(map(str, sorted(scope.restaurant_ids))).encode()).hexdigest()[:8]
+    return f"{spec.prediction_type}.{scope.as_of:%Y%m%dT%H%M}.{str(scope.run_id)[:8]}.{shard}"
+
+
+def open_days(history: pd.DataFrame) -> pd.Series:
+    """Distinct open local days per series (any rows of a day not flagged closed)."""
+    if history.empty:
+        return pd.Series(dtype=float)
+    open_rows = history[~history["closed"]]
+    return open_rows.groupby("series_id")["ds"].apply(lambda s: s.dt.normalize().nunique())
+
+
+def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: bool = True) -> Outcome:
+    """Run the fallback chain for every series of ``features``; never raises for bad series."""
+    hist, fut, series = features.history, features.future, features.series
+    messages = list(features.messages)
+    out = fut.copy()
+    for col in ("yhat", "lower", "upper"):
+        out[col] = np.nan
+    out["method"] = None
+    out["model_name"] = None
+    out["model_version"] = None
+    if out.empty:
+        return Outcome(out, [], messages)
+    days = open_days(hist)
+    totals = hist.groupby("series_id")["y"].sum() if len(hist) else pd.Series(dtype=float)
+    sids = series["series_id"]
+    seasoned = [int(s) for s in sids if days.get(s, 0) >= spec.min_history_days and totals.get(s, 0) > 0]
+    records: list[ModelRecord] = []
+    backtest = None
+    version = model_version(spec, scope)
+
+    # 1. the model chosen by the backtest -----------------------------------------------
+    if seasoned:
+        h_s = hist[hist["series_id"].isin(seasoned)]
+        f_mask = out["series_id"].isin(seasoned)
+        try:
+            factories = {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates}
+            backtest = rolling_origin(
+                h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
+                pd.Timedelta(days=spec.fold_step_days),
+            )
+            messages += backtest.messages
+            if backtest.chosen is None:
+                raise RuntimeError("no candidate survived the backtest")
+            chosen = backtest.chosen
+            res = backtest.residuals[chosen]
+            intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"])
+            model = make_candidate(chosen, spec).fit(h_s)
+            pred = model.predict(out.loc[f_mask], history=h_s)
+            _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version)
+            if save:
+                records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest))
+        except Exception as exc:
+            log.warning("%s: model step failed", spec.prediction_type, exc_info=True)
+            messages.append(f"{spec.prediction_type}: model step failed ({type(exc).__name__}: {exc}); "
+                            "falling back to the previous model")
+            _previous_model(out, f_mask, h_s, spec, scope, messages)
+
+    # 2./3. rule for series with some history but no forecast yet -----------------------
+    missing = out["yhat"].isna()
+    eligible = {int(s) for s in sids if days.get(s, 0) >= RULE_MIN_OPEN_DAYS and totals.get(s, 0) > 0}
+    if spec.short_series != "rule":
+        eligible &= set(seasoned)
+    rule_mask = missing & out["series_id"].isin(eligible)
+    if rule_mask.any():
+        rule = SeasonalAverage(season=spec.slot).fit(hist[hist["series_id"].isin(eligible)])
+        pred = rule.predict(out.loc[rule_mask])
+        ok = pred["yhat"].notna().to_numpy()
+        idx = out.index[rule_mask][ok]
+        out.loc[idx, ["yhat", "lower", "upper"]] = pred.loc[ok, ["yhat", "lower", "upper"]].to_numpy()
+        out.loc[idx, ["method", "model_name", "model_version"]] = ["rule", rule.name, "rule"]
+
+    # 4. peer average for the rest -------------------------------------------------------
+    missing = out["yhat"].isna()
+    if missing.any():
+        _peer_average(out, missing, series, spec, messages)
+
+    # closures known from evidence --------------------------------------------------------
+    if "holiday_name" in out.columns and len(hist):
+        closed = known_closures(hist, out)
+        if closed.any():
+            out.loc[closed, ["yhat", "lower", "upper"]] = 0.0
+            out.loc[closed, ["method", "model_name", "model_version"]] = ["rule", "closure_rule", "rule"]
+    out["closed_pattern"] = out["model_name"].eq("closure_rule")
+    return Outcome(out, records, messages, backtest)
+
+
+def _fill(out, mask, yhat, intervals, method, name, version) -> None:
+    yhat = np.maximum(np.asarray(yhat, float), 0.0)
+    ok = np.isfinite(yhat)
+    idx = out.index[mask][ok]
+    lower, upper = intervals.apply(yhat[ok]) if intervals is not None else (yhat[ok], yhat[ok])
+    out.loc[idx, "yhat"] = yhat[ok]
+    out.loc[idx, "lower"] = lower
+    out.loc[idx, "upper"] = upper
+    out.loc[idx, ["method", "model_name", "model_version"]] = [method, name, version]
+
+
+def _register(model, intervals, chosen, version, spec, scope, history, backtest) -> ModelRecord:
+    directory = Path(scope.model_store) / spec.prediction_type / version
+    sha = save_artifact(model, intervals, directory)
+    start, end = history["ds"].min(), history["ds"].max()
+    return ModelRecord(
+        name=chosen,
+        version=version,
+        artifact_path=str(directory),
+        sha256=sha,
+        training_start=start.to_pydatetime() if pd.notna(start) else None,
+        training_end=end.to_pydatetime() if pd.notna(end) else None,
+        metrics={
+            "chosen": chosen,
+            "backtest": {n: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()}
+                         for n, s in backtest.scores.items()},
+            "folds": spec.backtest_folds,
+            "horizon_days": spec.horizon_days,
+            "series": int(history["series_id"].nunique()),
+        },
+        params=model.params() if hasattr(model, "params") else {},
+    )
+
+
+def _previous_model(out, mask, history, spec, scope, messages) -> None:
+    reg = scope.registry
+    if reg is None or reg.empty or not mask.any():
+        messages.append(f"{spec.prediction_type}: no previous model registered")
+        return
+    current = str(scope.run_id)[:8]
+    rows = reg[(reg["prediction_type"] == spec.prediction_type) & ~reg["version"].astype(str).str.contains(current)]
+    if "status" in rows:
+        rows = rows[rows["status"].isin(["active", "candidate"])]
+    for rec in rows.itertuples(index=False):
+        try:
+            model, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
+            pred = model.predict(out.loc[mask], history=history)
+        except Exception as exc:
+            messages.append(f"{spec.prediction_type}: previous model {rec.name} {rec.version} unusable: {exc}")
+            continue
+        _fill(out, mask, pred["yhat"].to_numpy(), intervals, "previous_model", rec.name, rec.version)
+        messages.append(f"{spec.prediction_type}: forecast with previous model {rec.name} {rec.version}")
+        return
+    messages.append(f"{spec.prediction_type}: no usable previous model")
+
+
+def _peer_average(out, missing, series, spec, messages) -> None:
+    """Mean forecast of the series' peers on the same local period; else of every series."""
+    groups = series.set_index("series_id")["peer_group"]
+    out_group = out["series_id"].map(groups)
+    done = out[~missing].assign(peer_group=out_group[~missing])
+    if done.empty:
+        out.loc[missing, ["yhat", "lower", "upper"]] = 0.0
+        out.loc[missing, ["method", "model_name", "model_version"]] = ["average", "peer_average", "average"]
+        messages.append(f"{spec.prediction_type}: no series with a forecast to average; zero forecast")
+        return
+    by_group = done.groupby(["peer_group", "ds"])[["yhat", "lower", "upper"]].mean()
+    overall = done.groupby("ds")[["yhat", "lower", "upper"]].mean()
+    target = out.loc[missing]
+    key = pd.MultiIndex.from_arrays([out_group[missing], target["ds"]])
+    vals = by_group.reindex(key).to_numpy()
+    fallback = overall.reindex(target["ds"]).to_numpy()
+    vals = np.where(np.isnan(vals), fallback, vals)
+    vals = np.where(np.isnan(vals), np.nanmean(done[["yhat", "lower", "upper"]].to_numpy(), axis=0), vals)
+    out.loc[missing, ["yhat", "lower", "upper"]] = vals
+    out.loc[missing, ["method", "model_name", "model_version"]] = ["average", "peer_average", "average"]

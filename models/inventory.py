@@ -1,0 +1,494 @@
+"""Stock projection, stockout and reorder: from usage forecasts to what to order and when.
+
+Formulas (docs/inventory.md has the full page):
+
+* Usage forecast per item and local day: ``level x weekday[w] x (1 + waste_ratio)``. ``weekday`` is
+  the restaurant's weekday profile pooled over its items (every ingredient follows the same
+  guests); ``level`` is the item's de-seasonalised mean over its last ``level_days`` open days;
+  ``waste_ratio`` = recorded waste / consumption over the history (the item's observed
+  consumption/waste correction). Per-day sd = the item's residual coefficient of variation x mean.
+  Closed days (no consumption at all in the restaurant) are left out of every statistic.
+* Projection, day by day: arrivals of open purchase orders (ordered_at + the supplier's expected
+  lead time; overdue orders arrive today) are added, usage is taken first-expiring-first, then
+  batches expiring that day are lost. ``stock_daily`` is the end-of-day stock.
+* Stockout date: the first day whose usage cannot be met. Uncertainty: cumulative usage is
+  Normal with variance the sum of daily variances, so P(out by day d) = Phi(-net_d / sd_d), net_d
+  = projected stock minus unmet usage. ``confidence`` = P(the stockout falls within +/- 1 day of
+  the predicted date) = P(out by D+1) - P(out by D-2).
+* Reorder (continuous review, checked daily): with mean daily usage d, its sd s_d, expected lead
+  time L with sd s_L and review period R,
+  ``safety_stock = z(service_level) * sqrt((L + R) * s_d^2 + d^2 * s_L^2)``,
+  ``reorder_point = d * (L + R) + safety_stock``,
+  ``eoq = sqrt(2 * 365 d * order_cost / (holding_rate * unit_cost))`` (capped at d x shelf life
+  for perishables). ``order_by_date`` = the first day the projected inventory position (stock +
+  on order) falls to the reorder point. Quantity = order up to ``par_level`` when set (else up to
+  reorder_point + eoq) from the position on that day, at least ``min_order_quantity``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+Z80 = 1.2815515655446004
+
+
+@dataclass
+class UsageForecaster:
+    """Weekday-profile x level forecast of an item's daily usage (see module docstring)."""
+
+    level_days: int = 28
+    min_open_days: int = 7
+
+    name = "usage_weekday_level"
+
+    def fit(self, usage: pd.DataFrame) -> "UsageForecaster":
+        """Learn from ``features.inventory.usage_grid`` (inventory_item_id, restaurant_id, ds,
+        consumption, waste, open; item units per local day)."""
+        hist = usage[usage["open"]].copy()
+        hist["w"] = hist["ds"].dt.weekday
+        item_mean = hist.groupby("inventory_item_id")["consumption"].transform("mean")
+        hist["norm"] = np.where(item_mean > 0, hist["consumption"] / item_mean.replace(0, np.nan), np.nan)
+        prof = hist.dropna(subset=["norm"]).groupby(["restaurant_id", "w"])["norm"].mean().unstack()
+        prof = prof.reindex(columns=range(7)).fillna(1.0)
+        prof = prof.div(prof.mean(axis=1).replace(0, 1.0), axis=0)
+        self.weekday_ = prof
+        hist["f"] = [float(prof.loc[r, w]) if r in prof.index else 1.0 for r, w in zip(hist["restaurant_id"], hist["w"])]
+        hist["f"] = hist["f"].where(hist["f"] > 0, 1.0)
+        hist = hist.sort_values("ds")
+        recent = hist.groupby("inventory_item_id").tail(self.level_days)
+        level = (recent["consumption"] / recent["f"]).groupby(recent["inventory_item_id"]).mean()
+        fitted = recent["inventory_item_id"].map(level) * recent["f"]
+        rel = (recent["consumption"] - fitted) / fitted.where(fitted > 0)
+        cv = rel.groupby(recent["inventory_item_id"]).std().fillna(0.5).clip(0.05, 2.0)
+        totals = hist.groupby("inventory_item_id")[["consumption", "waste"]].sum()
+        waste_ratio = (totals["waste"] / totals["consumption"].where(totals["consumption"] > 0)).fillna(0.0).clip(0, 1)
+        n_open = hist.groupby("inventory_item_id").size()
+        self.items_ = pd.DataFrame({"level": level, "cv": cv, "waste_ratio": waste_ratio, "open_days": n_open}).fillna(
+            {"level": 0.0, "cv": 0.5, "waste_ratio": 0.0, "open_days": 0}
+        )
+        return self
+
+    def predict(self, items: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
+        """Daily usage mean and sd.
+
+        Args:
+            items: inventory_item_id, restaurant_id.
+            future: restaurant_id, ds (naive local date), target_start, remaining_share.
+        Returns:
+            inventory_item_id, ds, target_start, mean, sd (item units per day; the first day scaled
+            by remaining_share), enough_history.
+        """
+        out = items[["inventory_item_id", "restaurant_id"]].merge(future, on="restaurant_id")
+        w = out["ds"].dt.weekday
+        f = np.array(
+            [float(self.weekday_.loc[r, d]) if r in self.weekday_.index else 1.0 for r, d in zip(out["restaurant_id"], w)]
+        )
+        st = self.items_.reindex(out["inventory_item_id"])
+        base = st["level"].fillna(0.0).to_numpy() * f * (1 + st["waste_ratio"].fillna(0.0).to_numpy())
+        share = out["remaining_share"].to_numpy()
+        out["mean"] = base * share
+        out["sd"] = out["mean"] * st["cv"].fillna(0.5).to_numpy()
+        out["enough_history"] = (st["open_days"].fillna(0).to_numpy() >= self.min_open_days)
+        return out[["inventory_item_id", "ds", "target_start", "mean", "sd", "enough_history"]]
+
+
+def arrival_days(orders: pd.DataFrame, lead: pd.DataFrame, restaurants: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Local arrival date of each open order line: ordered_at + the supplier's expected lead time.
+
+    Overdue orders (expected before as_of) are expected today. Without a lead-time estimate the
+    order's own expected_at is used, else tomorrow. Returns inventory_item_id, ds, quantity.
+    """
+    if orders.empty:
+        return pd.DataFrame({"inventory_item_id": pd.Series(dtype="int64"), "ds": pd.Series(dtype="datetime64[ns]"), "quantity": pd.Series(dtype=float)})
+    o = orders[orders["inventory_item_id"].isin(items["inventory_item_id"])]
+    o = o.merge(lead[["supplier_id", "expected_days"]], on="supplier_id", how="left")
+    eta = o["ordered_at"] + pd.to_timedelta(o["expected_days"], unit="D")
+    eta = eta.fillna(o["expected_at"]).fillna(as_of + pd.Timedelta(days=1))
+    eta = eta.where(eta > as_of, as_of)
+    tz = o["inventory_item_id"].map(items.set_index("inventory_item_id")["restaurant_id"]).map(
+        restaurants.set_index("id")["timezone"]
+    )
+    ds = [pd.Timestamp(t).tz_convert(z).tz_localize(None).normalize() for t, z in zip(eta, tz)]
+    return pd.DataFrame({"inventory_item_id": o["inventory_item_id"].to_numpy(), "ds": ds, "quantity": o["quantity"].to_numpy()})
+
+
+@dataclass
+class Projection:
+    end_stock: np.ndarray  # end-of-day stock (mean path), item units
+    net: np.ndarray  # end stock minus cumulative unmet usage (can be negative)
+    sd: np.ndarray  # sd of cumulative usage up to each day
+    shortfall: np.ndarray  # unmet usage per day
+    expired: np.ndarray  # stock lost to expiry per day
+    on_order_after: np.ndarray  # ordered stock still to arrive after each day
+    on_order_total: float = 0.0  # ordered stock not yet arrived at as_of
+
+    def p_out_by(self) -> np.ndarray:
+        """P(stock has run out by the end of each day)."""
+        sd = np.where(self.sd > 0, self.sd, 1e-9)
+        p = norm.cdf(-self.net / sd)
+        return np.maximum.accumulate(np.where(self.shortfall > 0, np.maximum(p, 0.5), p))
+
+
+def project_item(
+    on_hand: float,
+    lots: list[tuple[int, float]],
+    usage: np.ndarray,
+    usage_sd: np.ndarray,
+    arrivals: np.ndarray,
+    shelf_life_days: float | None,
+) -> Projection:
+    """Day-by-day stock of one item.
+
+    Args:
+        on_hand: stock at as_of (item units).
+        lots: (day index on which it expires, quantity) for stock that expires; the rest of
+            ``on_hand`` does not expire.
+        usage, usage_sd: expected usage and its sd per day (item units).
+        arrivals: quantity arriving per day.
+        shelf_life_days: shelf life of arriving stock (None: it does not expire).
+    """
+    n = len(usage)
+    lots = sorted([[int(d), float(q)] for d, q in lots if q > 0])
+    in_lots = sum(q for _, q in lots)
+    free = max(on_hand - in_lots, 0.0)
+    end = np.zeros(n)
+    short = np.zeros(n)
+    expired = np.zeros(n)
+    for d in range(n):
+        if arrivals[d] > 0:
+            if shelf_life_days and shelf_life_days > 0:
+                lots.append([d + int(shelf_life_days), float(arrivals[d])])
+                lots.sort()
+            else:
+                free += arrivals[d]
+        need = usage[d]
+        while need > 1e-12 and lots:
+            take = min(lots[0][1], need)
+            lots[0][1] -= take
+            need -= take
+            if lots[0][1] <= 1e-12:
+                lots.pop(0)
+        take = min(free, need)
+        free -= take
+        need -= take
+        short[d] = need
+        while lots and lots[0][0] <= d:
+            expired[d] += lots.pop(0)[1]
+        end[d] = free + sum(q for _, q in lots)
+    arrived_after = np.concatenate([np.cumsum(arrivals[::-1])[::-1][1:], [0.0]])
+    return Projection(
+        end_stock=end,
+        net=end - np.cumsum(short),
+        sd=np.sqrt(np.cumsum(np.asarray(usage_sd, dtype=float) ** 2)),
+        shortfall=short,
+        expired=expired,
+        on_order_after=arrived_after,
+        on_order_total=float(np.sum(arrivals)),
+    )
+
+
+def stockout_summary(proj: Projection, today: pd.Timestamp) -> dict:
+    """Predicted stockout day and its uncertainty (see module docstring)."""
+    n = len(proj.end_stock)
+    p = proj.p_out_by()
+    hit = np.flatnonzero(proj.shortfall > 1e-9)
+    lo = np.flatnonzero(p >= 0.1)
+    hi = np.flatnonzero(p >= 0.9)
+    lower = float(lo[0]) if len(lo) else float(n)
+    upper = float(hi[0]) if len(hi) else float(n)
+    if len(hit):
+        d = int(hit[0])
+        before = p[d - 2] if d >= 2 else 0.0
+        after = p[min(d + 1, n - 1)]
+        return {
+            "days": float(d),
+            "date": (today + pd.Timedelta(days=d)).date(),
+            "confidence": float(np.clip(after - before, 0, 1)),
+            "lower": min(lower, d),
+            "upper": max(upper, d),
+        }
+    return {"days": float(n), "date": None, "confidence": float(1 - p[-1]) if n else 1.0, "lower": lower, "upper": float(n)}
+
+
+def reorder_plan(
+    proj: Projection,
+    usage: np.ndarray,
+    usage_sd: np.ndarray,
+    on_hand: float,
+    lead_days: float,
+    lead_sd: float,
+    *,
+    service_level: float,
+    review_period_days: float,
+    order_cost: float,
+    holding_rate: float,
+    unit_cost: float,
+    par_level: float | None,
+    min_order_quantity: float | None,
+    shelf_life_days: float | None,
+    soon_days: int,
+    whole_units: bool,
+) -> dict:
+    """Reorder point, safety stock, EOQ, order-by day, urgency and quantity (module docstring)."""
+    n = len(usage)
+    cover = max(lead_days + review_period_days, 1.0)
+    window = usage[1 : 1 + max(int(math.ceil(cover)), 7)]
+    d = float(np.mean(window)) if len(window) else float(np.mean(usage)) if n else 0.0
+    sd_d = float(np.sqrt(np.mean(np.asarray(usage_sd[1 : 1 + len(window)]) ** 2))) if len(window) else 0.0
+    z = float(norm.ppf(service_level))
+    safety = z * math.sqrt(cover * sd_d**2 + d**2 * lead_sd**2)
+    rop = d * cover + safety
+    if unit_cost > 0 and holding_rate > 0 and d > 0:
+        eoq = math.sqrt(2 * 365 * d * order_cost / (holding_rate * unit_cost))
+    else:
+        eoq = 7 * d
+    if shelf_life_days and shelf_life_days > 0:
+        eoq = min(eoq, d * shelf_life_days)
+    position_now = on_hand + proj.on_order_total
+    position = proj.end_stock + proj.on_order_after
+    if position_now <= rop:
+        when, pos_then = 0, position_now
+    else:
+        below = np.flatnonzero(position <= rop)
+        when, pos_then = (int(below[0]) + 1, float(position[below[0]])) if len(below) else (None, None)
+    if when is not None and when >= n:
+        when = None
+    target = par_level if par_level and par_level > rop else rop + eoq
+    qty = 0.0
+    if when is not None:
+        qty = max(target - pos_then, 0.0)
+        if min_order_quantity and min_order_quantity > 0:
+            qty = max(qty, float(min_order_quantity))
+        if whole_units:
+            qty = float(math.ceil(qty - 1e-9))
+    stockout_idx = np.flatnonzero(proj.shortfall > 1e-9)
+    if when == 0 and (position_now < safety or (len(stockout_idx) and stockout_idx[0] <= lead_days)):
+        urgency = "urgent"
+    elif when is not None and when <= soon_days:
+        urgency = "soon"
+    else:
+        urgency = "ok"
+    return {
+        "quantity": qty,
+        "order_by_index": when,
+        "urgency": urgency,
+        "reorder_point": rop,
+        "safety_stock": safety,
+        "eoq": eoq,
+        "mean_daily_usage": d,
+        "position": position_now,
+    }
+
+
+
+# --------------------------------------------------------------------------- rows
+
+MODEL_VERSION = "1"
+
+
+@dataclass
+class InventoryPlan:
+    """Per-item projections and decisions for one shard; the three row builders read from it."""
+
+    daily: pd.DataFrame  # inventory_item_id, restaurant_id, ds, target_start, stock, lower, upper, method
+    items: pd.DataFrame  # one row per item: stockout_* and reorder fields
+    lead: pd.DataFrame  # SupplierLeadTime estimates
+
+
+def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPlan:
+    """Project every item of the shard and decide its stockout and reorder figures.
+
+    Args:
+        features: ``features.inventory.InventoryFeatures``.
+        settings: ``worker.settings.InventorySettings``.
+        restaurants: the scope's restaurants (id, timezone).
+    """
+    from models.lead_time import SupplierLeadTime
+
+    items = features.items
+    lead = SupplierLeadTime(min_orders=settings.lead_time_min_orders).fit(features.suppliers, features.lead_times).estimates_
+    if items.empty or features.future.empty:
+        return InventoryPlan(pd.DataFrame(), pd.DataFrame(), lead)
+    forecaster = UsageForecaster().fit(features.usage)
+    use = forecaster.predict(items, features.future).sort_values(["inventory_item_id", "ds"])
+    arrivals = arrival_days(features.open_orders, lead, restaurants, items, features.as_of)
+    on_hand = features.on_hand.set_index("inventory_item_id")["on_hand"]
+    lead_by = lead.set_index("supplier_id")
+    default_lead = float(lead["expected_days"].median()) if len(lead) and lead["expected_days"].notna().any() else 2.0
+    default_sd = float(lead["sd_days"].median()) if len(lead) and lead["sd_days"].notna().any() else 0.5
+    tz_of = restaurants.set_index("id")["timezone"]
+    daily_frames, decisions = [], []
+    for item in items.itertuples(index=False):
+        iid = int(item.inventory_item_id)
+        u = use[use["inventory_item_id"] == iid]
+        if u.empty:
+            continue
+        days = pd.DatetimeIndex(u["ds"])
+        today = days[0]
+        mean, sd = u["mean"].to_numpy(), u["sd"].to_numpy()
+        arr = np.zeros(len(days))
+        a = arrivals[arrivals["inventory_item_id"] == iid]
+        for ds, q in zip(a["ds"], a["quantity"]):
+            k = max(int((pd.Timestamp(ds) - today).days), 0)
+            if k < len(arr):
+                arr[k] += q
+        item_lots = features.lots[features.lots["inventory_item_id"] == iid]
+        lots = []
+        if item.is_perishable:
+            tz = tz_of[item.restaurant_id]
+            for exp, q in zip(item_lots["expires_at"], item_lots["quantity"]):
+                lots.append(((pd.Timestamp(exp).tz_convert(tz).tz_localize(None).normalize() - today).days, q))
+        shelf = item.shelf_life_days if item.is_perishable and pd.notna(item.shelf_life_days) else None
+        stock0 = float(on_hand.get(iid, 0.0))
+        proj = project_item(stock0, lots, mean, sd, arr, shelf)
+        h = min(settings.horizon_days, len(days))
+        method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
+        daily_frames.append(
+            pd.DataFrame(
+                {
+                    "inventory_item_id": iid,
+                    "restaurant_id": int(item.restaurant_id),
+                    "ds": days[:h],
+                    "target_start": u["target_start"].to_numpy()[:h],
+                    "stock": proj.end_stock[:h],
+                    "lower": np.minimum(np.maximum(proj.net[:h] - Z80 * proj.sd[:h], 0), proj.end_stock[:h]),
+                    "upper": np.maximum(np.maximum(proj.net[:h] + Z80 * proj.sd[:h], 0), proj.end_stock[:h]),
+                    "arrivals": arr[:h],
+                    "expired": proj.expired[:h],
+                    "method": method,
+                }
+            )
+        )
+        so = stockout_summary(proj, today)
+        sup = item.supplier_id
+        if pd.notna(sup) and int(sup) in lead_by.index and np.isfinite(lead_by.loc[int(sup), "expected_days"]):
+            L, sL = float(lead_by.loc[int(sup), "expected_days"]), float(lead_by.loc[int(sup), "sd_days"])
+        else:
+            L, sL = default_lead, default_sd
+        plan = reorder_plan(
+            proj, mean, sd, stock0, L, sL,
+            service_level=settings.service_level,
+            review_period_days=settings.review_period_days,
+            order_cost=settings.order_cost,
+            holding_rate=settings.holding_cost_rate_per_year,
+            unit_cost=float(item.unit_cost or 0.0),
+            par_level=None if pd.isna(item.par_level) else float(item.par_level),
+            min_order_quantity=None if pd.isna(item.min_order_quantity) else float(item.min_order_quantity),
+            shelf_life_days=shelf,
+            soon_days=settings.soon_days,
+            whole_units=item.unit == "each",
+        )
+        when = plan.pop("order_by_index")
+        decisions.append(
+            {
+                "inventory_item_id": iid,
+                "restaurant_id": int(item.restaurant_id),
+                "supplier_id": None if pd.isna(sup) else int(sup),
+                "on_hand": stock0,
+                "stockout_days": so["days"],
+                "stockout_date": so["date"],
+                "stockout_lower": so["lower"],
+                "stockout_upper": so["upper"],
+                "stockout_confidence": so["confidence"],
+                "daily_usage_forecast": float(np.mean(mean[1:8])) if len(mean) > 1 else float(mean.mean()),
+                "order_by_date": None if when is None else (today + pd.Timedelta(days=when)).date(),
+                "expected_lead_time_days": L,
+                "lead_time_sd_days": sL,
+                "manual_reorder_point": None if pd.isna(item.manual_reorder_point) else float(item.manual_reorder_point),
+                "method": method,
+                **plan,
+            }
+        )
+    daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
+    return InventoryPlan(daily, pd.DataFrame(decisions), lead)
+
+
+def _base(frame: pd.DataFrame, model_name: str) -> dict:
+    return {
+        "entity_id": frame["inventory_item_id"].astype("int64").to_numpy(),
+        "restaurant_id": frame["restaurant_id"].astype("int64").to_numpy(),
+        "model_name": model_name,
+        "model_version": MODEL_VERSION,
+        "method": frame["method"].to_numpy(),
+    }
+
+
+def stock_daily_rows(plan: InventoryPlan) -> pd.DataFrame:
+    """``stock_daily``: projected end-of-day stock per item and local day, item units, 80 % band."""
+    d = plan.daily
+    if d.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            **_base(d, "stock_projection"),
+            "target_start": d["target_start"].to_numpy(),
+            "granularity": "day",
+            "value": d["stock"].round(3).to_numpy(),
+            "lower": d["lower"].round(3).to_numpy(),
+            "upper": d["upper"].round(3).to_numpy(),
+            "details": [
+                {"arrivals": round(float(a), 3), "expired": round(float(e), 3), "interval_level": 0.8}
+                for a, e in zip(d["arrivals"], d["expired"])
+            ],
+        }
+    )
+
+
+def stockout_rows(plan: InventoryPlan) -> pd.DataFrame:
+    """``stockout``: days from today (local) to the first day usage cannot be met; 80 % band."""
+    it = plan.items
+    if it.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            **_base(it, "stock_projection"),
+            "value": it["stockout_days"].to_numpy(),
+            "lower": it["stockout_lower"].to_numpy(),
+            "upper": it["stockout_upper"].to_numpy(),
+            "details": [
+                {
+                    "predicted_stockout_date": None if pd.isna(r.stockout_date) else r.stockout_date.isoformat(),
+                    "confidence": round(float(r.stockout_confidence), 4),
+                    "daily_usage_forecast": round(float(r.daily_usage_forecast), 4),
+                    "current_stock": round(float(r.on_hand), 3),
+                    "beyond_horizon": pd.isna(r.stockout_date),
+                    "interval_level": 0.8,
+                }
+                for r in it.itertuples(index=False)
+            ],
+        }
+    )
+
+
+def reorder_rows(plan: InventoryPlan) -> pd.DataFrame:
+    """``reorder``: quantity to order (item units) on ``order_by_date``; 0 when none is due."""
+    it = plan.items
+    if it.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            **_base(it, "reorder_policy"),
+            "value": it["quantity"].round(3).to_numpy(),
+            "details": [
+                {
+                    "urgency": r.urgency,
+                    "order_by_date": None if pd.isna(r.order_by_date) else r.order_by_date.isoformat(),
+                    "reorder_point": round(float(r.reorder_point), 3),
+                    "safety_stock": round(float(r.safety_stock), 3),
+                    "eoq": round(float(r.eoq), 3),
+                    "supplier_id": None if pd.isna(r.supplier_id) else int(r.supplier_id),
+                    "expected_lead_time_days": round(float(r.expected_lead_time_days), 3),
+                    "lead_time_sd_days": round(float(r.lead_time_sd_days), 3),
+                    "inventory_position": round(float(r.position), 3),
+                    "mean_daily_usage": round(float(r.mean_daily_usage), 4),
+                    "manual_reorder_point": r.manual_reorder_point,
+                }
+                for r in it.itertuples(index=False)
+            ],
+        }
+    )

@@ -1,0 +1,226 @@
+"""Lifetime value: a customer's expected spend (and orders) in the next 12 months.
+
+Primary model: two LightGBM regressors on the customer features (``features.customers``), one
+for spend (L2, so that sums over customers are unbiased: the RMS adds LTVs up per restaurant) and
+one for orders (Poisson), trained at a cutoff one label window before the as-of.
+
+The label window is 12 months when the replica holds enough history, and shorter otherwise (see
+``features.customers.ltv_label_window``). A shorter window is extrapolated to 12 months with each
+customer's own BG/NBD ratio E[orders in 365 d] / E[orders in window]: a regular keeps buying at
+his rate while a lapsing one's expected purchases flatten, which a flat 365/window would ignore.
+
+Fallback (``method='rule'``): BG/NBD expected purchases times the Gamma-Gamma expected order value,
+when there are too few customers to train.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.customers import LTV_HORIZON_DAYS, MODEL_FEATURES
+from models.btyd import BetaGeo, GammaGamma
+from models.churn import bgnbd_inputs, fit_bgnbd, save_checked, shard_version
+from worker.units import ModelRecord, Scope, UnitResult
+
+MODEL_NAME = "ltv_lgbm"
+FALLBACK_NAME = "ltv_bgnbd_gg"
+MIN_TRAIN_CUSTOMERS = 200
+
+# Segments by percentile of predicted LTV among the shard's scored customers (docs/customers.md).
+SEGMENTS = ((0.90, "vip"), (0.60, "high"), (0.25, "medium"), (0.0, "low"))
+
+
+class LtvRegressor:
+    """Spend and order counts in a window. Fitted state: ``spend_``, ``orders_`` (boosters)."""
+
+    name = "ltv_lgbm"
+
+    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES, num_boost_round: int = 300,
+                 learning_rate: float = 0.05, num_leaves: int = 15, min_data_in_leaf: int = 20,
+                 num_threads: int = 2, seed: int = 7):
+        """
+        Args:
+            features: columns of the feature frame to learn from.
+            num_boost_round, learning_rate, num_leaves, min_data_in_leaf: LightGBM capacity.
+            num_threads: LightGBM threads.
+        """
+        self.features = tuple(features)
+        self.num_boost_round = num_boost_round
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.num_threads = num_threads
+        self.seed = seed
+        self.spend_: lgb.Booster | None = None
+        self.orders_: lgb.Booster | None = None
+
+    def _params(self, objective: str) -> dict:
+        return {"objective": objective, "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 0.9, "bagging_fraction": 0.9,
+                "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": self.num_threads, "seed": self.seed,
+                "deterministic": True, "verbose": -1}
+
+    def fit(self, frame: pd.DataFrame, spend, orders) -> Self:
+        """Args: spend (currency units) and orders (count) of each customer in the label window."""
+        X = frame.loc[:, list(self.features)].astype(float)
+        self.spend_ = lgb.train(self._params("regression"), lgb.Dataset(X, np.asarray(spend, float)),
+                                num_boost_round=self.num_boost_round)
+        self.orders_ = lgb.train(self._params("poisson"), lgb.Dataset(X, np.asarray(orders, float)),
+                                 num_boost_round=self.num_boost_round)
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns spend and orders (window totals, never negative), one row per row of ``frame``."""
+        if self.spend_ is None:
+            raise RuntimeError("LtvRegressor is not fitted")
+        X = frame.loc[:, list(self.features)].astype(float)
+        return pd.DataFrame({"spend": np.clip(self.spend_.predict(X), 0, None),
+                             "orders": np.clip(self.orders_.predict(X), 0, None)}, index=frame.index)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.spend_.save_model(str(directory / "spend.txt"))
+        self.orders_.save_model(str(directory / "orders.txt"))
+        (directory / "params.json").write_text(json.dumps({"class": self.name, "features": list(self.features)}))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        meta = json.loads((directory / "params.json").read_text())
+        model = cls(features=tuple(meta["features"]))
+        model.spend_ = lgb.Booster(model_file=str(directory / "spend.txt"))
+        model.orders_ = lgb.Booster(model_file=str(directory / "orders.txt"))
+        return model
+
+
+def horizon_ratio(bg: BetaGeo, frame: pd.DataFrame, window_days: int, horizon_days: int = LTV_HORIZON_DAYS) -> np.ndarray:
+    """Per customer E[orders in horizon] / E[orders in window] under BG/NBD, in [1, horizon/window]."""
+    if window_days >= horizon_days:
+        return np.ones(len(frame))
+    x, t_x, T = bgnbd_inputs(frame)
+    num = bg.expected_purchases(horizon_days, x, t_x, T)
+    den = bg.expected_purchases(window_days, x, t_x, T)
+    ratio = (num + 1e-6) / (den + 1e-6)
+    return np.clip(np.nan_to_num(ratio, nan=horizon_days / window_days), 1.0, horizon_days / window_days)
+
+
+def bgnbd_gg_ltv(bg: BetaGeo, gg: GammaGamma, frame: pd.DataFrame, horizon_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """(expected spend, expected orders) over ``horizon_days`` from BG/NBD x Gamma-Gamma."""
+    orders = bg.expected_purchases(horizon_days, *bgnbd_inputs(frame))
+    value = gg.expected_value(frame["n_orders"].to_numpy(float), frame["spend_mean"].to_numpy(float))
+    return orders * value, orders
+
+
+def fit_gamma_gamma(frame: pd.DataFrame) -> GammaGamma:
+    """Gamma-Gamma on customers with a positive mean spend; the sample mean as a flat value otherwise."""
+    try:
+        return GammaGamma().fit(frame["n_orders"].to_numpy(float), frame["spend_mean"].to_numpy(float))
+    except ValueError:
+        mean = float(frame["spend_mean"].mean()) if len(frame) else 0.0
+        return GammaGamma(p_=1.0, q_=2.0, v_=max(mean, 0.0))  # E[value] = v p / (p n + q - 1) -> mean at n = 0
+
+
+def value_segment(ltv: np.ndarray) -> np.ndarray:
+    ltv = np.asarray(ltv, float)
+    if len(ltv) == 0:
+        return np.array([], dtype=object)
+    pct = pd.Series(ltv).rank(pct=True, method="average").to_numpy()
+    return np.select([pct >= cut for cut, _ in SEGMENTS[:-1]], [name for _, name in SEGMENTS[:-1]],
+                     SEGMENTS[-1][1]).astype(object)
+
+
+def ltv_rows(scored: pd.DataFrame, spend: np.ndarray, orders: np.ndarray, *, model_name: str, version: str,
+             method: str, window_days: int) -> pd.DataFrame:
+    segment = value_segment(spend)
+    details = [
+        {"value_segment": str(s), "expected_orders": round(float(o), 3), "horizon_days": LTV_HORIZON_DAYS,
+         "label_window_days": int(window_days), "trailing_12m_spend": round(float(t), 2)}
+        for s, o, t in zip(segment, orders, scored["spend_365d"])
+    ]
+    return pd.DataFrame({
+        "entity_id": scored["customer_id"].astype("int64").to_numpy(),
+        "restaurant_id": scored["restaurant_id"].astype("int64").to_numpy(),
+        "value": np.round(np.asarray(spend, float), 2),
+        "details": details,
+        "model_name": model_name,
+        "model_version": version,
+        "method": method,
+    })
+
+
+def predict_ltv(data, scope: Scope) -> UnitResult:
+    """12-month spend for every anchored customer with a purchase before the as-of."""
+    current = data.current
+    scored = current[current["n_orders"] > 0].reset_index(drop=True)
+    scope_ids = current["customer_id"].astype("int64").tolist()
+    messages = []
+    if data.counts.get("customers_without_purchase"):
+        messages.append(f"ltv: {data.counts['customers_without_purchase']} anchored customer(s) without a purchase "
+                        f"before as-of skipped")
+    if scored.empty:
+        return UnitResult(rows=ltv_rows(scored, np.zeros(0), np.zeros(0), model_name=MODEL_NAME, version="none",
+                                        method="model", window_days=data.ltv_window_days),
+                          scope_entity_ids=scope_ids, messages=messages)
+    version = shard_version(scope)
+    window = data.ltv_window_days
+    bg, _ = fit_bgnbd(scored)
+    train = data.ltv_train
+    models: list[ModelRecord] = []
+    if len(train) >= MIN_TRAIN_CUSTOMERS:
+        model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
+        pred = model.predict(scored)
+        ratio = horizon_ratio(bg, scored, window)
+        spend, orders = pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio
+        directory = Path(scope.model_store) / MODEL_NAME / version
+        sha = save_checked(model, directory)
+        models.append(ModelRecord(
+            name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+            training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
+            training_end=data.as_of.to_pydatetime(),
+            metrics={"n_train": int(len(train)), "label_window_days": int(window),
+                     "train_mean_spend": float(train["future_spend"].mean())},
+            params={"features": list(model.features), "horizon_days": LTV_HORIZON_DAYS},
+        ))
+        if window < LTV_HORIZON_DAYS:
+            messages.append(f"ltv: {window}-day label window (history too short for 12 months), "
+                            f"extrapolated to {LTV_HORIZON_DAYS} days with BG/NBD ratios")
+        rows = ltv_rows(scored, spend, orders, model_name=MODEL_NAME, version=version, method="model",
+                        window_days=window)
+    else:
+        gg = fit_gamma_gamma(scored)
+        spend, orders = bgnbd_gg_ltv(bg, gg, scored, LTV_HORIZON_DAYS)
+        messages.append(f"ltv: {len(train)} training customer(s) are too few for the regressor; BG/NBD x Gamma-Gamma used")
+        rows = ltv_rows(scored, spend, orders, model_name=FALLBACK_NAME, version=version, method="rule",
+                        window_days=window)
+    return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
+
+
+def evaluate_ltv(train: pd.DataFrame, test: pd.DataFrame, window_days: int) -> dict:
+    """Fit on ``train`` and predict ``test``'s spend in its (unseen) window, against BG/NBD x
+    Gamma-Gamma (fitted on the test cutoff's RFM) and trailing spend over an equal window.
+
+    Returns {"mae": {...}, "aggregate_error_pct": {...}, "n_test": int, "window_days": int}; the
+    aggregate error is (sum predicted - sum actual) / sum actual, in percent.
+    """
+    actual = test["future_spend"].to_numpy(float)
+    model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
+    pred = model.predict(test)["spend"].to_numpy()
+    bg, _ = fit_bgnbd(test)
+    gg = fit_gamma_gamma(test)
+    bg_spend, _ = bgnbd_gg_ltv(bg, gg, test, window_days)
+    trailing = test["trailing_spend"].to_numpy(float)
+    preds = {"model": pred, "bgnbd_gg": bg_spend, "trailing": trailing}
+    total = actual.sum() or 1.0
+    return {
+        "mae": {k: float(np.mean(np.abs(v - actual))) for k, v in preds.items()},
+        "aggregate_error_pct": {k: float(100 * (v.sum() - actual.sum()) / total) for k, v in preds.items()},
+        "n_test": int(len(actual)),
+        "window_days": int(window_days),
+    }
