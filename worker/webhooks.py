@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Literal
 
 import httpx
@@ -224,6 +226,15 @@ def _read_limited(response: httpx.Response, max_chars: int, deadline: float) -> 
     return b"".join(chunks).decode("utf-8", errors="replace")[:max_chars]
 
 
+@lru_cache(maxsize=8)
+def _client(connect_timeout_s: float, read_timeout_s: float, pid: int) -> httpx.Client:
+    """One client per process and timeouts: building one loads the CA bundle (~0.1 s of CPU), and
+    a shared pool reuses connections to the same receiver. ``pid`` keeps a forked worker child
+    from using its parent's sockets."""
+    timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
+    return httpx.Client(timeout=timeout, follow_redirects=False)
+
+
 def send_signed(
     url: str,
     delivery_id: str,
@@ -253,26 +264,25 @@ def send_signed(
     except Exception as exc:  # a secret that cannot sign: no point retrying
         return SendResult("failed", None, 0, error=f"signing failed: {type(exc).__name__}")
     headers.update({"content-type": "application/json", "user-agent": USER_AGENT})
-    timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
     deadline = started + connect_timeout_s + 2 * read_timeout_s
 
     def elapsed_ms() -> int:
         return int(round((time.monotonic() - started) * 1000))
 
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            with client.stream("POST", url, content=body.encode("ascii"), headers=headers) as response:
-                text_ = _read_limited(response, max_body_chars, deadline)
-                code = response.status_code
-                outcome = classify(code)
-                error = None
-                if response.is_redirect:
-                    location = response.headers.get("location", "")[:200]
-                    error = f"HTTP {code}: redirect to {location!r} not followed; configure the final URL"
-                elif outcome != "delivered":
-                    error = f"HTTP {code}"
-                retry_after = parse_retry_after(response.headers.get("retry-after")) if outcome == "retry" else None
-                return SendResult(outcome, code, elapsed_ms(), text_, error, retry_after)
+        client = _client(float(connect_timeout_s), float(read_timeout_s), os.getpid())
+        with client.stream("POST", url, content=body.encode("ascii"), headers=headers) as response:
+            text_ = _read_limited(response, max_body_chars, deadline)
+            code = response.status_code
+            outcome = classify(code)
+            error = None
+            if response.is_redirect:
+                location = response.headers.get("location", "")[:200]
+                error = f"HTTP {code}: redirect to {location!r} not followed; configure the final URL"
+            elif outcome != "delivered":
+                error = f"HTTP {code}"
+            retry_after = parse_retry_after(response.headers.get("retry-after")) if outcome == "retry" else None
+            return SendResult(outcome, code, elapsed_ms(), text_, error, retry_after)
     except httpx.TimeoutException as exc:
         kind = {
             httpx.ConnectTimeout: "connect",
