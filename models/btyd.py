@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
@@ -255,3 +256,45 @@ def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, T_days: f
                 break
         x[i] = k
     return x, t_x * _DAYS_PER_UNIT, np.full(n, T_days)
+
+
+BTYD_FEATURES: tuple[str, ...] = ("bg_p_quiet", "bg_expected_orders", "bg_p_alive", "gg_expected_value")
+
+
+def add_btyd_features(frame: pd.DataFrame, window_days: int) -> pd.DataFrame:
+    """Add BG/NBD and Gamma-Gamma summaries as features, fitted on ``frame`` itself.
+
+    Why: the tree model then starts from the BTYD view of each customer (regularity-blind but
+    well founded) and learns what it misses. The fit uses only the RFM columns at the frame's own
+    cutoff, never labels, so adding these to a training frame leaks nothing.
+
+    Args:
+        frame: ``features.customers.rfm_transform`` output, customers with purchases only.
+        window_days: the prediction window (days) for bg_p_quiet and bg_expected_orders.
+
+    Adds bg_p_quiet (P(no purchase in window)), bg_expected_orders (in window), bg_p_alive,
+    gg_expected_value (expected order value, currency units).
+    """
+    out = frame.copy()
+    if out.empty:
+        for col in BTYD_FEATURES:
+            out[col] = pd.Series(dtype=float)
+        return out
+    x = out["x_repeat"].to_numpy(float)
+    t_x = out["t_x_days"].fillna(0).to_numpy(float)
+    T = np.maximum(out["tenure_days"].fillna(0).to_numpy(float), 1e-3)
+    try:
+        bg = BetaGeo().fit(x, t_x, T) if len(out) >= 20 else BetaGeo(r_=0.5, alpha_=4.0, a_=0.8, b_=2.5)
+    except ValueError:
+        bg = BetaGeo(r_=0.5, alpha_=4.0, a_=0.8, b_=2.5)
+    out["bg_p_quiet"] = bg.prob_no_purchase(window_days, x, t_x, T)
+    out["bg_expected_orders"] = bg.expected_purchases(window_days, x, t_x, T)
+    out["bg_p_alive"] = bg.p_alive(x, t_x, T)
+    n = out["n_orders"].to_numpy(float)
+    m = out["spend_mean"].to_numpy(float)
+    try:
+        gg = GammaGamma().fit(n, m)
+        out["gg_expected_value"] = gg.expected_value(n, m)
+    except ValueError:
+        out["gg_expected_value"] = m
+    return out

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from features.customers import MODEL_FEATURES
-from models.btyd import BetaGeo
+from models.btyd import BTYD_FEATURES
+from models.btyd import BetaGeo, add_btyd_features
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "churn_lgbm"
@@ -42,6 +43,7 @@ VIP_TIERS = ("gold", "platinum")
 
 # BG/NBD parameters (per week) used when even BG/NBD cannot be fitted (a handful of customers):
 # a moderately loyal population; documented as the last resort.
+MONOTONE_UP = ("recency_days", "recency_over_gap")
 DEFAULT_BGNBD = dict(r_=0.5, alpha_=4.0, a_=0.8, b_=2.5)
 
 
@@ -119,9 +121,9 @@ class ChurnClassifier:
 
     name = "churn_lgbm"
 
-    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES, num_boost_round: int = 250,
+    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES + BTYD_FEATURES, num_boost_round: int = 250,
                  learning_rate: float = 0.05, num_leaves: int = 15, min_data_in_leaf: int = 20,
-                 calibration_share: float = 0.25, num_threads: int = 2, seed: int = 7):
+                 calibration_share: float = 0.25, num_threads: int = 1, seed: int = 7):
         """
         Args:
             features: columns of the feature frame to learn from (see features.customers).
@@ -146,7 +148,10 @@ class ChurnClassifier:
         return {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                 "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 0.9, "bagging_fraction": 0.9,
                 "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": self.num_threads, "seed": self.seed,
-                "deterministic": True, "verbose": -1}
+                "deterministic": True, "verbose": -1,
+                # A longer silence never makes a customer less likely to churn.
+                "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in self.features],
+                "monotone_constraints_method": "advanced"}
 
     def fit(self, frame: pd.DataFrame, y) -> Self:
         """Learn P(churn) from ``frame[features]`` and 0/1 labels ``y`` (1 = no purchase in window)."""
@@ -286,6 +291,8 @@ def predict_churn(data, scope: Scope) -> UnitResult:
     enough = len(train) >= MIN_TRAIN_CUSTOMERS and min((y == 1).sum(), (y == 0).sum()) >= MIN_PER_CLASS
     models: list[ModelRecord] = []
     if enough:
+        train = add_btyd_features(train, data.churn_window_days)
+        scored = add_btyd_features(scored, data.churn_window_days)
         model = ChurnClassifier().fit(train, y)
         p = model.predict(scored)
         directory = Path(scope.model_store) / MODEL_NAME / version
@@ -320,6 +327,8 @@ def evaluate_churn(train: pd.DataFrame, test: pd.DataFrame, window_days: int) ->
     """
     from sklearn.isotonic import IsotonicRegression
 
+    train = add_btyd_features(train, window_days)
+    test = add_btyd_features(test, window_days)
     y_train = train["churned"].to_numpy()
     y = test["churned"].to_numpy()
     model = ChurnClassifier().fit(train, y_train)

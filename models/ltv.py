@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from features.customers import LTV_HORIZON_DAYS, MODEL_FEATURES
-from models.btyd import BetaGeo, GammaGamma
+from models.btyd import BTYD_FEATURES
+from models.btyd import BetaGeo, GammaGamma, add_btyd_features
 from models.churn import bgnbd_inputs, fit_bgnbd, save_checked, shard_version
 from worker.units import ModelRecord, Scope, UnitResult
 
@@ -41,9 +42,9 @@ class LtvRegressor:
 
     name = "ltv_lgbm"
 
-    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES, num_boost_round: int = 300,
+    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES + BTYD_FEATURES, num_boost_round: int = 300,
                  learning_rate: float = 0.05, num_leaves: int = 15, min_data_in_leaf: int = 20,
-                 num_threads: int = 2, seed: int = 7):
+                 num_threads: int = 1, seed: int = 7):
         """
         Args:
             features: columns of the feature frame to learn from.
@@ -174,6 +175,8 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
     train = data.ltv_train
     models: list[ModelRecord] = []
     if len(train) >= MIN_TRAIN_CUSTOMERS:
+        train = add_btyd_features(train, window)
+        scored = add_btyd_features(scored, window)
         model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
         pred = model.predict(scored)
         ratio = horizon_ratio(bg, scored, window)
@@ -209,6 +212,8 @@ def evaluate_ltv(train: pd.DataFrame, test: pd.DataFrame, window_days: int) -> d
     Returns {"mae": {...}, "aggregate_error_pct": {...}, "n_test": int, "window_days": int}; the
     aggregate error is (sum predicted - sum actual) / sum actual, in percent.
     """
+    train = add_btyd_features(train, window_days)
+    test = add_btyd_features(test, window_days)
     actual = test["future_spend"].to_numpy(float)
     model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
     pred = model.predict(test)["spend"].to_numpy()

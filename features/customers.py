@@ -1,0 +1,413 @@
+"""Customer features for churn and lifetime value, aggregated in PostgreSQL as of a cutoff.
+
+Time split: every feature reads only orders created strictly before ``cutoff``; labels read only
+orders in ``[cutoff, cutoff + window)``. Training uses a cutoff one label window before the run's
+``as_of`` and predicting uses ``as_of`` itself, so no label ever leaks into its own features
+(``tests/test_customers_features.py`` moves a future order and checks nothing changes).
+
+What counts as a purchase: a well-formed order (``features.quality``) that is neither cancelled
+nor refunded. A refunded order is money returned, not spend; refunds are counted (a feature and
+a run message) rather than silently dropped.
+
+Sharding: each customer is scored by exactly one shard, the one holding their *anchor*
+restaurant: ``home_restaurant_id`` when set, else the restaurant of their latest purchase before
+the run's ``as_of`` (ties broken by the higher order id). A customer with neither (no home and no
+purchase yet) has nothing to score. The anchor is fixed by ``as_of`` for every cutoff of a run,
+so the training and scoring populations of one shard are the same people.
+
+PII: the SQL selects only ids, timestamps, amounts, order types and the loyalty tier; names,
+emails, phones and birth dates are never read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from features.quality import valid
+from worker.replica import ReplicaReader
+
+PURCHASE = "o.status NOT IN ('cancelled', 'refunded')"
+TIERS = {"none": 0, "silver": 1, "gold": 2, "platinum": 3}
+ORDER_TYPES = ("dine_in", "takeaway", "delivery")
+RECENT_WINDOWS_DAYS = (30, 90, 180, 365)
+
+# Customers anchored to the shard's restaurants (see the module docstring). Only non-PII columns.
+_ANCHORED = """
+anchored AS (
+    SELECT c.id AS customer_id,
+           c.organization_id,
+           coalesce(c.home_restaurant_id, last.restaurant_id) AS restaurant_id,
+           c.home_restaurant_id IS NULL AS anchored_by_last_order,
+           c.date_joined,
+           c.loyalty_tier
+    FROM customers_customerprofile c
+    LEFT JOIN LATERAL (
+        SELECT o.restaurant_id
+        FROM orders_order o
+        WHERE c.home_restaurant_id IS NULL AND o.customer_id = c.id AND o.created_at < :anchor_as_of
+          AND {purchase} AND {valid_o}
+        ORDER BY o.created_at DESC, o.id DESC
+        LIMIT 1
+    ) last ON true
+    WHERE (c.home_restaurant_id = ANY(:rids)
+           OR (c.home_restaurant_id IS NULL AND c.organization_id = ANY(:orgs)))
+      AND coalesce(c.home_restaurant_id, last.restaurant_id) = ANY(:rids)
+)
+"""
+
+
+def _anchored_cte() -> str:
+    return _ANCHORED.format(purchase=PURCHASE, valid_o=valid("orders_order", "o"))
+
+
+def _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, **more) -> dict:
+    return {
+        "rids": [int(i) for i in restaurant_ids],
+        "orgs": [int(i) for i in organization_ids],
+        "anchor_as_of": anchor_as_of,
+        "valid_until": valid_until,
+        **more,
+    }
+
+
+def customer_rfm(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    organization_ids: list[int],
+    cutoff: datetime,
+    anchor_as_of: datetime,
+    valid_until: datetime,
+    history_days: int = 730,
+) -> pd.DataFrame:
+    """Per anchored customer, aggregates of their purchases in [cutoff - history_days, cutoff).
+
+    Args:
+        restaurant_ids: the shard's restaurants (anchors).
+        organization_ids: their organisations (customers without a home restaurant).
+        cutoff: UTC instant; only orders strictly before it are read.
+        anchor_as_of: the run's as-of, which fixes each customer's anchor restaurant.
+        valid_until: latest plausible timestamp (malformed-row rule), UTC.
+        history_days: how far back purchases count (days).
+
+    Returns one row per anchored customer (also those without purchases, ``n_orders`` 0):
+    customer_id, restaurant_id (anchor), organization_id, anchored_by_last_order, loyalty_tier,
+    date_joined, n_orders, first_order_at, last_order_at, spend (sum of totals, currency units),
+    spend_{30,90,180,365}d, n_{30,90,180,365}d, gap_mean_days, gap_sd_days, last_gap_days,
+    n_dine_in, n_takeaway, n_delivery, n_restaurants, n_at_anchor, n_refunded, n_cancelled.
+    """
+    windows = ",\n".join(
+        f"count(p.customer_id) FILTER (WHERE p.created_at >= CAST(:cutoff AS timestamptz) - interval '{d} days') AS n_{d}d,\n"
+        f"coalesce(sum(p.total) FILTER (WHERE p.created_at >= CAST(:cutoff AS timestamptz) - interval '{d} days'), 0) AS spend_{d}d"
+        for d in RECENT_WINDOWS_DAYS
+    )
+    types = ",\n".join(f"count(p.customer_id) FILTER (WHERE p.order_type = '{t}') AS n_{t}" for t in ORDER_TYPES)
+    sql = f"""
+    WITH {_anchored_cte()},
+    p AS (
+        SELECT a.customer_id, o.restaurant_id, o.order_type, o.total::float8 AS total, o.created_at,
+               extract(epoch FROM o.created_at - lag(o.created_at) OVER w) / 86400.0 AS gap_days,
+               row_number() OVER (PARTITION BY a.customer_id ORDER BY o.created_at DESC, o.id DESC) AS back
+        FROM anchored a
+        JOIN orders_order o ON o.customer_id = a.customer_id
+        WHERE o.created_at < :cutoff AND o.created_at >= CAST(:cutoff AS timestamptz) - make_interval(days => :history_days)
+          AND {PURCHASE} AND {valid('orders_order', 'o')}
+        WINDOW w AS (PARTITION BY a.customer_id ORDER BY o.created_at, o.id)
+    ),
+    other AS (
+        SELECT a.customer_id,
+               count(*) FILTER (WHERE o.status = 'refunded') AS n_refunded,
+               count(*) FILTER (WHERE o.status = 'cancelled') AS n_cancelled
+        FROM anchored a
+        JOIN orders_order o ON o.customer_id = a.customer_id
+        WHERE o.created_at < :cutoff AND o.created_at >= CAST(:cutoff AS timestamptz) - make_interval(days => :history_days)
+          AND o.status IN ('cancelled', 'refunded') AND {valid('orders_order', 'o')}
+        GROUP BY a.customer_id
+    )
+    SELECT a.customer_id, a.restaurant_id, a.organization_id, a.anchored_by_last_order, a.loyalty_tier,
+           a.date_joined,
+           count(p.customer_id) AS n_orders,
+           min(p.created_at) AS first_order_at,
+           max(p.created_at) AS last_order_at,
+           coalesce(sum(p.total), 0) AS spend,
+           {windows},
+           avg(p.gap_days) AS gap_mean_days,
+           stddev_samp(p.gap_days) AS gap_sd_days,
+           max(p.gap_days) FILTER (WHERE p.back = 1) AS last_gap_days,
+           {types},
+           count(DISTINCT p.restaurant_id) AS n_restaurants,
+           count(p.customer_id) FILTER (WHERE p.restaurant_id = a.restaurant_id) AS n_at_anchor,
+           coalesce(max(other.n_refunded), 0) AS n_refunded,
+           coalesce(max(other.n_cancelled), 0) AS n_cancelled
+    FROM anchored a
+    LEFT JOIN p ON p.customer_id = a.customer_id
+    LEFT JOIN other ON other.customer_id = a.customer_id
+    GROUP BY a.customer_id, a.restaurant_id, a.organization_id, a.anchored_by_last_order, a.loyalty_tier, a.date_joined
+    ORDER BY a.customer_id
+    """
+    frame = reader.frame(
+        sql,
+        _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, cutoff=cutoff, history_days=int(history_days)),
+    )
+    return _typed_rfm(frame)
+
+
+def _typed_rfm(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    for col in ("customer_id", "restaurant_id", "organization_id"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("date_joined", "first_order_at", "last_order_at"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    skip = {"customer_id", "restaurant_id", "organization_id", "anchored_by_last_order", "loyalty_tier",
+            "date_joined", "first_order_at", "last_order_at"}
+    for col in frame.columns:
+        if col not in skip:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["anchored_by_last_order"] = frame["anchored_by_last_order"].astype(bool)
+    frame["loyalty_tier"] = frame["loyalty_tier"].fillna("none").astype(str)
+    return frame
+
+
+def customer_window(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    organization_ids: list[int],
+    start: datetime,
+    end: datetime,
+    anchor_as_of: datetime,
+    valid_until: datetime,
+) -> pd.DataFrame:
+    """Purchases and spend per anchored customer in [start, end): the labels of a cutoff.
+
+    Returns customer_id, orders (count), spend (sum of totals); customers without purchases in
+    the window are absent (read them as zero).
+    """
+    frame = reader.frame(
+        f"""
+        WITH {_anchored_cte()}
+        SELECT a.customer_id, count(*) AS orders, coalesce(sum(o.total), 0)::float8 AS spend
+        FROM anchored a
+        JOIN orders_order o ON o.customer_id = a.customer_id
+        WHERE o.created_at >= :start AND o.created_at < :end AND {PURCHASE} AND {valid('orders_order', 'o')}
+        GROUP BY a.customer_id
+        """,
+        _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, start=start, end=end),
+    )
+    frame["customer_id"] = frame["customer_id"].astype("int64")
+    frame["orders"] = frame["orders"].astype("float64")
+    frame["spend"] = frame["spend"].astype("float64")
+    return frame
+
+
+def customers_only_later(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    organization_ids: list[int],
+    as_of: datetime,
+    valid_until: datetime,
+) -> int:
+    """Anchored customers with no purchase before ``as_of`` but some order at or after it.
+
+    A diagnostic for the run record (they are skipped), never a feature: it looks past the cutoff.
+    """
+    return int(
+        reader.scalar(
+            f"""
+            WITH {_anchored_cte()}
+            SELECT count(*) FROM anchored a
+            WHERE NOT EXISTS (SELECT 1 FROM orders_order o WHERE o.customer_id = a.customer_id
+                              AND o.created_at < :anchor_as_of AND {PURCHASE} AND {valid('orders_order', 'o')})
+              AND EXISTS (SELECT 1 FROM orders_order o WHERE o.customer_id = a.customer_id
+                          AND o.created_at >= :anchor_as_of)
+            """,
+            _params(restaurant_ids, organization_ids, as_of, valid_until),
+        )
+        or 0
+    )
+
+
+# --------------------------------------------------------------------------- pure transforms
+MODEL_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "tenure_days",
+    "joined_days",
+    "signup_lead_days",
+    "n_orders",
+    "x_repeat",
+    "spend",
+    "spend_mean",
+    *(f"n_{d}d" for d in RECENT_WINDOWS_DAYS),
+    *(f"spend_{d}d" for d in RECENT_WINDOWS_DAYS),
+    "gap_mean_days",
+    "gap_sd_days",
+    "gap_cv",
+    "last_gap_days",
+    "recency_over_gap",
+    "share_dine_in",
+    "share_takeaway",
+    "share_delivery",
+    "n_restaurants",
+    "share_at_anchor",
+    "n_refunded",
+    "n_cancelled",
+    "anchored_by_last_order",
+)
+"""Model inputs. ``loyalty_tier`` is read but deliberately not among them: the replica stores only
+today's tier, which at a training cutoff would encode purchases made after it (a leak); the tier
+drives the churn recommendations instead."""
+
+
+def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
+    """Add model features derived from ``customer_rfm`` (same rows, extra columns).
+
+    Args:
+        rfm: output of ``customer_rfm`` for the same ``cutoff``.
+        cutoff: UTC instant the aggregates were taken at.
+
+    Adds: recency_days (cutoff - last purchase, days), tenure_days (cutoff - first purchase),
+    joined_days (cutoff - date_joined), signup_lead_days (date_joined to first purchase: a profile
+    created at the till minutes before a single order is a different customer from a member who
+    signed up long before), x_repeat (purchases - 1), t_x_days (first to last
+    purchase), spend_mean (per purchase), gap_cv, recency_over_gap (recency / mean gap; the
+    "overdue" signal of a regular), shares of order types and of purchases at the anchor.
+    All durations in days; NaN where undefined (e.g. gaps of a one-time buyer).
+    """
+    out = rfm.copy()
+    cut = pd.Timestamp(cutoff)
+    cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
+    day = pd.Timedelta(days=1)
+    n = out["n_orders"]
+    has = n > 0
+    out["recency_days"] = ((cut - out["last_order_at"]) / day).where(has)
+    out["tenure_days"] = ((cut - out["first_order_at"]) / day).where(has)
+    out["joined_days"] = ((cut - out["date_joined"]) / day).clip(lower=0)
+    out["signup_lead_days"] = ((out["first_order_at"] - out["date_joined"]) / day).where(has)
+    out["t_x_days"] = ((out["last_order_at"] - out["first_order_at"]) / day).where(has)
+    out["x_repeat"] = (n - 1).clip(lower=0)
+    out["spend_mean"] = (out["spend"] / n).where(has)
+    out["gap_cv"] = out["gap_sd_days"] / out["gap_mean_days"].replace(0, np.nan)
+    out["recency_over_gap"] = out["recency_days"] / out["gap_mean_days"].replace(0, np.nan)
+    for t in ORDER_TYPES:
+        out[f"share_{t}"] = (out[f"n_{t}"] / n).where(has)
+    out["share_at_anchor"] = (out["n_at_anchor"] / n).where(has)
+    out["anchored_by_last_order"] = out["anchored_by_last_order"].astype(float)
+    out["loyalty_rank"] = out["loyalty_tier"].map(TIERS).fillna(0).astype(int)
+    return out
+
+
+@dataclass
+class CustomerData:
+    """What the churn and LTV units need for one shard, all as of plain cutoffs.
+
+    ``current``: features as of the run's ``as_of`` (to score); ``churn_train``/``ltv_train``:
+    features as of the earlier training cutoffs, with labels ``churned`` (no purchase in the
+    churn window) and ``future_spend``/``future_orders`` (in the LTV window).
+    """
+
+    as_of: pd.Timestamp
+    current: pd.DataFrame
+    churn_train: pd.DataFrame
+    ltv_train: pd.DataFrame
+    churn_window_days: int
+    ltv_window_days: int
+    history_first_order: pd.Timestamp | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+CHURN_WINDOW_DAYS = 60
+LTV_HORIZON_DAYS = 365
+MIN_FEATURE_HISTORY_DAYS = 60
+
+
+def ltv_label_window(as_of: pd.Timestamp, first_order: pd.Timestamp | None) -> int:
+    """Days of the LTV training label: 365 when history allows, else the largest multiple of 30
+    days that leaves ``MIN_FEATURE_HISTORY_DAYS`` of history before the training cutoff (at
+    least 30). The model's output is then extrapolated to 12 months (see ``models.ltv``)."""
+    if first_order is None or pd.isna(first_order):
+        return LTV_HORIZON_DAYS
+    avail = int((as_of - first_order) / pd.Timedelta(days=1)) - MIN_FEATURE_HISTORY_DAYS
+    if avail >= LTV_HORIZON_DAYS:
+        return LTV_HORIZON_DAYS
+    return max(30, (avail // 30) * 30)
+
+
+def _labelled(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    labels = labels.rename(columns={"orders": "future_orders", "spend": "future_spend"})
+    out = frame.merge(labels, on="customer_id", how="left")
+    out[["future_orders", "future_spend"]] = out[["future_orders", "future_spend"]].fillna(0.0)
+    return out
+
+
+def labelled_frame(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    organization_ids: list[int],
+    cutoff: pd.Timestamp,
+    window_days: int,
+    anchor_as_of: datetime,
+    valid_until: datetime,
+    history_days: int = 730,
+) -> pd.DataFrame:
+    """Features as of ``cutoff`` with the labels of [cutoff, cutoff + window_days), for customers
+    with at least one purchase before the cutoff.
+
+    Adds future_orders and future_spend (currency units) to ``rfm_transform``'s columns, and
+    trailing_spend (spend in the window_days before the cutoff: the naive baseline). Labels
+    end at the later of the window end and ``anchor_as_of``'s knowledge: callers keep
+    cutoff + window_days <= as-of so that every label is observed in full.
+    """
+    common = dict(anchor_as_of=anchor_as_of, valid_until=valid_until)
+    frame = rfm_transform(
+        customer_rfm(reader, restaurant_ids, organization_ids, cutoff, history_days=history_days, **common), cutoff
+    )
+    labels = customer_window(reader, restaurant_ids, organization_ids, cutoff,
+                             cutoff + pd.Timedelta(days=window_days), **common)
+    frame = _labelled(frame, labels)
+    trailing = customer_window(reader, restaurant_ids, organization_ids, cutoff - pd.Timedelta(days=window_days),
+                               cutoff, **common)
+    frame = frame.merge(trailing[["customer_id", "spend"]].rename(columns={"spend": "trailing_spend"}),
+                        on="customer_id", how="left")
+    frame["trailing_spend"] = frame["trailing_spend"].fillna(0.0)
+    return frame[frame["n_orders"] > 0].reset_index(drop=True)
+
+
+def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
+    """Read the current features and both training sets for the shard's anchored customers."""
+    rids = scope.restaurant_ids
+    orgs = sorted({int(o) for o in scope.restaurants["organization_id"]}) if len(scope.restaurants) else []
+    as_of = scope.as_of
+    hist = int(scope.forecast.history_days)
+    common = dict(anchor_as_of=as_of, valid_until=scope.valid_until, history_days=hist)
+    current = rfm_transform(
+        customer_rfm(reader, rids, orgs, as_of, anchor_as_of=as_of, valid_until=scope.valid_until, history_days=hist),
+        as_of,
+    )
+    first = current["first_order_at"].min() if len(current) else None
+    first = None if first is None or pd.isna(first) else first
+
+    churn_cut = as_of - pd.Timedelta(days=CHURN_WINDOW_DAYS)
+    churn_train = labelled_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, **common)
+    churn_train["churned"] = (churn_train["future_orders"] == 0).astype(int)
+    ltv_days = ltv_label_window(as_of, first)
+    ltv_train = labelled_frame(reader, rids, orgs, as_of - pd.Timedelta(days=ltv_days), ltv_days, **common)
+
+    counts = {
+        "customers_anchored": int(len(current)),
+        "customers_without_purchase": int((current["n_orders"] == 0).sum()),
+        "customers_only_later_orders": customers_only_later(reader, rids, orgs, as_of, scope.valid_until),
+        "refunded_orders_excluded": int(current["n_refunded"].sum()),
+        "customers_anchored_by_last_order": int(current["anchored_by_last_order"].sum()),
+    }
+    return CustomerData(
+        as_of=as_of,
+        current=current,
+        churn_train=churn_train,
+        ltv_train=ltv_train,
+        churn_window_days=CHURN_WINDOW_DAYS,
+        ltv_window_days=ltv_days,
+        history_first_order=first,
+        counts=counts,
+    )
