@@ -389,12 +389,12 @@ def test_backoff_grows_with_jitter_floor_retry_after_and_cap():
         ({"RMSML_WEBHOOKS__RECEIVERS": '[{"name": "rms", "url": "rms.internal/hooks", "secrets": ["%s"]}]'},
          "webhooks.receivers.0.url"),
         ({"RMSML_WEBHOOKS__RECEIVERS": '[{"name": "rms", "url": "https://rms.internal/h", "secrets": ["whsec_not*base64"]}]'},
-         "webhooks.receivers.0.secrets"),
+         "webhooks.receivers.0.secrets.0"),
         ({"RMSML_WEBHOOKS__RECEIVERS": '[{"name": "rms", "url": "https://rms.internal/h", "secrets": ["c2hvcnQ="]}]'},
-         "webhooks.receivers.0.secrets"),
+         "webhooks.receivers.0.secrets.0"),
         ({"RMSML_WEBHOOKS__URLS": '["https://rms.internal/h"]', "RMSML_WEBHOOKS__SECRET": "whsec_c2hvcnQ="},
          "webhooks.secret"),
-        ({"RMSML_WEBHOOKS__URLS": '["ftp://rms.internal/h"]'}, "webhooks.urls"),
+        ({"RMSML_WEBHOOKS__URLS": '["https://ok.internal/h", "ftp://rms.internal/h"]'}, "webhooks.urls.1"),
     ],
 )
 def test_malformed_receiver_settings_fail_at_load_naming_the_setting(monkeypatch, env, setting):

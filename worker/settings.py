@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +95,11 @@ def _check_webhook_secret(secret: SecretStr) -> SecretStr:
     return SecretStr(raw)
 
 
+# Per item, so an error names the element (``webhooks.receivers.0.secrets.1``).
+WebhookUrl = Annotated[str, AfterValidator(_check_webhook_url)]
+WebhookSecret = Annotated[SecretStr, AfterValidator(_check_webhook_secret)]
+
+
 class WebhookReceiver(BaseModel):
     """One endpoint in the main backend. During a secret rotation it lists two secrets (new
     first); every request then carries both signatures, so the receiver may switch at any time."""
@@ -101,18 +107,8 @@ class WebhookReceiver(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    url: str
-    secrets: list[SecretStr] = Field(min_length=1, max_length=3)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_webhook_url(value)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
-        return [_check_webhook_secret(s) for s in value]
+    url: WebhookUrl
+    secrets: list[WebhookSecret] = Field(min_length=1, max_length=3)
 
 
 class WebhookSettings(BaseModel):
@@ -128,9 +124,9 @@ class WebhookSettings(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     receivers: list[WebhookReceiver] = Field(default_factory=list)
-    urls: list[str] = Field(default_factory=list)
-    secret: SecretStr = SecretStr("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-    previous_secret: SecretStr | None = None
+    urls: list[WebhookUrl] = Field(default_factory=list)
+    secret: WebhookSecret = SecretStr("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    previous_secret: WebhookSecret | None = None
     connect_timeout_s: float = Field(3.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)  # read timeout: the receiver should answer fast and work later
     max_attempts: int = Field(8, ge=1, le=50)
@@ -142,16 +138,6 @@ class WebhookSettings(BaseModel):
     # leaves what is left pending for the sweep (tasks.webhooks) or `webhooks redeliver`.
     inline_budget_s: float = Field(30.0, ge=0)
     response_body_max_chars: int = Field(2000, ge=0)
-
-    @field_validator("urls")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        return [_check_webhook_url(u) for u in value]
-
-    @field_validator("secret", "previous_secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is None else _check_webhook_secret(value)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "WebhookSettings":
