@@ -35,6 +35,15 @@ _VALID: dict[str, str] = {
         "{a}.occurred_at IS NOT NULL AND {a}.occurred_at <= :valid_until "
         "AND {a}.quantity IS NOT NULL AND abs({a}.quantity) < 1000000"
     ),
+    "inventory_batch": (
+        "{a}.received_at IS NOT NULL AND {a}.received_at <= :valid_until "
+        "AND {a}.quantity_received >= 0 AND {a}.quantity_remaining >= 0"
+    ),
+    "inventory_purchaseorder": (
+        "{a}.ordered_at IS NOT NULL AND {a}.ordered_at <= :valid_until "
+        "AND ({a}.received_at IS NULL OR {a}.received_at >= {a}.ordered_at)"
+    ),
+    "inventory_purchaseorderline": "{a}.quantity_ordered IS NOT NULL AND {a}.quantity_ordered > 0",
 }
 
 # How each table reaches a restaurant, for counting per shard.
@@ -51,6 +60,15 @@ _SCOPE: dict[str, tuple[str, str]] = {
     "inventory_stockmovement": (
         "inventory_stockmovement t JOIN inventory_inventoryitem i ON i.id = t.inventory_item_id",
         "i.restaurant_id = ANY(:rids)",
+    ),
+    "inventory_batch": (
+        "inventory_batch t JOIN inventory_inventoryitem i ON i.id = t.inventory_item_id",
+        "i.restaurant_id = ANY(:rids)",
+    ),
+    "inventory_purchaseorder": ("inventory_purchaseorder t", "t.restaurant_id = ANY(:rids)"),
+    "inventory_purchaseorderline": (
+        "inventory_purchaseorderline t JOIN inventory_purchaseorder p ON p.id = t.purchase_order_id",
+        "p.restaurant_id = ANY(:rids)",
     ),
 }
 
