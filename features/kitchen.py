@@ -1,0 +1,199 @@
+"""Kitchen tickets and prep-time summaries, read from ``kitchen_orderitemstation``.
+
+A ticket is one order line at one station. Only completed tickets with a recorded prep time
+(``completed_at - started_at``, minutes) teach anything; queued, in-progress and cancelled ones
+are ignored, malformed ones (``features.quality``: negative prep time or queue size, future
+timestamps) are filtered and counted by the run loop.
+
+Local hour and weekday come from the restaurant's IANA zone, in SQL, like every other feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from features.quality import valid
+from worker.replica import ReplicaReader
+
+TICKET_HISTORY_DAYS = 90  # rows for the model: one quarter of tickets is plenty and keeps memory bounded
+MEDIAN_HISTORY_DAYS = 365  # medians (the fallbacks) look further back: a rarely sold item still has one
+
+_COMPLETED = (
+    "k.status = 'completed' AND k.prep_time_minutes IS NOT NULL "
+    f"AND {valid('kitchen_orderitemstation', 'k')} AND {valid('orders_orderitem', 'i')}"
+)
+
+
+def prep_tickets(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    start: datetime,
+    end: datetime,
+    valid_until: datetime,
+) -> pd.DataFrame:
+    """Completed tickets queued in [start, end) (UTC instants) at the restaurants' stations.
+
+    Returns columns ticket_id, restaurant_id, station_id, station_type, menu_item_id, quantity
+    (units on the line), has_modifiers (0/1), queue_size (tickets ahead when queued; NaN if
+    unknown), local_hour (0-23), local_dow (0 = Monday), prep_minutes, queued_at (UTC).
+    """
+    frame = reader.frame(
+        f"""
+        SELECT k.id AS ticket_id, s.restaurant_id, k.station_id, s.station_type, i.menu_item_id,
+               i.quantity, i.has_modifiers::int AS has_modifiers, k.queue_size_at_start AS queue_size,
+               extract(hour FROM k.queued_at AT TIME ZONE r.timezone)::int AS local_hour,
+               (extract(isodow FROM k.queued_at AT TIME ZONE r.timezone)::int - 1) AS local_dow,
+               k.prep_time_minutes::float8 AS prep_minutes, k.queued_at
+        FROM kitchen_orderitemstation k
+        JOIN kitchen_station s ON s.id = k.station_id
+        JOIN orders_orderitem i ON i.id = k.order_item_id
+        JOIN restaurants_restaurant r ON r.id = s.restaurant_id
+        WHERE s.restaurant_id = ANY(:rids) AND k.queued_at >= :start AND k.queued_at < :end AND {_COMPLETED}
+        ORDER BY k.queued_at, k.id
+        """,
+        {"rids": [int(i) for i in restaurant_ids], "start": start, "end": end, "valid_until": valid_until},
+    )
+    for col in ("ticket_id", "restaurant_id", "station_id", "menu_item_id", "local_hour", "local_dow"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("quantity", "has_modifiers", "queue_size", "prep_minutes"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["queued_at"] = pd.to_datetime(frame["queued_at"], utc=True)
+    frame["station_type"] = frame["station_type"].astype(str)
+    return frame
+
+
+def prep_medians(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    start: datetime,
+    end: datetime,
+    valid_until: datetime,
+) -> pd.DataFrame:
+    """Median prep minutes of one unit per (menu item, station) and per station, in SQL.
+
+    Single-unit lines only, so a median is "minutes for one unit" whatever the order sizes were.
+    Returns columns level ('item' or 'station'), menu_item_id (NaN for station rows), station_id,
+    tickets (count), median_minutes.
+    """
+    frame = reader.frame(
+        f"""
+        SELECT CASE WHEN grouping(i.menu_item_id) = 0 THEN 'item' ELSE 'station' END AS level,
+               i.menu_item_id, k.station_id, count(*) AS tickets,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY k.prep_time_minutes)::float8 AS median_minutes
+        FROM kitchen_orderitemstation k
+        JOIN kitchen_station s ON s.id = k.station_id
+        JOIN orders_orderitem i ON i.id = k.order_item_id
+        WHERE s.restaurant_id = ANY(:rids) AND k.queued_at >= :start AND k.queued_at < :end
+          AND i.quantity = 1 AND {_COMPLETED}
+        GROUP BY GROUPING SETS ((i.menu_item_id, k.station_id), (k.station_id))
+        """,
+        {"rids": [int(i) for i in restaurant_ids], "start": start, "end": end, "valid_until": valid_until},
+    )
+    frame["station_id"] = frame["station_id"].astype("int64")
+    frame["menu_item_id"] = pd.to_numeric(frame["menu_item_id"]).astype("float64")
+    frame["tickets"] = frame["tickets"].astype("int64")
+    frame["median_minutes"] = frame["median_minutes"].astype("float64")
+    return frame
+
+
+def kitchen_menu(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+    """Every menu item of the restaurants with its station: menu_item_id, restaurant_id,
+    station_id (NaN when the menu names none), station_type, is_active."""
+    frame = reader.frame(
+        """
+        SELECT m.id AS menu_item_id, m.restaurant_id, m.station_id, s.station_type, m.is_active
+        FROM menu_menuitem m
+        LEFT JOIN kitchen_station s ON s.id = m.station_id
+        WHERE m.restaurant_id = ANY(:rids)
+        ORDER BY m.id
+        """,
+        {"rids": [int(i) for i in restaurant_ids]},
+    )
+    frame["menu_item_id"] = frame["menu_item_id"].astype("int64")
+    frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
+    frame["station_id"] = pd.to_numeric(frame["station_id"]).astype("float64")
+    frame["is_active"] = frame["is_active"].astype(bool)
+    return frame
+
+
+def kitchen_stations(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+    """Stations of the restaurants: station_id, restaurant_id, station_type."""
+    frame = reader.frame(
+        "SELECT id AS station_id, restaurant_id, station_type FROM kitchen_station "
+        "WHERE restaurant_id = ANY(:rids) ORDER BY id",
+        {"rids": [int(i) for i in restaurant_ids]},
+    )
+    frame["station_id"] = frame["station_id"].astype("int64")
+    frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
+    return frame
+
+
+# --------------------------------------------------------------------------- pure transforms
+def add_item_reference(tickets: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Join each ticket to its item's reference minutes (``item_ref``) and the station's
+    (``station_ref``), and the ratio target ``prep_ratio`` = prep_minutes / item_ref.
+
+    Why a ratio: the queue slows a station down proportionally (a 2-minute salad and a 12-minute
+    steak both take longer when busy), so one model of the ratio serves every item of a station type.
+
+    Args:
+        tickets: ``prep_tickets`` output.
+        reference: ``reference_minutes`` output (computed on training tickets only).
+    """
+    items = reference[reference["level"] == "item"][["menu_item_id", "station_id", "median_minutes"]]
+    stations = reference[reference["level"] == "station"][["station_id", "median_minutes"]]
+    out = tickets.merge(items.rename(columns={"median_minutes": "item_ref"}), on=["menu_item_id", "station_id"], how="left")
+    out = out.merge(stations.rename(columns={"median_minutes": "station_ref"}), on="station_id", how="left")
+    out["item_ref"] = out["item_ref"].fillna(out["station_ref"])
+    if "prep_minutes" in out:
+        out["prep_ratio"] = out["prep_minutes"] / out["item_ref"]
+    return out
+
+
+def reference_minutes(tickets: pd.DataFrame) -> pd.DataFrame:
+    """Medians per (item, station) and per station from tickets in memory (training split only),
+    same shape as ``prep_medians``; single-unit lines, falling back to all lines for items sold
+    only in multiples."""
+    single = tickets[tickets["quantity"] == 1]
+    item = single.groupby(["menu_item_id", "station_id"])["prep_minutes"].agg(["size", "median"]).reset_index()
+    multi = tickets.groupby(["menu_item_id", "station_id"])["prep_minutes"].agg(["size", "median"]).reset_index()
+    item = pd.concat([item, multi]).drop_duplicates(["menu_item_id", "station_id"], keep="first")
+    station = single.groupby("station_id")["prep_minutes"].agg(["size", "median"]).reset_index()
+    item["level"] = "item"
+    station["level"] = "station"
+    station["menu_item_id"] = float("nan")
+    out = pd.concat([item, station], ignore_index=True).rename(columns={"size": "tickets", "median": "median_minutes"})
+    return out[["level", "menu_item_id", "station_id", "tickets", "median_minutes"]]
+
+
+@dataclass
+class KitchenData:
+    """One shard's kitchen history: tickets to learn from, SQL medians, the menu and stations."""
+
+    as_of: pd.Timestamp
+    tickets: pd.DataFrame
+    medians: pd.DataFrame
+    menu: pd.DataFrame
+    stations: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def kitchen_unit_features(reader: ReplicaReader, scope) -> KitchenData:
+    rids = scope.restaurant_ids
+    as_of = scope.as_of
+    tickets = prep_tickets(reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until)
+    medians = prep_medians(
+        reader, rids, as_of - pd.Timedelta(days=min(MEDIAN_HISTORY_DAYS, scope.forecast.history_days)), as_of,
+        scope.valid_until,
+    )
+    return KitchenData(
+        as_of=as_of,
+        tickets=tickets,
+        medians=medians,
+        menu=kitchen_menu(reader, rids),
+        stations=kitchen_stations(reader, rids),
+        counts={"tickets": int(len(tickets))},
+    )

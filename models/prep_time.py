@@ -1,0 +1,264 @@
+"""Prep time per menu item: minutes for one unit at an idle station, and how a queue stretches it.
+
+Model: LightGBM on the ratio of a ticket's prep minutes to its item's median (see
+``features.kitchen.add_item_reference``), from queue size, quantity, modifiers, local hour and
+weekday, and station type. Monotone constraints make more tickets ahead or more units never
+predict a faster dish, so ``minutes_by_queue`` always reads as the kitchen expects.
+The 80 % interval comes from the 10th/90th percentiles of actual/predicted on the newest 15 % of
+training tickets, held out from the fit.
+
+Fallback chain per item (``method``): ``model`` when the item has at least ``MIN_ITEM_TICKETS``
+single-unit tickets; else ``average`` = the item's historical median; else the station's median;
+else (a station with no completed tickets) the item is skipped and counted in the run messages.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.kitchen import KitchenData, add_item_reference, reference_minutes
+from models.churn import save_checked, shard_version
+from worker.units import ModelRecord, Scope, UnitResult
+
+MODEL_NAME = "prep_time_lgbm"
+FALLBACK_NAME = "prep_time_median"
+QUEUE_SIZES = (0, 2, 5, 10)
+MIN_TICKETS = 300
+MIN_ITEM_TICKETS = 10
+GRID_ROWS_PER_ITEM = 48  # the item's recent hours/weekdays over which idle minutes are averaged
+FEATURES = ("queue_size", "quantity", "has_modifiers", "local_hour", "local_dow", "station_code", "item_ref", "station_ref")
+MONOTONE_UP = ("queue_size", "quantity")
+
+
+class PrepTimeModel:
+    """Fitted state: ``booster_``, ``station_types_``, ``ratio_q10_``/``ratio_q90_`` (interval)."""
+
+    name = "prep_time_lgbm"
+
+    def __init__(self, num_boost_round: int = 300, learning_rate: float = 0.05, num_leaves: int = 31,
+                 min_data_in_leaf: int = 40, holdout_share: float = 0.15, num_threads: int = 1, seed: int = 7):
+        """
+        Args:
+            num_boost_round, learning_rate, num_leaves, min_data_in_leaf: LightGBM capacity.
+            holdout_share: newest share of tickets kept out of the fit to size the interval.
+            num_threads: LightGBM threads.
+        """
+        self.num_boost_round = num_boost_round
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.holdout_share = holdout_share
+        self.num_threads = num_threads
+        self.seed = seed
+        self.booster_: lgb.Booster | None = None
+        self.station_types_: list[str] = []
+        self.ratio_q10_ = 1.0
+        self.ratio_q90_ = 1.0
+        self.holdout_mae_: float | None = None
+
+    def _X(self, frame: pd.DataFrame) -> pd.DataFrame:
+        codes = {t: i for i, t in enumerate(self.station_types_)}
+        X = frame.assign(station_code=frame["station_type"].map(codes).fillna(-1).astype(float))
+        return X.loc[:, list(FEATURES)].astype(float)
+
+    def fit(self, tickets: pd.DataFrame) -> Self:
+        """Learn from ``add_item_reference`` output (needs prep_ratio, item_ref, queued_at)."""
+        data = tickets[np.isfinite(tickets["prep_ratio"]) & (tickets["item_ref"] > 0)].sort_values("queued_at")
+        if len(data) < 2:
+            raise ValueError("prep-time model needs tickets")
+        self.station_types_ = sorted(data["station_type"].unique().tolist())
+        n_hold = int(len(data) * self.holdout_share)
+        fit_part, hold = data.iloc[: len(data) - n_hold], data.iloc[len(data) - n_hold:]
+        params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                  "min_data_in_leaf": self.min_data_in_leaf, "num_threads": self.num_threads, "seed": self.seed,
+                  "deterministic": True, "verbose": -1,
+                  "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in FEATURES],
+                  "monotone_constraints_method": "advanced"}
+        self.booster_ = lgb.train(params, lgb.Dataset(self._X(fit_part), fit_part["prep_ratio"].to_numpy(float)),
+                                  num_boost_round=self.num_boost_round)
+        if len(hold):
+            pred = self.predict(hold)
+            ratio = hold["prep_minutes"].to_numpy() / np.maximum(pred, 1e-6)
+            self.ratio_q10_, self.ratio_q90_ = (float(v) for v in np.quantile(ratio, [0.1, 0.9]))
+            self.holdout_mae_ = float(np.mean(np.abs(hold["prep_minutes"].to_numpy() - pred)))
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Minutes per ticket for rows with the FEATURES columns (station_type instead of its code)."""
+        if self.booster_ is None:
+            raise RuntimeError("PrepTimeModel is not fitted")
+        ratio = self.booster_.predict(self._X(frame))
+        return np.maximum(ratio, 0.05) * frame["item_ref"].to_numpy(float)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(directory / "booster.txt"))
+        (directory / "params.json").write_text(json.dumps({
+            "class": self.name, "station_types": self.station_types_, "ratio_q10": self.ratio_q10_,
+            "ratio_q90": self.ratio_q90_, "holdout_mae": self.holdout_mae_}))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        meta = json.loads((directory / "params.json").read_text())
+        model = cls()
+        model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
+        model.station_types_ = list(meta["station_types"])
+        model.ratio_q10_, model.ratio_q90_ = meta["ratio_q10"], meta["ratio_q90"]
+        model.holdout_mae_ = meta.get("holdout_mae")
+        return model
+
+
+# --------------------------------------------------------------------------- scenarios
+def scenario_minutes(model: PrepTimeModel, tickets: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Per item: predicted minutes for one unit at each queue size in QUEUE_SIZES, and for two
+    units at an idle station, averaged over the item's recent hours and weekdays.
+
+    Args:
+        tickets: training tickets with item_ref/station_ref (``add_item_reference``).
+        items: menu_item_id, station_id, station_type, item_ref, station_ref of the items to score.
+
+    Returns menu_item_id, q0, q2, q5, q10 (minutes, one unit), two_units (minutes, idle).
+    """
+    recent = (tickets.sort_values("queued_at").groupby("menu_item_id").tail(GRID_ROWS_PER_ITEM)
+              [["menu_item_id", "local_hour", "local_dow"]])
+    grid = items.merge(recent, on="menu_item_id", how="left")
+    grid["local_hour"] = grid["local_hour"].fillna(12)
+    grid["local_dow"] = grid["local_dow"].fillna(2)
+    scenarios = [(f"q{q}", q, 1) for q in QUEUE_SIZES] + [("two_units", 0, 2)]
+    parts = [grid.assign(queue_size=float(q), quantity=float(n), has_modifiers=0.0, scenario=name)
+             for name, q, n in scenarios]
+    full = pd.concat(parts, ignore_index=True)
+    full["minutes"] = model.predict(full)
+    out = full.pivot_table(index="menu_item_id", columns="scenario", values="minutes", aggfunc="mean")
+    return out.reset_index()
+
+
+def _details(station_id, by_queue: dict, extra: float | None, fallback: str | None, tickets: int) -> dict:
+    d = {"station_id": int(station_id), "minutes_by_queue": {str(k): round(float(v), 2) for k, v in by_queue.items()},
+         "extra_minutes_per_unit": None if extra is None else round(float(extra), 2), "tickets": int(tickets),
+         "interval_level": 0.8}
+    if fallback:
+        d["fallback"] = fallback
+    return d
+
+
+def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
+    """Rows for every active menu item of the shard that has a station with prep history."""
+    menu = data.menu
+    scope_ids = menu["menu_item_id"].astype("int64").tolist()
+    active = menu[menu["is_active"]].copy()
+    # An item without a station on the menu is placed at the station its tickets went to most.
+    if len(data.tickets):
+        usual = data.tickets.groupby("menu_item_id")["station_id"].agg(lambda s: s.value_counts().index[0])
+        missing = active["station_id"].isna()
+        active.loc[missing, "station_id"] = active.loc[missing, "menu_item_id"].map(usual)
+    messages: list[str] = []
+    no_station = active["station_id"].isna()
+    if no_station.any():
+        messages.append(f"prep_time: {int(no_station.sum())} active item(s) without a station skipped")
+    active = active[~no_station].copy()
+    active["station_id"] = active["station_id"].astype("int64")
+    active = active.drop(columns=["station_type"]).merge(data.stations[["station_id", "station_type"]],
+                                                         on="station_id", how="left")
+    med = data.medians
+    item_med = med[med["level"] == "item"].set_index(["menu_item_id", "station_id"])
+    station_med = med[med["level"] == "station"].set_index("station_id")
+    key = list(zip(active["menu_item_id"].astype(float), active["station_id"]))
+    active["item_ref"] = [item_med["median_minutes"].get(k, np.nan) for k in key]
+    active["item_tickets"] = [int(item_med["tickets"].get(k, 0)) for k in key]
+    active["station_ref"] = active["station_id"].map(station_med["median_minutes"])
+    active["station_tickets"] = active["station_id"].map(station_med["tickets"]).fillna(0).astype(int)
+
+    idle = data.stations[~data.stations["station_id"].isin(station_med.index)]
+    if len(idle):
+        messages.append("prep_time: station(s) " + ", ".join(str(s) for s in idle["station_id"])
+                        + " have no completed tickets; their items fall back or are skipped")
+    version = shard_version(scope)
+    models: list[ModelRecord] = []
+    model = None
+    tickets = add_item_reference(data.tickets, med) if len(data.tickets) else data.tickets
+    if len(tickets) >= MIN_TICKETS:
+        model = PrepTimeModel().fit(tickets)
+        directory = Path(scope.model_store) / MODEL_NAME / version
+        sha = save_checked(model, directory)
+        models.append(ModelRecord(
+            name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+            training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),
+            metrics={"holdout_mae_minutes": model.holdout_mae_, "tickets": int(len(tickets))},
+            params={"features": list(FEATURES), "queue_sizes": list(QUEUE_SIZES)},
+        ))
+    else:
+        messages.append(f"prep_time: {len(tickets)} completed ticket(s) are too few for the model; medians used")
+
+    modelled = active[(active["item_tickets"] >= MIN_ITEM_TICKETS) & active["item_ref"].notna()] if model else active.iloc[:0]
+    rows = []
+    mult_by_type: dict[str, dict] = {}
+    if len(modelled):
+        sc = scenario_minutes(model, tickets, modelled[["menu_item_id", "station_id", "station_type", "item_ref", "station_ref"]])
+        sc = modelled.merge(sc, on="menu_item_id")
+        for r in sc.itertuples(index=False):
+            by_queue = {q: getattr(r, f"q{q}") for q in QUEUE_SIZES}
+            rows.append({"entity_id": r.menu_item_id, "restaurant_id": r.restaurant_id, "value": round(float(r.q0), 2),
+                         "lower": round(float(r.q0 * model.ratio_q10_), 2), "upper": round(float(r.q0 * model.ratio_q90_), 2),
+                         "details": _details(r.station_id, by_queue, r.two_units - r.q0, None, r.item_tickets),
+                         "model_name": MODEL_NAME, "model_version": version, "method": "model"})
+        # Queue and extra-unit effects per station type, relative to idle: for the fallback items.
+        rel = sc.assign(**{f"m{q}": sc[f"q{q}"] / sc["q0"] for q in QUEUE_SIZES}, extra=(sc["two_units"] - sc["q0"]) / sc["q0"])
+        for st, g in rel.groupby("station_type"):
+            mult_by_type[st] = {"by_queue": {q: float(g[f"m{q}"].mean()) for q in QUEUE_SIZES}, "extra": float(g["extra"].mean())}
+
+    rest = active[~active["menu_item_id"].isin(modelled["menu_item_id"])]
+    skipped = 0
+    for r in rest.itertuples(index=False):
+        if pd.notna(r.item_ref) and r.item_tickets > 0:
+            value, fallback, n = float(r.item_ref), "item_median", r.item_tickets
+        elif pd.notna(r.station_ref):
+            value, fallback, n = float(r.station_ref), "station_median", r.station_tickets
+        else:
+            skipped += 1
+            continue
+        mult = mult_by_type.get(r.station_type)
+        by_queue = {q: value * (mult["by_queue"][q] if mult else 1.0) for q in QUEUE_SIZES}
+        extra = value * mult["extra"] if mult else None
+        rows.append({"entity_id": r.menu_item_id, "restaurant_id": r.restaurant_id, "value": round(value, 2),
+                     "lower": None, "upper": None, "details": _details(r.station_id, by_queue, extra, fallback, n),
+                     "model_name": FALLBACK_NAME, "model_version": version, "method": "average"})
+    if skipped:
+        messages.append(f"prep_time: {skipped} active item(s) skipped: no completed tickets for the item or its station")
+    frame = pd.DataFrame(rows, columns=["entity_id", "restaurant_id", "value", "lower", "upper", "details",
+                                        "model_name", "model_version", "method"])
+    frame["entity_id"] = frame["entity_id"].astype("int64")
+    return UnitResult(rows=frame, scope_entity_ids=scope_ids, messages=messages, models=models)
+
+
+# --------------------------------------------------------------------------- held-out evaluation
+def evaluate_prep(tickets: pd.DataFrame, test_days: int = 14) -> dict:
+    """Fit on all but the newest ``test_days`` of tickets and score those, against each item's
+    median over the training tickets (the baseline), by MAE in minutes.
+
+    Also reports the mean predicted idle and 10-ahead minutes (queue effect) over test items.
+    """
+    cut = tickets["queued_at"].max() - pd.Timedelta(days=test_days)
+    train, test = tickets[tickets["queued_at"] < cut], tickets[tickets["queued_at"] >= cut]
+    ref = reference_minutes(train)
+    train = add_item_reference(train, ref)
+    test = add_item_reference(test, ref)
+    test = test[test["item_ref"].notna()]
+    model = PrepTimeModel().fit(train)
+    pred = model.predict(test)
+    actual = test["prep_minutes"].to_numpy()
+    return {
+        "mae": {"model": float(np.mean(np.abs(pred - actual))),
+                "item_median": float(np.mean(np.abs(test["item_ref"].to_numpy() - actual)))},
+        "n_test": int(len(test)),
+        "model": model,
+        "train": train,
+    }
