@@ -55,13 +55,15 @@ anchored AS (
     ) last ON true
     WHERE (c.home_restaurant_id = ANY(:rids)
            OR (c.home_restaurant_id IS NULL AND c.organization_id = ANY(:orgs)))
+      AND {valid_c}
       AND coalesce(c.home_restaurant_id, last.restaurant_id) = ANY(:rids)
 )
 """
 
 
 def _anchored_cte() -> str:
-    return _ANCHORED.format(purchase=PURCHASE, valid_o=valid("orders_order", "o"))
+    return _ANCHORED.format(purchase=PURCHASE, valid_o=valid("orders_order", "o"),
+                            valid_c=valid("customers_customerprofile", "c"))
 
 
 def _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, **more) -> dict:

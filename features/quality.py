@@ -44,6 +44,10 @@ _VALID: dict[str, str] = {
         "AND ({a}.received_at IS NULL OR {a}.received_at >= {a}.ordered_at)"
     ),
     "inventory_purchaseorderline": "{a}.quantity_ordered IS NOT NULL AND {a}.quantity_ordered > 0",
+    # A profile "joined" in the future or without an organisation cannot be placed in time or shard.
+    "customers_customerprofile": (
+        "{a}.organization_id IS NOT NULL AND {a}.date_joined IS NOT NULL AND {a}.date_joined <= :valid_until"
+    ),
 }
 
 # How each table reaches a restaurant, for counting per shard.
@@ -70,6 +74,8 @@ _SCOPE: dict[str, tuple[str, str]] = {
         "inventory_purchaseorderline t JOIN inventory_purchaseorder p ON p.id = t.purchase_order_id",
         "p.restaurant_id = ANY(:rids)",
     ),
+    # Counted at the home restaurant; profiles without one are checked by the unit that reads them.
+    "customers_customerprofile": ("customers_customerprofile t", "t.home_restaurant_id = ANY(:rids)"),
 }
 
 
