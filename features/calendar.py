@@ -50,9 +50,9 @@ def add_calendar(frame: pd.DataFrame) -> pd.DataFrame:
     """
     out = frame.copy()
     ds = out["ds"]
-    out["dow"] = ds.dt.weekday.astype("int16")
+    out["dow"] = ds.dt.day_of_week.astype("int16")
     out["month"] = ds.dt.month.astype("int16")
-    angle = 2 * np.pi * (ds.dt.dayofyear.to_numpy() - 1) / 365.25
+    angle = 2 * np.pi * (ds.dt.day_of_year.to_numpy() - 1) / 365.25
     out["doy_sin"] = np.sin(angle)
     out["doy_cos"] = np.cos(angle)
     out["is_weekend"] = (out["dow"] >= 5).astype("int8")

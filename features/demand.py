@@ -173,7 +173,7 @@ def mark_outliers(daily: pd.DataFrame, factor: float = OUTLIER_FACTOR, weeks: in
     """
     out = daily.sort_values(["series_id", "ds"]).copy()
     y = out["y"].where(~out["closed"])
-    key = [out["series_id"], out["ds"].dt.weekday]
+    key = [out["series_id"], out["ds"].dt.day_of_week]
     median = y.groupby(key).transform(
         lambda s: s.rolling(2 * weeks + 1, center=True, min_periods=weeks).median()
     )
@@ -341,8 +341,8 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- origin statistics
 SLOTS = {
-    "weekday": lambda ds: ds.dt.weekday,
-    "weekday_hour": lambda ds: ds.dt.weekday * 24 + ds.dt.hour,
+    "weekday": lambda ds: ds.dt.day_of_week,
+    "weekday_hour": lambda ds: ds.dt.day_of_week * 24 + ds.dt.hour,
 }
 
 
@@ -505,11 +505,11 @@ def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) 
         last = g[g["day"] > g["day"].max() - pd.Timedelta(days=7 * weeks)]
         if len(last) < 7 * weeks or last["closed"].all():
             continue
-        for wd, w in last.groupby(last["day"].dt.weekday):
+        for wd, w in last.groupby(last["day"].dt.day_of_week):
             if len(w) >= weeks and w["closed"].all():
                 closed_weekdays.add((int(sid), int(wd)))
     fday = future["ds"].dt.normalize()
     keys_h = list(zip(future["series_id"].astype(int), future["holiday_name"]))
-    keys_w = list(zip(future["series_id"].astype(int), fday.dt.weekday.astype(int)))
+    keys_w = list(zip(future["series_id"].astype(int), fday.dt.day_of_week.astype(int)))
     flags = [(kh in closed_holidays) or (kw in closed_weekdays) for kh, kw in zip(keys_h, keys_w)]
     return pd.Series(flags, index=future.index, dtype=bool)

@@ -28,7 +28,7 @@ def hour_grid(tz: str, first_day: pd.Timestamp, end: pd.Timestamp) -> pd.DataFra
     start = local_midnight(first_day, tz)
     if end <= start:
         return pd.DataFrame({"target_start": pd.DatetimeIndex([], tz="UTC"), "ds": pd.DatetimeIndex([])})
-    hours = pd.date_range(start, end, freq="h", inclusive="left")
+    hours = pd.date_range(start, pd.Timestamp(end).tz_convert(tz), freq="h", inclusive="left")
     return pd.DataFrame({"target_start": hours.tz_convert("UTC"), "ds": hours.tz_localize(None)})
 
 

@@ -50,7 +50,7 @@ class UsageForecaster:
         """Learn from ``features.inventory.usage_grid`` (inventory_item_id, restaurant_id, ds,
         consumption, waste, open; item units per local day)."""
         hist = usage[usage["open"]].copy()
-        hist["w"] = hist["ds"].dt.weekday
+        hist["w"] = hist["ds"].dt.day_of_week
         item_mean = hist.groupby("inventory_item_id")["consumption"].transform("mean")
         hist["norm"] = np.where(item_mean > 0, hist["consumption"] / item_mean.replace(0, np.nan), np.nan)
         prof = hist.dropna(subset=["norm"]).groupby(["restaurant_id", "w"])["norm"].mean().unstack()
@@ -84,7 +84,7 @@ class UsageForecaster:
             by remaining_share), enough_history.
         """
         out = items[["inventory_item_id", "restaurant_id"]].merge(future, on="restaurant_id")
-        w = out["ds"].dt.weekday
+        w = out["ds"].dt.day_of_week
         f = np.array(
             [float(self.weekday_.loc[r, d]) if r in self.weekday_.index else 1.0 for r, d in zip(out["restaurant_id"], w)]
         )

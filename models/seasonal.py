@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 SEASONS = {
-    "weekday": lambda ds: ds.dt.weekday,
-    "weekday_hour": lambda ds: ds.dt.weekday * 24 + ds.dt.hour,
+    "weekday": lambda ds: ds.dt.day_of_week,
+    "weekday_hour": lambda ds: ds.dt.day_of_week * 24 + ds.dt.hour,
 }
 
 
