@@ -7,12 +7,19 @@ plus one line here.
 from __future__ import annotations
 
 from worker.prediction_types import demand
+from worker.prediction_types import anomaly, inventory, pricing
+from worker.prediction_types import customers, kitchen
 from worker.units import PredictionUnit
 
 SCHEDULES = ("daily", "weekly", "monthly")
 
 UNITS: tuple[PredictionUnit, ...] = (
     *demand.UNITS,
+    *inventory.UNITS,
+    *pricing.UNITS,
+    *anomaly.UNITS,
+    *customers.UNITS,
+    *kitchen.UNITS,
 )
 
 

@@ -1,0 +1,427 @@
+"""Inventory facts from the replica, aggregated in PostgreSQL: usage per day, stock, batches, orders.
+
+Everything is "as of" an instant so that a run replayed in the past sees the past: stock on hand at
+``as_of`` is the batches' current ``quantity_remaining`` minus every stock movement stamped at or
+after ``as_of`` (movements are signed, so undoing them rebuilds the earlier level); a purchase order
+is open at ``as_of`` if it was sent before it and not yet received. Days are the restaurant's local
+days. Item names are never read: they are not needed and keep logs free of business text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from features.quality import valid
+from features.timegrid import future_days, local_date
+from worker.replica import ReplicaReader
+
+# Purchase orders that were really placed with the supplier ('draft' never left the building).
+_PLACED = "po.status IN ('sent', 'received')"
+
+
+def inventory_items(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+    """Inventory items of these restaurants with their stocking policy.
+
+    Returns inventory_item_id, restaurant_id, unit ('kg', 'l', 'each'), unit_cost (currency per
+    unit), supplier_id (nullable), par_level, manual_reorder_point, min_order_quantity (item units,
+    NaN when unset), is_perishable, shelf_life_days (NaN when unset).
+    """
+    frame = reader.frame(
+        """
+        SELECT i.id AS inventory_item_id, i.restaurant_id, i.unit, i.unit_cost::float8 AS unit_cost,
+               i.supplier_id, i.par_level::float8 AS par_level,
+               i.reorder_point::float8 AS manual_reorder_point,
+               i.min_order_quantity::float8 AS min_order_quantity,
+               coalesce(i.is_perishable, false) AS is_perishable, i.shelf_life_days::float8 AS shelf_life_days
+        FROM inventory_inventoryitem i
+        WHERE i.restaurant_id = ANY(:rids) AND i.unit IS NOT NULL
+        ORDER BY i.id
+        """,
+        {"rids": restaurant_ids},
+    )
+    for col in ("inventory_item_id", "restaurant_id"):
+        frame[col] = frame[col].astype("int64")
+    frame["supplier_id"] = frame["supplier_id"].astype("Int64")
+    for col in ("unit_cost", "par_level", "manual_reorder_point", "min_order_quantity", "shelf_life_days"):
+        frame[col] = frame[col].astype("float64")
+    frame["is_perishable"] = frame["is_perishable"].astype(bool)
+    return frame
+
+
+def daily_item_usage(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    start: datetime,
+    end: datetime,
+    valid_until: datetime,
+) -> pd.DataFrame:
+    """Consumption and waste per inventory item and local date, movements in [start, end) (UTC).
+
+    Returns inventory_item_id, restaurant_id, local_date (naive midnight), consumption, waste (both
+    positive, in the item's unit). Days without a movement are absent.
+    """
+    frame = reader.frame(
+        f"""
+        SELECT i.id AS inventory_item_id, i.restaurant_id,
+               (m.occurred_at AT TIME ZONE r.timezone)::date AS local_date,
+               coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'consumption'), 0)::float8 AS consumption,
+               coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'waste'), 0)::float8 AS waste
+        FROM inventory_stockmovement m
+        JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
+        JOIN restaurants_restaurant r ON r.id = i.restaurant_id
+        WHERE i.restaurant_id = ANY(:rids) AND m.occurred_at >= :start AND m.occurred_at < :end
+          AND m.movement_type IN ('consumption', 'waste') AND {valid('inventory_stockmovement', 'm')}
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 3
+        """,
+        {"rids": restaurant_ids, "start": start, "end": end, "valid_until": valid_until},
+    )
+    frame["local_date"] = pd.to_datetime(frame["local_date"])
+    for col in ("inventory_item_id", "restaurant_id"):
+        frame[col] = frame[col].astype("int64")
+    return frame
+
+
+def consumption_hour_share(
+    reader: ReplicaReader, restaurant_ids: list[int], start: datetime, end: datetime, valid_until: datetime
+) -> pd.DataFrame:
+    """Share of a restaurant's consumption recorded in each local hour (0-23), movements in [start, end).
+
+    Used to know how much of today's usage is still to come at ``as_of``. Returns restaurant_id,
+    local_hour, share (sums to 1 per restaurant).
+    """
+    frame = reader.frame(
+        f"""
+        SELECT i.restaurant_id, extract(hour FROM m.occurred_at AT TIME ZONE r.timezone)::int AS local_hour,
+               sum(-m.quantity * i.unit_cost)::float8 AS value
+        FROM inventory_stockmovement m
+        JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
+        JOIN restaurants_restaurant r ON r.id = i.restaurant_id
+        WHERE i.restaurant_id = ANY(:rids) AND m.occurred_at >= :start AND m.occurred_at < :end
+          AND m.movement_type = 'consumption' AND {valid('inventory_stockmovement', 'm')}
+        GROUP BY 1, 2
+        """,
+        {"rids": restaurant_ids, "start": start, "end": end, "valid_until": valid_until},
+    )
+    if frame.empty:
+        return pd.DataFrame({"restaurant_id": pd.Series(dtype="int64"), "local_hour": [], "share": []})
+    frame["value"] = frame["value"].clip(lower=0)
+    frame["share"] = frame["value"] / frame.groupby("restaurant_id")["value"].transform("sum")
+    frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
+    return frame[["restaurant_id", "local_hour", "share"]].fillna({"share": 0.0})
+
+
+def stock_on_hand(
+    reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime, valid_until: datetime
+) -> pd.DataFrame:
+    """Stock per item at ``as_of``: current batch stock minus the (signed) movements since then.
+
+    Returns inventory_item_id, on_hand (item units, floored at 0), moved_since (movements at or
+    after ``as_of``: 0 when ``as_of`` is now, so batch-level stock can be trusted as recorded).
+    """
+    frame = reader.frame(
+        f"""
+        WITH items AS (SELECT id FROM inventory_inventoryitem WHERE restaurant_id = ANY(:rids)),
+        cur AS (
+            SELECT b.inventory_item_id, sum(b.quantity_remaining)::float8 AS q
+            FROM inventory_batch b JOIN items ON items.id = b.inventory_item_id
+            WHERE {valid('inventory_batch', 'b')}
+            GROUP BY 1
+        ),
+        since AS (
+            SELECT m.inventory_item_id, sum(m.quantity)::float8 AS q, count(*) AS n
+            FROM inventory_stockmovement m JOIN items ON items.id = m.inventory_item_id
+            WHERE m.occurred_at >= :as_of AND {valid('inventory_stockmovement', 'm')}
+            GROUP BY 1
+        )
+        SELECT items.id AS inventory_item_id,
+               greatest(coalesce(cur.q, 0) - coalesce(since.q, 0), 0) AS on_hand,
+               coalesce(since.n, 0) AS moved_since
+        FROM items LEFT JOIN cur ON cur.inventory_item_id = items.id
+        LEFT JOIN since ON since.inventory_item_id = items.id
+        ORDER BY 1
+        """,
+        {"rids": restaurant_ids, "as_of": as_of, "valid_until": valid_until},
+    )
+    frame["inventory_item_id"] = frame["inventory_item_id"].astype("int64")
+    frame["on_hand"] = frame["on_hand"].astype("float64")
+    frame["moved_since"] = frame["moved_since"].astype("int64")
+    return frame
+
+
+def expiring_batches(
+    reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime, valid_until: datetime, lookback_days: int = 120
+) -> pd.DataFrame:
+    """Batches with an expiry received before ``as_of`` (recent ones, or still holding stock).
+
+    Returns batch_id, inventory_item_id, quantity_received, quantity_remaining, received_at,
+    expires_at (UTC). The caller decides how much of each was left at ``as_of`` (see
+    ``allocate_batches``).
+    """
+    frame = reader.frame(
+        f"""
+        SELECT b.id AS batch_id, b.inventory_item_id, b.quantity_received::float8 AS quantity_received,
+               b.quantity_remaining::float8 AS quantity_remaining, b.received_at, b.expires_at
+        FROM inventory_batch b JOIN inventory_inventoryitem i ON i.id = b.inventory_item_id
+        WHERE i.restaurant_id = ANY(:rids) AND b.expires_at IS NOT NULL AND b.received_at < :as_of
+          AND (b.quantity_remaining > 0 OR b.received_at >= :since) AND {valid('inventory_batch', 'b')}
+        ORDER BY b.inventory_item_id, b.received_at DESC
+        """,
+        {"rids": restaurant_ids, "as_of": as_of, "since": pd.Timestamp(as_of) - pd.Timedelta(days=lookback_days),
+         "valid_until": valid_until},
+    )
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+    frame["expires_at"] = pd.to_datetime(frame["expires_at"], utc=True)
+    frame["inventory_item_id"] = frame["inventory_item_id"].astype("int64")
+    return frame
+
+
+def allocate_batches(batches: pd.DataFrame, on_hand: pd.DataFrame) -> pd.DataFrame:
+    """How much of each expiring batch was left at ``as_of``.
+
+    When no movement happened since ``as_of`` (a live run) the recorded ``quantity_remaining`` is
+    the answer. In a replay it is not (later consumption drained it), so the stock on hand is
+    assumed to sit in the newest batches (first-in first-out use): it fills them newest first,
+    each up to what it received.
+
+    Args:
+        batches: ``expiring_batches`` output.
+        on_hand: ``stock_on_hand`` output.
+    Returns:
+        inventory_item_id, expires_at, quantity (item units still in that batch at ``as_of``).
+    """
+    if batches.empty:
+        return pd.DataFrame({"inventory_item_id": pd.Series(dtype="int64"), "expires_at": pd.Series(dtype="datetime64[ns, UTC]"), "quantity": pd.Series(dtype=float)})
+    merged = batches.merge(on_hand, on="inventory_item_id", how="inner")
+    merged = merged.sort_values(["inventory_item_id", "received_at"], ascending=[True, False])
+    live = merged["moved_since"] == 0
+    filled_before = merged.groupby("inventory_item_id")["quantity_received"].cumsum() - merged["quantity_received"]
+    replay = np.clip(merged["on_hand"] - filled_before, 0, merged["quantity_received"])
+    merged["quantity"] = np.where(live, merged["quantity_remaining"], replay)
+    out = merged.loc[merged["quantity"] > 0, ["inventory_item_id", "expires_at", "quantity"]]
+    return out.reset_index(drop=True)
+
+
+def open_purchase_orders(
+    reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime, valid_until: datetime
+) -> pd.DataFrame:
+    """Purchase-order lines placed before ``as_of`` and not received by then.
+
+    Returns purchase_order_id, supplier_id, inventory_item_id, quantity (ordered, item units),
+    ordered_at, expected_at (UTC, may be NaT).
+    """
+    frame = reader.frame(
+        f"""
+        SELECT po.id AS purchase_order_id, po.supplier_id, l.inventory_item_id,
+               l.quantity_ordered::float8 AS quantity, po.ordered_at, po.expected_at
+        FROM inventory_purchaseorder po
+        JOIN inventory_purchaseorderline l ON l.purchase_order_id = po.id
+        WHERE po.restaurant_id = ANY(:rids) AND {_PLACED} AND po.ordered_at < :as_of
+          AND (po.received_at IS NULL OR po.received_at >= :as_of)
+          AND {valid('inventory_purchaseorder', 'po')} AND {valid('inventory_purchaseorderline', 'l')}
+        ORDER BY po.ordered_at
+        """,
+        {"rids": restaurant_ids, "as_of": as_of, "valid_until": valid_until},
+    )
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True)
+    frame["expected_at"] = pd.to_datetime(frame["expected_at"], utc=True)
+    for col in ("purchase_order_id", "supplier_id", "inventory_item_id"):
+        frame[col] = frame[col].astype("int64")
+    return frame
+
+
+def shard_suppliers(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+    """Suppliers used by these restaurants, and which restaurant owns each supplier's row.
+
+    A supplier serves a whole organisation, but runs are sharded by restaurant. Its ``lead_time``
+    row is written by the shard holding its owner: the lowest-id active restaurant that uses it
+    (through an inventory item or a purchase order). Every shard computes the same org-wide
+    figures, and exactly one writes them.
+
+    Returns supplier_id, organization_id, promised_lead_days (NaN when unset),
+    owner_restaurant_id, owned (owner is in ``restaurant_ids``).
+    """
+    frame = reader.frame(
+        """
+        WITH uses AS (
+            SELECT supplier_id, restaurant_id FROM inventory_inventoryitem WHERE supplier_id IS NOT NULL
+            UNION
+            SELECT supplier_id, restaurant_id FROM inventory_purchaseorder WHERE supplier_id IS NOT NULL
+        ),
+        owners AS (
+            SELECT u.supplier_id, min(u.restaurant_id) FILTER (WHERE r.is_active) AS owner_restaurant_id,
+                   bool_or(u.restaurant_id = ANY(:rids)) AS used_here
+            FROM uses u JOIN restaurants_restaurant r ON r.id = u.restaurant_id
+            GROUP BY 1
+        )
+        SELECT s.id AS supplier_id, s.organization_id, s.default_lead_time_days::float8 AS promised_lead_days,
+               o.owner_restaurant_id
+        FROM inventory_supplier s JOIN owners o ON o.supplier_id = s.id
+        WHERE o.used_here
+        ORDER BY 1
+        """,
+        {"rids": restaurant_ids},
+    )
+    frame["supplier_id"] = frame["supplier_id"].astype("int64")
+    frame["owner_restaurant_id"] = frame["owner_restaurant_id"].astype("Int64")
+    frame["promised_lead_days"] = frame["promised_lead_days"].astype("float64")
+    frame["owned"] = frame["owner_restaurant_id"].isin(restaurant_ids).astype(bool)
+    return frame
+
+
+def supplier_lead_times(
+    reader: ReplicaReader, supplier_ids: list[int], start: datetime, as_of: datetime
+) -> pd.DataFrame:
+    """Observed order-to-receipt days of received purchase orders, per supplier (all restaurants).
+
+    Orders placed in [start, as_of) and received before ``as_of``; a receipt before the order is
+    malformed and ignored. Returns supplier_id, n, mean, sd, p10, p50, p90 (days), last_ordered_at.
+    Orders still open are censored (not counted): a supplier late on everything looks better than it
+    is until the orders arrive, which is why the spread matters as much as the mean.
+    """
+    frame = reader.frame(
+        f"""
+        WITH lt AS (
+            SELECT po.supplier_id, po.ordered_at,
+                   extract(epoch FROM po.received_at - po.ordered_at) / 86400.0 AS days
+            FROM inventory_purchaseorder po
+            WHERE po.supplier_id = ANY(:sids) AND {_PLACED} AND po.ordered_at >= :start
+              AND po.received_at IS NOT NULL AND po.received_at < :as_of AND {valid('inventory_purchaseorder', 'po')}
+        )
+        SELECT supplier_id, count(*) AS n, avg(days)::float8 AS mean, coalesce(stddev_samp(days), 0)::float8 AS sd,
+               percentile_cont(0.1) WITHIN GROUP (ORDER BY days)::float8 AS p10,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::float8 AS p50,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY days)::float8 AS p90,
+               max(ordered_at) AS last_ordered_at
+        FROM lt GROUP BY 1 ORDER BY 1
+        """,
+        {"sids": supplier_ids, "start": start, "as_of": as_of, "valid_until": as_of},
+    )
+    frame["supplier_id"] = frame["supplier_id"].astype("int64")
+    frame["n"] = frame["n"].astype("int64")
+    return frame
+
+
+def received_orders(
+    reader: ReplicaReader, supplier_ids: list[int], start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Received purchase orders placed in [start, end) with their lead time in days (for evaluation).
+
+    Returns purchase_order_id, supplier_id, restaurant_id, ordered_at, lead_days.
+    """
+    frame = reader.frame(
+        f"""
+        SELECT po.id AS purchase_order_id, po.supplier_id, po.restaurant_id, po.ordered_at,
+               (extract(epoch FROM po.received_at - po.ordered_at) / 86400.0)::float8 AS lead_days
+        FROM inventory_purchaseorder po
+        WHERE po.supplier_id = ANY(:sids) AND {_PLACED} AND po.ordered_at >= :start AND po.ordered_at < :end
+          AND po.received_at IS NOT NULL AND po.received_at >= po.ordered_at
+        ORDER BY po.ordered_at
+        """,
+        {"sids": supplier_ids, "start": start, "end": end},
+    )
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True)
+    return frame
+
+
+# --------------------------------------------------------------------------- unit features
+
+
+@dataclass
+class InventoryFeatures:
+    """Everything the inventory models need for one shard, as plain frames (no connection).
+
+    items: ``inventory_items``; usage: complete daily grid per item (inventory_item_id, ds,
+    consumption, waste, open: the restaurant recorded any consumption that day); on_hand:
+    ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
+    suppliers: ``shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
+    local days to project (restaurant_id, ds, target_start, remaining_share: the part of that day's
+    usage still to come at as_of, 1 except on the first day).
+    """
+
+    items: pd.DataFrame
+    usage: pd.DataFrame
+    on_hand: pd.DataFrame
+    lots: pd.DataFrame
+    open_orders: pd.DataFrame
+    suppliers: pd.DataFrame
+    lead_times: pd.DataFrame
+    future: pd.DataFrame
+    as_of: pd.Timestamp
+
+
+def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Timestamp], last: dict[int, pd.Timestamp]) -> pd.DataFrame:
+    """Complete per-item daily usage (zeros filled) between each restaurant's first and last local day.
+
+    A day on which the restaurant recorded no consumption at all is marked ``open = False``
+    (closed, or not yet trading): models skip it instead of learning that demand vanished.
+    """
+    frames = []
+    for rid, its in items.groupby("restaurant_id"):
+        rid = int(rid)
+        days = pd.date_range(first[rid], last[rid], freq="D")
+        if not len(days):
+            continue
+        rows = raw[raw["restaurant_id"] == rid]
+        idx = pd.MultiIndex.from_product([its["inventory_item_id"].astype("int64"), days], names=["inventory_item_id", "ds"])
+        full = (
+            rows.rename(columns={"local_date": "ds"})
+            .set_index(["inventory_item_id", "ds"])[["consumption", "waste"]]
+            .reindex(idx, fill_value=0.0)
+            .reset_index()
+        )
+        open_days = rows.groupby("local_date")["consumption"].sum()
+        open_days = set(open_days[open_days > 0].index)
+        full["open"] = full["ds"].isin(open_days)
+        full.insert(1, "restaurant_id", rid)
+        frames.append(full)
+    if not frames:
+        return pd.DataFrame(columns=["inventory_item_id", "restaurant_id", "ds", "consumption", "waste", "open"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatures:
+    """Read one shard's inventory state at ``scope.as_of``.
+
+    Args:
+        scope: the shard's ``worker.units.Scope``.
+        settings: ``worker.settings.InventorySettings`` (history lengths, horizons).
+    """
+    rids = scope.restaurant_ids
+    as_of = scope.as_of
+    items = inventory_items(reader, rids)
+    start = as_of - pd.Timedelta(days=settings.usage_history_days + 2)
+    raw = daily_item_usage(reader, rids, start, as_of, scope.valid_until)
+    first, last, futures = {}, {}, []
+    share = consumption_hour_share(reader, rids, as_of - pd.Timedelta(days=28), as_of, scope.valid_until)
+    for r in scope.restaurants.itertuples(index=False):
+        rid, tz = int(r.id), r.timezone
+        today = local_date(as_of, tz)
+        first[rid] = local_date(start, tz) + pd.Timedelta(days=1)
+        last[rid] = today - pd.Timedelta(days=1)
+        fut = future_days(tz, as_of, settings.stockout_horizon_days)
+        fut.insert(0, "restaurant_id", rid)
+        local_now = as_of.tz_convert(tz).tz_localize(None)
+        hour = local_now.hour + local_now.minute / 60.0
+        prof = share[share["restaurant_id"] == rid].set_index("local_hour")["share"].reindex(range(24), fill_value=0.0)
+        if prof.sum() <= 0:
+            done = hour / 24.0
+        else:
+            done = float(prof.iloc[: int(hour)].sum() + prof.iloc[int(hour)] * (hour - int(hour)))
+        fut["remaining_share"] = 1.0
+        fut.loc[fut.index[0], "remaining_share"] = max(0.0, 1.0 - done)
+        futures.append(fut)
+    usage = usage_grid(raw, items, first, last)
+    on_hand = stock_on_hand(reader, rids, as_of, scope.valid_until)
+    lots = allocate_batches(expiring_batches(reader, rids, as_of, scope.valid_until), on_hand)
+    orders = open_purchase_orders(reader, rids, as_of, scope.valid_until)
+    suppliers = shard_suppliers(reader, rids)
+    lead = supplier_lead_times(
+        reader, [int(s) for s in suppliers["supplier_id"]], as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of
+    )
+    future = pd.concat(futures, ignore_index=True) if futures else pd.DataFrame()
+    return InventoryFeatures(items, usage, on_hand, lots, orders, suppliers, lead, future, as_of)

@@ -1,0 +1,73 @@
+"""Anomaly units: one per entity kind (restaurant, menu_item, inventory_item), all of type ``anomaly``.
+
+The writer replaces rows per (type, entity type), so each kind is its own unit. The inventory kind
+declares only the core tables and checks the inventory module itself: the run loop skips every
+unit of a type whose requirements fail, and a missing inventory module must not silence the
+restaurant and menu-item anomalies. Rows are written only for entities whose last complete local
+day is anomalous; the others lose yesterday's row (``scope_entity_ids``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.anomalies import anomaly_series
+from features.timegrid import local_date, local_midnight
+from models.anomaly import RobustWeekdayZ, anomaly_rows
+from worker.prediction_types.inventory import MOVEMENTS, ITEMS
+from worker.replica import Requirement
+from worker.settings import get_settings
+from worker.units import PredictionUnit, Scope, UnitResult
+
+ORDERS = Requirement("orders_order", ("id", "restaurant_id", "status", "created_at"))
+LINES = Requirement("orders_orderitem", ("order_id", "menu_item_id", "quantity", "unit_price", "created_at"))
+INVENTORY = (ITEMS, MOVEMENTS)
+
+
+def _features_for(kind: str):
+    def features(reader, scope: Scope):
+        if kind == "inventory_item":
+            missing = reader.missing(INVENTORY)
+            if missing:
+                return {"skipped": "; ".join(missing)}
+        days = get_settings().inventory.anomaly_history_days + 7 * 8 + 2
+        series = anomaly_series(reader, scope.restaurants, scope.as_of - pd.Timedelta(days=days), scope.as_of, scope.valid_until, (kind,))
+        return {"series": series.get(kind, pd.DataFrame())}
+
+    return features
+
+
+def _predict_for(kind: str):
+    def predict(features, scope: Scope) -> UnitResult:
+        if "skipped" in features:
+            return UnitResult(rows=pd.DataFrame(), messages=[f"anomaly ({kind}) skipped: {features['skipped']}"])
+        series = features["series"]
+        model = RobustWeekdayZ(threshold=get_settings().inventory.anomaly_z)
+        scored = model.score(series)
+        last_day, starts = {}, {}
+        for r in scope.restaurants.itertuples(index=False):
+            d = local_date(scope.as_of, r.timezone) - pd.Timedelta(days=1)
+            last_day[int(r.id)] = d
+            starts[int(r.id)] = local_midnight(d, r.timezone).tz_convert("UTC")
+        rows = anomaly_rows(scored, last_day, starts, kind)
+        ids = sorted({int(e) for e in series["entity_id"]}) if len(series) else []
+        return UnitResult(rows=rows, scope_entity_ids=ids)
+
+    return predict
+
+
+UNITS: tuple[PredictionUnit, ...] = tuple(
+    PredictionUnit(
+        prediction_type="anomaly",
+        entity_type=kind,
+        schedules=("daily",),
+        requires=requires,
+        features=_features_for(kind),
+        predict=_predict_for(kind),
+    )
+    for kind, requires in (
+        ("restaurant", (ORDERS,)),
+        ("menu_item", (ORDERS, LINES)),
+        ("inventory_item", (ORDERS,)),
+    )
+)

@@ -1,0 +1,162 @@
+"""Inventory units: stock_daily, stockout, reorder (daily, per inventory item) and lead_time (weekly,
+per supplier). Formulas in ``models.inventory`` / ``models.lead_time`` and docs/inventory.md.
+
+The three daily types share one projection: the shard's features and plan are computed once per
+(run, shard, as_of) and reused by the next unit in the same process.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.inventory import inventory_features
+from models.inventory import plan_inventory, reorder_rows, stock_daily_rows, stockout_rows
+from models.lead_time import SupplierLeadTime, lead_time_rows
+from worker.replica import Requirement
+from worker.settings import get_settings
+from worker.units import ModelRecord, PredictionUnit, Scope, UnitResult
+
+ITEMS = Requirement(
+    "inventory_inventoryitem",
+    ("id", "restaurant_id", "unit", "unit_cost", "supplier_id", "par_level", "reorder_point",
+     "min_order_quantity", "is_perishable", "shelf_life_days"),
+)
+SUPPLIERS = Requirement("inventory_supplier", ("id", "organization_id", "default_lead_time_days"))
+ORDERS = Requirement("inventory_purchaseorder", ("id", "restaurant_id", "supplier_id", "status", "ordered_at", "expected_at", "received_at"))
+LINES = Requirement("inventory_purchaseorderline", ("purchase_order_id", "inventory_item_id", "quantity_ordered"))
+BATCHES = Requirement("inventory_batch", ("inventory_item_id", "quantity_received", "quantity_remaining", "received_at", "expires_at"))
+MOVEMENTS = Requirement("inventory_stockmovement", ("inventory_item_id", "movement_type", "quantity", "occurred_at"))
+STOCK_REQUIRES = (ITEMS, SUPPLIERS, ORDERS, LINES, BATCHES, MOVEMENTS)
+LEAD_REQUIRES = (ITEMS, SUPPLIERS, ORDERS)
+
+_cache: dict[tuple, object] = {}
+
+
+def saved_model(model, scope: Scope, prediction_type: str, *, training_start, metrics: dict) -> ModelRecord:
+    """Save a fitted model under the model store and describe it for the registry (with its sha256).
+
+    One artifact per (type, run, shard); the shard is named by its first restaurant id.
+    """
+    import shutil
+
+    from models.artifacts import directory_sha256
+
+    directory = scope.model_store / prediction_type / scope.run_id / f"r{min(scope.restaurant_ids)}"
+    if directory.exists():
+        shutil.rmtree(directory)
+    model.save(directory)
+    return ModelRecord(
+        name=model.name,
+        version="1",
+        artifact_path=str(directory),
+        sha256=directory_sha256(directory),
+        training_start=pd.Timestamp(training_start).to_pydatetime(),
+        training_end=scope.as_of.to_pydatetime(),
+        metrics=metrics,
+    )
+
+
+def _key(scope: Scope) -> tuple:
+    return (scope.run_id, tuple(scope.restaurant_ids), scope.as_of)
+
+
+def _features(reader, scope: Scope):
+    key = _key(scope)
+    if key not in _cache:
+        _cache.clear()  # one shard at a time per process: keep only the latest
+        _cache[key] = inventory_features(reader, scope, get_settings().inventory)
+    return _cache[key]
+
+
+def _plan(features, scope: Scope):
+    key = ("plan", *_key(scope))
+    if key not in _cache:
+        _cache[key] = plan_inventory(features, get_settings().inventory, scope.restaurants)
+    return _cache[key]
+
+
+def _item_ids(features) -> list[int]:
+    return [int(i) for i in features.items["inventory_item_id"]]
+
+
+def predict_stock_daily(features, scope: Scope) -> UnitResult:
+    plan = _plan(features, scope)
+    return UnitResult(rows=stock_daily_rows(plan), scope_entity_ids=_item_ids(features))
+
+
+def predict_stockout(features, scope: Scope) -> UnitResult:
+    plan = _plan(features, scope)
+    return UnitResult(rows=stockout_rows(plan), scope_entity_ids=_item_ids(features))
+
+
+def predict_reorder(features, scope: Scope) -> UnitResult:
+    plan = _plan(features, scope)
+    return UnitResult(rows=reorder_rows(plan), scope_entity_ids=_item_ids(features))
+
+
+def lead_time_features(reader, scope: Scope):
+    from features.inventory import shard_suppliers, supplier_lead_times
+
+    settings = get_settings().inventory
+    suppliers = shard_suppliers(reader, scope.restaurant_ids)
+    history = supplier_lead_times(
+        reader,
+        [int(s) for s in suppliers["supplier_id"]],
+        scope.as_of - pd.Timedelta(days=settings.lead_time_history_days),
+        scope.as_of,
+    )
+    return suppliers, history
+
+
+def predict_lead_time(features, scope: Scope) -> UnitResult:
+    """Rows only for the suppliers this shard owns (see ``features.inventory.shard_suppliers``)."""
+    suppliers, history = features
+    owned = suppliers.loc[suppliers["owned"], "supplier_id"]
+    model = SupplierLeadTime(min_orders=get_settings().inventory.lead_time_min_orders).fit(suppliers[suppliers["owned"]], history)
+    rows = lead_time_rows(model.estimates_, owned)
+    models = []
+    if len(rows):
+        models.append(
+            saved_model(
+                model, scope, "lead_time",
+                training_start=scope.as_of - pd.Timedelta(days=get_settings().inventory.lead_time_history_days),
+                metrics={"suppliers": int(len(rows)), "orders": int(history["n"].sum()) if len(history) else 0},
+            )
+        )
+    return UnitResult(rows=rows, scope_entity_ids=[int(s) for s in owned], models=models)
+
+
+UNITS: tuple[PredictionUnit, ...] = (
+    PredictionUnit(
+        prediction_type="stock_daily",
+        entity_type="inventory_item",
+        schedules=("daily",),
+        requires=STOCK_REQUIRES,
+        features=_features,
+        predict=predict_stock_daily,
+    ),
+    PredictionUnit(
+        prediction_type="stockout",
+        entity_type="inventory_item",
+        schedules=("daily",),
+        requires=STOCK_REQUIRES,
+        features=_features,
+        predict=predict_stockout,
+    ),
+    PredictionUnit(
+        prediction_type="reorder",
+        entity_type="inventory_item",
+        schedules=("daily",),
+        requires=STOCK_REQUIRES,
+        features=_features,
+        predict=predict_reorder,
+    ),
+    PredictionUnit(
+        prediction_type="lead_time",
+        entity_type="supplier",
+        schedules=("weekly",),
+        requires=LEAD_REQUIRES,
+        features=lead_time_features,
+        predict=predict_lead_time,
+    ),
+)
