@@ -19,7 +19,7 @@ DAILY = TypeSpec("demand_daily", "weekday", 28, candidates=("seasonal_naive", "s
 HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21,
                   lgbm=(("origins", 10), ("origin_step_days", 7)))
 ITEMS = TypeSpec("item_demand_daily", "weekday", 14, min_history_days=14, short_series="average",
-                 lgbm=(("origins", 10), ("num_leaves", 31), ("min_data_in_leaf", 100)))
+                 lgbm=(("origins", 8), ("num_boost_round", 150), ("learning_rate", 0.08), ("min_data_in_leaf", 100)))
 
 
 def daily_spec(scope: Scope) -> TypeSpec:

@@ -1,0 +1,143 @@
+"""Demand forecasting benchmark: accuracy on a held-out tail and speed against Prophet.
+
+    python -m bench.demand [--quick]
+
+Seeds a synthetic chain into its own database, reads features as of (end - 28 days) through the
+same SQL the run uses, and compares on the held-out tail, per prediction type: seasonal naive,
+Prophet fitted series by series, and the model the pipeline chooses (backtest + selection +
+conformal intervals). Speed: fitting and forecasting every item series with the global LightGBM
+against Prophet per series, side by side in this process. Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import create_engine
+
+from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
+from features.items import item_demand_features
+from features.restaurants import load_restaurants
+from models.demand import DAILY, HOURLY, ITEMS
+from models.forecasting import forecast, make_candidate
+from models.intervals import coverage, wape
+from worker.replica import ReplicaReader
+from worker.settings import ForecastSettings
+from worker.units import Scope
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB = "rmsml_bench_demand"
+END = date(2026, 11, 1)
+TAIL_DAYS = 28
+TYPES = {
+    "demand_daily": (daily_demand_features, DAILY, TAIL_DAYS),
+    "demand_hourly": (hourly_demand_features, HOURLY, 7),
+    "item_demand_daily": (item_demand_features, ITEMS, 14),
+}
+
+
+def seed(restaurants: int, days: int) -> str:
+    import psycopg2
+
+    from synthetic import ChainConfig, seed_database
+
+    conn = psycopg2.connect(ADMIN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{DB}"')
+    conn.close()
+    url = ADMIN.rsplit("/", 1)[0] + "/" + DB
+    seed_database(url, ChainConfig(restaurants=restaurants, days=days, seed=11, end=END))
+    return url
+
+
+def scope_for(reader: ReplicaReader, as_of: pd.Timestamp, store: Path) -> Scope:
+    found = load_restaurants(reader)
+    return Scope(
+        run_id="bench0000-demand", schedule="daily", as_of=as_of, restaurants=found.restaurants,
+        forecast=ForecastSettings(), model_store=store, valid_until=datetime.now(timezone.utc),
+    )
+
+
+def held_out(full: DemandHistory, cut: DemandHistory, days: int) -> pd.DataFrame:
+    """Actuals of the tail: periods of the cut's future that the full history has (open ones)."""
+    fut = cut.future[["series_id", "ds"]]
+    first = fut.groupby("series_id")["ds"].min()
+    fut = fut[fut["ds"] < fut["series_id"].map(first) + pd.Timedelta(days=days)]
+    actual = full.history[~full.history["closed"]][["series_id", "ds", "y"]]
+    return fut.merge(actual, on=["series_id", "ds"])
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a small chain (4 restaurants, 300 days)")
+    args = parser.parse_args(argv)
+    restaurants, days = (4, 300) if args.quick else (20, 450)
+    url = seed(restaurants, days)
+    reader = ReplicaReader(create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1)))
+    store = Path(tempfile.mkdtemp(prefix="bench-demand-"))
+    end = pd.Timestamp(END, tz="UTC")
+    cut = end - pd.Timedelta(days=TAIL_DAYS)
+    result = {"bench": "demand", "quick": args.quick, "restaurants": restaurants, "days": days, "types": {}}
+    timings = {}
+    for ptype, (features, spec, days_ahead) in TYPES.items():
+        scope = scope_for(reader, cut, store)
+        feats = features(reader, scope)
+        full = features(reader, scope_for(reader, end, store))
+        truth = held_out(full, feats, days_ahead)
+        spec = replace(spec, horizon_days=min(spec.horizon_days, days_ahead))
+        future = feats.future.merge(truth[["series_id", "ds"]], on=["series_id", "ds"])
+        chosen, t_chosen = timed(lambda: forecast(
+            replace(feats, future=future), spec, scope, save=False))
+        rows = chosen.frame.merge(truth, on=["series_id", "ds"])
+        wapes = {}
+        for name in ("seasonal_naive", "prophet"):
+            cand = replace(spec, prophet_jobs=2)
+            model = make_candidate(name, cand)
+            pred, t = timed(lambda: model.fit(feats.history).predict(future, history=feats.history))
+            timings[f"{ptype}.{name}_s"] = round(t, 2)
+            p = pred.merge(truth, on=["series_id", "ds"])
+            wapes[name] = round(wape(p["y"], p["yhat"].fillna(0.0)), 4)
+        wapes["chosen"] = round(wape(rows["y"], rows["yhat"]), 4)
+        result["types"][ptype] = {
+            "wape": wapes,
+            "coverage80": round(coverage(rows["y"], rows["lower"], rows["upper"]), 4),
+            "chosen_model": chosen.backtest.chosen if chosen.backtest else None,
+            "methods": rows["method"].value_counts().to_dict(),
+            "series": int(feats.series["series_id"].nunique()),
+            "held_out_rows": int(len(rows)),
+            "vs_naive": round(1 - wapes["chosen"] / wapes["seasonal_naive"], 4),
+        }
+        timings[f"{ptype}.pipeline_s"] = round(t_chosen, 2)
+        if ptype == "item_demand_daily":
+            lgbm = make_candidate("lightgbm", spec)
+            _, t_lgbm = timed(lambda: lgbm.fit(feats.history).predict(future, history=feats.history))
+            timings["items.lightgbm_fit_predict_s"] = round(t_lgbm, 2)
+            prophet_s = timings["item_demand_daily.prophet_s"]
+            result["speedup_vs_prophet"] = round(prophet_s / t_lgbm, 2)
+            result["speedup_vs_prophet_incl_backtest"] = round(prophet_s / t_chosen, 2)
+        print(ptype, json.dumps(result["types"][ptype]), file=sys.stderr, flush=True)
+    result["timings"] = timings
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
