@@ -298,11 +298,16 @@ def test_silent_receiver_times_out_exhausts_then_is_redelivered(engine, receiver
     assert all("timeout (read)" in a["error"] for a in attempts)
     assert [d["id"] for d in webhooks.list_deliveries(engine, failed_only=True)] == [delivery_id]
 
-    box.default = None  # the receiver is back
+    box.default = None  # the receiver is back, shaky at first
+    box.script[:] = [("status", 500)]
     box.release.set()
-    assert webhooks.redeliver(run_id=str(record["id"]), settings=settings, engine=engine) == [delivery_id]
+    assert webhooks.redeliver(run_id=str(record["id"]), send="none", settings=settings, engine=engine) == [delivery_id]
+    first = webhooks.attempt_delivery(delivery_id, settings=settings, engine=engine)
+    # Attempt 3 is the first of the new budget: it waits like a first retry (<= base), not a third.
+    assert first.attempt_no == 3 and first.delivery_status == "pending" and first.retry_in_s <= 0.05
+    webhooks.deliver_inline([delivery_id], settings=settings, engine=engine)
     row = webhooks.get_delivery(engine, delivery_id)
-    assert row["status"] == "delivered" and row["attempt_count"] == 3
+    assert row["status"] == "delivered" and row["attempt_count"] == 4
     assert box.requests[-1].verified and box.requests[-1].headers["webhook-id"] == delivery_id
     assert len(box.events) == 1
     assert webhooks.list_deliveries(engine, failed_only=True) == []
@@ -438,3 +443,19 @@ def test_cli_lists_failed_deliveries_and_redelivers_them(engine, receivers, monk
         assert runner.invoke(app, ["webhooks", "redeliver", "msg_nope"]).exit_code == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_attempt_cut_short_by_a_dead_worker_stays_visible_and_is_redelivered(engine, receivers):
+    secret = new_secret()
+    box = receivers(secret)
+    settings = hook_settings([("rms", box.url(), [secret])], max_attempts=1)
+    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="none", settings=settings, engine=engine)
+    # A worker claims the only attempt and dies before sending (lease 0: already over).
+    assert PredictionWriter(engine).claim_delivery_attempt(delivery_id, lease_s=0)["attempt_count"] == 1
+    time.sleep(0.01)
+
+    assert [d["id"] for d in webhooks.list_deliveries(engine, failed_only=True)] == [delivery_id]
+    assert [a["status"] for a in webhooks.list_attempts(engine, delivery_id)] == ["sending"]
+    assert webhooks.redeliver(delivery_id, settings=settings, engine=engine) == [delivery_id]
+    row = webhooks.get_delivery(engine, delivery_id)
+    assert row["status"] == "delivered" and row["attempt_count"] == 2 and len(box.events) == 1

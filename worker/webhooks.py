@@ -331,8 +331,9 @@ def backoff_delay(
 # ---------------------------------------------------------------------------- delivery records
 @dataclass(frozen=True)
 class AttemptResult:
-    """One turn of a delivery. ``attempt_no`` None: nothing was due (delivered, failed, or another
-    worker holds the attempt). ``retry_in_s`` is set when the delivery is pending again."""
+    """One turn of a delivery. ``attempt_no`` None: nothing was claimed (delivered, failed, not
+    due yet, or another worker holds the attempt). ``retry_in_s``: when the delivery is pending,
+    seconds until its next attempt is due."""
 
     delivery_id: str
     attempt_no: int | None
@@ -350,6 +351,14 @@ def _engine(engine: Engine | None) -> Engine:
     from worker import db
 
     return db.predictions_engine()
+
+
+def _seconds_until(engine: Engine, when: datetime | None) -> float | None:
+    """Seconds from the database's clock (the one claims use) until ``when``."""
+    if when is None:
+        return None
+    with engine.connect() as conn:
+        return max(0.0, float(conn.execute(text("SELECT extract(epoch FROM (:t - now()))"), {"t": when}).scalar()))
 
 
 def attempt_delivery(
@@ -372,7 +381,11 @@ def attempt_delivery(
     claim = writer.claim_delivery_attempt(delivery_id, lease_s=lease)
     if claim is None:
         row = get_delivery(engine, delivery_id)
-        return AttemptResult(delivery_id, None, row["status"] if row else "missing")
+        if row is None:
+            return AttemptResult(delivery_id, None, "missing")
+        can_retry = row["status"] == "pending" and row["attempt_count"] < row["attempt_limit"]
+        wait = _seconds_until(engine, row["next_attempt_at"]) if can_retry else None
+        return AttemptResult(delivery_id, None, row["status"], wait)
     attempt_no = int(claim["attempt_count"])
     receiver = hooks.receiver(claim["receiver"])
     if receiver is None:
@@ -398,8 +411,10 @@ def attempt_delivery(
         status = "exhausted"
     else:
         status = "pending"
+        # Count from the start of this budget: after an admin's redelivery the waits start short again.
+        attempt_in_budget = max(1, attempt_no - (int(claim["attempt_limit"]) - hooks.max_attempts))
         retry_in = backoff_delay(
-            attempt_no,
+            attempt_in_budget,
             base_s=hooks.backoff_base_s,
             max_s=hooks.backoff_max_s,
             retry_after_s=result.retry_after_s,
@@ -460,10 +475,10 @@ def deliver_inline(
             result = attempt_delivery(delivery_id, settings=settings, engine=engine, rng=rng)
             if result.attempt_no is not None or delivery_id not in results:
                 results[delivery_id] = result
-            if result.attempt_no is None or result.delivery_status != "pending":
+            if result.delivery_status != "pending" or result.retry_in_s is None:
                 del due[delivery_id]
-            else:
-                due[delivery_id] = time.monotonic() + (result.retry_in_s or 0.0)
+            else:  # retry later, or not due yet (a fresh retry time, or another process's lease)
+                due[delivery_id] = time.monotonic() + result.retry_in_s + (0.0 if result.attempt_no else 0.01)
         if not due:
             break
         wake = min(due.values())
@@ -613,11 +628,15 @@ def get_delivery(engine: Engine, delivery_id: str, *, with_payload: bool = False
 def list_deliveries(
     engine: Engine, *, failed_only: bool = False, run_id: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Deliveries, newest first; ``failed_only``: the ones an admin must look at (failed, exhausted)."""
+    """Deliveries, newest first. ``failed_only``: the ones an admin must look at: failed,
+    exhausted, and pending ones whose last attempt's worker died (no attempt left, lease over)."""
     where = ["TRUE"]
     params: dict[str, Any] = {"limit": int(limit)}
     if failed_only:
-        where.append("status IN ('failed', 'exhausted')")
+        where.append(
+            "(status IN ('failed', 'exhausted') OR (status = 'pending' AND attempt_count >= attempt_limit "
+            "AND next_attempt_at < now()))"
+        )
     if run_id is not None:
         where.append("run_id = CAST(:run_id AS uuid)")
         params["run_id"] = str(run_id)

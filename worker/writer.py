@@ -534,7 +534,8 @@ class PredictionWriter:
 
     def reopen_deliveries(self, delivery_ids: Iterable[str], *, extra_attempts: int) -> list[str]:
         """An admin's redelivery: failed or exhausted deliveries become due now, with a fresh
-        budget of ``extra_attempts``; pending ones become due now with their budget unchanged.
+        budget of ``extra_attempts``; pending ones become due now with their budget unchanged
+        (unless it is spent: a worker died during the last attempt).
         Same row, same ``webhook-id``: a receiver that did get the event after all drops the
         copy. Returns the ids reopened (delivered ones are left alone).
         """
@@ -547,8 +548,8 @@ class PredictionWriter:
                     """
                     UPDATE ml_webhook_delivery
                     SET status = 'pending', next_attempt_at = now(), updated_at = now(),
-                        attempt_limit = CASE WHEN status = 'pending' THEN attempt_limit
-                                             ELSE attempt_count + :extra END
+                        attempt_limit = CASE WHEN status = 'pending' AND attempt_count < attempt_limit
+                                             THEN attempt_limit ELSE attempt_count + :extra END
                     WHERE id = ANY(:ids) AND status IN ('pending', 'failed', 'exhausted')
                     RETURNING id
                     """
