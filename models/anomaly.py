@@ -25,6 +25,11 @@ import pandas as pd
 MODEL_VERSION = "1"
 
 
+def empty_rows() -> pd.DataFrame:
+    """No rows, but with the columns the writer requires (it rejects a frame without them)."""
+    return pd.DataFrame({c: [] for c in ("entity_id", "value", "model_name", "model_version", "method")})
+
+
 class RobustWeekdayZ:
     name = "robust_weekday_z"
 
@@ -86,7 +91,7 @@ def anomaly_rows(scored: pd.DataFrame, last_day: dict[int, pd.Timestamp], target
         entity_kind: "restaurant", "menu_item" or "inventory_item" (goes into details).
     """
     if scored.empty:
-        return pd.DataFrame()
+        return empty_rows()
     want = scored["restaurant_id"].map(last_day)
     hit = scored[(scored["ds"] == want) & scored["anomaly"]]
     return pd.DataFrame(

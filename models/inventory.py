@@ -291,6 +291,11 @@ def reorder_plan(
 MODEL_VERSION = "1"
 
 
+def empty_rows() -> pd.DataFrame:
+    """No rows, but with the columns the writer requires (it rejects a frame without them)."""
+    return pd.DataFrame({c: [] for c in ("entity_id", "value", "model_name", "model_version", "method")})
+
+
 @dataclass
 class InventoryPlan:
     """Per-item projections and decisions for one shard; the three row builders read from it."""
@@ -422,7 +427,7 @@ def stock_daily_rows(plan: InventoryPlan) -> pd.DataFrame:
     """``stock_daily``: projected end-of-day stock per item and local day, item units, 80 % band."""
     d = plan.daily
     if d.empty:
-        return pd.DataFrame()
+        return empty_rows()
     return pd.DataFrame(
         {
             **_base(d, "stock_projection"),
@@ -443,7 +448,7 @@ def stockout_rows(plan: InventoryPlan) -> pd.DataFrame:
     """``stockout``: days from today (local) to the first day usage cannot be met; 80 % band."""
     it = plan.items
     if it.empty:
-        return pd.DataFrame()
+        return empty_rows()
     return pd.DataFrame(
         {
             **_base(it, "stock_projection"),
@@ -469,7 +474,7 @@ def reorder_rows(plan: InventoryPlan) -> pd.DataFrame:
     """``reorder``: quantity to order (item units) on ``order_by_date``; 0 when none is due."""
     it = plan.items
     if it.empty:
-        return pd.DataFrame()
+        return empty_rows()
     return pd.DataFrame(
         {
             **_base(it, "reorder_policy"),

@@ -13,7 +13,7 @@ import pandas as pd
 
 from features.anomalies import anomaly_series
 from features.timegrid import local_date, local_midnight
-from models.anomaly import RobustWeekdayZ, anomaly_rows
+from models.anomaly import RobustWeekdayZ, anomaly_rows, empty_rows
 from worker.prediction_types.inventory import MOVEMENTS, ITEMS
 from worker.replica import Requirement
 from worker.settings import get_settings
@@ -40,7 +40,7 @@ def _features_for(kind: str):
 def _predict_for(kind: str):
     def predict(features, scope: Scope) -> UnitResult:
         if "skipped" in features:
-            return UnitResult(rows=pd.DataFrame(), messages=[f"anomaly ({kind}) skipped: {features['skipped']}"])
+            return UnitResult(rows=empty_rows(), messages=[f"anomaly ({kind}) skipped: {features['skipped']}"])
         series = features["series"]
         model = RobustWeekdayZ(threshold=get_settings().inventory.anomaly_z)
         scored = model.score(series)

@@ -1,0 +1,225 @@
+"""Benchmark: inventory, lead time, pricing and anomaly quality on the synthetic chain's planted truth.
+
+    python -m bench.inventory [--quick] [--keep]
+
+--quick is 4 restaurants x 200 days (a few minutes); the default 8 x 365. All figures come from one
+run on one chain. The last line printed is one JSON object:
+{"bench": "inventory", "stockout_within_1d", "stockout_items", "stockout_within_1d_all",
+"stockout_items_all", "lead_time_mae": {"model",
+"promised"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
+"recall"}, "peak_rss_mb", "seconds"}.
+
+How each figure is measured (docs/inventory.md, pricing.md, anomalies.md):
+* stockout_within_1d: for the first stockout of every item in the second half of the history,
+  replay the daily run at the local midnight ``STOCKOUT_NOTICE_DAYS`` days before it and compare the
+  predicted stockout date; the share within +/- 1 day over the *planted* stockouts (reordering
+  forgotten). ``stockout_within_1d_all`` adds the incidental ones, most of which a planted demand
+  spike or a late delivery causes on the day itself, which no forecast made two days before can see.
+* lead_time_mae: fit on purchase orders placed before the last ``LEAD_HOLDOUT_DAYS`` days; mean
+  absolute error on the orders placed after, of the model's expected lead time and of the
+  supplier's promise.
+* elasticity_abs_error: mean |estimated - planted| over items with an own price change
+  (``..._prior``: the same for the unit-elastic guess -1, for scale).
+* anomaly: restaurant-days scored in the second half of the history; precision and recall of
+  flagged days against the planted anomalies (closed days and holidays are never flagged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import create_engine
+
+STOCKOUT_NOTICE_DAYS = 2
+LEAD_HOLDOUT_DAYS = 60
+SCRATCH_DB = "rmsml_bench_inventory"
+
+
+def _scope(restaurants: pd.DataFrame, as_of: pd.Timestamp):
+    from worker.settings import get_settings
+    from worker.units import Scope
+
+    return Scope("bench", "daily", as_of, restaurants.reset_index(drop=True), get_settings().forecast,
+                 Path("/tmp/rmsml-bench-models"), datetime.now(timezone.utc))
+
+
+def _truth(ground_truth) -> dict:
+    return ground_truth if isinstance(ground_truth, dict) else ground_truth.to_dict()
+
+
+def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_start: pd.Timestamp) -> dict:
+    """Share of items whose first stockout after ``window_start`` is predicted within +/- 1 day."""
+    from features.inventory import inventory_features
+    from features.timegrid import local_midnight
+    from models.inventory import plan_inventory
+    from worker.settings import get_settings
+
+    settings = get_settings().inventory
+    so = pd.DataFrame(_truth(ground_truth)["stockouts"])
+    if so.empty:
+        return {"within_1d": None, "items": 0, "errors": []}
+    so["start_date"] = pd.to_datetime(so["start_date"])
+    so = so[so["start_date"] >= window_start.tz_localize(None)]
+    so = so[so["restaurant_id"].isin(restaurants["id"])].sort_values("start_date").groupby("inventory_item_id").head(1)
+    errors, planted = [], []
+    for r in so.itertuples(index=False):
+        rest = restaurants[restaurants["id"] == r.restaurant_id]
+        tz = rest["timezone"].iloc[0]
+        as_of = local_midnight(r.start_date - pd.Timedelta(days=STOCKOUT_NOTICE_DAYS), tz).tz_convert("UTC")
+        scope = _scope(rest, as_of)
+        feats = inventory_features(reader, scope, settings)
+        feats.items = feats.items[feats.items["inventory_item_id"] == r.inventory_item_id]
+        plan = plan_inventory(feats, settings, scope.restaurants)
+        pred = plan.items["stockout_date"].iloc[0] if len(plan.items) else None
+        errors.append(None if pred is None else int((pd.Timestamp(pred) - r.start_date).days))
+        planted.append(bool(getattr(r, "planted", False)))
+    hits = [e is not None and abs(e) <= 1 for e in errors]
+    hits_planted = [h for h, p in zip(hits, planted) if p]
+    return {
+        "within_1d": sum(hits_planted) / len(hits_planted) if hits_planted else None,
+        "items": len(hits_planted),
+        "within_1d_all": sum(hits) / len(hits) if hits else None,
+        "items_all": len(hits),
+        "errors": errors,
+        "planted": planted,
+    }
+
+
+def lead_time_mae(reader, ground_truth, end: pd.Timestamp) -> dict:
+    """MAE (days) on held-out purchase orders: the model's expected lead time vs the promise."""
+    from features.inventory import received_orders, shard_suppliers, supplier_lead_times
+    from models.lead_time import SupplierLeadTime
+
+    cutoff = end - pd.Timedelta(days=LEAD_HOLDOUT_DAYS)
+    rids = [int(i) for i in reader.frame("SELECT id FROM restaurants_restaurant")["id"]]
+    suppliers = shard_suppliers(reader, rids)
+    sids = [int(s) for s in suppliers["supplier_id"]]
+    hist = supplier_lead_times(reader, sids, cutoff - pd.Timedelta(days=365), cutoff)
+    model = SupplierLeadTime().fit(suppliers, hist)
+    test = received_orders(reader, sids, cutoff, end).merge(model.estimates_, on="supplier_id")
+    test = test.merge(suppliers[["supplier_id", "promised_lead_days"]], on="supplier_id")
+    return {
+        "model": float((test["lead_days"] - test["expected_days"]).abs().mean()),
+        "promised": float((test["lead_days"] - test["promised_lead_days"]).abs().mean()),
+        "orders": int(len(test)),
+    }
+
+
+def elasticity_error(reader, restaurants: pd.DataFrame, ground_truth, end: pd.Timestamp) -> dict:
+    """Mean |estimated - planted| elasticity over items with their own price change."""
+    from features.prices import pricing_features
+    from models.pricing import ElasticityEstimator
+    from worker.settings import get_settings
+
+    feats = pricing_features(reader, _scope(restaurants, end), get_settings().inventory)
+    est = ElasticityEstimator().fit(feats["items"], feats["sales"]).estimates_
+    truth = pd.DataFrame([{"menu_item_id": m["menu_item_id"], "planted": m["elasticity"]} for m in _truth(ground_truth)["menu_items"]])
+    own = est[est["source"] == "own"].merge(truth, on="menu_item_id")
+    return {
+        "abs_error": float((own["elasticity"] - own["planted"]).abs().mean()) if len(own) else None,
+        "abs_error_prior": float((own["planted"] + 1.0).abs().mean()) if len(own) else None,
+        "abs_error_raw": float((own["raw"] - own["planted"]).abs().mean()) if len(own) else None,
+        "items": int(len(own)),
+    }
+
+
+def anomaly_scores(reader, restaurants: pd.DataFrame, ground_truth, start: pd.Timestamp, end: pd.Timestamp) -> dict:
+    """Precision and recall of flagged restaurant-days in [start, end) against the planted anomalies."""
+    from features.anomalies import anomaly_series
+    from models.anomaly import RobustWeekdayZ
+    from worker.settings import get_settings
+
+    series = anomaly_series(reader, restaurants, start - pd.Timedelta(days=120), end, datetime.now(timezone.utc), ("restaurant",))
+    scored = RobustWeekdayZ(threshold=get_settings().inventory.anomaly_z).score(series["restaurant"])
+    scored = scored[scored["ds"] >= start.tz_localize(None)]
+    planted = {
+        (int(r["restaurant_id"]), pd.Timestamp(a["date"]))
+        for r in _truth(ground_truth)["restaurants"]
+        for a in r["anomalies"]
+    }
+    scoreable = set(zip(scored["entity_id"].astype(int), scored["ds"]))
+    flagged = set(zip(scored.loc[scored["anomaly"], "entity_id"].astype(int), scored.loc[scored["anomaly"], "ds"]))
+    planted &= scoreable
+    tp = len(flagged & planted)
+    return {
+        "precision": tp / len(flagged) if flagged else None,
+        "recall": tp / len(planted) if planted else None,
+        "flagged": len(flagged),
+        "planted": len(planted),
+    }
+
+
+def evaluate(replica_url: str, ground_truth) -> dict:
+    """Every figure of the benchmark on an already seeded replica."""
+    from features.restaurants import load_restaurants
+    from worker.replica import ReplicaReader
+
+    truth = _truth(ground_truth)
+    reader = ReplicaReader(create_engine(replica_url))
+    restaurants = load_restaurants(reader).restaurants
+    end = pd.Timestamp(truth["end"]).tz_localize("UTC")
+    start = pd.Timestamp(truth["window_start"])
+    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    middle = start + (end - start) / 2
+    middle = middle.floor("D")
+    return {
+        "stockout": stockout_accuracy(reader, restaurants, truth, middle),
+        "lead_time": lead_time_mae(reader, truth, end),
+        "elasticity": elasticity_error(reader, restaurants, truth, end),
+        "anomaly": anomaly_scores(reader, restaurants, truth, middle, end),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.inventory")
+    parser.add_argument("--quick", action="store_true", help="4 restaurants x 200 days")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args(argv)
+    from bench.synthetic import _admin, _admin_url, _db_url
+    from synthetic import ChainConfig, seed_database
+
+    restaurants, days = (4, 200) if args.quick else (8, 365)
+    began = time.perf_counter()
+    _admin(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+    _admin(f"CREATE DATABASE {SCRATCH_DB}")
+    url = _db_url(_admin_url(), SCRATCH_DB)
+    try:
+        summary = seed_database(url, ChainConfig(restaurants=restaurants, days=days, seed=7, end=dt.date(2026, 11, 1)))
+        sa_url = url if url.startswith("postgresql+") else "postgresql+psycopg2://" + url.split("://", 1)[1]
+        os.environ["RMSML_REPLICA__URL"] = sa_url
+        figures = evaluate(sa_url, summary["ground_truth"])
+    finally:
+        if not args.keep:
+            _admin(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+    print(json.dumps({k: v for k, v in figures.items()}, default=str), file=sys.stderr)
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    line = {
+        "bench": "inventory",
+        "restaurants": restaurants,
+        "days": days,
+        "stockout_within_1d": figures["stockout"]["within_1d"],
+        "stockout_items": figures["stockout"]["items"],
+        "stockout_within_1d_all": figures["stockout"]["within_1d_all"],
+        "stockout_items_all": figures["stockout"]["items_all"],
+        "lead_time_mae": {"model": round(figures["lead_time"]["model"], 4), "promised": round(figures["lead_time"]["promised"], 4)},
+        "elasticity_abs_error": figures["elasticity"]["abs_error"],
+        "elasticity_abs_error_prior": figures["elasticity"]["abs_error_prior"],
+        "anomaly": {"precision": figures["anomaly"]["precision"], "recall": figures["anomaly"]["recall"]},
+        "peak_rss_mb": round(rss_kb / 1024, 1),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

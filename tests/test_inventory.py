@@ -1,0 +1,180 @@
+"""Inventory: projection arithmetic, reorder formulas, quality on the planted chain, and the run."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+from sqlalchemy import text
+
+from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database
+from worker import db, runs
+from worker.settings import get_settings
+
+AS_OF = "2026-10-31T04:15:00Z"
+MINE = ("stock_daily", "stockout", "reorder", "lead_time", "anomaly")
+
+
+@pytest.fixture()
+def only_my_units(monkeypatch):
+    """Run the loop with this domain's units only: the other domains test theirs, and stay out of our time."""
+    real = runs.units_for
+    monkeypatch.setattr(runs, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
+
+
+def q(sql, **params):
+    with db.predictions_engine().connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
+# --------------------------------------------------------------------------- pure arithmetic
+
+
+def test_projection_uses_expiring_stock_first_and_loses_what_expires():
+    from models.inventory import project_item
+
+    usage = np.full(6, 2.0)
+    arrivals = np.zeros(6)
+    arrivals[3] = 10.0
+    # 10 on hand: 4 expire at the end of day 1, 6 never expire
+    proj = project_item(10.0, [(1, 4.0)], usage, np.zeros(6), arrivals, shelf_life_days=None)
+    # day 0 and 1 use the expiring lot (2 + 2): nothing is lost
+    assert proj.expired.sum() == pytest.approx(0.0)
+    assert list(proj.end_stock) == pytest.approx([8, 6, 4, 12, 10, 8])
+    # the same with 8 expiring at the end of day 1: 4 are lost
+    proj = project_item(10.0, [(1, 8.0)], usage, np.zeros(6), np.zeros(6), shelf_life_days=None)
+    assert proj.expired[1] == pytest.approx(4.0)
+    assert list(proj.end_stock[:4]) == pytest.approx([8, 2, 0, 0])
+    assert proj.shortfall[3] == pytest.approx(2.0) and proj.shortfall[2] == pytest.approx(0.0)
+
+
+def test_stockout_date_and_confidence_follow_the_documented_formula():
+    from models.inventory import project_item, stockout_summary
+
+    usage, sd = np.full(10, 3.0), np.full(10, 1.0)
+    proj = project_item(10.0, [], usage, sd, np.zeros(10), None)
+    so = stockout_summary(proj, pd.Timestamp("2026-01-01"))
+    assert so["days"] == 3 and str(so["date"]) == "2026-01-04"  # 10 - 3 - 3 - 3 = 1, day 3 short
+    p = lambda d: norm.cdf(-(10 - 3 * (d + 1)) / math.sqrt(d + 1))  # noqa: E731
+    assert so["confidence"] == pytest.approx(max(p(4), 0.5) - p(1), abs=1e-6)
+    assert so["lower"] <= 3 <= so["upper"]
+
+
+def test_reorder_formulas_respect_par_level_and_min_order_quantity():
+    from models.inventory import project_item, reorder_plan
+
+    usage, sd = np.full(30, 10.0), np.full(30, 2.0)
+    proj = project_item(40.0, [], usage, sd, np.zeros(30), None)
+    kw = dict(service_level=0.95, review_period_days=1.0, order_cost=25.0, holding_rate=0.25, unit_cost=4.0,
+              shelf_life_days=None, soon_days=3, whole_units=False)
+    plan = reorder_plan(proj, usage, sd, 40.0, 2.0, 0.5, par_level=None, min_order_quantity=None, **kw)
+    z = norm.ppf(0.95)
+    assert plan["safety_stock"] == pytest.approx(z * math.sqrt(3 * 4 + 100 * 0.25))
+    assert plan["reorder_point"] == pytest.approx(30 + plan["safety_stock"])
+    assert plan["eoq"] == pytest.approx(math.sqrt(2 * 3650 * 25 / (0.25 * 4)))
+    assert plan["order_by_index"] == 0 and plan["urgency"] in ("urgent", "soon")  # 40 <= ROP ~ 40.1
+    assert plan["quantity"] == pytest.approx(plan["reorder_point"] + plan["eoq"] - 40.0)
+    par = reorder_plan(proj, usage, sd, 40.0, 2.0, 0.5, par_level=200.0, min_order_quantity=None, **kw)
+    assert par["quantity"] == pytest.approx(160.0)
+    moq = reorder_plan(proj, usage, sd, 40.0, 2.0, 0.5, par_level=50.0, min_order_quantity=75.0, **kw)
+    assert moq["quantity"] == pytest.approx(75.0)
+    later = reorder_plan(project_item(200.0, [], usage, sd, np.zeros(30), None), usage, sd, 200.0, 2.0, 0.5,
+                         par_level=None, min_order_quantity=None, **kw)
+    assert later["urgency"] == "ok" and later["order_by_index"] > 10
+
+
+# --------------------------------------------------------------------------- quality on the chain
+
+
+@pytest.mark.slow
+def test_stockout_dates_and_lead_times_on_the_planted_chain(seeded_replica):
+    from bench.inventory import lead_time_mae, stockout_accuracy
+    from features.restaurants import load_restaurants
+    from worker.replica import ReplicaReader
+
+    truth = seeded_replica["ground_truth"]
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = load_restaurants(reader).restaurants
+    end = pd.Timestamp(str(truth["end"])).tz_localize("UTC")
+    so = stockout_accuracy(reader, restaurants, truth, end - pd.Timedelta(days=CHAIN["days"] // 2))
+    assert so["items"] >= 3 and so["items_all"] > so["items"]
+    assert so["within_1d"] >= 0.7, so  # planted stockouts: 4 of 4 on this chain
+    # incidental stockouts caused on the day by a planted demand spike or a late delivery are
+    # unforecastable two days ahead; all stockouts together must still mostly land within a day
+    assert so["within_1d_all"] >= 0.5, so
+    lead = lead_time_mae(reader, truth, end)
+    assert lead["orders"] > 50
+    assert lead["model"] < 0.85 * lead["promised"], lead
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def test_daily_run_writes_stock_stockout_reorder_rows(seeded_replica, clean_predictions, only_my_units):
+    record = runs.execute_run("daily", AS_OF)
+    assert record["status"] == "succeeded", record
+    n_items = q("SELECT count(DISTINCT entity_id) FROM m_l_predictions WHERE prediction_type = 'stockout'")[0][0]
+    assert n_items > 20
+    assert record["rows_written"]["stock_daily"] == 14 * n_items
+    assert record["rows_written"]["reorder"] == n_items
+    bad = q(
+        "SELECT count(*) FROM m_l_predictions WHERE prediction_type = 'stock_daily' "
+        "AND NOT (value >= 0 AND lower <= value AND value <= upper AND granularity = 'day')"
+    )[0][0]
+    assert bad == 0
+    details = q("SELECT details FROM m_l_predictions WHERE prediction_type = 'reorder'")
+    for (d,) in details:
+        assert d["urgency"] in ("urgent", "soon", "ok")
+        assert {"order_by_date", "reorder_point", "safety_stock", "eoq", "supplier_id", "expected_lead_time_days"} <= set(d)
+    for (value, d) in q("SELECT value, details FROM m_l_predictions WHERE prediction_type = 'stockout'"):
+        assert {"predicted_stockout_date", "confidence", "daily_usage_forecast"} <= set(d)
+        assert 0 <= d["confidence"] <= 1 and value >= 0
+
+
+def test_weekly_lead_time_rows_one_per_supplier_whatever_the_sharding(seeded_replica, clean_predictions, only_my_units, monkeypatch):
+    truth = seeded_replica["ground_truth"]
+    monkeypatch.setenv("RMSML_SCHEDULES__SHARD_SIZE", "1")
+    get_settings.cache_clear()
+    try:
+        record = runs.execute_run("weekly", AS_OF)
+    finally:
+        get_settings.cache_clear()
+    assert record["status"] == "succeeded", record
+    rows = q("SELECT entity_id, restaurant_id, value, method, details FROM m_l_predictions WHERE prediction_type = 'lead_time'")
+    assert sorted(r[0] for r in rows) == sorted(s["supplier_id"] for s in truth["suppliers"])
+    assert all(r[1] is None and r[3] == "model" for r in rows)
+    true_mean = {s["supplier_id"]: s["true_lead_mean_days"] for s in truth["suppliers"]}
+    for sid, _, value, _, details in rows:
+        assert abs(value - true_mean[sid]) < 0.35 * true_mean[sid] + 0.3, (sid, value, true_mean[sid])
+        assert details["observed_orders"] > 0
+
+
+def test_missing_inventory_module_skips_inventory_types_and_writes_the_rest(clean_predictions, only_my_units):
+    from synthetic import ChainConfig, seed_database
+
+    name = "rmsml_test_noinv_inv" + DB_SUFFIX
+    url = recreate_database(name)
+    seed_database(url, ChainConfig(restaurants=2, days=90, seed=5, end=CHAIN["end"], modules=("customers",)))
+    previous_url = os.environ["RMSML_REPLICA__URL"]
+    os.environ["RMSML_REPLICA__URL"] = url
+    get_settings.cache_clear()
+    db.reset_engines()
+    try:
+        record = runs.execute_run("daily", AS_OF)
+        weekly = runs.execute_run("weekly", AS_OF)
+    finally:
+        os.environ["RMSML_REPLICA__URL"] = previous_url
+        get_settings.cache_clear()
+        db.reset_engines()
+        drop_database(name)
+    assert record["status"] == "succeeded", record
+    for ptype in ("stock_daily", "stockout", "reorder"):
+        assert "inventory" in record["modules_skipped"][ptype]
+        assert ptype not in record["rows_written"]
+    assert any("anomaly (inventory_item) skipped" in m for m in record["messages"])
+    assert record["rows_written"].get("anomaly", 0) >= 0 and "anomaly" not in record["modules_skipped"]
+    assert "inventory" in weekly["modules_skipped"]["lead_time"]
