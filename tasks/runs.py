@@ -146,11 +146,14 @@ def start_run(
         raise
 
     queue = SHARD_QUEUE[plan.schedule].value
-    shard_ids = [f"{rid}:shard:{n}" for n in range(len(plan.shards))]
+    # Task ids name the run and shard; the dispatch suffix keeps a re-run of the same run id from
+    # reading the previous dispatch's stored results.
+    dispatch = uuid.uuid4().hex[:8]
+    shard_ids = [f"{rid}:shard:{n}:{dispatch}" for n in range(len(plan.shards))]
     header = [
         shard_run.si(rid, n, plan.schedule).set(task_id=shard_ids[n], queue=queue) for n in range(len(plan.shards))
     ]
-    finish_id = f"{rid}:finish"
+    finish_id = f"{rid}:finish:{dispatch}"
     body = finish_run.si(rid).set(task_id=finish_id)
     if header:
         # A shard that fails for good skips the chord body: its error callback closes the run.

@@ -7,6 +7,7 @@ SIGKILL the whole group, pool children included: a worker dying as a container o
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -19,6 +20,9 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUES = "runs,scoring,training"
+# The shared workers: one restaurant per shard, and every shard lasts at least a second, so a run
+# needs both workers and outlasts a second trigger.
+WORKER_ENV = {"RMSML_SCHEDULES__SHARD_SIZE": "1", "RMSML_TASKS__DRILL_SHARD_PAUSE_S": "1"}
 
 
 def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
@@ -92,15 +96,51 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+def start_workers(names: list[str], log_dir: Path, env: dict[str, str] | None = None, queues: str = QUEUES) -> list[Proc]:
+    """Start one single-process worker per name, all at once, and wait until each is ready."""
+    procs = []
+    for name in names:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "-Q", queues, "-c", "1", "-P", "prefork", "-n", f"{name}@%h",
+            "--without-gossip", "--without-mingle", "-l", "INFO",
+        ]
+        procs.append(Proc(name, argv, log_dir, env))
+    try:
+        for proc in procs:
+            proc.wait_log("ready.", timeout=120)
+    except BaseException:
+        for proc in procs:
+            proc.stop(grace=0)
+        raise
+    return procs
+
+
 def start_worker(name: str, log_dir: Path, env: dict[str, str] | None = None, queues: str = QUEUES) -> Proc:
-    argv = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "-Q", queues, "-c", "1", "-P", "prefork", "-n", f"{name}@%h",
-        "--without-gossip", "--without-mingle", "-l", "INFO",
-    ]
-    proc = Proc(name, argv, log_dir, env)
-    proc.wait_log("ready.", timeout=90)
-    return proc
+    return start_workers([name], log_dir, env, queues)[0]
+
+
+_shared: list[Proc] = []
+
+
+def shared_workers(log_dir: Path, env: dict[str, str]) -> list[Proc]:
+    """The two workers several test modules use, started once per session and stopped at exit.
+
+    Module fixtures cannot share a session-scoped process without conftest; a module global and
+    ``atexit`` can, and save a worker start-up (tens of seconds on a busy machine) per module.
+    """
+    if not _shared or not all(p.alive() for p in _shared):
+        for proc in _shared:
+            proc.stop(grace=0)
+        _shared[:] = start_workers(["w1", "w2"], log_dir, env)
+        atexit.register(_stop_shared)
+    return list(_shared)
+
+
+def _stop_shared() -> None:
+    for proc in _shared:
+        proc.stop(grace=5)
+    _shared.clear()
 
 
 def start_beat(log_dir: Path, env: dict[str, str]) -> Proc:
