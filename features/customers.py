@@ -376,6 +376,41 @@ def labelled_frame(
     return frame[frame["n_orders"] > 0].reset_index(drop=True)
 
 
+TRAINING_CUTOFFS = 3
+CUTOFF_STEP_DAYS = 14
+
+
+def training_frame(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    organization_ids: list[int],
+    last_cutoff: pd.Timestamp,
+    window_days: int,
+    anchor_as_of: datetime,
+    valid_until: datetime,
+    first_order: pd.Timestamp | None = None,
+    history_days: int = 730,
+    cutoffs: int = TRAINING_CUTOFFS,
+    step_days: int = CUTOFF_STEP_DAYS,
+) -> pd.DataFrame:
+    """``labelled_frame`` at ``last_cutoff`` and up to ``cutoffs - 1`` earlier ones, stacked.
+
+    Why several cutoffs: regulars are a small share of customers, and lapsing regulars a small
+    share of those; stacking a few cutoffs ``step_days`` apart gives the model several looks at
+    each lapse. A cutoff with less than ``MIN_FEATURE_HISTORY_DAYS`` of history before it (from
+    ``first_order``, the earliest purchase) is left out, except the last one. Adds ``cutoff``.
+    """
+    frames = []
+    for k in range(max(1, cutoffs)):
+        cut = last_cutoff - pd.Timedelta(days=k * step_days)
+        if k and first_order is not None and (cut - first_order) < pd.Timedelta(days=MIN_FEATURE_HISTORY_DAYS):
+            break
+        f = labelled_frame(reader, restaurant_ids, organization_ids, cut, window_days, anchor_as_of, valid_until,
+                           history_days)
+        frames.append(f.assign(cutoff=cut))
+    return pd.concat(frames, ignore_index=True)
+
+
 def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
     """Read the current features and both training sets for the shard's anchored customers."""
     rids = scope.restaurant_ids
@@ -391,10 +426,11 @@ def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
     first = None if first is None or pd.isna(first) else first
 
     churn_cut = as_of - pd.Timedelta(days=CHURN_WINDOW_DAYS)
-    churn_train = labelled_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, **common)
+    churn_train = training_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, first_order=first, **common)
     churn_train["churned"] = (churn_train["future_orders"] == 0).astype(int)
     ltv_days = ltv_label_window(as_of, first)
-    ltv_train = labelled_frame(reader, rids, orgs, as_of - pd.Timedelta(days=ltv_days), ltv_days, **common)
+    ltv_train = training_frame(reader, rids, orgs, as_of - pd.Timedelta(days=ltv_days), ltv_days, first_order=first,
+                               **common)
 
     counts = {
         "customers_anchored": int(len(current)),

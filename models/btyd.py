@@ -90,7 +90,9 @@ class BetaGeo:
         """
         x = np.asarray(x, dtype=float)
         keep = _sample(len(x), _MAX_FIT_ROWS, seed)
-        cx, ctx, cT, w = _compress(x[keep], _weeks(t_x)[keep], _weeks(T)[keep])
+        # Whole days: the likelihood barely moves within a day, and rounding lets the thousands
+        # of one-time buyers collapse to one row per tenure day.
+        cx, ctx, cT, w = _compress(x[keep], _weeks(np.round(t_x))[keep], _weeks(np.maximum(np.round(T), 1.0))[keep])
         if len(cx) == 0:
             raise ValueError("BG/NBD needs at least one customer")
 
@@ -101,9 +103,10 @@ class BetaGeo:
             return -(w * ll).sum() / w.sum() + self.penalizer * (params**2).sum()
 
         best = None
-        for start in ([0.5, 2.0, 0.8, 2.5], [1.0, float(np.mean(cT)) or 1.0, 1.0, 1.0]):
-            res = minimize(nll, np.log(start), method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
-            res = minimize(nll, res.x, method="L-BFGS-B")
+        # Bounded log-parameters: populations without dropouts push a and b to infinity (only
+        # their ratio matters there); bounds stop the optimiser wandering after them.
+        for start in ([0.5, 2.0, 0.8, 2.5], [1.0, max(float(np.mean(cT)), 1.0), 1.0, 1.0]):
+            res = minimize(nll, np.log(start), method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4)
             if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
                 best = res
         if best is None:
@@ -275,6 +278,11 @@ def add_btyd_features(frame: pd.DataFrame, window_days: int) -> pd.DataFrame:
     Adds bg_p_quiet (P(no purchase in window)), bg_expected_orders (in window), bg_p_alive,
     gg_expected_value (expected order value, currency units).
     """
+    if "cutoff" in frame.columns and frame["cutoff"].nunique() > 1:
+        # Stacked training cutoffs: each is its own population at its own time.
+        parts = [add_btyd_features(g.drop(columns="cutoff"), window_days).assign(cutoff=c)
+                 for c, g in frame.groupby("cutoff", sort=False)]
+        return pd.concat(parts).loc[frame.index]
     out = frame.copy()
     if out.empty:
         for col in BTYD_FEATURES:

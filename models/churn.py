@@ -2,7 +2,7 @@
 
 Primary model: a LightGBM classifier on RFM, gap and mix features (``features.customers``),
 trained at a cutoff one window before the run's as-of (labels = the last 60 days, never seen by
-the features), then calibrated with isotonic regression on a held-out quarter of those customers,
+the features), then calibrated (Platt scaling of out-of-fold scores of those customers),
 because the RMS reads the value as a probability and its risk levels are thresholds on it.
 
 Fallback (``method='rule'``): BG/NBD's probability of no purchase in the window, fitted on the
@@ -116,19 +116,24 @@ def bgnbd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 # --------------------------------------------------------------------------- the model
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 class ChurnClassifier:
-    """Calibrated LightGBM churn classifier. Fitted state: ``booster_``, ``iso_x_``, ``iso_y_``."""
+    """Calibrated LightGBM churn classifier. Fitted state: ``booster_``, ``platt_a_``, ``platt_b_``."""
 
     name = "churn_lgbm"
 
     def __init__(self, features: tuple[str, ...] = MODEL_FEATURES + BTYD_FEATURES, num_boost_round: int = 250,
                  learning_rate: float = 0.05, num_leaves: int = 15, min_data_in_leaf: int = 20,
-                 calibration_share: float = 0.25, num_threads: int = 1, seed: int = 7):
+                 folds: int = 4, num_threads: int = 1, seed: int = 7):
         """
         Args:
             features: columns of the feature frame to learn from (see features.customers).
             num_boost_round, learning_rate, num_leaves, min_data_in_leaf: LightGBM capacity.
-            calibration_share: share of training customers held out to fit the isotonic map.
+            folds: out-of-fold boosters whose scores fit the calibration map.
             num_threads: LightGBM threads (at most the cores the worker owns).
         """
         self.features = tuple(features)
@@ -136,12 +141,12 @@ class ChurnClassifier:
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_data_in_leaf = min_data_in_leaf
-        self.calibration_share = calibration_share
+        self.folds = folds
         self.num_threads = num_threads
         self.seed = seed
         self.booster_: lgb.Booster | None = None
-        self.iso_x_: np.ndarray | None = None
-        self.iso_y_: np.ndarray | None = None
+        self.platt_a_ = 1.0
+        self.platt_b_ = 0.0
         self.holdout_: dict = {}
 
     def _params(self) -> dict:
@@ -154,31 +159,37 @@ class ChurnClassifier:
                 "monotone_constraints_method": "advanced"}
 
     def fit(self, frame: pd.DataFrame, y) -> Self:
-        """Learn P(churn) from ``frame[features]`` and 0/1 labels ``y`` (1 = no purchase in window)."""
-        y = np.asarray(y, dtype=int)
-        rng = np.random.default_rng(self.seed)
-        cal = np.zeros(len(y), bool)
-        for cls in (0, 1):  # stratified hold-out for the calibration map
-            idx = np.flatnonzero(y == cls)
-            cal[rng.choice(idx, int(round(len(idx) * self.calibration_share)), replace=False)] = True
-        X = frame.loc[:, list(self.features)].astype(float)
-        train = lgb.Dataset(X[~cal], y[~cal], free_raw_data=True)
-        self.booster_ = lgb.train(self._params(), train, num_boost_round=self.num_boost_round)
-        raw = self.booster_.predict(X[cal])
-        from sklearn.isotonic import IsotonicRegression
+        """Learn P(churn) from ``frame[features]`` and 0/1 labels ``y`` (1 = no purchase in window).
 
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y[cal])
-        self.iso_x_ = np.asarray(iso.X_thresholds_, float)
-        self.iso_y_ = np.asarray(iso.y_thresholds_, float)
-        p = self._calibrate(raw)
-        self.holdout_ = {"auc_holdout_raw": roc_auc(y[cal], raw), "brier_holdout": brier(y[cal], p),
-                         "n_train": int((~cal).sum()), "n_calibration": int(cal.sum()), "base_rate": float(y.mean())}
+        Calibration (Platt): a logistic map of the logit of out-of-fold scores from ``folds``
+        boosters (folds by customer, so a customer stacked at several cutoffs never scores
+        himself) to the labels; it is applied to the booster trained on every row. Platt rather
+        than isotonic: lapsing regulars are few, and isotonic steps pooled them with the
+        undecided middle; a smooth map keeps the model's ranking at the top.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y, dtype=int)
+        X = frame.loc[:, list(self.features)].astype(float)
+        ids = frame["customer_id"].to_numpy() if "customer_id" in frame else np.arange(len(y))
+        fold_of = np.random.default_rng(self.seed).integers(0, self.folds, int(ids.max()) + 1)[ids]
+        oof = np.zeros(len(y))
+        for k in range(self.folds):
+            test = fold_of == k
+            if test.any() and (~test).any():
+                booster = lgb.train(self._params(), lgb.Dataset(X[~test], y[~test]), num_boost_round=self.num_boost_round)
+                oof[test] = booster.predict(X[test])
+        self.booster_ = lgb.train(self._params(), lgb.Dataset(X, y), num_boost_round=self.num_boost_round)
+        platt = LogisticRegression(C=1e6).fit(_logit(oof)[:, None], y)
+        self.platt_a_ = float(platt.coef_[0][0])
+        self.platt_b_ = float(platt.intercept_[0])
+        p = self._calibrate(oof)
+        self.holdout_ = {"auc_oof": roc_auc(y, oof), "brier_oof": brier(y, p), "n_train": int(len(y)),
+                         "base_rate": float(y.mean())}
         return self
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
-        if self.iso_x_ is None or len(self.iso_x_) < 2:
-            return np.clip(raw, 0.0, 1.0)
-        return np.clip(np.interp(raw, self.iso_x_, self.iso_y_), 0.0, 1.0)
+        return 1.0 / (1.0 + np.exp(-(self.platt_a_ * _logit(raw) + self.platt_b_)))
 
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
         return self.booster_.predict(frame.loc[:, list(self.features)].astype(float))
@@ -195,7 +206,7 @@ class ChurnClassifier:
         self.booster_.save_model(str(directory / "booster.txt"))
         (directory / "params.json").write_text(json.dumps({
             "class": self.name, "features": list(self.features),
-            "iso_x": self.iso_x_.tolist(), "iso_y": self.iso_y_.tolist(), "holdout": self.holdout_,
+            "platt_a": self.platt_a_, "platt_b": self.platt_b_, "holdout": self.holdout_,
         }, allow_nan=True))
 
     @classmethod
@@ -204,8 +215,7 @@ class ChurnClassifier:
         meta = json.loads((directory / "params.json").read_text())
         model = cls(features=tuple(meta["features"]))
         model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
-        model.iso_x_ = np.asarray(meta["iso_x"], float)
-        model.iso_y_ = np.asarray(meta["iso_y"], float)
+        model.platt_a_, model.platt_b_ = float(meta["platt_a"]), float(meta["platt_b"])
         model.holdout_ = meta.get("holdout", {})
         return model
 
@@ -343,4 +353,5 @@ def evaluate_churn(train: pd.DataFrame, test: pd.DataFrame, window_days: int) ->
         "calibration": calibration_table(y, p_model),
         "n_test": int(len(y)),
         "base_rate": float(y.mean()),
+        "mean_predicted": float(np.mean(p_model)),
     }

@@ -1,0 +1,156 @@
+"""Customer features: time split (no leakage), one shard per customer, bad input counted."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+
+import pandas as pd
+import psycopg2
+import pytest
+
+from features.customers import customer_rfm, customer_unit_features, customer_window, labelled_frame
+from tests.conftest import CHAIN_END, REPLICA_URL
+from worker.replica import ReplicaReader
+
+AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
+CUTOFF = AS_OF - pd.Timedelta(days=60)
+VALID_UNTIL = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+
+@contextlib.contextmanager
+def replica_admin():
+    """A writable connection to the TEST replica, for planting and undoing edge cases.
+
+    The pipeline's own engine cannot write (worker.db); tests that need a row the generator does
+    not plant add it here and remove it in ``finally`` so the session's replica stays as seeded.
+    """
+    conn = psycopg2.connect(REPLICA_URL)
+    conn.autocommit = True
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()
+
+
+def _reader(replica_engine) -> ReplicaReader:
+    return ReplicaReader(replica_engine)
+
+
+def _rfm(reader, rids, cutoff=CUTOFF):
+    return customer_rfm(reader, rids, [1], cutoff, anchor_as_of=AS_OF, valid_until=VALID_UNTIL)
+
+
+def test_moving_a_future_order_changes_labels_not_features(replica_engine):
+    reader = _reader(replica_engine)
+    with replica_admin() as cur:
+        # A customer with purchases on both sides of the cutoff.
+        cur.execute(
+            """
+            SELECT o.id, o.customer_id, o.created_at, o.total FROM orders_order o
+            WHERE o.customer_id IS NOT NULL AND o.status = 'completed' AND o.created_at >= %s
+              AND o.created_at < %s
+              AND EXISTS (SELECT 1 FROM orders_order p WHERE p.customer_id = o.customer_id AND p.created_at < %s)
+            ORDER BY o.id LIMIT 1
+            """,
+            (CUTOFF.to_pydatetime(), AS_OF.to_pydatetime(), CUTOFF.to_pydatetime()),
+        )
+        order_id, customer_id, created_at, total = cur.fetchone()
+        before = _rfm(reader, [1, 2, 3, 4])
+        labels_before = customer_window(reader, [1, 2, 3, 4], [1], CUTOFF, AS_OF, AS_OF, VALID_UNTIL)
+        try:
+            # Move it later inside the label window and make it bigger.
+            cur.execute("UPDATE orders_order SET created_at = %s, total = total + 100 WHERE id = %s",
+                        (AS_OF.to_pydatetime() - dt.timedelta(days=1), order_id))
+            after = _rfm(reader, [1, 2, 3, 4])
+            labels_after = customer_window(reader, [1, 2, 3, 4], [1], CUTOFF, AS_OF, AS_OF, VALID_UNTIL)
+            # ... and then to just before the cutoff: now it is history and must show up.
+            cur.execute("UPDATE orders_order SET created_at = %s WHERE id = %s",
+                        (CUTOFF.to_pydatetime() - dt.timedelta(hours=1), order_id))
+            moved_back = _rfm(reader, [1, 2, 3, 4])
+        finally:
+            cur.execute("UPDATE orders_order SET created_at = %s, total = %s WHERE id = %s",
+                        (created_at, total, order_id))
+    pd.testing.assert_frame_equal(before, after)
+    lb = labels_before.set_index("customer_id").loc[customer_id]
+    la = labels_after.set_index("customer_id").loc[customer_id]
+    assert la["spend"] == pytest.approx(lb["spend"] + 100)
+    row_before = before.set_index("customer_id").loc[customer_id]
+    row_back = moved_back.set_index("customer_id").loc[customer_id]
+    assert row_back["n_orders"] == row_before["n_orders"] + 1
+
+
+def test_features_are_computed_as_of_the_cutoff(replica_engine):
+    frame = labelled_frame(_reader(replica_engine), [1, 2, 3, 4], [1], CUTOFF, 60, AS_OF, VALID_UNTIL)
+    assert (frame["last_order_at"] < CUTOFF).all()
+    assert (frame["recency_days"] > 0).all()
+    assert (frame["n_orders"] >= 1).all()
+    assert (frame["n_30d"] <= frame["n_90d"]).all() and (frame["n_90d"] <= frame["n_orders"]).all()
+    # Regulars exist and their gaps are plausible (the generator draws 7-30 day intervals).
+    regular = frame[frame["n_orders"] >= 4]
+    assert len(regular) > 50
+    assert regular["gap_mean_days"].between(3, 60).mean() > 0.9
+    # No PII column is ever selected.
+    for column in ("first_name", "last_name", "email", "phone", "birth_date"):
+        assert column not in frame.columns
+
+
+def test_each_customer_is_anchored_to_exactly_one_shard(replica_engine):
+    reader = _reader(replica_engine)
+    with replica_admin() as cur:
+        cur.execute("SELECT id, home_restaurant_id FROM customers_customerprofile ORDER BY id LIMIT 40")
+        saved = cur.fetchall()
+        try:
+            # Customers without a home restaurant go to the restaurant of their latest purchase.
+            cur.execute("UPDATE customers_customerprofile SET home_restaurant_id = NULL WHERE id = ANY(%s)",
+                        ([i for i, _ in saved],))
+            per_shard = [_rfm(reader, [rid], cutoff=AS_OF) for rid in (1, 2, 3, 4)]
+            whole = _rfm(reader, [1, 2, 3, 4], cutoff=AS_OF)
+        finally:
+            for cid, home in saved:
+                cur.execute("UPDATE customers_customerprofile SET home_restaurant_id = %s WHERE id = %s", (home, cid))
+    ids = pd.concat([f["customer_id"] for f in per_shard])
+    assert not ids.duplicated().any()
+    assert set(ids) == set(whole["customer_id"])
+    nulled = whole[whole["customer_id"].isin([i for i, _ in saved])]
+    with_purchase = nulled[nulled["n_orders"] > 0]
+    assert with_purchase["anchored_by_last_order"].all()
+    assert len(with_purchase) > 0
+
+
+def test_bad_customers_are_counted_not_crashing(replica_engine, tmp_path):
+    """A customer whose only order lies after the as-of is skipped and counted; refunds are counted."""
+    from worker.settings import ForecastSettings
+    from worker.units import Scope
+    from features.restaurants import load_restaurants
+
+    reader = _reader(replica_engine)
+    with replica_admin() as cur:
+        cur.execute("SELECT max(id) FROM customers_customerprofile")
+        cid = cur.fetchone()[0] + 1000
+        cur.execute("SELECT max(id) FROM orders_order")
+        oid = cur.fetchone()[0] + 1000
+        try:
+            cur.execute(
+                "INSERT INTO customers_customerprofile (id, organization_id, home_restaurant_id, date_joined, "
+                "loyalty_tier, loyalty_points, marketing_opt_in) VALUES (%s, 1, 1, %s, 'none', 0, false)",
+                (cid, AS_OF.to_pydatetime() - dt.timedelta(days=3)),
+            )
+            cur.execute(
+                "INSERT INTO orders_order (id, restaurant_id, customer_id, order_type, status, subtotal, "
+                "discount_total, tax_total, total, created_at) VALUES (%s, 1, %s, 'takeaway', 'completed', 20, 0, 0, 20, %s)",
+                (oid, cid, AS_OF.to_pydatetime() + dt.timedelta(days=2)),
+            )
+            scope = Scope(run_id="00000000-0000-0000-0000-0000000000c1", schedule="weekly", as_of=AS_OF,
+                          restaurants=load_restaurants(reader, [1]).restaurants, forecast=ForecastSettings(),
+                          model_store=tmp_path, valid_until=VALID_UNTIL)
+            data = customer_unit_features(reader, scope)
+        finally:
+            cur.execute("DELETE FROM orders_order WHERE id = %s", (oid,))
+            cur.execute("DELETE FROM customers_customerprofile WHERE id = %s", (cid,))
+    assert data.counts["customers_only_later_orders"] == 1
+    assert data.counts["customers_without_purchase"] >= 1
+    assert data.counts["refunded_orders_excluded"] > 0
+    row = data.current.set_index("customer_id").loc[cid]
+    assert row["n_orders"] == 0
+    assert cid not in set(data.churn_train["customer_id"])
