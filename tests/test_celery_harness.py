@@ -133,11 +133,11 @@ def shared_workers(log_dir: Path, env: dict[str, str]) -> list[Proc]:
         for proc in _shared:
             proc.stop(grace=0)
         _shared[:] = start_workers(["w1", "w2"], log_dir, env)
-        atexit.register(_stop_shared)
+        atexit.register(stop_shared_workers)
     return list(_shared)
 
 
-def _stop_shared() -> None:
+def stop_shared_workers() -> None:
     for proc in _shared:
         proc.stop(grace=5)
     _shared.clear()
