@@ -1,0 +1,119 @@
+"""Prep time: held-out accuracy against the item median, queue effect, planted truth, fallbacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.kitchen import KitchenData, kitchen_unit_features
+from features.restaurants import load_restaurants
+from models.prep_time import QUEUE_SIZES, PrepTimeModel, evaluate_prep, predict_prep_time
+from tests.conftest import CHAIN_END
+from worker.replica import ReplicaReader
+from worker.settings import ForecastSettings
+from worker.units import Scope
+
+AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kitchen(seeded_replica, tmp_path_factory):
+    from worker import db
+
+    reader = ReplicaReader(db.replica_engine())
+    scope = Scope(run_id="00000000-0000-0000-0000-0000000000k1", schedule="daily", as_of=AS_OF,
+                  restaurants=load_restaurants(reader, [1, 2, 3, 4]).restaurants, forecast=ForecastSettings(),
+                  model_store=tmp_path_factory.mktemp("kitchen"),
+                  valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    data = kitchen_unit_features(reader, scope)
+    return scope, data, predict_prep_time(data, scope)
+
+
+def test_model_beats_item_median_on_held_out_days(kitchen):
+    _, data, _ = kitchen
+    result = evaluate_prep(data.tickets, test_days=14)
+    mae = result["mae"]
+    assert result["n_test"] > 1000
+    assert mae["model"] <= 0.85 * mae["item_median"], mae
+
+
+def test_queue_size_raises_prep_time(kitchen, seeded_replica):
+    _, _, result = kitchen
+    rows = result.rows[result.rows["method"] == "model"]
+    assert len(rows) > 20
+    by_queue = np.array([[d["minutes_by_queue"][str(q)] for q in QUEUE_SIZES] for d in rows["details"]])
+    assert (np.diff(by_queue, axis=1) >= 0).all()  # never faster with more tickets ahead
+    assert (by_queue[:, -1] > by_queue[:, 0] * 1.05).mean() > 0.9  # and clearly slower at 10 ahead
+    # The slowdown per station type follows the planted slopes (prep = base x (1 + slope x queue)).
+    truth = seeded_replica["ground_truth"]
+    slopes = truth["queue_slope_by_type"]
+    items = pd.DataFrame(truth["menu_items"]).set_index("menu_item_id")
+    stretch = pd.Series(by_queue[:, -1] / by_queue[:, 0] - 1, index=rows["entity_id"].to_numpy())
+    per_type = stretch.groupby(items.loc[stretch.index, "station_type"].to_numpy()).median()
+    for station_type, observed in per_type.items():
+        assert observed == pytest.approx(10 * slopes[station_type], abs=0.25), (station_type, observed)
+    assert per_type.idxmax() in ("grill", "tandoor")
+
+
+def test_idle_minutes_recover_planted_base_minutes(kitchen, seeded_replica):
+    _, _, result = kitchen
+    truth = pd.DataFrame(seeded_replica["ground_truth"]["menu_items"]).set_index("menu_item_id")
+    rows = result.rows.set_index("entity_id")
+    modelled = rows[rows["method"] == "model"]
+    base = truth.loc[modelled.index, "base_minutes"]
+    rel = (modelled["value"] - base).abs() / base
+    assert rel.median() < 0.08
+    assert ((modelled["lower"] <= modelled["value"]) & (modelled["value"] <= modelled["upper"])).all()
+    extra = modelled["details"].map(lambda d: d["extra_minutes_per_unit"])
+    assert (extra > 0).mean() > 0.9
+
+
+def test_fallbacks_for_thin_items_and_stations_without_tickets(kitchen):
+    """An item with a few tickets uses its median, one with none its station's median, and an item
+    at a station without completed tickets is skipped and counted, never a crash."""
+    scope, data, _ = kitchen
+    menu, stations, medians = data.menu.copy(), data.stations.copy(), data.medians.copy()
+    some = menu[menu["is_active"] & menu["station_id"].notna()].iloc[0]
+    station = int(some["station_id"])
+    new_station = int(stations["station_id"].max()) + 100
+    thin, unsold, orphan = (int(menu["menu_item_id"].max()) + k for k in (1, 2, 3))
+    stations.loc[len(stations)] = {"station_id": new_station, "restaurant_id": int(some["restaurant_id"]),
+                                   "station_type": "tandoor"}
+    for item, st in ((thin, station), (unsold, station), (orphan, new_station)):
+        menu.loc[len(menu)] = {"menu_item_id": item, "restaurant_id": int(some["restaurant_id"]), "station_id": float(st),
+                               "station_type": None, "is_active": True}
+    medians.loc[len(medians)] = {"level": "item", "menu_item_id": float(thin), "station_id": station, "tickets": 3,
+                                 "median_minutes": 4.5}
+    result = predict_prep_time(KitchenData(data.as_of, data.tickets, medians, menu, stations), scope)
+    rows = result.rows.set_index("entity_id")
+    assert rows.loc[thin, "method"] == "average" and rows.loc[thin, "details"]["fallback"] == "item_median"
+    assert rows.loc[thin, "value"] == pytest.approx(4.5)
+    assert rows.loc[unsold, "details"]["fallback"] == "station_median"
+    assert orphan not in rows.index
+    assert any(str(new_station) in m for m in result.messages)
+    assert any("skipped" in m for m in result.messages)
+    assert orphan in result.scope_entity_ids  # its old rows are withdrawn
+
+
+def test_malformed_tickets_never_reach_the_model(kitchen):
+    _, data, _ = kitchen
+    assert (data.tickets["prep_minutes"] >= 0).all()
+    assert (data.tickets["queue_size"].dropna() >= 0).all()
+
+
+def test_artifact_is_checked_before_loading(kitchen):
+    from models.artifacts import ArtifactChecksumError
+    from models.churn import load_verified
+
+    _, data, result = kitchen
+    record = result.models[0]
+    model = load_verified(PrepTimeModel, record.artifact_path, record.sha256)
+    assert model.booster_ is not None
+    with open(f"{record.artifact_path}/params.json", "a") as fh:
+        fh.write(" ")
+    with pytest.raises(ArtifactChecksumError):
+        load_verified(PrepTimeModel, record.artifact_path, record.sha256)
