@@ -1,0 +1,85 @@
+"""Celery configuration and the run lock, checked without a worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+
+from worker.celery_app import app
+from worker.locks import RunLock
+from worker.queues import Queue
+from worker.settings import get_settings
+
+
+def test_json_only_late_acks_and_one_message_at_a_time():
+    conf = app.conf
+    assert conf.task_serializer == conf.result_serializer == "json"
+    assert list(conf.accept_content) == ["json"] and list(conf.result_accept_content) == ["json"]
+    assert conf.task_acks_late is True and conf.worker_prefetch_multiplier == 1
+    assert conf.result_expires == get_settings().broker.result_expires_s > 0
+    assert conf.broker_transport_options["visibility_timeout"] > get_settings().tasks.shard_time_limit_s
+
+
+def test_queues_declared_once_and_every_task_routed_with_limits():
+    conf = app.conf
+    assert sorted(q.name for q in conf.task_queues) == sorted(q.value for q in Queue)
+    assert conf.task_default_queue == Queue.RUNS.value and conf.task_create_missing_queues is False
+    app.loader.import_default_modules()
+    ours = {n: t for n, t in app.tasks.items() if n.startswith("rmsml.runs.")}
+    for name, task in ours.items():
+        assert task.queue in {q.value for q in Queue}, name
+        assert conf.task_routes[name]["queue"] == task.queue, name
+        assert task.soft_time_limit < task.time_limit, name
+        assert task.acks_late is not False
+        assert set(task.autoretry_for) and all(issubclass(e, Exception) for e in task.autoretry_for)
+        assert not any(e in task.autoretry_for for e in (Exception, ValueError)), "retry only errors that may pass"
+        assert task.retry_jitter and task.retry_backoff
+    assert ours["rmsml.runs.shard"].queue == Queue.SCORING.value
+
+
+def test_visibility_timeout_below_the_shard_limit_is_refused_at_load(tmp_path):
+    env = {"RMSML_BROKER__VISIBILITY_TIMEOUT_S": "60", "RMSML_TASKS__SHARD_TIME_LIMIT_S": "120", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", "import celeryconfig"], env=env, capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]), timeout=60)
+    assert done.returncode != 0 and "visibility_timeout_s (60) must exceed" in done.stderr
+
+
+@pytest.fixture()
+def lock():
+    lk = RunLock.from_settings()
+    lk.client.delete(lk.key("test-schedule"))
+    yield lk
+    lk.client.delete(lk.key("test-schedule"))
+
+
+def test_lock_admits_one_run_per_schedule_and_reenters_for_the_holder(lock):
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    assert lock.acquire("test-schedule", a).acquired
+    second = lock.acquire("test-schedule", b)
+    assert not second.acquired and second.holder == a
+    assert lock.acquire("test-schedule", a).acquired  # redelivered start of the same run
+    assert not lock.release("test-schedule", b) and lock.holder("test-schedule") == a  # not b's to free
+    assert lock.release("test-schedule", a) and lock.holder("test-schedule") is None
+    assert lock.acquire("test-schedule", b).acquired
+
+
+def test_a_stale_lock_expires_and_a_late_release_does_not_free_the_next_run(lock):
+    short = RunLock(lock.client, ttl_s=0.3)
+    dead, nxt = str(uuid.uuid4()), str(uuid.uuid4())
+    assert short.acquire("test-schedule", dead).acquired
+    time.sleep(0.5)
+    assert short.acquire("test-schedule", nxt).acquired  # the dead run's lock lapsed
+    assert not short.refresh("test-schedule", dead) and not short.release("test-schedule", dead)
+    assert short.holder("test-schedule") == nxt
+    assert short.refresh("test-schedule", nxt) and 0 < lock.client.pttl(short.key("test-schedule")) <= 300
+
+
+def test_lock_lives_in_the_brokers_redis():
+    assert isinstance(RunLock.from_settings().client, redis.Redis)
+    assert RunLock.from_settings().client.connection_pool.connection_kwargs["db"] == int(
+        get_settings().broker.url.get_secret_value().rsplit("/", 1)[1])
