@@ -155,3 +155,24 @@ def test_beat_with_a_short_interval_fires_runs_that_never_overlap(workers, clean
     assert beat.log().count("Sending due task run-monthly-predictions") > len(recorded)
     for earlier, later in zip(recorded, recorded[1:]):
         assert later["started_at"] >= earlier["finished_at"], "two runs of one schedule overlapped"
+
+
+def test_cli_trigger_runs_on_the_workers_and_reports_bad_input(workers, clean_predictions):
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_celery_harness import ROOT
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "worker", "trigger", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=180)
+
+    done = cli("--schedule", "monthly", "--as-of", AS_OF, "--restaurant", "2", "--wait", "--timeout", "120")
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout)
+    assert record["restaurant_ids"] == [2] and record["status"] != "failed"
+    [row] = runs_table()
+    assert row["trigger"] == "cli" and str(row["id"]) == record["id"]
+    bad = cli("--schedule", "hourly", "--wait", "--timeout", "60")
+    assert bad.returncode == 2 and "unknown schedule 'hourly'" in bad.stderr

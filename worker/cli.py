@@ -191,6 +191,53 @@ def webhooks_redeliver(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------- orchestration (issue 5)
+@app.command()
+def trigger(
+    schedule: str = typer.Option("daily", help="daily, weekly or monthly"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="run as if it were this instant (ISO 8601, UTC if naive)"),
+    restaurant: Optional[list[int]] = typer.Option(None, "--restaurant", help="restrict to these restaurant ids"),
+    wait: bool = typer.Option(False, "--wait", help="wait for the run to finish and print its record"),
+    timeout: float = typer.Option(3600, help="seconds to wait with --wait"),
+) -> None:
+    """Start a run on the Celery workers, like beat or Flower would (the same task, the same lock).
+
+    Exit codes: 0 started (or finished, with --wait), 3 skipped because a run of the schedule is
+    going, 2 bad input, 1 the run failed.
+    """
+    from worker.celery_app import app as celery
+
+    kwargs = {"schedule": schedule, "as_of": as_of, "restaurant_ids": restaurant or None, "trigger": "cli"}
+    result = celery.send_task("rmsml.runs.start", kwargs=kwargs)
+    typer.echo(f"task {result.id} sent", err=True)
+    if not wait:
+        return
+    try:
+        started = result.get(timeout=timeout)
+    except Exception as exc:  # the task's own error, e.g. RunInputError
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2)
+    if started["status"] == "skipped":
+        typer.echo(_json(started))
+        raise typer.Exit(3)
+    record = celery.AsyncResult(started["finish_task_id"]).get(timeout=timeout)
+    typer.echo(_json(record))
+    if record["status"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def flower(
+    port: Optional[int] = typer.Option(None, help="default: settings.flower.port"),
+    address: str = typer.Option("0.0.0.0", help="interface to listen on"),
+) -> None:
+    """Start Flower on this app behind basic auth from settings (RMSML_FLOWER__USER/PASSWORD)."""
+    from worker.celery_app import flower_command
+
+    argv, env = flower_command(port=port, address=address)
+    os.execvpe(sys.executable, [sys.executable, "-m", *argv], {**os.environ, **env})
+
+
 def main() -> None:
     app()
 
