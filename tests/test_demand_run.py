@@ -51,7 +51,8 @@ def test_every_demand_type_is_written_with_model_rows_and_intervals(daily_run):
 
 
 def test_registry_holds_backtest_scores_and_a_matching_checksum(daily_run):
-    rows = q("SELECT prediction_type, name, version, artifact_path, sha256, metrics FROM ml_model_registry")
+    rows = q("SELECT prediction_type, name, version, artifact_path, sha256, metrics FROM ml_model_registry "
+             "WHERE prediction_type = ANY(:types)", types=list(TYPES))
     assert {r[0] for r in rows} == set(TYPES)
     for ptype, name, version, path, sha, metrics in rows:
         assert metrics["chosen"] == name
