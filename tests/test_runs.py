@@ -10,11 +10,21 @@ from sqlalchemy import text
 
 from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database
 from worker import db, runs
-from worker.replica import Requirement
 from worker.settings import get_settings
-from worker.units import PredictionUnit, UnitResult
+from worker.units import PredictionUnit
 
 AS_OF = "2026-10-31T04:15:00Z"
+
+
+@pytest.fixture()
+def demand_only(monkeypatch):
+    """Loop-behaviour tests run only the restaurant demand units: the loop is generic, other models slow."""
+    real_units_for = runs.units_for
+
+    def only_demand(schedule):
+        return [u for u in real_units_for(schedule) if u.prediction_type in ("demand_daily", "demand_hourly")]
+
+    monkeypatch.setattr(runs, "units_for", only_demand)
 
 
 def q(sql, **params):
@@ -31,10 +41,12 @@ def test_daily_run_writes_demand_rows_for_every_valid_restaurant(seeded_replica,
     record = runs.execute_run("daily", AS_OF)
     n = CHAIN["restaurants"]
     assert record["status"] == "succeeded", record
-    assert record["rows_written"] == {"demand_daily": 28 * n, "demand_hourly": 168 * n}
+    assert record["rows_written"]["demand_daily"] == 28 * n
+    assert record["rows_written"]["demand_hourly"] == 168 * n
     per_restaurant = q(
         "SELECT restaurant_id, prediction_type, count(*), min(target_start), bool_and(value >= 0), "
-        "bool_and(lower <= value AND value <= upper) FROM m_l_predictions GROUP BY 1, 2"
+        "bool_and(lower <= value AND value <= upper) FROM m_l_predictions "
+        "WHERE prediction_type IN ('demand_daily', 'demand_hourly') GROUP BY 1, 2"
     )
     assert len(per_restaurant) == 2 * n
     for rid, ptype, count, first, nonneg, ordered in per_restaurant:
@@ -46,7 +58,7 @@ def test_daily_run_writes_demand_rows_for_every_valid_restaurant(seeded_replica,
     assert revenue[0][0] > 0
 
 
-def test_malformed_rows_and_unknown_timezone_are_counted_and_skipped(seeded_replica, clean_predictions):
+def test_malformed_rows_and_unknown_timezone_are_counted_and_skipped(seeded_replica, clean_predictions, demand_only):
     record = runs.execute_run("daily", AS_OF)
     truth = seeded_replica["ground_truth"]["malformed"]
     assert record["rows_skipped"]["restaurants_restaurant"] >= 1
@@ -57,7 +69,7 @@ def test_malformed_rows_and_unknown_timezone_are_counted_and_skipped(seeded_repl
     assert q("SELECT count(*) FROM m_l_predictions WHERE restaurant_id = ANY(:ids)", ids=bad)[0][0] == 0
 
 
-def test_same_run_twice_writes_no_duplicates_and_next_run_replaces(seeded_replica, clean_predictions):
+def test_same_run_twice_writes_no_duplicates_and_next_run_replaces(seeded_replica, clean_predictions, demand_only):
     first = runs.execute_run("daily", AS_OF, run_id="00000000-0000-0000-0000-000000000001")
     again = runs.execute_run("daily", AS_OF, run_id="00000000-0000-0000-0000-000000000001")
     assert again["rows_written"] == first["rows_written"]
@@ -68,7 +80,7 @@ def test_same_run_twice_writes_no_duplicates_and_next_run_replaces(seeded_replic
     assert q("SELECT count(DISTINCT run_id) FROM m_l_predictions")[0][0] == 1
 
 
-def test_as_of_replays_history_strictly_before_it(seeded_replica, clean_predictions):
+def test_as_of_replays_history_strictly_before_it(seeded_replica, clean_predictions, demand_only):
     """A replay a month back predicts from then; the orders after it do not leak in."""
     as_of = pd.Timestamp("2026-09-30T04:15:00Z")
     record = runs.execute_run("daily", as_of.isoformat())
@@ -79,7 +91,7 @@ def test_as_of_replays_history_strictly_before_it(seeded_replica, clean_predicti
     assert as_of - pd.Timedelta(days=1) < daily <= as_of + pd.Timedelta(days=1)
 
 
-def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, clean_predictions, monkeypatch):
+def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, clean_predictions, demand_only, monkeypatch):
     good = runs.execute_run("daily", AS_OF)
     real_units_for = runs.units_for
 
@@ -95,7 +107,8 @@ def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, cl
     broken = runs.execute_run("daily", "2026-10-31T05:15:00Z")
     assert broken["status"] == "partial"
     assert "demand_hourly" in broken["error"]
-    assert broken["rows_written"] == {"demand_daily": 28 * CHAIN["restaurants"]}
+    assert "demand_hourly" not in broken["rows_written"]
+    assert broken["rows_written"]["demand_daily"] == 28 * CHAIN["restaurants"]
     hourly_runs = q("SELECT DISTINCT run_id::text FROM m_l_predictions WHERE prediction_type = 'demand_hourly'")
     assert hourly_runs == [(str(good["id"]),)]
     monkeypatch.setattr(runs, "units_for", real_units_for)
@@ -108,7 +121,7 @@ def _boom(features, scope):
     raise RuntimeError("model exploded")
 
 
-def test_bad_input_is_a_clear_error_recorded_and_writes_nothing(seeded_replica, clean_predictions):
+def test_bad_input_is_a_clear_error_recorded_and_writes_nothing(seeded_replica, clean_predictions, demand_only):
     with pytest.raises(runs.RunInputError, match="unknown schedule"):
         runs.execute_run("hourly", AS_OF)
     with pytest.raises(runs.RunInputError, match="unknown restaurant"):
@@ -118,7 +131,7 @@ def test_bad_input_is_a_clear_error_recorded_and_writes_nothing(seeded_replica, 
     assert q("SELECT count(*) FROM m_l_predictions")[0][0] == 0
 
 
-def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_predictions, monkeypatch):
+def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_predictions):
     from synthetic import ChainConfig, seed_database
 
     name = "rmsml_test_noinv" + DB_SUFFIX
@@ -128,17 +141,15 @@ def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_prediction
     os.environ["RMSML_REPLICA__URL"] = url
     get_settings.cache_clear()
     db.reset_engines()
-    real_units_for = runs.units_for
-    stock = PredictionUnit(
-        "stock_daily", "inventory_item", ("daily",), (Requirement("inventory_stockmovement"),),
-        lambda reader, scope: None, lambda f, s: UnitResult(rows=pd.DataFrame()),
-    )
-    monkeypatch.setattr(runs, "units_for", lambda schedule: [*real_units_for(schedule), stock])
     try:
         record = runs.execute_run("daily", AS_OF)
-        assert record["status"] == "succeeded"
-        assert "inventory" in record["modules_skipped"]["stock_daily"]
-        assert set(record["rows_written"]) == {"demand_daily", "demand_hourly"}
+        assert record["status"] == "succeeded", record
+        for ptype in ("stock_daily", "stockout", "reorder"):
+            assert "RMS module 'inventory' not installed" in record["modules_skipped"][ptype]
+        assert "RMS module 'kitchen' not installed" in record["modules_skipped"]["prep_time"]
+        assert record["rows_written"]["demand_daily"] == 28 * 2
+        assert record["rows_written"]["demand_hourly"] == 168 * 2
+        assert not set(record["rows_written"]) & {"stock_daily", "stockout", "reorder", "prep_time"}
     finally:
         os.environ["RMSML_REPLICA__URL"] = previous_url
         get_settings.cache_clear()

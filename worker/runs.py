@@ -25,7 +25,7 @@ from worker import db, records
 from worker.catalog import SCHEDULES, units_for
 from worker.replica import ReplicaReader
 from worker.settings import Settings, get_settings
-from worker.units import Scope
+from worker.units import PredictionUnit, Scope
 from worker.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,13 @@ def _engines(settings: Settings) -> tuple[Engine, Engine]:
     return db.replica_engine(), db.predictions_engine()
 
 
+def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
+    """How the run record names a unit: its type, plus the entity type when a type has several units."""
+    if sum(u.prediction_type == unit.prediction_type for u in units) > 1:
+        return f"{unit.prediction_type}/{unit.entity_type}"
+    return unit.prediction_type
+
+
 def begin_run(
     schedule: str,
     as_of: str | datetime | None = None,
@@ -89,7 +96,7 @@ def begin_run(
     for unit in units:
         reasons = reader.missing(unit.requires)
         if reasons:
-            modules_skipped[unit.prediction_type] = "; ".join(reasons)
+            modules_skipped[unit_key(unit, units)] = "; ".join(reasons)
     messages = list(found.rejected.values())
     skipped = {"restaurants_restaurant": len(found.rejected)} if found.rejected else {}
     ids = [int(i) for i in found.restaurants["id"]]
@@ -128,7 +135,8 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
     writer.start_shard(run_id, shard_no, shard["restaurant_ids"])
     reader = ReplicaReader(replica)
     valid_until = datetime.now(timezone.utc) + FUTURE_TOLERANCE.to_pytimedelta()
-    units = [u for u in units_for(run["schedule"]) if u.prediction_type not in run["modules_skipped"]]
+    scheduled = units_for(run["schedule"])
+    units = [u for u in scheduled if unit_key(u, scheduled) not in run["modules_skipped"]]
     written: dict[str, int] = {}
     messages: list[str] = []
     errors: list[str] = []
@@ -152,7 +160,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         for unit in units:
             try:
                 result = unit.predict(unit.features(reader, scope), scope)
-                written[unit.prediction_type] = writer.replace_predictions(
+                written[unit.prediction_type] = written.get(unit.prediction_type, 0) + writer.replace_predictions(
                     run_id,
                     unit.prediction_type,
                     unit.entity_type,

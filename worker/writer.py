@@ -94,9 +94,23 @@ class PredictionWriter:
         """
         if entity_type not in ENTITY_TYPES:
             raise InvalidPredictionRows(f"unknown entity_type {entity_type!r}")
+        if rows is None or rows.empty:
+            # Nothing new: only the scope's entities lose their old rows.
+            rows = pd.DataFrame(columns=list(REQUIRED_COLUMNS))
         frame = self._validated(rows, run_id, prediction_type, entity_type, generated_at, expires_at)
         entity_ids = sorted(set(int(e) for e in frame["entity_id"]) | {int(e) for e in scope_entity_ids})
         if not entity_ids:
+            return 0
+        stale = (
+            text(
+                "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
+                "AND entity_type = :etype AND entity_id = ANY(:ids) AND run_id <> :run_id"
+            ),
+            {"ptype": prediction_type, "etype": entity_type, "ids": entity_ids, "run_id": str(run_id)},
+        )
+        if frame.empty:
+            with self.engine.begin() as conn:
+                conn.execute(*stale)
             return 0
         buffer = io.StringIO()
         frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S%z")
@@ -114,13 +128,7 @@ class PredictionWriter:
                 f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
                 f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
             )
-            conn.execute(
-                text(
-                    "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
-                    "AND entity_type = :etype AND entity_id = ANY(:ids) AND run_id <> :run_id"
-                ),
-                {"ptype": prediction_type, "etype": entity_type, "ids": entity_ids, "run_id": str(run_id)},
-            )
+            conn.execute(*stale)
         return len(frame)
 
     @staticmethod
