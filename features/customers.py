@@ -411,8 +411,25 @@ def training_frame(
     return pd.concat(frames, ignore_index=True)
 
 
+_LAST_READ: dict[tuple, CustomerData] = {}
+
+
 def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
-    """Read the current features and both training sets for the shard's anchored customers."""
+    """Read the current features and both training sets for the shard's anchored customers.
+
+    The churn and LTV units of one shard read the same data one after the other; the last read
+    is kept (one entry, keyed by run, restaurants and as-of) so the second unit does not repeat it.
+    """
+    key = (str(scope.run_id), tuple(scope.restaurant_ids), str(scope.as_of))
+    if key in _LAST_READ:
+        return _LAST_READ[key]
+    data = _read_customer_data(reader, scope)
+    _LAST_READ.clear()
+    _LAST_READ[key] = data
+    return data
+
+
+def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
     rids = scope.restaurant_ids
     orgs = sorted({int(o) for o in scope.restaurants["organization_id"]}) if len(scope.restaurants) else []
     as_of = scope.as_of

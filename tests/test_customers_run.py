@@ -1,0 +1,58 @@
+"""The churn and LTV units through the real run loop: one row per customer, shards, replays, registry."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from worker import db, runs
+from worker.settings import get_settings
+
+AS_OF = "2026-11-01T00:00:00Z"
+MINE = ("churn", "ltv")
+
+pytestmark = pytest.mark.slow
+
+
+def q(sql, **params):
+    with db.predictions_engine().connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
+@pytest.fixture()
+def only_customer_units(monkeypatch):
+    """Run just these units (the weekly schedule also holds other teams' types)."""
+    real = runs.units_for
+    monkeypatch.setattr(runs, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
+
+
+def test_weekly_run_writes_each_customer_once_and_replays_cleanly(seeded_replica, clean_predictions,
+                                                                  only_customer_units):
+    settings = get_settings().model_copy(deep=True)
+    settings.schedules.shard_size = 1  # restaurants 3 and 4 in two shards
+    record = runs.execute_run("weekly", AS_OF, [3, 4], run_id="00000000-0000-0000-0000-0000000c0001",
+                              settings=settings)
+    assert record["status"] == "succeeded", record
+    counts = q("SELECT prediction_type, count(*), count(DISTINCT entity_id) FROM m_l_predictions GROUP BY 1")
+    assert {c[0] for c in counts} == set(MINE)
+    for ptype, n, distinct in counts:
+        assert n == distinct > 100
+    # Every row belongs to a customer anchored at the restaurant it names.
+    with db.replica_engine().connect() as conn:
+        homes = dict(conn.execute(text("SELECT id, home_restaurant_id FROM customers_customerprofile")).all())
+    rows = q("SELECT entity_id, restaurant_id, value, details, method, model_name FROM m_l_predictions "
+             "WHERE prediction_type = 'churn'")
+    assert all(homes[e] == r for e, r, *_ in rows)
+    assert all(0 <= v <= 1 and d["risk_level"] in ("low", "medium", "high") for _, _, v, d, *_ in rows)
+    assert {m for *_, m, _ in rows} == {"model"}
+    # Skipped customers are recorded in the run, not silently dropped.
+    assert any("without a purchase" in m for m in record["messages"])
+    # The registry holds one checksummed model per type and shard.
+    reg = q("SELECT name, sha256, artifact_path FROM ml_model_registry WHERE prediction_type IN ('churn', 'ltv')")
+    assert len(reg) == 4 and all(len(sha) == 64 for _, sha, _ in reg)
+    # A replay of the same run (a redelivered message) leaves exactly the same rows.
+    before = q("SELECT prediction_type, entity_id, value FROM m_l_predictions ORDER BY 1, 2")
+    runs.run_shard("00000000-0000-0000-0000-0000000c0001", 0, settings=settings)
+    runs.finish_run("00000000-0000-0000-0000-0000000c0001", settings=settings)
+    after = q("SELECT prediction_type, entity_id, value FROM m_l_predictions ORDER BY 1, 2")
+    assert before == after
