@@ -26,6 +26,7 @@ from worker.catalog import SCHEDULES, units_for
 from worker.replica import ReplicaReader
 from worker.settings import Settings, get_settings
 from worker.units import PredictionUnit, Scope
+from worker.webhooks import emit_run_completed
 from worker.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
@@ -247,11 +248,17 @@ def execute_run(
     run_id: str | None = None,
     settings: Settings | None = None,
 ) -> dict:
-    """Run a whole schedule in this process: the CLI's and the demo's path."""
+    """Run a whole schedule in this process: the CLI's and the demo's path.
+
+    Like the Celery finishing step, it ends by announcing the run to the webhook receivers (sent
+    inline, within the webhooks' inline budget; a dead receiver never fails the run).
+    """
     plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
     for shard_no in range(len(plan.shards)):
         run_shard(plan.run_id, shard_no, settings=settings)
-    return finish_run(plan.run_id, settings=settings)
+    record = finish_run(plan.run_id, settings=settings)
+    record["webhook_deliveries"] = emit_run_completed(record, send="inline", settings=settings)
+    return record
 
 
 __all__ = [
