@@ -18,6 +18,7 @@ Failure handling:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 import uuid
@@ -218,9 +219,15 @@ def finish_run(self, run_id: str) -> dict[str, Any]:
 
 
 def on_run_finished(record: dict[str, Any]) -> list[str]:
-    """Hook point: the completion event (issue 6, ``worker.webhooks.emit_run_completed``).
+    """Hook point for the completion event: ``worker.webhooks.emit_run_completed`` (issue 6).
 
-    Called once per finishing of a run with the JSON-safe run record; returns the delivery ids
-    it created. Empty until the webhook module is wired in here.
+    Called with the JSON-safe run record each time a run is closed; returns the delivery ids
+    (one per receiver) enqueued on the webhooks queue. Calling it again for the same outcome (a
+    redelivered finish) returns the recorded deliveries instead of duplicating them, and it never
+    raises: a webhook problem must not undo a finished run.
     """
-    return []
+    if importlib.util.find_spec("worker.webhooks") is None:
+        return []
+    from worker.webhooks import emit_run_completed
+
+    return list(emit_run_completed(record, send="enqueue"))

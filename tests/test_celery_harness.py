@@ -21,8 +21,13 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 QUEUES = "runs,scoring,training"
 # The shared workers: one restaurant per shard, and every shard lasts at least a second, so a run
-# needs both workers and outlasts a second trigger.
-WORKER_ENV = {"RMSML_SCHEDULES__SHARD_SIZE": "1", "RMSML_TASKS__DRILL_SHARD_PAUSE_S": "1"}
+# needs both workers and outlasts a second trigger. One webhook receiver is configured so the
+# finishing step records deliveries; nobody consumes the webhooks queue here, so none is sent.
+WORKER_ENV = {
+    "RMSML_SCHEDULES__SHARD_SIZE": "1",
+    "RMSML_TASKS__DRILL_SHARD_PAUSE_S": "1",
+    "RMSML_WEBHOOKS__URLS": '["http://127.0.0.1:9/never-called"]',
+}
 
 
 def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.2):

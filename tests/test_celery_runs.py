@@ -60,6 +60,11 @@ def test_triggered_run_fans_out_over_both_workers_and_matches_the_in_process_run
     assert [s[0] for s in shards] == list(range(started["shards"])) == list(range(len(record["restaurant_ids"])))
     assert all(s[1] == "succeeded" and s[2] == 1 for s in shards)
     assert trigger == "test"
+    # The finishing step emitted the completion event: one delivery per receiver, for this run.
+    assert len(record["webhook_deliveries"]) == 1
+    with db.predictions_engine().connect() as conn:
+        deliveries = conn.execute(text("SELECT id, run_id::text FROM ml_webhook_delivery")).all()
+    assert deliveries == [(record["webhook_deliveries"][0], started["run_id"])]
 
     # The same schedule in-process (the CLI path) gives the same record: one run loop, two drivers.
     in_process = runs.execute_run("monthly", AS_OF)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from celery.schedules import crontab, schedule as every
 
@@ -14,16 +16,26 @@ def test_registered_task_names_snapshot():
 
     app.loader.import_default_modules()
     ours = sorted(name for name in app.tasks if not name.startswith("celery."))
-    assert [n for n in ours if n.startswith("rmsml.runs.")] == ["rmsml.runs.finish", "rmsml.runs.shard", "rmsml.runs.start"]
-    assert all(n.startswith("rmsml.") for n in ours), ours
+    assert ours == [
+        "rmsml.runs.finish", "rmsml.runs.shard", "rmsml.runs.start",
+        "rmsml.webhooks.deliver", "rmsml.webhooks.deliver_due", "rmsml.webhooks.redeliver",
+    ]
 
 def test_beat_schedule_loads_with_one_kebab_case_entry_per_contract_schedule():
     from worker.celery_app import app
 
-    entries = app.conf.beat_schedule
-    assert sorted(entries) == ["run-daily-predictions", "run-monthly-predictions", "run-weekly-predictions"]
+    app.loader.import_default_modules()
+    entries = dict(app.conf.beat_schedule)
+    assert sorted(entries) == [
+        "deliver-overdue-webhooks", "run-daily-predictions", "run-monthly-predictions", "run-weekly-predictions",
+    ]
+    for name in entries:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name), name
+    sweep = entries.pop("deliver-overdue-webhooks")
+    assert sweep["task"] == "rmsml.webhooks.deliver_due" and sweep["task"] in app.tasks
+    assert sweep["options"] == {"queue": "webhooks", "expires": 450.0}
+    assert sweep["schedule"].minute == set(range(0, 60, 5))
     for name, entry in entries.items():
-        assert name == name.lower() and " " not in name and "_" not in name
         assert entry["task"] == "rmsml.runs.start" and entry["task"] in app.tasks
         assert entry["kwargs"]["schedule"] in SCHEDULES and entry["kwargs"]["trigger"] == "beat"
         assert entry["options"]["queue"] == "runs"

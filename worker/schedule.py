@@ -26,9 +26,15 @@ from worker.queues import Queue
 from worker.settings import Settings, get_settings
 
 START_TASK = "rmsml.runs.start"
+WEBHOOK_SWEEP_TASK = "rmsml.webhooks.deliver_due"
 
-# Nominal interval of each schedule, for message expiry (a month taken as 30 days).
-NOMINAL_INTERVAL_S: dict[str, int] = {"daily": 86_400, "weekly": 7 * 86_400, "monthly": 30 * 86_400}
+# Nominal interval of each entry, for message expiry (a month taken as 30 days).
+NOMINAL_INTERVAL_S: dict[str, int] = {
+    "daily": 86_400,
+    "weekly": 7 * 86_400,
+    "monthly": 30 * 86_400,
+    "webhook_sweep": 300,
+}
 
 _EVERY = re.compile(r"^every\s+(\d+(?:\.\d+)?)\s*s$")
 
@@ -87,4 +93,16 @@ def beat_schedule(settings: Settings | None = None) -> dict[str, dict[str, Any]]
             "kwargs": {"schedule": name, "trigger": "beat"},
             "options": {"queue": Queue.RUNS.value, "expires": expires},
         }
+    # Deliveries left pending (a broker outage, the CLI's inline budget, a worker that died
+    # mid-attempt) are re-enqueued by this sweep; a skipped sweep is harmless, the next one comes.
+    when, interval_s = parse_spec(settings.schedules.webhook_sweep)
+    entries["deliver-overdue-webhooks"] = {
+        "task": WEBHOOK_SWEEP_TASK,
+        "schedule": when,
+        "kwargs": {},
+        "options": {
+            "queue": Queue.WEBHOOKS.value,
+            "expires": 1.5 * (interval_s if interval_s is not None else NOMINAL_INTERVAL_S["webhook_sweep"]),
+        },
+    }
     return entries

@@ -167,6 +167,8 @@ class ScheduleSettings(BaseModel):
     daily: str = "15 4 * * *"
     weekly: str = "45 4 * * 1"
     monthly: str = "15 5 1 * *"
+    # Beat's safety net for webhook deliveries left pending (tasks.webhooks.deliver_due).
+    webhook_sweep: str = "*/5 * * * *"
     shard_size: int = 10
 
 
