@@ -113,7 +113,10 @@ def start_run(
     ``run_id`` (optional) re-runs an earlier run under its own id: its shards are rewritten in
     place, so a run that ended ``partial`` after a crash can be completed without duplicates.
     """
-    rid = str(uuid.UUID(run_id)) if run_id else _run_id_from(self.request.id)
+    try:
+        rid = str(uuid.UUID(str(run_id))) if run_id else _run_id_from(self.request.id)
+    except ValueError:
+        raise RunInputError(f"run_id must be a UUID, got {run_id!r}") from None
     try:
         args = parse_start_args(schedule, as_of, restaurant_ids, trigger)
     except RunInputError as exc:
