@@ -1,8 +1,11 @@
 """Lifetime value: a customer's expected spend (and orders) in the next 12 months.
 
-Primary model: two LightGBM regressors on the customer features (``features.customers``), one
-for spend (L2, so that sums over customers are unbiased: the RMS adds LTVs up per restaurant) and
-one for orders (Poisson), trained at a cutoff one label window before the as-of.
+Primary model: LightGBM on the customer features (``features.customers``), trained at cutoffs
+one label window before the as-of. Spend is a hurdle: P(any purchase in the window) (binary) times
+the expected spend of a buyer (L2 on buyers only). Why: most customers are one-time guests who
+never return; a single L2 regressor spread their zeros over everyone and, across cutoffs of a
+growing customer base, over-predicted the total by half or more, while the hurdle keeps both the
+per-customer error and the sum (the RMS adds LTVs up per restaurant) in check. Orders: Poisson.
 
 The label window is 12 months when the replica holds enough history, and shorter otherwise (see
 ``features.customers.ltv_label_window``). A shorter window is extrapolated to 12 months with each
@@ -38,7 +41,7 @@ SEGMENTS = ((0.90, "vip"), (0.60, "high"), (0.25, "medium"), (0.0, "low"))
 
 
 class LtvRegressor:
-    """Spend and order counts in a window. Fitted state: ``spend_``, ``orders_`` (boosters)."""
+    """Spend and order counts in a window. Fitted state: ``buy_``, ``spend_``, ``orders_`` (boosters)."""
 
     name = "ltv_lgbm"
 
@@ -58,6 +61,7 @@ class LtvRegressor:
         self.min_data_in_leaf = min_data_in_leaf
         self.num_threads = num_threads
         self.seed = seed
+        self.buy_: lgb.Booster | None = None
         self.spend_: lgb.Booster | None = None
         self.orders_: lgb.Booster | None = None
 
@@ -70,7 +74,11 @@ class LtvRegressor:
     def fit(self, frame: pd.DataFrame, spend, orders) -> Self:
         """Args: spend (currency units) and orders (count) of each customer in the label window."""
         X = frame.loc[:, list(self.features)].astype(float)
-        self.spend_ = lgb.train(self._params("regression"), lgb.Dataset(X, np.asarray(spend, float)),
+        spend = np.asarray(spend, float)
+        bought = spend > 0
+        self.buy_ = lgb.train(self._params("binary"), lgb.Dataset(X, bought.astype(int)),
+                              num_boost_round=self.num_boost_round)
+        self.spend_ = lgb.train(self._params("regression"), lgb.Dataset(X[bought], spend[bought]),
                                 num_boost_round=self.num_boost_round)
         self.orders_ = lgb.train(self._params("poisson"), lgb.Dataset(X, np.asarray(orders, float)),
                                  num_boost_round=self.num_boost_round)
@@ -81,12 +89,13 @@ class LtvRegressor:
         if self.spend_ is None:
             raise RuntimeError("LtvRegressor is not fitted")
         X = frame.loc[:, list(self.features)].astype(float)
-        return pd.DataFrame({"spend": np.clip(self.spend_.predict(X), 0, None),
-                             "orders": np.clip(self.orders_.predict(X), 0, None)}, index=frame.index)
+        spend = self.buy_.predict(X) * np.clip(self.spend_.predict(X), 0, None)
+        return pd.DataFrame({"spend": spend, "orders": np.clip(self.orders_.predict(X), 0, None)}, index=frame.index)
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        self.buy_.save_model(str(directory / "buy.txt"))
         self.spend_.save_model(str(directory / "spend.txt"))
         self.orders_.save_model(str(directory / "orders.txt"))
         (directory / "params.json").write_text(json.dumps({"class": self.name, "features": list(self.features)}))
@@ -96,6 +105,7 @@ class LtvRegressor:
         directory = Path(directory)
         meta = json.loads((directory / "params.json").read_text())
         model = cls(features=tuple(meta["features"]))
+        model.buy_ = lgb.Booster(model_file=str(directory / "buy.txt"))
         model.spend_ = lgb.Booster(model_file=str(directory / "spend.txt"))
         model.orders_ = lgb.Booster(model_file=str(directory / "orders.txt"))
         return model
