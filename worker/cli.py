@@ -27,6 +27,7 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _json(obj) -> str:
@@ -135,10 +136,12 @@ def demo(
     if record["modules_skipped"]:
         typer.echo(f"skipped: {record['modules_skipped']}")
     typer.echo("")
-    typer.echo("look at them:")
-    typer.echo(f"  psql '{predictions_url}' -c \"SELECT prediction_type, entity_id, target_start, value, lower, upper, method "
-               "FROM m_l_predictions ORDER BY restaurant_id, prediction_type, target_start LIMIT 20\"")
-    typer.echo(f"  run record: SELECT * FROM ml_run WHERE id = '{record['id']}'")
+    typer.echo("the next hours of demand at the first restaurant (m_l_predictions, as the RMS reads it):")
+    typer.echo(_sample_rows())
+    typer.echo("")
+    typer.echo(f"the embedded PostgreSQL keeps its data in {data_dir or get_settings().embedded.data_dir}")
+    typer.echo(f"  run record:  SELECT * FROM ml_run WHERE id = '{record['id']}';")
+    typer.echo("  predictions: SELECT * FROM m_l_predictions ORDER BY restaurant_id, prediction_type, target_start;")
     if record["status"] == "failed":
         raise typer.Exit(1)
 
@@ -238,8 +241,38 @@ def flower(
     os.execvpe(sys.executable, [sys.executable, "-m", *argv], {**os.environ, **env})
 
 
+def _sample_rows(limit: int = 8) -> str:
+    from sqlalchemy import text
+
+    from worker import db
+
+    with db.predictions_engine().connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT restaurant_id, target_start, value, lower, upper, method, model_name "
+                "FROM m_l_predictions WHERE prediction_type = 'demand_hourly' "
+                "AND restaurant_id = (SELECT min(restaurant_id) FROM m_l_predictions) "
+                "ORDER BY target_start LIMIT :n"
+            ),
+            {"n": limit},
+        ).all()
+    lines = [f"  {'restaurant':>10}  {'hour starting (UTC)':<25} {'orders':>7} {'80% interval':>15}  method/model"]
+    for r in rows:
+        lines.append(
+            f"  {r.restaurant_id:>10}  {r.target_start.isoformat():<25} {r.value:>7.1f} "
+            f"{f'{r.lower:.1f}-{r.upper:.1f}':>15}  {r.method}/{r.model_name}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:  # bad settings: say which, without a traceback or the values
+        typer.echo(f"error: invalid settings:\n{exc}", err=True)
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":
