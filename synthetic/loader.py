@@ -17,7 +17,6 @@ import re
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import psycopg2
@@ -118,7 +117,7 @@ def seed_database(dsn: str, cfg: ChainConfig, progress: Callable[[str], None] | 
         raise
     conn.close()
     truth = counts.pop("__truth__")
-    _restore_constraints(url, restore, say)
+    _restore_constraints(url, restore, counts, say)
     summary: dict[str, Any] = {t: counts.get(t, 0) for t in tables_for(cfg.modules)}
     summary["ground_truth"] = truth.to_dict()
     return summary
@@ -166,8 +165,12 @@ def _load(conn, cfg: ChainConfig, say: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
-def _restore_constraints(url: str, restore: list[tuple[str, str]], say: Callable[[str], None]) -> None:
-    """Primary keys, then indexes, then foreign keys; two sessions at a time, different tables."""
+def _restore_constraints(url: str, restore: list[tuple[str, str]], rows: dict[str, int], say: Callable[[str], None]) -> None:
+    """Primary keys, then indexes, then foreign keys, in two sessions.
+
+    Adding a foreign key locks both tables against other such DDL, so the two sessions only ever
+    run statements on disjoint tables (else one would sit waiting), biggest tables first.
+    """
     phases = [
         [s for s in restore if "PRIMARY KEY" in s[1]],
         [s for s in restore if s[1].upper().startswith("CREATE")],
@@ -175,12 +178,15 @@ def _restore_constraints(url: str, restore: list[tuple[str, str]], say: Callable
     ]
     started = time.monotonic()
     for phase in phases:
-        # one worker per table group, biggest tables first, so two sessions share the work
-        by_table: dict[str, list[str]] = defaultdict(list)
-        for t, sql in phase:
-            by_table[t].append(sql)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda stmts: _run_all(url, stmts), by_table.values()))
+        jobs = []
+        for table, sql in phase:
+            locked = frozenset({table} | set(re.findall(r"REFERENCES\s+(\w+)", sql)))
+            jobs.append((locked, sql, rows.get(table, 0)))
+        jobs.sort(key=lambda j: -j[2])
+        for sql, seconds in _run_disjoint(url, [(j[0], j[1]) for j in jobs]):
+            log.debug("%.1f s %s", seconds, sql)
+            if seconds >= 5:
+                say(f"{seconds:.0f} s: {sql[:110]}")
     conn = psycopg2.connect(url)
     try:
         conn.autocommit = True
@@ -191,13 +197,63 @@ def _restore_constraints(url: str, restore: list[tuple[str, str]], say: Callable
     say(f"constraints and indexes restored in {time.monotonic() - started:.0f} s")
 
 
-def _run_all(url: str, statements: list[str]) -> None:
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET maintenance_work_mem = '256MB'")
-            for sql in statements:
-                cur.execute(sql)
-    finally:
-        conn.close()
+def _run_disjoint(url: str, jobs: list[tuple[frozenset[str], str]], sessions: int = 2) -> list[tuple[str, float]]:
+    """Run DDL statements in ``sessions`` parallel sessions, never two on a shared table.
+
+    Memory settings are sized so that index sorts and the foreign-key validation joins stay in
+    memory for tables of tens of millions of rows.
+    """
+    pending = list(jobs)
+    busy: set[str] = set()
+    cond = threading.Condition()
+    timings: list[tuple[str, float]] = []
+    errors: list[BaseException] = []
+
+    def next_job():
+        with cond:
+            while True:
+                if errors or not pending:
+                    return None
+                for job in pending:
+                    if not (job[0] & busy):
+                        pending.remove(job)
+                        busy.update(job[0])
+                        return job
+                cond.wait()
+
+    def worker() -> None:
+        try:
+            conn = psycopg2.connect(url)
+        except BaseException as exc:
+            with cond:
+                errors.append(exc)
+                cond.notify_all()
+            return
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SET maintenance_work_mem = '1GB'")
+                cur.execute("SET work_mem = '512MB'")
+                while (job := next_job()) is not None:
+                    t0 = time.monotonic()
+                    try:
+                        cur.execute(job[1])
+                    except BaseException as exc:
+                        with cond:
+                            errors.append(exc)
+                    finally:
+                        with cond:
+                            busy.difference_update(job[0])
+                            timings.append((job[1], time.monotonic() - t0))
+                            cond.notify_all()
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, name=f"synthetic-ddl-{i}") for i in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return timings
