@@ -11,8 +11,10 @@ is idempotent for a given run id, so a retried or redelivered step writes no dup
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -142,6 +144,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
     messages: list[str] = []
     errors: list[str] = []
     skipped: dict[str, int] = {}
+    seconds: dict[str, float] = {}  # time per unit, for the run report
     try:
         found = load_restaurants(reader, list(shard["restaurant_ids"]))
         tables = sorted({t for u in units for t in u.tables})
@@ -159,6 +162,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         generated_at = datetime.now(timezone.utc)
         expires_at = generated_at + pd.Timedelta(hours=settings.forecast.expires_after_hours).to_pytimedelta()
         for unit in units:
+            unit_started = time.monotonic()
             try:
                 result = unit.predict(unit.features(reader, scope), scope)
                 written[unit.prediction_type] = written.get(unit.prediction_type, 0) + writer.replace_predictions(
@@ -176,6 +180,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
             except Exception as exc:  # one unit failing must not take the others down
                 log.exception("run %s shard %d: %s failed", run_id, shard_no, unit.prediction_type)
                 errors.append(f"{unit.prediction_type}: {type(exc).__name__}: {exc}")
+            seconds[unit_key(unit, units)] = time.monotonic() - unit_started
     except Exception as exc:
         errors.append(f"shard: {type(exc).__name__}: {exc}")
         log.error("run %s shard %d failed:\n%s", run_id, shard_no, traceback.format_exc())
@@ -190,14 +195,24 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         messages=messages,
         error="; ".join(errors) or None,
     )
+    writer.record_step_seconds(run_id, shard_no, seconds)
     return {"run_id": run_id, "shard_no": shard_no, "status": status, "rows_written": written, "errors": errors}
 
 
 def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
-    """Close the run from what was committed and return its record."""
+    """Close the run from what was committed and return its record.
+
+    Then score earlier runs' predictions, raise drift alerts and write the run report
+    (``worker.accuracy.after_run``, never raises): the record gains alerts, retrain, accuracy and
+    report_path, which the completion webhook carries.
+    """
     settings = settings or get_settings()
     _, predictions = _engines(settings)
-    return PredictionWriter(predictions).finish_run(run_id)
+    record = PredictionWriter(predictions).finish_run(run_id)
+    from worker.accuracy import after_run
+
+    record.update(after_run(str(run_id), settings=settings))
+    return record
 
 
 def reject_run(
@@ -247,8 +262,12 @@ def execute_run(
     trigger: str = "cli",
     run_id: str | None = None,
     settings: Settings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """Run a whole schedule in this process: the CLI's and the demo's path.
+
+    ``progress(step, done, total)`` is told after each shard ("shards") and at the finishing
+    step ("finish"), for a progress bar.
 
     Like the Celery finishing step, it ends by announcing the run to the webhook receivers (sent
     inline, within the webhooks' inline budget; a dead receiver never fails the run).
@@ -256,6 +275,10 @@ def execute_run(
     plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
     for shard_no in range(len(plan.shards)):
         run_shard(plan.run_id, shard_no, settings=settings)
+        if progress:
+            progress("shards", shard_no + 1, len(plan.shards))
+    if progress:
+        progress("finish", 0, 1)
     record = finish_run(plan.run_id, settings=settings)
     record["webhook_deliveries"] = emit_run_completed(record, send="inline", settings=settings)
     return record

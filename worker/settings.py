@@ -205,6 +205,31 @@ class InventorySettings(BaseModel):
     anomaly_z: float = 4.0  # |robust z| above this is an anomaly
 
 
+class AccuracySettings(BaseModel):
+    """Realised accuracy, drift alerts and the run report (docs/accuracy.md says why each value)."""
+
+    # Daily runs score the predictions whose targets ended in the last ``window_days`` before as_of.
+    score_schedules: list[str] = Field(default_factory=lambda: ["daily"])
+    window_days: int = Field(7, ge=1, le=60)
+    history_retention_days: int = Field(400, ge=70)  # >= churn's 60-day window plus a margin
+    min_rows_type: int = Field(20, ge=1)  # fewer scored rows: no degradation verdict for a type
+    min_rows_restaurant: int = Field(5, ge=1)
+    # Degraded when realised WAPE > backtest WAPE x ratio + margin (chain-wide per type; a single
+    # restaurant is noisier and gets the looser pair).
+    wape_ratio: float = Field(1.5, ge=1.0)
+    wape_margin: float = Field(0.05, ge=0.0)
+    restaurant_wape_ratio: float = Field(2.0, ge=1.0)
+    restaurant_wape_margin: float = Field(0.10, ge=0.0)
+    coverage_drop: float = Field(0.15, gt=0.0, lt=1.0)  # realised 80 % coverage this far below backtest
+    # Input drift: median open-day orders of the last volume_recent_days vs the volume_baseline_days
+    # before them, outside [1/volume_ratio, volume_ratio].
+    volume_recent_days: int = Field(7, ge=3)
+    volume_baseline_days: int = Field(28, ge=7)
+    volume_ratio: float = Field(1.3, gt=1.0)
+    menu_new_share: float = Field(0.2, gt=0.0, le=1.0)  # share of active items added in the recent days
+    report: bool = True  # write the HTML run report into the model store after each run
+
+
 class FlowerSettings(BaseModel):
     user: str = "admin"
     password: SecretStr = SecretStr("change-me")
@@ -236,6 +261,7 @@ class Settings(BaseSettings):
     model_store: ModelStoreSettings = ModelStoreSettings()
     forecast: ForecastSettings = ForecastSettings()
     inventory: InventorySettings = InventorySettings()
+    accuracy: AccuracySettings = AccuracySettings()
     flower: FlowerSettings = FlowerSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     log_level: str = "INFO"

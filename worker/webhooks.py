@@ -109,7 +109,8 @@ def failed_entries(run_record: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def event_data(run_record: Mapping[str, Any]) -> dict[str, Any]:
-    """The contract's ``data`` (shared/contracts/README.md section 3): these fields and no others.
+    """The contract's ``data`` (shared/contracts/README.md section 3), plus fields added since
+    (alerts, retrain, accuracy); none renamed.
 
     ``prediction_types`` are the counts the writer read back from committed rows (``rows_written``
     of the run record), not what the models meant to write.
@@ -124,6 +125,11 @@ def event_data(run_record: Mapping[str, Any]) -> dict[str, Any]:
         "prediction_types": {str(k): int(v) for k, v in sorted(written.items())},
         "restaurant_ids": [int(i) for i in _as_json(run_record.get("restaurant_ids")) or []],
         "failed": failed_entries(run_record),
+        # Added by issue 9 (docs/accuracy.md): drift/degradation alerts, the types the next run
+        # retrains, and realised accuracy of earlier predictions (chain-wide, per type).
+        "alerts": list(_as_json(run_record.get("alerts")) or []),
+        "retrain": [str(t) for t in _as_json(run_record.get("retrain")) or []],
+        "accuracy": dict(_as_json(run_record.get("accuracy")) or {}),
     }
 
 

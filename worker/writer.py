@@ -128,6 +128,7 @@ class PredictionWriter:
                 f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
                 f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
             )
+            self._append_history(conn, prediction_type)
             conn.execute(*stale)
         return len(frame)
 
@@ -565,3 +566,168 @@ class PredictionWriter:
                 {"ids": ids, "extra": int(extra_attempts)},
             )
             return sorted(r[0] for r in rows)
+
+    # ------------------------------------------------------------------ accuracy (issue 9)
+    # Prediction history, realised accuracy, drift alerts, the run report and time per step.
+    # Reads and the scoring step live in worker/accuracy.py; docs/accuracy.md.
+    _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
+                        "lower", "upper", "model_name", "model_version", "method")
+
+    def _append_history(self, conn, prediction_type: str) -> None:
+        """Append the staged rows of a scored type to ``ml_prediction_history``, in the caller's
+        transaction, so history and m_l_predictions never disagree about what a run predicted.
+
+        INSERT ... SELECT from the staged table: no second trip of the rows. A re-run of the same
+        run overwrites its own rows (same key) and never touches another run's.
+        """
+        from models.accuracy import SCORED_TYPES
+
+        if prediction_type not in SCORED_TYPES:
+            return
+        cols = ", ".join(self._HISTORY_COLUMNS)
+        staged = ", ".join(f"s.{c}" for c in self._HISTORY_COLUMNS)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("as_of", *self._HISTORY_COLUMNS[3:]))
+        conn.exec_driver_sql(
+            f"INSERT INTO ml_prediction_history (as_of, {cols}) "
+            f"SELECT r.as_of, {staged} FROM ml_stage s JOIN ml_run r ON r.id = s.run_id "
+            f"ON CONFLICT ON CONSTRAINT ml_prediction_history_key DO UPDATE SET {updates}"
+        )
+
+    def record_step_seconds(self, run_id: uuid.UUID | str, shard_no: int, seconds: Mapping[str, float]) -> None:
+        """Time each unit took in a shard, for the run report."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE ml_run_shard SET step_seconds = CAST(:s AS jsonb) WHERE run_id = :id AND shard_no = :n"),
+                {"id": str(run_id), "n": int(shard_no), "s": _dumps({k: round(float(v), 3) for k, v in seconds.items()})},
+            )
+
+    def record_assessment(
+        self,
+        run_id: uuid.UUID | str,
+        *,
+        as_of: datetime,
+        window_start: datetime,
+        accuracy: pd.DataFrame,
+        excluded: Mapping[tuple[str, int | None], Mapping[str, int]],
+        alerts: list[Mapping[str, Any]],
+        summary: Mapping[str, Any],
+        retrain: list[str],
+        retire_before: datetime | None,
+        messages: list[str],
+        step_seconds: Mapping[str, float],
+        history_cutoff: datetime,
+    ) -> int:
+        """Store one run's accuracy and alerts, all in one transaction, and act on them.
+
+        Idempotent for a run id (a redelivered finishing step rewrites the same rows). Models of
+        the ``retrain`` types whose training data ended before ``retire_before`` (the start of the
+        evidence) are retired, so no later run's fallback chain reuses a model fitted before the
+        change; models trained through it stay usable. History older than ``history_cutoff`` is pruned.
+        ``excluded`` maps (type, restaurant id or None) to counts of predictions not scored, by
+        reason. Returns the number of models retired.
+        """
+        rid = str(run_id)
+        rows = []
+        for r in accuracy.itertuples(index=False):
+            restaurant = None if pd.isna(r.restaurant_id) else int(r.restaurant_id)
+            row = {k: self._finite_or_none(getattr(r, k)) for k in (
+                "actual_total", "predicted_total", "wape", "mae", "bias", "coverage80",
+                "backtest_wape", "backtest_coverage80")}
+            row.update(
+                run_id=rid, as_of=as_of, ptype=r.prediction_type, restaurant_id=restaurant, horizon=r.horizon,
+                window_start=window_start, n=int(r.n), n_interval=int(r.n_interval),
+                excluded=_dumps(dict(excluded.get((r.prediction_type, restaurant), {})) if r.horizon == "all" else {}),
+            )
+            rows.append(row)
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM ml_accuracy WHERE run_id = :id"), {"id": rid})
+            conn.execute(text("DELETE FROM ml_drift_alert WHERE run_id = :id"), {"id": rid})
+            if rows:
+                conn.execute(
+                    text(
+                        """
+                        INSERT INTO ml_accuracy (run_id, as_of, prediction_type, restaurant_id, horizon,
+                            window_start, window_end, n, actual_total, predicted_total, wape, mae, bias,
+                            coverage80, n_interval, backtest_wape, backtest_coverage80, excluded)
+                        VALUES (:run_id, :as_of, :ptype, :restaurant_id, :horizon, :window_start, :as_of, :n,
+                            :actual_total, :predicted_total, :wape, :mae, :bias, :coverage80, :n_interval,
+                            :backtest_wape, :backtest_coverage80, CAST(:excluded AS jsonb))
+                        """
+                    ),
+                    rows,
+                )
+            if alerts:
+                conn.execute(
+                    text(
+                        """
+                        INSERT INTO ml_drift_alert (run_id, kind, signal, prediction_type, restaurant_id,
+                            observed, reference, threshold, retrain, message)
+                        VALUES (:run_id, :kind, :signal, :prediction_type, :restaurant_id, :observed,
+                            :reference, :threshold, CAST(:retrain AS jsonb), :message)
+                        ON CONFLICT ON CONSTRAINT ml_drift_alert_key DO NOTHING
+                        """
+                    ),
+                    [{**a, "run_id": rid, "retrain": _dumps(list(a.get("retrain") or []))} for a in alerts],
+                )
+            current = conn.execute(
+                text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": rid}
+            ).scalar()
+            merged = list(current or [])
+            merged.extend(m for m in messages if m not in merged)
+            conn.execute(
+                text(
+                    """
+                    UPDATE ml_run SET alerts = CAST(:alerts AS jsonb), retrain = CAST(:retrain AS jsonb),
+                        accuracy = CAST(:summary AS jsonb), messages = CAST(:messages AS jsonb),
+                        step_seconds = step_seconds || CAST(:steps AS jsonb)
+                    WHERE id = :id
+                    """
+                ),
+                {"id": rid, "alerts": _dumps(list(alerts)), "retrain": _dumps(list(retrain)),
+                 "summary": _dumps(dict(summary)), "messages": _dumps(merged),
+                 "steps": _dumps({k: round(float(v), 3) for k, v in step_seconds.items()})},
+            )
+            retired = 0
+            if retrain and retire_before is not None:
+                retired = conn.execute(
+                    text(
+                        "UPDATE ml_model_registry SET status = 'retired' "
+                        "WHERE prediction_type = ANY(:types) AND status IN ('active', 'candidate') "
+                        "AND (training_end IS NULL OR training_end < :before)"
+                    ),
+                    {"types": list(retrain), "before": retire_before},
+                ).rowcount
+            conn.execute(text("DELETE FROM ml_prediction_history WHERE as_of < :cutoff"), {"cutoff": history_cutoff})
+        return int(retired or 0)
+
+    def append_run_messages(self, run_id: uuid.UUID | str, messages: list[str]) -> None:
+        """Add messages (each once) to a finished run's record: a failed scoring step says so there."""
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": str(run_id)}
+            ).scalar()
+            merged = list(current or [])
+            merged.extend(m for m in messages if m not in merged)
+            conn.execute(
+                text("UPDATE ml_run SET messages = CAST(:m AS jsonb) WHERE id = :id"),
+                {"id": str(run_id), "m": _dumps(merged)},
+            )
+
+    def record_report(self, run_id: uuid.UUID | str, path: str, seconds: float) -> None:
+        """Where the run's HTML report was written, and how long it took."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE ml_run SET report_path = :path, "
+                    "step_seconds = step_seconds || CAST(:steps AS jsonb) WHERE id = :id"
+                ),
+                {"id": str(run_id), "path": path, "steps": _dumps({"report": round(float(seconds), 3)})},
+            )
+
+    @staticmethod
+    def _finite_or_none(value: Any) -> float | None:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
