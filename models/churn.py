@@ -172,7 +172,8 @@ class ChurnClassifier:
         y = np.asarray(y, dtype=int)
         X = frame.loc[:, list(self.features)].astype(float)
         ids = frame["customer_id"].to_numpy() if "customer_id" in frame else np.arange(len(y))
-        fold_of = np.random.default_rng(self.seed).integers(0, self.folds, int(ids.max()) + 1)[ids]
+        codes, uniques = pd.factorize(ids)
+        fold_of = np.random.default_rng(self.seed).integers(0, self.folds, len(uniques))[codes]
         oof = np.zeros(len(y))
         for k in range(self.folds):
             test = fold_of == k

@@ -120,3 +120,24 @@ def test_ltv_rows_and_12_month_extrapolation(unit_data):
 
 def test_risk_levels_follow_documented_thresholds():
     assert list(risk_level([0.1, 0.4, 0.69, 0.7, 0.99])) == ["low", "medium", "medium", "high", "high"]
+
+
+def test_too_few_customers_fall_back_to_btyd_rules(unit_data):
+    """A shard with a handful of customers cannot train: BG/NBD (and Gamma-Gamma) answer instead,
+    marked ``method='rule'`` and explained in the run messages."""
+    import dataclasses
+
+    scope, data = unit_data
+    small = dataclasses.replace(data, churn_train=data.churn_train.head(50), ltv_train=data.ltv_train.head(50))
+    churn = predict_churn(small, scope)
+    ltv = predict_ltv(small, scope)
+    assert set(churn.rows["method"]) == {"rule"} and set(ltv.rows["method"]) == {"rule"}
+    assert churn.rows["value"].between(0, 1).all() and (ltv.rows["value"] >= 0).all()
+    assert not churn.models and not ltv.models
+    assert any("too few" in m for m in churn.messages) and any("too few" in m for m in ltv.messages)
+    # The rule still ranks: long-silent regulars above those seen last week.
+    rows = churn.rows.set_index("entity_id")["value"]
+    cur = data.current.set_index("customer_id")
+    regular = cur[cur["n_orders"] >= 4]
+    silent, recent = regular[regular["recency_days"] > 90].index, regular[regular["recency_days"] < 14].index
+    assert rows.loc[silent].median() > rows.loc[recent].median()
