@@ -32,11 +32,6 @@ def q(sql, **params):
         return conn.execute(text(sql), params).all()
 
 
-def valid_restaurants(seeded_replica):
-    truth = seeded_replica["ground_truth"]
-    return sorted(int(r["id"]) for r in truth["restaurants"] if r.get("timezone_valid", True))
-
-
 def test_daily_run_writes_demand_rows_for_every_valid_restaurant(seeded_replica, clean_predictions):
     record = runs.execute_run("daily", AS_OF)
     n = CHAIN["restaurants"]
@@ -63,9 +58,19 @@ def test_malformed_rows_and_unknown_timezone_are_counted_and_skipped(seeded_repl
     truth = seeded_replica["ground_truth"]["malformed"]
     assert record["rows_skipped"]["restaurants_restaurant"] >= 1
     assert any("unknown timezone" in m for m in record["messages"])
-    assert record["rows_skipped"].get("orders_order", 0) >= 1
-    assert record["rows_skipped"]["orders_order"] <= truth["orders_order"]
-    bad = [r["id"] for r in seeded_replica["ground_truth"]["restaurants"] if not r.get("timezone_valid", True)]
+    # "In the future" means after the wall clock: planted orders 1.5, 7 and 29 days after the chain's
+    # fixed end date are future only while that is still ahead of today.
+    detail = seeded_replica["ground_truth"]["malformed_detail"]["orders_order"]
+    with db.replica_engine().connect() as conn:
+        still_future = conn.execute(
+            text("SELECT count(*) FROM orders_order WHERE id = ANY(:ids) AND created_at > now() + interval '1 hour'"),
+            {"ids": detail["future_created_at"]},
+        ).scalar()
+    assert record["rows_skipped"]["orders_order"] == len(detail["negative_total"]) + still_future
+    assert truth["orders_order"] == len(detail["negative_total"]) + len(detail["future_created_at"])
+    assert record["rows_skipped"]["restaurants_restaurant"] == truth["restaurants_restaurant"]
+    bad = [seeded_replica["ground_truth"]["unknown_timezone_restaurant_id"]]
+    assert bad[0] is not None
     assert q("SELECT count(*) FROM m_l_predictions WHERE restaurant_id = ANY(:ids)", ids=bad)[0][0] == 0
 
 
