@@ -25,8 +25,8 @@ from synthetic import ChainConfig, generate, seed_database
 from synthetic.loader import libpq_dsn
 
 ADMIN_URL = libpq_dsn(os.environ.get("RMSML_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-DB = "rmsml_test_synth"
-DB_MIN = "rmsml_test_synth_min"
+DB = "rmsml_test_synth" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
+DB_MIN = "rmsml_test_synth_min" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
 CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "rms_replica.sql"
 
 # 4 restaurants: New York (closed Christmas + New Year, carries the malformed rows), Los Angeles

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 
 from features.quality import count_malformed
@@ -145,6 +146,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
     errors: list[str] = []
     skipped: dict[str, int] = {}
     seconds: dict[str, float] = {}  # time per unit, for the run report
+    out_of_time = False
     try:
         found = load_restaurants(reader, list(shard["restaurant_ids"]))
         tables = sorted({t for u in units for t in u.tables})
@@ -177,6 +179,11 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
                 for model in result.models:
                     writer.register_model(prediction_type=unit.prediction_type, run_id=run_id, **vars(model))
                 messages.extend(result.messages)
+            except SoftTimeLimitExceeded:
+                # Out of time: record what was done, then let the task stop before the hard kill.
+                errors.append(f"{unit.prediction_type}: soft time limit reached, shard stopped")
+                out_of_time = True
+                break
             except Exception as exc:  # one unit failing must not take the others down
                 log.exception("run %s shard %d: %s failed", run_id, shard_no, unit.prediction_type)
                 errors.append(f"{unit.prediction_type}: {type(exc).__name__}: {exc}")
@@ -196,6 +203,8 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         error="; ".join(errors) or None,
     )
     writer.record_step_seconds(run_id, shard_no, seconds)
+    if out_of_time:
+        raise SoftTimeLimitExceeded(f"run {run_id} shard {shard_no}")
     return {"run_id": run_id, "shard_no": shard_no, "status": status, "rows_written": written, "errors": errors}
 
 
