@@ -42,6 +42,7 @@ class DriftPolicy:
         wape_ratio, wape_margin: chain-wide degradation when WAPE > backtest x ratio + margin.
         restaurant_wape_ratio, restaurant_wape_margin: the same for one restaurant.
         coverage_drop: degradation when 80 % coverage < backtest coverage - coverage_drop.
+        min_rows_coverage: fewer rows with an interval give no coverage verdict (binomial noise).
         volume_recent_days, volume_baseline_days: local days compared (recent vs the ones before).
         volume_ratio: drift when the recent median / baseline median leaves [1/ratio, ratio].
         menu_new_share: drift when items added in the recent days are this share of active items.
@@ -54,6 +55,7 @@ class DriftPolicy:
     restaurant_wape_ratio: float = 2.0
     restaurant_wape_margin: float = 0.10
     coverage_drop: float = 0.15
+    min_rows_coverage: int = 30
     volume_recent_days: int = 7
     volume_baseline_days: int = 28
     volume_ratio: float = 1.3
@@ -115,7 +117,7 @@ def degradation_alerts(accuracy: pd.DataFrame, policy: DriftPolicy = DriftPolicy
                     f"{r.prediction_type} {where}: realised WAPE {r.wape:.3f} over {r.n} predictions exceeds "
                     f"backtest {r.backtest_wape:.3f} x {ratio:g} + {margin:g} = {limit:.3f}; retrain",
                 ))
-        if _num(r.coverage80) is not None and _num(r.backtest_coverage80) is not None and r.n_interval >= min_rows:
+        if _num(r.coverage80) is not None and _num(r.backtest_coverage80) is not None and r.n_interval >= max(min_rows, policy.min_rows_coverage):
             floor = r.backtest_coverage80 - policy.coverage_drop
             if r.coverage80 < floor:
                 alerts.append(Alert(

@@ -45,11 +45,14 @@ def run(
     from worker.runs import RunInputError, execute_run
 
     try:
-        record = execute_run(schedule, as_of, restaurant or None, trigger="cli")
+        with _progress() as (bar, task):
+            record = execute_run(schedule, as_of, restaurant or None, trigger="cli",
+                                 progress=lambda step, done, total: _advance(bar, task, step, done, total))
     except RunInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(_json(record))
+    _run_summary(record)
     if record["status"] == "failed":
         raise typer.Exit(1)
 
@@ -91,9 +94,11 @@ def seed(
         end=date.fromisoformat(end) if end else None,
         modules=modules,
     )
-    summary = seed_database(url, cfg)
+    with _progress() as (bar, task):
+        summary = seed_database(url, cfg, progress=lambda line: bar.update(task, description=f"seed: {line}"))
     summary.pop("ground_truth", None)
     typer.echo(_json(summary))
+    _summary_table("seeded", ["table", "rows"], [[t, n] for t, n in sorted(summary.items()) if isinstance(n, int)])
 
 
 @app.command()
@@ -263,6 +268,73 @@ def _sample_rows(limit: int = 8) -> str:
             f"{f'{r.lower:.1f}-{r.upper:.1f}':>15}  {r.method}/{r.model_name}"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- accuracy and report (issue 9)
+def _progress():
+    """A progress bar on stderr (stdout stays the JSON a script reads); plain when not a terminal."""
+    from contextlib import contextmanager
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    @contextmanager
+    def bar():
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as progress:
+            yield progress, progress.add_task("starting", total=None)
+
+    return bar()
+
+
+def _advance(bar, task, step: str, done: int, total: int) -> None:
+    if step == "shards":
+        bar.update(task, description=f"shard {done}/{total}", completed=done, total=total)
+    else:
+        bar.update(task, description="scoring earlier predictions, drift checks, report")
+
+
+def _summary_table(title: str, headers: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    Console(stderr=True).print(table)
+
+
+def _run_summary(record: dict) -> None:
+    rows = [[t, n] for t, n in sorted((record.get("rows_written") or {}).items())]
+    rows += [[f"skipped: {t}", "module missing"] for t in sorted(record.get("modules_skipped") or {})]
+    rows += [[f"alert: {a.get('signal')} {a.get('prediction_type') or ''} r{a.get('restaurant_id') or '-'}", "drift"]
+             for a in record.get("alerts") or []]
+    rows.append(["status", record.get("status")])
+    if record.get("report_path"):
+        rows.append(["report", record["report_path"]])
+    _summary_table(f"run {record.get('id')}", ["", ""], rows)
+
+
+@app.command()
+def report(
+    run_id: str = typer.Option(..., "--run", help="the run id (ml_run.id)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write here instead of the artifact store"),
+) -> None:
+    """Write a run's HTML report (summary, accuracy, alerts, plots; no PII) and print its path."""
+    _setup_logging()
+    from worker.report import ReportError, write_report
+
+    try:
+        with _progress() as (bar, task):
+            bar.update(task, description=f"report for run {run_id}")
+            path = write_report(run_id, path=out)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(str(path))
+    _summary_table("report", ["", ""], [["run", run_id], ["file", path], ["size", f"{path.stat().st_size:,} bytes"]])
 
 
 def main() -> None:

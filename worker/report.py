@@ -17,6 +17,7 @@ import base64
 import html
 import io
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -212,9 +213,13 @@ th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 
 def build_report(run_id: str, *, engine: Engine | None = None, reader: ReplicaReader | None = None) -> str:
     """The report of one run as an HTML string. Raises ``ReportError`` for an unknown run."""
+    try:
+        run_id = str(uuid.UUID(str(run_id)))
+    except ValueError:
+        raise ReportError(f"run id must be a UUID, got {run_id!r}") from None
     engine = engine or db.predictions_engine()
     reader = reader or ReplicaReader(db.replica_engine())
-    run = records.get_run(engine, str(run_id))
+    run = records.get_run(engine, run_id)
     if run is None:
         raise ReportError(f"no run {run_id}")
     shards = _frame(engine, "SELECT shard_no, restaurant_ids, status, attempts, started_at, finished_at, step_seconds, "

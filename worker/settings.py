@@ -221,6 +221,8 @@ class AccuracySettings(BaseModel):
     restaurant_wape_ratio: float = Field(2.0, ge=1.0)
     restaurant_wape_margin: float = Field(0.10, ge=0.0)
     coverage_drop: float = Field(0.15, gt=0.0, lt=1.0)  # realised 80 % coverage this far below backtest
+    # Coverage of a handful of rows is noise (5 of 7 inside happens 15 % of the time at 80 %).
+    min_rows_coverage: int = Field(30, ge=1)
     # Input drift: median open-day orders of the last volume_recent_days vs the volume_baseline_days
     # before them, outside [1/volume_ratio, volume_ratio].
     volume_recent_days: int = Field(7, ge=3)
