@@ -417,12 +417,13 @@ _LAST_READ: dict[tuple, CustomerData] = {}
 def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
     """Read the current features and both training sets for the shard's anchored customers.
 
-    The churn and LTV units of one shard read the same data one after the other; the last read
-    is kept (one entry, keyed by run, restaurants and as-of) so the second unit does not repeat it.
+    The churn and LTV units of one shard read the same data one after the other; the read is
+    kept for the second unit (one entry, keyed by run, restaurants and as-of) and released when
+    it takes it, so a long-lived worker does not hold a shard's customers between tasks.
     """
     key = (str(scope.run_id), tuple(scope.restaurant_ids), str(scope.as_of))
     if key in _LAST_READ:
-        return _LAST_READ[key]
+        return _LAST_READ.pop(key)
     data = _read_customer_data(reader, scope)
     _LAST_READ.clear()
     _LAST_READ[key] = data

@@ -71,8 +71,8 @@ def test_no_pii_in_any_output_of_a_run(seeded_replica, clean_predictions, monkey
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        weekly = runs.execute_run("weekly", AS_OF, [1])
-        daily = runs.execute_run("daily", AS_OF, [1])
+        weekly = runs.execute_run("weekly", AS_OF, [3])
+        daily = runs.execute_run("daily", AS_OF, [3])
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
