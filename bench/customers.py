@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {
             "churn_auc_minus_bgnbd": _r(auc["model"] - auc["bgnbd"]),
             "churn_auc_minus_recency": _r(auc["model"] - auc["recency"]),
+            # near the AUC ceiling a difference says little: misranked pairs, model over BG/NBD
+            "churn_1_minus_auc_model_over_bgnbd": _r((1 - auc["model"]) / max(1 - auc["bgnbd"], 1e-9)),
             "ltv_mae_model_over_trailing": _r(mae["model"] / mae["trailing"]),
             "ltv_mae_model_over_bgnbd_gg": _r(mae["model"] / mae["bgnbd_gg"]),
             "prep_mae_model_over_item_median": _r(pmae["model"] / pmae["item_median"]),
