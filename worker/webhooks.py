@@ -125,8 +125,17 @@ def event_data(run_record: Mapping[str, Any]) -> dict[str, Any]:
         "prediction_types": {str(k): int(v) for k, v in sorted(written.items())},
         "restaurant_ids": [int(i) for i in _as_json(run_record.get("restaurant_ids")) or []],
         "failed": failed_entries(run_record),
-        # Added by issue 9 (docs/accuracy.md): drift/degradation alerts, the types the next run
-        # retrains, and realised accuracy of earlier predictions (chain-wide, per type).
+    } | _accuracy_fields(run_record)
+
+
+def _accuracy_fields(run_record: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields added by issue 9 (docs/accuracy.md): drift/degradation alerts, the types the next
+    run retrains, realised accuracy of earlier predictions. Every run closed by
+    ``worker.runs.finish_run`` carries them (empty when nothing was found); a record from
+    elsewhere without them gets the contract's fields only."""
+    if "alerts" not in run_record:
+        return {}
+    return {
         "alerts": list(_as_json(run_record.get("alerts")) or []),
         "retrain": [str(t) for t in _as_json(run_record.get("retrain")) or []],
         "accuracy": dict(_as_json(run_record.get("accuracy")) or {}),
