@@ -195,8 +195,9 @@ def _forecast_data(engine: Engine, reader: ReplicaReader, run: dict, accuracy: p
         hist["local_date"] = hist["target_start"].dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
         future = hist[hist["run_id"] == str(run["id"])].sort_values("local_date")
         earlier = hist[(hist["run_id"] != str(run["id"])) & (hist["target_start"] < as_of)]
-        lead = (earlier["target_start"] - earlier["as_of"]).dt.total_seconds()
-        past = earlier[lead < 86400].sort_values("as_of").groupby("local_date", as_index=False).last()
+        # day 1 as in models.accuracy: the local day that contained the prediction's as_of
+        past = earlier[earlier["target_start"] <= earlier["as_of"]]
+        past = past.sort_values("as_of").groupby("local_date", as_index=False).last()
     return rid, actual, past, future
 
 
