@@ -90,7 +90,7 @@ def clean_predictions(predictions_url):
         conn.execute(
             text(
                 "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, "
-                "ml_webhook_attempt, ml_webhook_delivery"
+                "ml_webhook_attempt, ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert"
             )
         )
     return predictions_url

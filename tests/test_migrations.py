@@ -11,6 +11,7 @@ from worker.migrations import alembic_config, downgrade, upgrade
 
 OUR_TABLES = {
     "m_l_predictions", "ml_run", "ml_run_shard", "ml_model_registry", "ml_webhook_delivery", "ml_webhook_attempt",
+    "ml_prediction_history", "ml_accuracy", "ml_drift_alert",
 }
 
 
