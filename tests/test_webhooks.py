@@ -29,6 +29,8 @@ from worker.writer import PredictionWriter
 CONTRACT_DATA_FIELDS = {
     "run_id", "schedule", "status", "started_at", "finished_at", "prediction_types", "restaurant_ids", "failed",
 }
+# Added by the project (the contract allows additions, never renames): docs/webhooks.md, docs/accuracy.md.
+ADDED_DATA_FIELDS = {"alerts", "retrain", "accuracy"}
 
 
 def new_secret() -> str:
@@ -199,7 +201,7 @@ def test_run_gets_exactly_one_verified_delivery_per_receiver(engine, receivers):
         assert row["status"] == "delivered" and row["attempt_count"] == 1 and row["delivered_at"]
     event = still_old.events[0]
     assert event["type"] == "predictions.completed"
-    assert set(event["data"]) == CONTRACT_DATA_FIELDS
+    assert set(event["data"]) == CONTRACT_DATA_FIELDS | ADDED_DATA_FIELDS
     assert event["data"]["run_id"] == str(record["id"])
     assert event["data"]["status"] == "succeeded"
     assert event["data"]["prediction_types"] == {"demand_daily": 5}  # 3 + 2 rows committed
@@ -216,7 +218,7 @@ def test_body_counts_committed_rows_lists_failures_and_carries_no_pii(engine):
     body = webhooks.build_body(record)
     event = json.loads(body)
     assert set(event) == {"type", "timestamp", "data"}
-    assert set(event["data"]) == CONTRACT_DATA_FIELDS
+    assert set(event["data"]) == CONTRACT_DATA_FIELDS | ADDED_DATA_FIELDS
     assert event["data"]["status"] == "partial"
     assert event["data"]["prediction_types"] == {"demand_daily": 3}  # only shard 0 committed
     shard = next(e for e in event["data"]["failed"] if e["kind"] == "shard")

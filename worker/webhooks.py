@@ -131,10 +131,8 @@ def event_data(run_record: Mapping[str, Any]) -> dict[str, Any]:
 def _accuracy_fields(run_record: Mapping[str, Any]) -> dict[str, Any]:
     """Fields added by issue 9 (docs/accuracy.md): drift/degradation alerts, the types the next
     run retrains, realised accuracy of earlier predictions. Every run closed by
-    ``worker.runs.finish_run`` carries them (empty when nothing was found); a record from
-    elsewhere without them gets the contract's fields only."""
-    if "alerts" not in run_record:
-        return {}
+    ``worker.runs.finish_run`` carries them; they are always present (empty when nothing was
+    found) so that receivers see one body shape."""
     return {
         "alerts": list(_as_json(run_record.get("alerts")) or []),
         "retrain": [str(t) for t in _as_json(run_record.get("retrain")) or []],
