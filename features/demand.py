@@ -443,35 +443,28 @@ class OriginFeatures:
         return result
 
     def _yoy(self, history: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
-        """Last year's change from (origin - 28 days .. origin) to (target +/- 7 days), a ratio."""
+        """Last year's change from (origin - 28 days .. origin) to (target +/- 7 days), a ratio.
+
+        Vectorised over series (one wide date x series table, rolled once): item shards have
+        thousands of series, and a loop per series cost more than the boosting itself.
+        """
+        year = pd.Timedelta(days=364)
+        if history.empty or history["ds"].max() - history["ds"].min() < year:
+            return np.full(len(targets), np.nan)
         day = history["ds"].dt.normalize()
         y = history["y"].where(~(history["closed"] | history["outlier"]))
-        daily = y.groupby([history["series_id"], day.rename("date")]).sum(min_count=1)
-        frames = []
-        for sid, s in daily.groupby(level=0):
-            s = s.droplevel(0)
-            s = s.reindex(pd.date_range(s.index.min(), s.index.max(), freq="D"))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "series_id": sid,
-                        "date": s.index,
-                        "centred": s.rolling(15, center=True, min_periods=7).mean().to_numpy(),
-                        "trailing": s.rolling(self.level_days, min_periods=self.level_days // 2).mean().shift(1).to_numpy(),
-                    }
-                )
-            )
-        if not frames:
-            return np.full(len(targets), np.nan)
-        table = pd.concat(frames).set_index(["series_id", "date"])
-        year = pd.Timedelta(days=364)
-        tkey = pd.MultiIndex.from_arrays([targets["series_id"], targets["ds"].dt.normalize() - year])
-        okey = pd.MultiIndex.from_arrays([targets["series_id"], pd.to_datetime(targets["origin"]).dt.normalize() - year])
-        centred = table["centred"].reindex(tkey).to_numpy()
-        trailing = table["trailing"].reindex(okey).to_numpy()
+        daily = y.groupby([day.rename("date"), history["series_id"]]).sum(min_count=1).unstack("series_id")
+        daily = daily.reindex(pd.date_range(daily.index.min(), daily.index.max(), freq="D"))
+        centred = daily.rolling(15, center=True, min_periods=7).mean().stack(future_stack=True)
+        trailing = daily.rolling(self.level_days, min_periods=self.level_days // 2).mean().shift(1)
+        trailing = trailing.stack(future_stack=True)
+        tkey = pd.MultiIndex.from_arrays([targets["ds"].dt.normalize() - year, targets["series_id"]])
+        okey = pd.MultiIndex.from_arrays([pd.to_datetime(targets["origin"]).dt.normalize() - year,
+                                          targets["series_id"]])
+        c = centred.reindex(tkey).to_numpy(float)
+        t = trailing.reindex(okey).to_numpy(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(trailing > 0, centred / trailing, np.nan)
-        return ratio
+            return np.where(t > 0, c / t, np.nan)
 
 
 def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) -> pd.Series:
@@ -513,3 +506,25 @@ def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) 
     keys_w = list(zip(future["series_id"].astype(int), fday.dt.day_of_week.astype(int)))
     flags = [(kh in closed_holidays) or (kw in closed_weekdays) for kh, kw in zip(keys_h, keys_w)]
     return pd.Series(flags, index=future.index, dtype=bool)
+
+
+def idle_slots(history: pd.DataFrame, rows: pd.DataFrame, weeks: int = 4) -> pd.Series:
+    """Which ``rows`` fall on an hourly slot (weekday x local hour) without a single order in the
+    series' last ``weeks`` weeks of ``history``: hours the restaurant is not serving, a boolean per row.
+
+    Why: a 3 am hour at a restaurant closed at night is zero by construction; scoring it, or
+    calibrating intervals on it, counts certain zeros as forecast skill and pulls the interval
+    width of the open hours towards nothing (as closed days, they are not demand).
+
+    Args:
+        history: series_id, ds (naive local hour starts), y (orders), before the rows' periods.
+        rows: series_id, ds (hours to classify).
+    """
+    if history.empty or rows.empty:
+        return pd.Series(False, index=rows.index)
+    cut = history.groupby("series_id")["ds"].transform("max") - pd.Timedelta(days=7 * weeks)
+    recent = history[history["ds"] > cut]
+    slot = SLOTS["weekday_hour"]
+    served = recent.groupby([recent["series_id"], slot(recent["ds"]).rename("slot")])["y"].sum()
+    key = pd.MultiIndex.from_arrays([rows["series_id"], slot(rows["ds"])])
+    return pd.Series(served.reindex(key).fillna(0.0).to_numpy() <= 0, index=rows.index)

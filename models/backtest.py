@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.demand import idle_slots
 from models.intervals import ConformalIntervals, coverage, mae, wape
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def rolling_origin(
     folds: int = 3,
     step: pd.Timedelta = pd.Timedelta(days=7),
     level: float = 0.8,
+    skip_idle_hours: bool = False,
 ) -> BacktestResult:
     """Backtest each candidate from ``folds`` origins over ``horizon`` of held-out history.
 
@@ -54,6 +56,8 @@ def rolling_origin(
         horizon: how far each fold forecasts (e.g. 28 days for demand_daily).
         folds: number of origins; step: time between them.
         level: interval level whose coverage is reported (as ``coverage80`` for 0.8).
+        skip_idle_hours: hourly series: do not score hours the restaurant was not serving in
+            the weeks before the fold (``features.demand.idle_slots``).
     Closed days are never scored (they are not demand); outlier days are (they happen).
     """
     messages: list[str] = []
@@ -63,6 +67,8 @@ def rolling_origin(
         train = history[history["ds"] < origin]
         test = history[(history["ds"] >= origin) & (history["ds"] < origin + horizon) & ~history["closed"]]
         test = test[test["series_id"].isin(train["series_id"].unique())]
+        if skip_idle_hours:
+            test = test[~idle_slots(train, test)]
         if train.empty or test.empty:
             continue
         for name, make in factories.items():
@@ -121,7 +127,8 @@ def cross_fitted_coverage(res: pd.DataFrame, level: float = 0.8) -> float:
     inside, total = 0, 0
     for f in folds:
         cal, ev = res[res["fold"] != f], res[res["fold"] == f]
-        lower, upper = ConformalIntervals(level).fit(cal["y"], cal["yhat"]).apply(ev["yhat"].to_numpy())
+        lower, upper = ConformalIntervals(level).fit(cal["y"], cal["yhat"], cal["h_days"]).apply(
+            ev["yhat"].to_numpy(), ev["h_days"].to_numpy())
         inside += int(((ev["y"] >= lower) & (ev["y"] <= upper)).sum())
         total += len(ev)
     return inside / total if total else float("nan")

@@ -133,17 +133,17 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
             factories = {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates}
             backtest = rolling_origin(
                 h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
-                pd.Timedelta(days=spec.fold_step_days),
+                pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly,
             )
             messages += backtest.messages
             if backtest.chosen is None:
                 raise RuntimeError("no candidate survived the backtest")
             chosen = backtest.chosen
             res = backtest.residuals[chosen]
-            intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"])
+            intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
             model = make_candidate(chosen, spec).fit(h_s)
             pred = model.predict(out.loc[f_mask], history=h_s)
-            _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version)
+            _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
             if save:
                 records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest))
         except Exception as exc:
@@ -181,11 +181,22 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     return Outcome(out, records, messages, backtest)
 
 
-def _fill(out, mask, yhat, intervals, method, name, version) -> None:
+def horizon_days(future: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
+    """Days from each series' forecast origin (the period after its history) to each future
+    period: the horizon the backtest residuals were bucketed by."""
+    hourly = bool((history["ds"] != history["ds"].dt.normalize()).any())
+    step = pd.Timedelta(hours=1) if hourly else pd.Timedelta(days=1)
+    start = future["series_id"].map(history.groupby("series_id")["ds"].max() + step)
+    start = start.fillna(future["ds"].min().normalize())
+    return ((future["ds"] - start).dt.total_seconds() / 86400.0).to_numpy()
+
+
+def _fill(out, mask, yhat, intervals, method, name, version, history) -> None:
     yhat = np.maximum(np.asarray(yhat, float), 0.0)
     ok = np.isfinite(yhat)
     idx = out.index[mask][ok]
-    lower, upper = intervals.apply(yhat[ok]) if intervals is not None else (yhat[ok], yhat[ok])
+    h = horizon_days(out.loc[idx], history) if len(history) else None
+    lower, upper = intervals.apply(yhat[ok], h) if intervals is not None else (yhat[ok], yhat[ok])
     out.loc[idx, "yhat"] = yhat[ok]
     out.loc[idx, "lower"] = lower
     out.loc[idx, "upper"] = upper
@@ -231,7 +242,7 @@ def _previous_model(out, mask, history, spec, scope, messages) -> None:
         except Exception as exc:
             messages.append(f"{spec.prediction_type}: previous model {rec.name} {rec.version} unusable: {exc}")
             continue
-        _fill(out, mask, pred["yhat"].to_numpy(), intervals, "previous_model", rec.name, rec.version)
+        _fill(out, mask, pred["yhat"].to_numpy(), intervals, "previous_model", rec.name, rec.version, history)
         messages.append(f"{spec.prediction_type}: forecast with previous model {rec.name} {rec.version}")
         return
     messages.append(f"{spec.prediction_type}: no usable previous model")
