@@ -49,8 +49,8 @@ def save_artifact(model, intervals: ConformalIntervals | None, directory: Path) 
     return directory_sha256(directory)
 
 
-def load_artifact(directory: Path, sha256: str):
-    """The model and intervals saved in ``directory``, after checking its digest.
+def verify_artifact(directory: Path, sha256: str) -> Path:
+    """Check ``directory`` against the registry's digest before anything in it is read.
 
     Raises ArtifactChecksumError when the files do not match ``sha256``, FileNotFoundError when
     the artifact is gone.
@@ -61,6 +61,28 @@ def load_artifact(directory: Path, sha256: str):
     actual = directory_sha256(directory)
     if actual != sha256:
         raise ArtifactChecksumError(f"artifact {directory}: sha256 {actual} does not match the registry's {sha256}")
+    return directory
+
+
+def load_model(cls, directory: Path, sha256: str):
+    """Load a model of class ``cls`` (any class with the ``load(dir)`` interface), checksum first."""
+    return cls.load(verify_artifact(directory, sha256))
+
+
+def shard_version(prefix: str, scope) -> str:
+    """A registry version unique per run and shard: prefix, as-of day, run id, hash of the restaurants.
+
+    The registry key is (name, version) and shards of one run fit separate models, so the
+    restaurants of the shard are part of the version.
+    """
+    key = ",".join(str(i) for i in sorted(scope.restaurant_ids))
+    shard = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return f"{prefix}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard}"
+
+
+def load_artifact(directory: Path, sha256: str):
+    """The demand model and intervals saved in ``directory``, after checking its digest."""
+    directory = verify_artifact(directory, sha256)
     name = json.loads((directory / "params.json").read_text())["class"]
     model = MODEL_CLASSES[name].load(directory)
     path = directory / INTERVALS_FILE

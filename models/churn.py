@@ -15,7 +15,6 @@ can act on them without reading the model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Self
@@ -27,6 +26,7 @@ import pandas as pd
 from features.customers import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
+from models.artifacts import save_artifact, shard_version
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "churn_lgbm"
@@ -48,33 +48,6 @@ DEFAULT_BGNBD = dict(r_=0.5, alpha_=4.0, a_=0.8, b_=2.5)
 
 
 # --------------------------------------------------------------------------- shared helpers
-def load_verified(cls, directory: Path, sha256: str):
-    """Load ``cls`` from ``directory`` only if its files match the registry's sha256."""
-    from models.artifacts import ArtifactChecksumError, directory_sha256
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"artifact {directory} does not exist")
-    actual = directory_sha256(directory)
-    if actual != sha256:
-        raise ArtifactChecksumError(f"artifact {directory}: sha256 {actual} does not match the registry's {sha256}")
-    return cls.load(directory)
-
-
-def save_checked(model, directory: Path) -> str:
-    """Write ``model`` fresh into ``directory`` and return the sha256 the registry records."""
-    from models.artifacts import save_artifact
-
-    return save_artifact(model, None, directory)
-
-
-def shard_version(scope: Scope) -> str:
-    """A registry version unique per run and shard: as-of day, run id, hash of the restaurants."""
-    key = ",".join(str(i) for i in sorted(scope.restaurant_ids))
-    shard = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return f"{MODEL_VERSION_PREFIX}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard}"
-
-
 def roc_auc(y, score) -> float:
     """ROC AUC by ranks (ties averaged); NaN when only one class is present."""
     from scipy.stats import rankdata
@@ -296,7 +269,7 @@ def predict_churn(data, scope: Scope) -> UnitResult:
         return UnitResult(rows=churn_rows(scored, np.zeros(0), model_name=MODEL_NAME, version="none", method="model",
                                           window_days=data.churn_window_days),
                           scope_entity_ids=scope_ids, messages=messages)
-    version = shard_version(scope)
+    version = shard_version(MODEL_VERSION_PREFIX, scope)
     train = data.churn_train
     y = train["churned"].to_numpy() if len(train) else np.zeros(0)
     enough = len(train) >= MIN_TRAIN_CUSTOMERS and min((y == 1).sum(), (y == 0).sum()) >= MIN_PER_CLASS
@@ -307,7 +280,7 @@ def predict_churn(data, scope: Scope) -> UnitResult:
         model = ChurnClassifier().fit(train, y)
         p = model.predict(scored)
         directory = Path(scope.model_store) / MODEL_NAME / version
-        sha = save_checked(model, directory)
+        sha = save_artifact(model, None, directory)
         models.append(ModelRecord(
             name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
             training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),

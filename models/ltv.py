@@ -31,7 +31,8 @@ import pandas as pd
 from features.customers import LTV_HORIZON_DAYS, MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, GammaGamma, add_btyd_features
-from models.churn import bgnbd_inputs, fit_bgnbd, save_checked, shard_version
+from models.artifacts import save_artifact, shard_version
+from models.churn import MODEL_VERSION_PREFIX, bgnbd_inputs, fit_bgnbd
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "ltv_lgbm"
@@ -187,7 +188,7 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
         return UnitResult(rows=ltv_rows(scored, np.zeros(0), np.zeros(0), model_name=MODEL_NAME, version="none",
                                         method="model", window_days=data.ltv_window_days),
                           scope_entity_ids=scope_ids, messages=messages)
-    version = shard_version(scope)
+    version = shard_version(MODEL_VERSION_PREFIX, scope)
     window = data.ltv_window_days
     bg, _ = fit_bgnbd(scored)
     train = data.ltv_train
@@ -200,7 +201,7 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
         ratio = horizon_ratio(bg, scored, window)
         spend, orders = pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio
         directory = Path(scope.model_store) / MODEL_NAME / version
-        sha = save_checked(model, directory)
+        sha = save_artifact(model, None, directory)
         models.append(ModelRecord(
             name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
             training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),

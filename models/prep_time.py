@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from features.kitchen import KitchenData, add_item_reference, reference_minutes
-from models.churn import save_checked, shard_version
+from models.artifacts import save_artifact, shard_version
+from models.churn import MODEL_VERSION_PREFIX
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "prep_time_lgbm"
@@ -181,14 +182,14 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
     if len(idle):
         messages.append("prep_time: station(s) " + ", ".join(str(s) for s in idle["station_id"])
                         + " have no completed tickets; their items fall back or are skipped")
-    version = shard_version(scope)
+    version = shard_version(MODEL_VERSION_PREFIX, scope)
     models: list[ModelRecord] = []
     model = None
     tickets = add_item_reference(data.tickets, med) if len(data.tickets) else data.tickets
     if len(tickets) >= MIN_TICKETS:
         model = PrepTimeModel().fit(tickets)
         directory = Path(scope.model_store) / MODEL_NAME / version
-        sha = save_checked(model, directory)
+        sha = save_artifact(model, None, directory)
         models.append(ModelRecord(
             name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
             training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),

@@ -107,13 +107,13 @@ def test_malformed_tickets_never_reach_the_model(kitchen):
 
 def test_artifact_is_checked_before_loading(kitchen):
     from models.artifacts import ArtifactChecksumError
-    from models.churn import load_verified
+    from models.artifacts import load_model
 
     _, data, result = kitchen
     record = result.models[0]
-    model = load_verified(PrepTimeModel, record.artifact_path, record.sha256)
+    model = load_model(PrepTimeModel, record.artifact_path, record.sha256)
     assert model.booster_ is not None
     with open(f"{record.artifact_path}/params.json", "a") as fh:
         fh.write(" ")
     with pytest.raises(ArtifactChecksumError):
-        load_verified(PrepTimeModel, record.artifact_path, record.sha256)
+        load_model(PrepTimeModel, record.artifact_path, record.sha256)
