@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demand import DemandHistory, checked_zones, gap_messages, known_closures, mark_closed_days
+from features.demand import DemandHistory, checked_zones, gap_messages, idle_slots, known_closures, mark_closed_days
 from models.artifacts import ArtifactChecksumError, load_artifact, save_artifact
 from models.demand import DAILY
 from models.forecasting import forecast
 from models.intervals import ConformalIntervals, coverage, wape
 from models.lgbm import GlobalLGBM
-from models.seasonal import SeasonalNaive
+from models.seasonal import SeasonalAverage, SeasonalNaive
 from tests.demand_planted import HOLIDAY_MULT, as_history, planted_daily
 from worker.settings import ForecastSettings
 from worker.units import Scope
@@ -167,3 +167,102 @@ def test_known_weekly_closure_is_forecast_as_zero(planted):
     assert (closed["yhat"] == 0).all() and set(closed["method"]) == {"rule"}
     open_rows = result.frame[(result.frame["series_id"] == 4) & ~flags.to_numpy()]
     assert (open_rows["yhat"] > 0).all()
+
+
+# --------------------------------------------------------------------------- second pass
+def drifting_daily(n_series=8, days=300, seed=21, end="2026-10-01"):
+    """Planted restaurants whose level drifts: a linear trend (up or down) and an annual swing
+    sliding through the held-out month, Poisson noise: the case a recent-weeks average lags."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range(end=pd.Timestamp(end) - pd.Timedelta(days=1), periods=days, freq="D")
+    frames = []
+    for sid in range(1, n_series + 1):
+        t = np.arange(days)
+        trend = 1 + rng.choice([-1, 1]) * rng.uniform(0.0005, 0.001) * t
+        # summer peak early June: the held-out September is on the steepest part of the decline
+        annual = 1 + rng.uniform(0.15, 0.25) * np.cos(2 * np.pi * (ds.day_of_year.to_numpy() - 155) / 365.25)
+        frames.append(pd.DataFrame({"series_id": sid, "ds": ds, "level": rng.uniform(300, 600) * trend * annual}))
+    frame = pd.concat(frames, ignore_index=True)
+    from tests.demand_planted import _draw
+
+    return _draw(frame, rng, "GB", (), dispersion=1e6)
+
+
+def test_daily_model_follows_a_drifting_level_better_than_seasonal_averages():
+    frame, series = drifting_daily()
+    feats, held = as_history(frame, series, CUT, 28)
+    outcome = forecast(feats, SPEC, make_scope(series["series_id"]), save=False)
+    out = outcome.frame.merge(held[["series_id", "ds", "y"]], on=["series_id", "ds"])
+    truth = held[["series_id", "ds", "y"]]
+    avg = SeasonalAverage().fit(feats.history).predict(feats.future).merge(truth)
+    assert outcome.backtest.chosen == "lightgbm"
+    assert wape(out["y"], out["yhat"]) < 0.9 * wape(avg["y"], avg["yhat"])
+
+
+def test_intervals_widen_with_the_horizon_and_cover_each_horizon_bucket():
+    rng = np.random.default_rng(4)
+    n = 4000
+    h = rng.uniform(0, 28, n)
+    yhat = rng.uniform(20, 200, n)
+    # forecast error grows with the horizon: sd = (0.5 + h / 10) sqrt(yhat)
+    draw = lambda: np.maximum(yhat + rng.normal(0, 1, n) * (0.5 + h / 10) * np.sqrt(yhat), 0)
+    iv = ConformalIntervals(0.8).fit(draw(), yhat, h)
+    lower, upper = iv.apply(yhat, h)
+    width = (upper - lower) / np.sqrt(yhat)
+    assert np.median(width[h > 21]) > 2 * np.median(width[h < 7])
+    y = draw()
+    for lo_h, hi_h in ((0, 7), (7, 14), (14, 21), (21, 28)):
+        m = (h >= lo_h) & (h < hi_h)
+        assert 0.74 <= coverage(y[m], lower[m], upper[m]) <= 0.86, (lo_h, coverage(y[m], lower[m], upper[m]))
+
+
+def test_a_bias_seen_in_the_backtest_does_not_shift_the_interval():
+    """Calibrated on folds that all over-forecast by 1 sd, the interval still covers unbiased actuals."""
+    rng = np.random.default_rng(8)
+    yhat = rng.uniform(50, 150, 2000)
+    biased = yhat + rng.normal(-1, 1, 2000) * np.sqrt(yhat)
+    lower, upper = ConformalIntervals(0.8).fit(biased, yhat).apply(yhat)
+    fair = yhat + rng.normal(0, 1, 2000) * np.sqrt(yhat)
+    assert coverage(fair, lower, upper) >= 0.8
+    assert np.allclose(upper - yhat, yhat - lower)
+
+
+def test_intervals_saved_by_the_first_pass_still_load_and_apply():
+    old = {"level": 0.8, "bins": 5, "min_per_bin": 30, "edges": [10.0], "lower_q": [-1.0, -2.0], "upper_q": [1.0, 2.0]}
+    iv = ConformalIntervals.from_dict(old)
+    lower, upper = iv.apply(np.array([3.0, 24.0]), np.array([0.0, 5.0]))
+    assert np.allclose(lower, [3 - 2, 24 - 2 * 5]) and np.allclose(upper, [3 + 2, 24 + 2 * 5])
+    again = ConformalIntervals.from_dict(iv.to_dict())
+    assert np.allclose(again.apply(np.array([24.0]))[1], [34.0])
+
+
+def test_idle_hours_are_the_hours_without_orders_in_the_last_weeks():
+    ds = pd.date_range("2026-08-01", periods=24 * 35, freq="h")
+    y = np.where((ds.hour >= 11) & (ds.hour < 22), 5.0, 0.0)
+    y[(ds.hour == 3) & (ds >= "2026-08-20")] = 1.0  # a late event at 3 am in the last weeks
+    hist = pd.DataFrame({"series_id": 7, "ds": ds, "y": y})
+    rows = pd.DataFrame({"series_id": 7, "ds": pd.date_range("2026-09-05", periods=48, freq="h")})
+    idle = idle_slots(hist, rows)
+    hours = rows["ds"].dt.hour
+    expected = ~(((hours >= 11) & (hours < 22)) | (hours == 3))
+    assert idle.tolist() == expected.tolist()
+    unknown = idle_slots(hist, rows.assign(series_id=8))
+    assert unknown.all()
+
+
+def test_year_on_year_momentum_is_last_years_change_per_series():
+    ds = pd.date_range("2025-01-01", "2026-06-30", freq="D")
+    frames = []
+    for sid, jump in ((1, 2.0), (2, 1.0)):
+        y = np.where(ds >= pd.Timestamp("2025-06-01"), 10.0 * jump, 10.0)  # last June: x jump
+        frames.append(pd.DataFrame({"series_id": sid, "ds": ds, "y": y, "closed": False, "outlier": False}))
+    hist = pd.concat(frames, ignore_index=True)
+    origin = pd.Timestamp("2026-05-18")  # a year (364 days) earlier: 2025-05-19
+    targets = pd.DataFrame({"series_id": [1, 2, 1], "ds": pd.to_datetime(["2026-06-20", "2026-06-20", "2026-05-20"]),
+                            "origin": origin})
+    from features.demand import OriginFeatures
+
+    ratio = OriginFeatures()._yoy(hist, targets)
+    assert np.allclose(ratio, [2.0, 1.0, 1.0])
+    short = hist[hist["ds"] >= "2026-01-01"]
+    assert np.isnan(OriginFeatures()._yoy(short, targets)).all()
