@@ -488,23 +488,21 @@ def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) 
         .groupby(["series_id", "day"], as_index=False)
         .agg(closed=("closed", "all"), holiday_name=("holiday_name", "first"))
     )
-    closed_holidays: set[tuple[int, str]] = set()
+    # vectorised over series: item shards have thousands of them
     hol = days[days["holiday_name"] != ""]
-    for (sid, name), g in hol.groupby(["series_id", "holiday_name"]):
-        if len(g) and g["closed"].all():
-            closed_holidays.add((int(sid), name))
-    closed_weekdays: set[tuple[int, int]] = set()
-    for sid, g in days.groupby("series_id"):
-        last = g[g["day"] > g["day"].max() - pd.Timedelta(days=7 * weeks)]
-        if len(last) < 7 * weeks or last["closed"].all():
-            continue
-        for wd, w in last.groupby(last["day"].dt.day_of_week):
-            if len(w) >= weeks and w["closed"].all():
-                closed_weekdays.add((int(sid), int(wd)))
-    fday = future["ds"].dt.normalize()
-    keys_h = list(zip(future["series_id"].astype(int), future["holiday_name"]))
-    keys_w = list(zip(future["series_id"].astype(int), fday.dt.day_of_week.astype(int)))
-    flags = [(kh in closed_holidays) or (kw in closed_weekdays) for kh, kw in zip(keys_h, keys_w)]
+    closed_holidays = hol.groupby(["series_id", "holiday_name"])["closed"].all()
+    closed_holidays = closed_holidays[closed_holidays]
+    last = days[days["day"] > days.groupby("series_id")["day"].transform("max") - pd.Timedelta(days=7 * weeks)]
+    per_series = last.groupby("series_id")["closed"].agg(["size", "all"])
+    pattern = per_series.index[(per_series["size"] >= 7 * weeks) & ~per_series["all"]]
+    last = last[last["series_id"].isin(pattern)]
+    weekday = last.groupby([last["series_id"], last["day"].dt.day_of_week.rename("wd")])["closed"].agg(["size", "all"])
+    closed_weekdays = weekday[(weekday["size"] >= weeks) & weekday["all"]]
+    sid = future["series_id"].astype("int64")
+    on_holiday = pd.MultiIndex.from_arrays([sid, future["holiday_name"]]).isin(closed_holidays.index)
+    on_weekday = pd.MultiIndex.from_arrays([sid, future["ds"].dt.normalize().dt.day_of_week]).isin(
+        closed_weekdays.index)
+    flags = np.asarray(on_holiday) | np.asarray(on_weekday)
     return pd.Series(flags, index=future.index, dtype=bool)
 
 
