@@ -160,3 +160,22 @@ def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_prediction
         get_settings.cache_clear()
         db.reset_engines()
         drop_database(name)
+
+
+def test_abandoned_run_is_closed_and_announced_before_the_next_one(seeded_replica, clean_predictions, demand_only):
+    """Workers all died mid-run: the next run of the schedule closes it, from what it committed."""
+    plan = runs.begin_run("daily", AS_OF)
+    runs.run_shard(plan.run_id, 0)  # one shard done, then everyone died
+    with db.predictions_engine().begin() as conn:
+        conn.execute(text("INSERT INTO ml_run_shard (run_id, shard_no, restaurant_ids, status) "
+                          "VALUES (:id, 99, '[999]', 'running')"), {"id": plan.run_id})
+        conn.execute(text("UPDATE ml_run SET heartbeat_at = now() - interval '3 hours' WHERE id = :id"),
+                     {"id": plan.run_id})
+    fresh = runs.begin_run("daily", "2026-10-31T05:15:00Z")
+    (status, error), = q("SELECT status, error FROM ml_run WHERE id = :id", id=plan.run_id)
+    assert status == "partial" and "abandoned" in error
+    assert q("SELECT status FROM ml_run WHERE id = :id", id=fresh.run_id) == [("running",)]
+    # What it committed stays readable.
+    assert q("SELECT count(*) FROM m_l_predictions WHERE run_id = :id", id=plan.run_id)[0][0] > 0
+    # A run that is merely slow (recent heartbeat) is left alone.
+    assert runs.close_abandoned_runs("daily") == []

@@ -47,3 +47,18 @@ def registry_frame(engine: Engine, prediction_types: list[str]) -> pd.DataFrame:
             {"types": prediction_types},
         )
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def stale_runs(engine: Engine, schedule: str, silent_for_s: int) -> list[str]:
+    """Runs of ``schedule`` still marked running whose heartbeat stopped ``silent_for_s`` ago."""
+    with engine.connect() as conn:
+        return [
+            str(r[0])
+            for r in conn.execute(
+                text(
+                    "SELECT id FROM ml_run WHERE schedule = :schedule AND status = 'running' "
+                    "AND heartbeat_at < now() - make_interval(secs => :silent) ORDER BY started_at"
+                ),
+                {"schedule": schedule, "silent": int(silent_for_s)},
+            )
+        ]

@@ -70,6 +70,28 @@ def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
     return unit.prediction_type
 
 
+def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> list[dict]:
+    """Close runs of ``schedule`` whose workers all died, before a new run of it starts.
+
+    A run whose heartbeat (refreshed by every shard) stopped longer ago than the run lock's
+    expiry can no longer be finishing: its unfinished shards are recorded failed, the run is
+    closed from what it committed (``partial`` or ``failed``), and its completion event is
+    recorded for the webhook sweep, so the RMS hears about every run that ended.
+    """
+    settings = settings or get_settings()
+    _, predictions = _engines(settings)
+    writer = PredictionWriter(predictions)
+    closed = []
+    silent_for = settings.tasks.run_lock_ttl_s
+    for run_id in records.stale_runs(predictions, schedule, silent_for):
+        writer.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
+        record = finish_run(run_id, settings=settings)
+        emit_run_completed(record, send="none", settings=settings)
+        log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
+        closed.append(record)
+    return closed
+
+
 def begin_run(
     schedule: str,
     as_of: str | datetime | None = None,
@@ -89,6 +111,7 @@ def begin_run(
         units = units_for(schedule)
     except ValueError as exc:
         raise RunInputError(str(exc)) from None
+    close_abandoned_runs(schedule, settings=settings)
     if restaurant_ids is not None:
         try:
             restaurant_ids = sorted({int(i) for i in restaurant_ids})

@@ -223,6 +223,17 @@ class PredictionWriter:
                     {"run_id": str(run_id), "shard_no": shard_no, "rids": _dumps(ids)},
                 )
 
+    def abandon_unfinished_shards(self, run_id: uuid.UUID | str, reason: str) -> int:
+        """Mark a dead run's pending or running shards failed, so the run can be closed."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                text(
+                    "UPDATE ml_run_shard SET status = 'failed', error = :reason, finished_at = now() "
+                    "WHERE run_id = :id AND status IN ('pending', 'running')"
+                ),
+                {"id": str(run_id), "reason": reason[:4000]},
+            ).rowcount
+
     def fail_run(self, run_id: uuid.UUID | str, error: str) -> None:
         """Record a run that could not start or finish; its predictions stay as they were."""
         with self.engine.begin() as conn:
