@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import sys
 import time
 
 import pandas as pd
-import psycopg2
 
 from features.customers import CHURN_WINDOW_DAYS, labelled_frame, training_frame
 from features.kitchen import TICKET_HISTORY_DAYS, prep_tickets
@@ -39,35 +37,12 @@ from models.churn import evaluate_churn
 from models.ltv import evaluate_ltv
 from models.prep_time import evaluate_prep
 from synthetic import ChainConfig, seed_database
-from synthetic.loader import libpq_dsn
+from synthetic.scratch import drop_database, recreate_database
 from worker.db import make_replica_engine
 from worker.replica import ReplicaReader
 
 SCRATCH_DB = "rmsml_bench_customers"
 END = dt.date(2026, 11, 1)
-
-
-def _admin_url() -> str:
-    return libpq_dsn(
-        os.environ.get("RMSML_BENCH_ADMIN_URL")
-        or os.environ.get("RMSML_TEST_ADMIN_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-
-
-def _db_url(name: str) -> str:
-    base, sep, query = _admin_url().partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + (sep + query if sep else "")
-
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(_admin_url())
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 def ltv_window(days: int) -> int:
@@ -85,13 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
     restaurants, days = (6, 300) if args.quick else (12, 800)
-    _admin(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {SCRATCH_DB}")
+    url = recreate_database(SCRATCH_DB)
     started = time.monotonic()
     try:
-        seed_database(_db_url(SCRATCH_DB), ChainConfig(restaurants=restaurants, days=days, seed=11, end=END))
+        seed_database(url, ChainConfig(restaurants=restaurants, days=days, seed=11, end=END))
         seeded = time.monotonic()
-        reader = ReplicaReader(make_replica_engine(_db_url(SCRATCH_DB)))
+        reader = ReplicaReader(make_replica_engine(url))
         found = load_restaurants(reader).restaurants
         rids = [int(i) for i in found["id"]]
         orgs = sorted({int(o) for o in found["organization_id"]})
@@ -117,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         prep_done = time.monotonic()
     finally:
         if not args.keep:
-            _admin(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+            drop_database(SCRATCH_DB)
 
     auc, brier, mae, pmae = churn["auc"], churn["brier"], ltv["mae"], prep["mae"]
     print("churn calibration (model, held-out):", file=sys.stderr)

@@ -184,22 +184,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 restaurants x 200 days")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
-    from bench.synthetic import _admin, _admin_url, _db_url
+    from synthetic.scratch import drop_database, recreate_database
+    from worker.db import sqlalchemy_url
     from synthetic import ChainConfig, seed_database
 
     restaurants, days = (4, 200) if args.quick else (8, 365)
     began = time.perf_counter()
-    _admin(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {SCRATCH_DB}")
-    url = _db_url(_admin_url(), SCRATCH_DB)
+    url = recreate_database(SCRATCH_DB)
     try:
         summary = seed_database(url, ChainConfig(restaurants=restaurants, days=days, seed=7, end=dt.date(2026, 11, 1)))
-        sa_url = url if url.startswith("postgresql+") else "postgresql+psycopg2://" + url.split("://", 1)[1]
+        sa_url = sqlalchemy_url(url)
         os.environ["RMSML_REPLICA__URL"] = sa_url
         figures = evaluate(sa_url, summary["ground_truth"])
     finally:
         if not args.keep:
-            _admin(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+            drop_database(SCRATCH_DB)
     print(json.dumps({k: v for k, v in figures.items()}, default=str), file=sys.stderr)
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     line = {

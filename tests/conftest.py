@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from synthetic import scratch as _scratch
+
 ADMIN_URL = os.environ.get("RMSML_TEST_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 _BASE = ADMIN_URL.rsplit("/", 1)[0]
 # A suffix lets two test sessions share one PostgreSQL server without clobbering each other.
@@ -32,31 +34,17 @@ os.environ["RMSML_BROKER__RESULT_BACKEND"] = f"{REDIS_URL}/{REDIS_DB_BASE + 1}"
 os.environ["RMSML_MODEL_STORE__PATH"] = tempfile.mkdtemp(prefix="rmsml-models-")
 os.environ.setdefault("RMSML_LOG_LEVEL", "WARNING")
 
-# The small chain most tests run on: fixed end date, so every session sees the same data.
-CHAIN_END = date(2026, 11, 1)
-CHAIN = dict(restaurants=4, days=200, seed=7, end=CHAIN_END)
-
-
 def recreate_database(name: str) -> str:
-    import psycopg2
-
-    conn = psycopg2.connect(ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"{_BASE}/{name}"
+    return _scratch.recreate_database(name, ADMIN_URL)
 
 
 def drop_database(name: str) -> None:
-    import psycopg2
+    _scratch.drop_database(name, ADMIN_URL)
 
-    conn = psycopg2.connect(ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+
+# The small chain most tests run on: fixed end date, so every session sees the same data.
+CHAIN_END = date(2026, 11, 1)
+CHAIN = dict(restaurants=4, days=200, seed=7, end=CHAIN_END)
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,9 @@ import psycopg2
 import pytest
 
 from synthetic import ChainConfig, generate, seed_database
-from synthetic.loader import libpq_dsn
+from synthetic.scratch import admin_url, drop_database, recreate_database
 
-ADMIN_URL = libpq_dsn(os.environ.get("RMSML_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+ADMIN_URL = admin_url()
 DB = "rmsml_test_synth" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
 DB_MIN = "rmsml_test_synth_min" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
 CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "rms_replica.sql"
@@ -37,21 +37,6 @@ CFG = ChainConfig(restaurants=4, days=300, seed=int(os.environ.get("RMSML_SYNTH_
 END_TS = pd.Timestamp(END, tz="UTC")
 
 
-def _db_url(name: str) -> str:
-    base, sep, query = ADMIN_URL.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + name + (sep + query if sep else "")
-
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(ADMIN_URL)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def chain():
     return generate(CFG)
@@ -59,15 +44,13 @@ def chain():
 
 @pytest.fixture(scope="module")
 def seeded():
-    _admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {DB}")
-    url = _db_url(DB)
+    url = recreate_database(DB, ADMIN_URL)
     summary = seed_database(url.replace("postgresql://", "postgresql+psycopg2://", 1), CFG)
     conn = psycopg2.connect(url)
     conn.autocommit = True
     yield summary, conn
     conn.close()
-    _admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    drop_database(DB, ADMIN_URL)
 
 
 @pytest.fixture(scope="module")
@@ -181,15 +164,14 @@ def test_every_contract_table_with_exact_columns(db):
 def test_omitted_modules_have_no_tables_and_cli_prints_json():
     from synthetic.__main__ import main
 
-    _admin(f"DROP DATABASE IF EXISTS {DB_MIN} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {DB_MIN}")
+    min_url = recreate_database(DB_MIN, ADMIN_URL)
     try:
         out = io.StringIO()
         with redirect_stdout(out):
-            main(["seed", "--dsn", _db_url(DB_MIN), "--restaurants", "2", "--days", "45", "--seed", "3",
+            main(["seed", "--dsn", min_url, "--restaurants", "2", "--days", "45", "--seed", "3",
                   "--end", "2026-02-01", "--no-kitchen", "--no-inventory", "--no-payments", "--no-customers"])
         summary = json.loads(out.getvalue().strip().splitlines()[-1])
-        conn = psycopg2.connect(_db_url(DB_MIN))
+        conn = psycopg2.connect(min_url)
         try:
             tables = set(q(conn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").table_name)
             assert tables == {
@@ -204,7 +186,7 @@ def test_omitted_modules_have_no_tables_and_cli_prints_json():
         finally:
             conn.close()
     finally:
-        _admin(f"DROP DATABASE IF EXISTS {DB_MIN} WITH (FORCE)")
+        drop_database(DB_MIN, ADMIN_URL)
 
 
 # ---------------------------------------------------------------------------------------------
