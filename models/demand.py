@@ -16,7 +16,10 @@ INTERVAL_LEVEL = 0.8
 
 # Daily: few series per shard (its restaurants), so many overlapping origins (every 3 days) and
 # small trees; they learn how the level drifts (trend, season) from the series' own past.
-DAILY = TypeSpec("demand_daily", "weekday", 28, candidates=("seasonal_naive", "seasonal_average", "lightgbm"),
+# The LightGBM + Prophet blend is a candidate too: with a year of history Prophet's per-series
+# yearly curve adds what the global model has too few year-old origins to learn (models/blend.py).
+DAILY = TypeSpec("demand_daily", "weekday", 28,
+                 candidates=("seasonal_naive", "seasonal_average", "lightgbm", "lightgbm+prophet"),
                  lgbm=(("origins", 70), ("origin_step_days", 3), ("num_leaves", 7), ("min_data_in_leaf", 20),
                        ("num_boost_round", 150)))
 # Prophet per restaurant on hourly data costs seconds a series; it is compared in bench/demand.py.

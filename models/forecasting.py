@@ -26,6 +26,7 @@ import pandas as pd
 from features.demand import DemandHistory, known_closures
 from models.artifacts import load_artifact, save_artifact
 from models.backtest import BacktestResult, rolling_origin
+from models.blend import LGBMProphetBlend
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
@@ -78,6 +79,11 @@ def make_candidate(name: str, spec: TypeSpec):
         return GlobalLGBM(slot=spec.slot, horizon_days=spec.horizon_days, **dict(spec.lgbm))
     if name == "prophet":
         return ProphetPerSeries(hourly=spec.hourly, n_jobs=spec.prophet_jobs)
+    if name == LGBMProphetBlend.name:
+        return LGBMProphetBlend(
+            lgbm={"slot": spec.slot, "horizon_days": spec.horizon_days, **dict(spec.lgbm)},
+            prophet={"hourly": spec.hourly, "n_jobs": spec.prophet_jobs},
+        )
     raise ValueError(f"unknown candidate {name!r}")
 
 

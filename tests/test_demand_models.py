@@ -266,3 +266,27 @@ def test_year_on_year_momentum_is_last_years_change_per_series():
     assert np.allclose(ratio, [2.0, 1.0, 1.0])
     short = hist[hist["ds"] >= "2026-01-01"]
     assert np.isnan(OriginFeatures()._yoy(short, targets)).all()
+
+
+def test_blend_is_the_weighted_mean_of_its_parts_and_reloads_through_the_checksum(tmp_path):
+    from models.artifacts import MODEL_CLASSES
+    from models.blend import LGBMProphetBlend
+    from models.prophet_model import ProphetPerSeries
+
+    frame, series = planted_daily(n_series=3, days=150, seed=9)
+    feats, held = as_history(frame, series, CUT, 14)
+    lgbm_args = {"horizon_days": 14, "origins": 10}
+    blend = LGBMProphetBlend(lgbm=lgbm_args, weight=0.25).fit(feats.history)
+    got = blend.predict(feats.future, history=feats.history)["yhat"].to_numpy()
+    a = GlobalLGBM(**lgbm_args).fit(feats.history).predict(feats.future, history=feats.history)["yhat"].to_numpy()
+    b = ProphetPerSeries().fit(feats.history).predict(feats.future)["yhat"].to_numpy()
+    assert np.allclose(got, 0.25 * a + 0.75 * b)
+    assert MODEL_CLASSES["lightgbm+prophet"] is LGBMProphetBlend
+    sha = save_artifact(blend, None, tmp_path / "blend")
+    loaded, _ = load_artifact(tmp_path / "blend", sha)
+    assert np.allclose(loaded.predict(feats.future, history=feats.history)["yhat"].to_numpy(), got)
+    # a series Prophet cannot fit (too short) falls back to the LightGBM part alone
+    short = feats.future.assign(series_id=4)
+    hist = pd.concat([feats.history, feats.history[feats.history["series_id"] == 1].tail(5).assign(series_id=4)])
+    part = LGBMProphetBlend(lgbm=lgbm_args).fit(hist).predict(short, history=hist)
+    assert part["yhat"].notna().all()
