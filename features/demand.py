@@ -346,6 +346,58 @@ SLOTS = {
 }
 
 
+class _Windows:
+    """Means of usable history over [start, end) windows per target row, by binary search.
+
+    Why: the features of every (series, origin, target) row are window means; one sort of the
+    history plus prefix sums answers all of them at once, where grouping the history per origin
+    cost more than the boosting on item shards with thousands of series.
+    """
+
+    _SPAN = np.int64(1) << np.int64(40)  # seconds: keys are (group code, seconds since the first ds)
+
+    def __init__(self, usable: pd.DataFrame, history: pd.DataFrame, targets: pd.DataFrame):
+        self.usable, self.targets = usable, targets
+        self.t0 = history["ds"].min() if len(history) else pd.Timestamp(0)
+        codes = pd.Index(pd.unique(pd.concat([history["series_id"], targets["series_id"]])))
+        self.codes = codes
+        self.u_code = codes.get_indexer(usable["series_id"]).astype(np.int64)
+        self.t_code = codes.get_indexer(targets["series_id"]).astype(np.int64)
+        self.cache: dict = {}
+
+    def _seconds(self, ts: pd.Series) -> np.ndarray:
+        """Seconds since the first history period, clipped into one key span (nothing lies before)."""
+        seconds = (pd.to_datetime(ts) - self.t0).dt.total_seconds().to_numpy()
+        return np.clip(np.nan_to_num(seconds, nan=0.0), 0, float(self._SPAN - 1)).astype(np.int64)
+
+    def _table(self, slot):
+        if slot in self.cache:
+            return self.cache[slot]
+        u = self.usable
+        g = self.u_code if slot is None else self.u_code * 200 + slot(u["ds"]).to_numpy(np.int64)
+        keys = g * self._SPAN + self._seconds(u["ds"])
+        order = np.argsort(keys, kind="stable")
+        y = u["y"].to_numpy(float)[order]
+        table = (keys[order], np.concatenate([[0.0], np.cumsum(y)]),
+                 np.concatenate([[0.0], np.cumsum(y <= 0)]))
+        self.cache[slot] = table
+        return table
+
+    def mean(self, slot, start: pd.Series, end: pd.Series, zeros: bool = False) -> pd.Series:
+        """Per target row: mean y (or share of zero y) of its series' usable rows in [start, end),
+        restricted to the target's own slot when ``slot`` is given; NaN without rows."""
+        keys, csum, czero = self._table(slot)
+        g = self.t_code if slot is None else self.t_code * 200 + slot(self.targets["ds"]).to_numpy(np.int64)
+        lo = np.searchsorted(keys, g * self._SPAN + self._seconds(start), side="left")
+        hi = np.searchsorted(keys, g * self._SPAN + self._seconds(end), side="left")
+        n = (hi - lo).astype(float)
+        total = (czero if zeros else csum)[hi] - (czero if zeros else csum)[lo]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(n > 0, total / n, np.nan)
+        value[self.t_code < 0] = np.nan
+        return pd.Series(value, index=self.targets.index)
+
+
 @dataclass(frozen=True)
 class OriginFeatures:
     """Recent-history statistics of each series as seen from a forecast origin.
@@ -403,41 +455,24 @@ class OriginFeatures:
         before its origin gets NaN level.
         """
         L, S = self.level_days, self.short_days
-        lookback = pd.Timedelta(days=max(2 * L, 7 * max(self.slot_weeks)))
+        day = pd.Timedelta(days=1)
+        result = targets.copy()
+        o = pd.to_datetime(targets["origin"])
+        usable = history[~(history["closed"] | history["outlier"])]
+        win = _Windows(usable, history, targets)
+        level = win.mean(None, o - L * day, o)
+        lvl = level.where(level > 0)
+        result[self.level_column] = level
+        result[f"level_ratio_d{S}_d{L}"] = win.mean(None, o - S * day, o) / lvl
+        result[f"trend_d{L}"] = level / win.mean(None, o - 2 * L * day, o - L * day).where(lambda v: v > 0)
+        result[f"zero_share_d{L}"] = win.mean(None, o - L * day, o, zeros=True)
         slot_of = SLOTS[self.slot]
-        usable_all = history[~(history["closed"] | history["outlier"])]
-        first_ds = history.groupby("series_id")["ds"].min()
-        parts = []
-        for origin, tg in targets.groupby("origin", sort=False):
-            o = pd.Timestamp(origin)
-            win = usable_all[(usable_all["ds"] >= o - lookback) & (usable_all["ds"] < o)]
-            recent = win[win["ds"] >= o - pd.Timedelta(days=L)]
-            g = recent.groupby("series_id")["y"]
-            level = g.mean()
-            short = recent[recent["ds"] >= o - pd.Timedelta(days=S)].groupby("series_id")["y"].mean()
-            prev = win[(win["ds"] < o - pd.Timedelta(days=L)) & (win["ds"] >= o - pd.Timedelta(days=2 * L))]
-            prev = prev.groupby("series_id")["y"].mean()
-            zero = (recent["y"] <= 0).groupby(recent["series_id"]).mean()
-            out = tg.copy()
-            sid = out["series_id"]
-            lvl = sid.map(level)
-            out[self.level_column] = lvl
-            out[f"level_ratio_d{S}_d{L}"] = sid.map(short) / lvl.where(lvl > 0)
-            out[f"trend_d{L}"] = lvl / sid.map(prev).where(lambda v: v > 0)
-            out[f"zero_share_d{L}"] = sid.map(zero)
-            key = pd.MultiIndex.from_arrays([sid, slot_of(out["ds"])])
-            for w in self.slot_weeks:
-                slot_win = win[win["ds"] >= o - pd.Timedelta(days=7 * w)]
-                slot_mean = slot_win.groupby([slot_win["series_id"], slot_of(slot_win["ds"]).rename("slot")])["y"].mean()
-                out[f"slot_share_w{w}"] = slot_mean.reindex(key).to_numpy() / lvl.where(lvl > 0).to_numpy()
-            if self.slot == "weekday_hour":
-                hour_mean = recent.groupby([recent["series_id"], recent["ds"].dt.hour.rename("hour")])["y"].mean()
-                hkey = pd.MultiIndex.from_arrays([sid, out["ds"].dt.hour])
-                out[f"hour_share_d{L}"] = hour_mean.reindex(hkey).to_numpy() / lvl.where(lvl > 0).to_numpy()
-            out["age_days"] = (o - sid.map(first_ds)).dt.total_seconds() / 86400.0
-            out["h_days"] = (out["ds"] - o).dt.total_seconds() / 86400.0
-            parts.append(out)
-        result = pd.concat(parts).loc[targets.index] if parts else targets.assign(**{c: [] for c in self.columns})
+        for w in self.slot_weeks:
+            result[f"slot_share_w{w}"] = win.mean(slot_of, o - 7 * w * day, o) / lvl
+        if self.slot == "weekday_hour":
+            result[f"hour_share_d{L}"] = win.mean(lambda ds: ds.dt.hour, o - L * day, o) / lvl
+        result["age_days"] = (o - targets["series_id"].map(history.groupby("series_id")["ds"].min())).dt.total_seconds() / 86400.0
+        result["h_days"] = (targets["ds"] - o).dt.total_seconds() / 86400.0
         if self.yoy:
             result["yoy_momentum_364"] = self._yoy(history, result)
         return result
