@@ -290,3 +290,29 @@ def test_blend_is_the_weighted_mean_of_its_parts_and_reloads_through_the_checksu
     hist = pd.concat([feats.history, feats.history[feats.history["series_id"] == 1].tail(5).assign(series_id=4)])
     part = LGBMProphetBlend(lgbm=lgbm_args).fit(hist).predict(short, history=hist)
     assert part["yhat"].notna().all()
+
+
+def test_origin_features_are_window_means_of_usable_history_known_before_the_origin():
+    from features.demand import OriginFeatures
+
+    ds = pd.date_range("2026-06-01", periods=70, freq="D")  # a Monday
+    y = np.where(ds.day_of_week == 5, 20.0, 10.0)  # Saturdays double
+    y[-7:] = 30.0  # the last week jumps
+    hist = pd.DataFrame({"series_id": 1, "ds": ds, "y": y, "closed": False, "outlier": False})
+    hist.loc[hist.index[-10], ["y", "closed"]] = [0.0, True]  # a closed day is not a zero
+    hist.loc[hist.index[-20], ["y", "outlier"]] = [500.0, True]  # nor is an outlier a level
+    origin = ds[-1] + pd.Timedelta(days=1)
+    targets = pd.DataFrame({"series_id": [1, 1, 2], "ds": [origin + pd.Timedelta(days=5)] * 2 + [origin],
+                            "origin": [origin, ds[3], origin]})
+    f = OriginFeatures(yoy=False).transform(hist, targets)
+    usable = hist[~(hist["closed"] | hist["outlier"])]
+    last28 = usable[usable["ds"] >= origin - pd.Timedelta(days=28)]["y"]
+    assert f.loc[0, "level_d28"] == pytest.approx(last28.mean())
+    assert f.loc[0, "level_ratio_d7_d28"] == pytest.approx(30.0 / last28.mean())
+    sats = usable[(usable["ds"] >= origin - pd.Timedelta(days=28)) & (usable["ds"].dt.day_of_week == 5)]["y"]
+    assert f.loc[0, "slot_share_w4"] == pytest.approx(sats.mean() / last28.mean())  # target is a Saturday
+    assert f.loc[0, "zero_share_d28"] == 0.0 and f.loc[0, "h_days"] == 5.0
+    # an origin three days into the history sees three days; a series without history sees nothing
+    assert f.loc[1, "level_d28"] == pytest.approx(10.0) and f.loc[1, "age_days"] == 3.0
+    assert np.isnan(f.loc[1, "trend_d28"])
+    assert f.loc[2, ["level_d28", "slot_share_w4", "age_days"]].isna().all()
