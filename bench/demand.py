@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(ptype, json.dumps(result["types"][ptype]), file=sys.stderr, flush=True)
     result["timings"] = timings
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # the machine is shared: the 1-minute load at the end says how contended the timings were
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    result["cpus"] = os.cpu_count()
     print(json.dumps(result))
     return result
 
