@@ -125,6 +125,13 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        """Liveness for container healthchecks; nothing else is served on GET."""
+        if self.path == "/health":
+            self.answer(200, {"ok": True})
+        else:
+            self.answer(404, {"error": "POST the webhook; GET /health for liveness"})
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = self.read_body()
         if body is None:
