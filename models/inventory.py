@@ -491,7 +491,9 @@ def reorder_rows(plan: InventoryPlan) -> pd.DataFrame:
                     "lead_time_sd_days": round(float(r.lead_time_sd_days), 3),
                     "inventory_position": round(float(r.position), 3),
                     "mean_daily_usage": round(float(r.mean_daily_usage), 4),
-                    "manual_reorder_point": r.manual_reorder_point,
+                    "manual_reorder_point": (
+                        None if pd.isna(r.manual_reorder_point) else round(float(r.manual_reorder_point), 3)
+                    ),
                 }
                 for r in it.itertuples(index=False)
             ],
