@@ -59,7 +59,10 @@ class ElasticityEstimator:
         Returns menu_item_id, at (first local date at the new price), old_price, new_price.
         """
         out = []
-        for iid, g in sales.sort_values("local_date").groupby("menu_item_id"):
+        # A day sold at a modal price of 0 (comped, or a free item) says nothing about elasticity
+        # and would divide by zero below.
+        priced = sales[sales["price"] > 0]
+        for iid, g in priced.sort_values("local_date").groupby("menu_item_id"):
             prices = g["price"].to_numpy()
             dates = g["local_date"].to_numpy()
             # a run-length view of the price: a change needs the new price to hold min_run_days
