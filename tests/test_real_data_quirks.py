@@ -31,6 +31,7 @@ NO_ORDERS = 5      # a restaurant with a menu, a station and stock but not one o
 TWO_DAYS = 6       # a restaurant whose only orders are the last two days' (copied from CONTROL)
 LOCAL_MIDNIGHT = "2026-10-19T23:00:00Z"   # 00:00 Europe/London (BST)
 DST_INSTANT = "2026-10-25T01:00:00Z"      # Europe/London falls back from 02:00 BST to 01:00 GMT
+BEFORE_DST = "2026-10-25T00:30:00Z"       # 01:30 BST, the first of that night's two 01:30s
 HUGE_QUANTITY = 10_000
 
 MUTATIONS = f"""
@@ -130,8 +131,10 @@ UPDATE orders_order SET created_at = TIMESTAMPTZ '{LOCAL_MIDNIGHT}', completed_a
 WHERE id = (SELECT min(id) FROM orders_order WHERE restaurant_id = {QUIRKY} AND created_at::date = DATE '2026-10-19');
 UPDATE orders_order SET created_at = TIMESTAMPTZ '{DST_INSTANT}', completed_at = TIMESTAMPTZ '{DST_INSTANT}' + interval '20 minutes'
 WHERE id = (SELECT min(id) FROM orders_order WHERE restaurant_id = {QUIRKY} AND created_at::date = DATE '2026-10-24');
+UPDATE orders_order SET created_at = TIMESTAMPTZ '{BEFORE_DST}', completed_at = TIMESTAMPTZ '{BEFORE_DST}' + interval '20 minutes'
+WHERE id = (SELECT min(id) + 1 FROM orders_order WHERE restaurant_id = {QUIRKY} AND created_at::date = DATE '2026-10-24');
 UPDATE orders_orderitem i SET created_at = o.created_at FROM orders_order o
-WHERE o.id = i.order_id AND o.created_at IN (TIMESTAMPTZ '{LOCAL_MIDNIGHT}', TIMESTAMPTZ '{DST_INSTANT}');
+WHERE o.id = i.order_id AND o.created_at IN (TIMESTAMPTZ '{LOCAL_MIDNIGHT}', TIMESTAMPTZ '{DST_INSTANT}', TIMESTAMPTZ '{BEFORE_DST}');
 
 -- A station none of whose tickets ever completed.
 UPDATE kitchen_orderitemstation SET status = 'queued', started_at = NULL, completed_at = NULL, prep_time_minutes = NULL
@@ -292,7 +295,6 @@ def test_inactive_restaurant_gets_no_new_predictions(quirky_runs):
         assert INACTIVE not in record["restaurant_ids"]
 
 
-@pytest.mark.xfail(strict=True, reason="the run loop never retires a deactivated restaurant's rows (worker/runs.py, lead)")
 def test_inactive_restaurant_loses_its_old_rows(quirky_runs):
     assert q("SELECT count(*) FROM m_l_predictions WHERE restaurant_id = :r", r=INACTIVE) == [(0,)]
 
@@ -397,3 +399,26 @@ def test_days_sold_at_price_zero_are_not_price_changes():
     sales["price"] = [4.0] * 10 + [0.0] * 5 + [5.0] * 15
     (change,) = ElasticityEstimator().price_changes(sales).itertuples(index=False)
     assert (change.old_price, change.new_price) == (4.0, 5.0)
+
+
+def test_midnight_and_dst_orders_land_in_their_local_day_and_hour(quirky_runs):
+    import pandas as pd
+
+    from features.demand import daily_orders, hourly_orders
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    zones = {QUIRKY: "Europe/London"}
+    args = (reader, zones, pd.Timestamp("2026-10-19T12:00Z"), pd.Timestamp("2026-10-26T12:00Z"),
+            pd.Timestamp("2026-11-02T00:00Z"))
+    hourly = hourly_orders(*args)
+    # the order at 00:00 BST opens 20 October's first hour, not 19 October's last
+    midnight = hourly[hourly["hour_start"] == pd.Timestamp(LOCAL_MIDNIGHT)]
+    assert list(midnight["local_hour_start"]) == [pd.Timestamp("2026-10-20 00:00")]
+    # 01:00 local happens twice on 25 October: the two hours stay apart, one UTC start each
+    twice = hourly[hourly["local_hour_start"] == pd.Timestamp("2026-10-25 01:00")]
+    assert sorted(twice["hour_start"]) == [pd.Timestamp("2026-10-25T00:00Z"), pd.Timestamp(DST_INSTANT)]
+    assert hourly["hour_start"].is_unique
+    daily = daily_orders(*args).set_index("local_date")["orders"]
+    per_day = hourly.assign(day=hourly["local_hour_start"].dt.normalize()).groupby("day")["orders"].sum()
+    assert (daily.loc[per_day.index] == per_day).all()
