@@ -45,3 +45,9 @@ def load_restaurants(reader: ReplicaReader, restaurant_ids: list[int] | None = N
     good["id"] = good["id"].astype("int64")
     good["country_code"] = good["country_code"].fillna("").str.strip().str.upper()
     return RestaurantSet(good.reset_index(drop=True), rejected, unknown)
+
+
+def inactive_restaurant_ids(reader: ReplicaReader) -> list[int]:
+    """Restaurants the RMS marks inactive: closed for good, so their predictions must go."""
+    frame = reader.frame("SELECT id FROM restaurants_restaurant WHERE NOT is_active ORDER BY id")
+    return [int(i) for i in frame["id"]]

@@ -23,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 
 from features.quality import count_malformed
-from features.restaurants import load_restaurants
+from features.restaurants import inactive_restaurant_ids, load_restaurants
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
 from worker.replica import ReplicaReader
@@ -146,6 +146,10 @@ def begin_run(
         writer.fail_run(run_id, error)
         raise RunInputError(error)
     writer.plan_shards(run_id, shards)
+    if restaurant_ids is None:
+        retired = inactive_restaurant_ids(reader)
+        if writer.retire_restaurants(retired, types):
+            writer.append_run_messages(run_id, [f"restaurants deactivated in the RMS lose their predictions: {retired}"])
     log.info("run %s (%s, as of %s): %d restaurants in %d shards", run_id, schedule, when, len(ids), len(shards))
     return RunPlan(run_id, schedule, when, shards, types)
 

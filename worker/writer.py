@@ -223,6 +223,19 @@ class PredictionWriter:
                     {"run_id": str(run_id), "shard_no": shard_no, "rids": _dumps(ids)},
                 )
 
+    def retire_restaurants(self, restaurant_ids: list[int], prediction_types: list[str]) -> int:
+        """Delete these restaurants' rows of these types (restaurants the RMS deactivated)."""
+        if not restaurant_ids or not prediction_types:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(
+                text(
+                    "DELETE FROM m_l_predictions WHERE restaurant_id = ANY(:rids) "
+                    "AND prediction_type = ANY(:types)"
+                ),
+                {"rids": [int(r) for r in restaurant_ids], "types": list(prediction_types)},
+            ).rowcount
+
     def abandon_unfinished_shards(self, run_id: uuid.UUID | str, reason: str) -> int:
         """Mark a dead run's pending or running shards failed, so the run can be closed."""
         with self.engine.begin() as conn:
