@@ -13,12 +13,16 @@ import json
 import shutil
 from pathlib import Path
 
+from models.blend import LGBMProphetBlend
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
 
-MODEL_CLASSES = {cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, ProphetPerSeries)}
+# Every class a demand artifact may hold (the previous-model fallback loads any of them).
+MODEL_CLASSES = {
+    cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, ProphetPerSeries, LGBMProphetBlend)
+}
 INTERVALS_FILE = "intervals.json"
 
 

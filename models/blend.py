@@ -72,17 +72,3 @@ class LGBMProphetBlend:
         model.lgbm_ = GlobalLGBM.load(directory / "lightgbm")
         model.prophet_ = ProphetPerSeries.load(directory / "prophet")
         return model
-
-
-def _register() -> None:
-    """Make saved blends loadable by ``models.artifacts.load_artifact`` (previous-model fallback).
-
-    Registered here rather than listed in models/artifacts.py so the artifact module needs no
-    knowledge of this candidate; importing models.forecasting (which offers it) registers it.
-    """
-    from models.artifacts import MODEL_CLASSES
-
-    MODEL_CLASSES.setdefault(LGBMProphetBlend.name, LGBMProphetBlend)
-
-
-_register()
