@@ -297,6 +297,7 @@ def test_inactive_restaurant_gets_no_new_predictions(quirky_runs):
 
 def test_inactive_restaurant_loses_its_old_rows(quirky_runs):
     assert q("SELECT count(*) FROM m_l_predictions WHERE restaurant_id = :r", r=INACTIVE) == [(0,)]
+    assert any(str([INACTIVE]) in m and "deactivated" in m for m in quirky_runs["records"]["daily"]["messages"])
 
 
 def test_holiday_country_codes_are_normalised_or_ignored():
@@ -365,8 +366,8 @@ def test_inventory_nulls_unreceived_orders_and_odd_batches(quirky_runs):
     assert d["current_stock"] == 0
     assert len(details("reorder", entity_id=501)) == 1
     # the supplier that promises no lead time still gets an estimate from its deliveries
-    (_, _, lead, _), = details("lead_time", entity_id=500)
-    assert lead > 0
+    (_, method, lead, d), = details("lead_time", entity_id=500)
+    assert method == "model" and lead > 0 and d["promised_days"] is None and d["observed_orders"] > 0
     items = replica(url, f"SELECT count(*) FROM inventory_inventoryitem WHERE restaurant_id = {QUIRKY}")[0][0]
     assert len(q("SELECT 1 FROM m_l_predictions WHERE prediction_type = 'stockout' AND restaurant_id = :r",
                  r=QUIRKY)) == items
@@ -422,3 +423,4 @@ def test_midnight_and_dst_orders_land_in_their_local_day_and_hour(quirky_runs):
     daily = daily_orders(*args).set_index("local_date")["orders"]
     per_day = hourly.assign(day=hourly["local_hour_start"].dt.normalize()).groupby("day")["orders"].sum()
     assert (daily.loc[per_day.index] == per_day).all()
+
