@@ -65,12 +65,18 @@ def _result(outcome: Outcome, rows: pd.DataFrame, scope_ids: list[int]) -> UnitR
 
 
 def average_ticket(history: pd.DataFrame, days: int = 28) -> pd.Series:
-    """Revenue per order over the last ``days`` open days of each restaurant (currency units)."""
+    """Typical revenue per order over the last ``days`` open days of each restaurant (currency units).
+
+    The median of the daily tickets rather than total revenue over total orders: one well-formed
+    but absurd order (a 10,000-item line) would otherwise raise every forecast day's revenue.
+    Restaurants without an order in the window are absent (see ``predict_demand_daily``).
+    """
     if history.empty or "revenue" not in history:
         return pd.Series(dtype=float)
-    recent = history[(history["ds"] > history["ds"].max() - pd.Timedelta(days=days)) & ~history["closed"]]
-    orders = recent.groupby("series_id")["y"].sum()
-    return (recent.groupby("series_id")["revenue"].sum() / orders.where(orders > 0)).fillna(0.0)
+    recent = history[
+        (history["ds"] > history["ds"].max() - pd.Timedelta(days=days)) & ~history["closed"] & (history["y"] > 0)
+    ]
+    return (recent["revenue"] / recent["y"]).groupby(recent["series_id"]).median()
 
 
 def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
@@ -79,9 +85,12 @@ def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
     out = _with_restaurant(outcome.frame, features)
     rows = _rows(out, "day")
     ticket = average_ticket(features.history)
+    # A restaurant forecast from its peers has no ticket of its own: the peers' typical ticket
+    # keeps its revenue from reading 0 next to a non-zero order forecast.
+    peer_ticket = float(ticket.median()) if len(ticket) else 0.0
     rows["details"] = [
         {
-            "revenue": round(float(v) * float(ticket.get(sid, 0.0)), 2),
+            "revenue": round(float(v) * float(ticket.get(sid, peer_ticket)), 2),
             "interval_level": INTERVAL_LEVEL,
             "closed": bool(c),
         }
