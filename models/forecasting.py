@@ -175,6 +175,14 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     # 4. peer average for the rest -------------------------------------------------------
     missing = out["yhat"].isna()
     if missing.any():
+        # Series with no orders at all are named by the features; those with a little history
+        # (a restaurant open two days) would otherwise fall back silently.
+        short = sorted({int(s) for s in out.loc[missing, "series_id"]
+                        if totals.get(s, 0) > 0 and int(s) not in seasoned})
+        if short:
+            shown = ", ".join(map(str, short[:20])) + (", ..." if len(short) > 20 else "")
+            messages.append(f"{spec.prediction_type}: {len(short)} series with under {spec.min_history_days} open "
+                            f"days of history forecast from their peers' average: [{shown}]")
         _peer_average(out, missing, series, spec, messages)
 
     # closures known from evidence --------------------------------------------------------
