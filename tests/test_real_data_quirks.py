@@ -424,3 +424,22 @@ def test_midnight_and_dst_orders_land_in_their_local_day_and_hour(quirky_runs):
     per_day = hourly.assign(day=hourly["local_hour_start"].dt.normalize()).groupby("day")["orders"].sum()
     assert (daily.loc[per_day.index] == per_day).all()
 
+
+
+def test_outlier_order_does_not_inflate_the_revenue_forecast(quirky_runs):
+    (typical,), = replica(quirky_runs["url"], f"""
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total)::float8 FROM (
+            SELECT sum(total) / count(*) AS total FROM orders_order
+            WHERE restaurant_id = {QUIRKY} AND status = 'completed'
+              AND created_at >= TIMESTAMPTZ '{END - dt.timedelta(days=28)} 00:00Z'
+            GROUP BY created_at::date) per_day""")
+    tickets = [d["revenue"] / v for _, _, v, d in details("demand_daily", restaurant_id=QUIRKY) if v > 0]
+    # one order worth weeks of takings must not double every day's revenue
+    assert tickets and max(tickets) < 1.25 * typical
+
+
+def test_restaurants_without_their_own_history_are_named_and_priced(quirky_runs):
+    messages = quirky_runs["records"]["daily"]["messages"]
+    assert any(f"restaurant {TWO_DAYS}" in m or f"[{TWO_DAYS}]" in m for m in messages), messages
+    for rid in (NO_ORDERS, TWO_DAYS):
+        assert all(d["revenue"] > 0 for _, _, _, d in details("demand_daily", restaurant_id=rid)), rid
