@@ -42,6 +42,19 @@ def drop_database(name: str) -> None:
     _scratch.drop_database(name, ADMIN_URL)
 
 
+def use_replica(url: str) -> str:
+    """Point the pipeline at another replica database (settings and engines reset); returns the
+    URL it pointed at before, to hand back to ``use_replica`` when done."""
+    from worker import db
+    from worker.settings import get_settings
+
+    previous = os.environ["RMSML_REPLICA__URL"]
+    os.environ["RMSML_REPLICA__URL"] = url
+    get_settings.cache_clear()
+    db.reset_engines()
+    return previous
+
+
 # The small chain most tests run on: fixed end date, so every session sees the same data.
 CHAIN_END = date(2026, 11, 1)
 CHAIN = dict(restaurants=4, days=200, seed=7, end=CHAIN_END)

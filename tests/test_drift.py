@@ -26,9 +26,8 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import DB_SUFFIX, _BASE, drop_database, recreate_database
+from tests.conftest import DB_SUFFIX, _BASE, drop_database, recreate_database, use_replica
 from worker import db, runs
-from worker.settings import get_settings
 
 SHIFT = pd.Timestamp("2026-10-15T04:15:00Z")
 RUN_B = SHIFT + pd.Timedelta(days=7)
@@ -77,10 +76,7 @@ def drift_chain(predictions_url):
     url = recreate_database(NAME)
     seed_database(url, ChainConfig(restaurants=3, days=120, seed=11, end=date(2026, 11, 1), modules=()))
     planted = _plant(url)
-    previous = os.environ["RMSML_REPLICA__URL"]
-    os.environ["RMSML_REPLICA__URL"] = f"{_BASE}/{NAME}"
-    get_settings.cache_clear()
-    db.reset_engines()
+    previous = use_replica(f"{_BASE}/{NAME}")
     with db.predictions_engine().begin() as conn:
         conn.execute(text(
             "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, ml_webhook_attempt, "
@@ -95,9 +91,7 @@ def drift_chain(predictions_url):
         yield {"a": a, "b": b, "planted": planted, "monkeypatch": mp}
     finally:
         mp.undo()
-        os.environ["RMSML_REPLICA__URL"] = previous
-        get_settings.cache_clear()
-        db.reset_engines()
+        use_replica(previous)
         drop_database(NAME)
 
 

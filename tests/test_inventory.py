@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,7 @@ import pytest
 from scipy.stats import norm
 from sqlalchemy import text
 
-from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database
+from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database, use_replica
 from worker import db, runs
 from worker.settings import get_settings
 
@@ -159,17 +158,12 @@ def test_missing_inventory_module_skips_inventory_types_and_writes_the_rest(clea
     name = "rmsml_test_noinv_inv" + DB_SUFFIX
     url = recreate_database(name)
     seed_database(url, ChainConfig(restaurants=2, days=90, seed=5, end=CHAIN["end"], modules=("customers",)))
-    previous_url = os.environ["RMSML_REPLICA__URL"]
-    os.environ["RMSML_REPLICA__URL"] = url
-    get_settings.cache_clear()
-    db.reset_engines()
+    previous_url = use_replica(url)
     try:
         record = runs.execute_run("daily", AS_OF)
         weekly = runs.execute_run("weekly", AS_OF)
     finally:
-        os.environ["RMSML_REPLICA__URL"] = previous_url
-        get_settings.cache_clear()
-        db.reset_engines()
+        use_replica(previous_url)
         drop_database(name)
     assert record["status"] == "succeeded", record
     for ptype in ("stock_daily", "stockout", "reorder"):

@@ -12,15 +12,13 @@ record, and the untouched control restaurant must get its full set of rows.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import psycopg2
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import ADMIN_URL, DB_SUFFIX, drop_database, recreate_database
+from tests.conftest import DB_SUFFIX, drop_database, recreate_database, use_replica
 from worker import db, runs
-from worker.settings import get_settings
 
 END = dt.date(2026, 11, 1)
 AS_OF = "2026-11-01T04:15:00Z"
@@ -192,14 +190,11 @@ def quirky_runs(predictions_url):
 
     chain = ChainConfig(restaurants=3, days=120, seed=11, end=END, malformed=False)
     name = "rmsml_test_quirks" + DB_SUFFIX
-    previous_url = os.environ["RMSML_REPLICA__URL"]
     url = recreate_database(name)
     seed_database(url, chain)
     # The pristine pass covers the same restaurants (pricing pools categories per shard).
     _admin(url, f"UPDATE restaurants_restaurant SET is_active = false WHERE id = {INACTIVE}")
-    os.environ["RMSML_REPLICA__URL"] = url
-    get_settings.cache_clear()
-    db.reset_engines()
+    previous_url = use_replica(url)
     try:
         with db.predictions_engine().begin() as conn:
             conn.execute(text(TRUNCATE))
@@ -221,9 +216,7 @@ def quirky_runs(predictions_url):
             "before": before, "records": records, "url": url,
         }
     finally:
-        os.environ["RMSML_REPLICA__URL"] = previous_url
-        get_settings.cache_clear()
-        db.reset_engines()
+        use_replica(previous_url)
         drop_database(name)
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 
 import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database
+from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database, use_replica
 from worker import db, runs
-from worker.settings import get_settings
 from worker.units import PredictionUnit
 
 AS_OF = "2026-10-31T04:15:00Z"
@@ -142,10 +140,7 @@ def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_prediction
     name = "rmsml_test_noinv" + DB_SUFFIX
     url = recreate_database(name)
     seed_database(url, ChainConfig(restaurants=2, days=60, seed=5, end=CHAIN["end"], modules=("customers",)))
-    previous_url = os.environ["RMSML_REPLICA__URL"]
-    os.environ["RMSML_REPLICA__URL"] = url
-    get_settings.cache_clear()
-    db.reset_engines()
+    previous_url = use_replica(url)
     try:
         record = runs.execute_run("daily", AS_OF)
         assert record["status"] == "succeeded", record
@@ -156,9 +151,7 @@ def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_prediction
         assert record["rows_written"]["demand_hourly"] == 168 * 2
         assert not set(record["rows_written"]) & {"stock_daily", "stockout", "reorder", "prep_time"}
     finally:
-        os.environ["RMSML_REPLICA__URL"] = previous_url
-        get_settings.cache_clear()
-        db.reset_engines()
+        use_replica(previous_url)
         drop_database(name)
 
 
