@@ -14,7 +14,6 @@ in a fixed restaurant order.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,8 +24,49 @@ import pandas as pd
 
 from synthetic import catalog
 from synthetic.config import ChainConfig
-from synthetic.ground_truth import GroundTruth, MenuItemTruth, RestaurantTruth, StationTruth, SupplierTruth
+from synthetic.ground_truth import (
+    GroundTruth,
+    MenuItemTruth,
+    RestaurantTruth,
+    StationTruth,
+    SupplierTruth,
+)
 from synthetic.schema import contract, tables_for
+from synthetic.sim_customers import CustomerSim
+from synthetic.sim_inventory import InventorySim
+from synthetic.simcore import (
+    CATEGORY_ELASTICITY,
+    CATEGORY_WEIGHT,
+    ITEMS_PER_ORDER_P,
+    OPEN_ORDER_STATUSES,
+    ORDER_TYPES,
+    PAY_METHODS,
+    PAY_MIX,
+    POPULARITY_EXPONENT,
+    PREP_NOISE_SD,
+    QUEUE_WINDOW_MIN,
+    S_CHAIN,
+    S_INV_PLAN,
+    S_KITCHEN,
+    S_LINES,
+    S_MALFORMED,
+    S_MENU,
+    S_ORDERS,
+    S_PAYMENTS,
+    S_PLAN,
+    S_STATIONS,
+    SLOT_US,
+    STATUS_MIX,
+    UNKNOWN_TIMEZONE,
+    WEEKLY_BASE,
+    Chunk,
+    _date,
+    _days,
+    _dt,
+    _local_us,
+    _rng,
+    _round_price,
+)
 from synthetic.tables import (
     US_PER_DAY,
     US_PER_H,
@@ -39,59 +79,6 @@ from synthetic.tables import (
     text_col,
     to_frame,
 )
-
-Chunk = dict[str, dict[str, Column]]
-
-EPOCH = dt.date(1970, 1, 1)
-UNKNOWN_TIMEZONE = "Mars/Olympus_Mons"
-SLOT_US = 15 * US_PER_MIN  # orders are drawn per 15-minute UTC slot: aligns with any :30 offset
-QUEUE_WINDOW_MIN = 10.0
-PREP_NOISE_SD = 0.10
-OPEN_ORDER_STATUSES = ("completed", "cancelled", "refunded")
-STATUS_MIX = (0.955, 0.03, 0.015)
-ORDER_TYPES = ("dine_in", "takeaway", "delivery")
-PAY_METHODS = ("card", "cash", "wallet", "gift_card")
-PAY_MIX = (0.68, 0.17, 0.12, 0.03)
-ITEMS_PER_ORDER_P = (0.32, 0.30, 0.20, 0.11, 0.07)
-WEEKLY_BASE = np.array([0.86, 0.83, 0.88, 0.95, 1.15, 1.32, 1.08])  # Monday..Sunday
-POPULARITY_EXPONENT = 1.8  # Zipf-like ranks: a few best sellers and a long tail of intermittent items
-CATEGORY_WEIGHT = {"mains": 1.5, "drinks": 1.3, "sides": 1.0, "starters": 0.8, "desserts": 0.6}
-CATEGORY_ELASTICITY = {"drinks": -1.4, "mains": -1.0, "starters": -1.2, "sides": -0.8, "desserts": -1.5}
-
-# streams of the SeedSequence
-S_PLAN, S_MENU, S_STATIONS, S_INV_PLAN, S_ORDERS, S_LINES, S_KITCHEN, S_CUSTOMERS, S_PAYMENTS, S_INVENTORY, S_MALFORMED, S_CHAIN = range(12)
-
-
-def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
-
-
-def _days(d: dt.date) -> int:
-    return (d - EPOCH).days
-
-
-def _date(days: int) -> dt.date:
-    return EPOCH + dt.timedelta(days=int(days))
-
-
-def _dt(us: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=int(us))
-
-
-def _local_us(tz: str, utc_us: np.ndarray) -> np.ndarray:
-    """Local wall-clock time (as naive µs since 1970) of UTC instants, DST-correct."""
-    idx = pd.DatetimeIndex(np.asarray(utc_us, dtype=np.int64).astype("datetime64[us]"))
-    return idx.tz_localize("UTC").tz_convert(tz).tz_localize(None).as_unit("us").asi8
-
-
-def _round_price(x: float, level: float) -> int:
-    """A menu-looking price in cents: whole rupees/reais in steps, halves elsewhere."""
-    if level >= 10:
-        return int(round(x / 5.0) * 5) * 100
-    if level >= 3:
-        return int(round(x)) * 100
-    return int(round(x * 2) / 2 * 100)
-
 
 # ---------------------------------------------------------------------------------------------
 # plan: the small, static part of the chain (parameters, menus, stations, suppliers)
@@ -624,7 +611,7 @@ def _orders_cols(ids, rid, customer, customer_null, otype, status, guests, guest
 # one restaurant's history
 
 
-class RestaurantSim:
+class RestaurantSim(CustomerSim, InventorySim):
     """Simulates one restaurant over the window and returns its rows as a chunk."""
 
     def __init__(self, builder: ChainBuilder, plan: _RestaurantPlan):
@@ -834,104 +821,6 @@ class RestaurantSim:
 
     # -- customers -------------------------------------------------------------------------------
 
-    def _customers(self) -> None:
-        if "customers" not in self.mods:
-            return
-        b, p = self.b, self.p
-        rng = self.rng(S_CUSTOMERS)
-        created = self.created
-        n_reg = p.truth.regular_customers
-        window_open = int(p.day_start_us[p.open_idx]) if p.open_idx else b.start_us
-        joined_before = rng.random(n_reg) < 0.6
-        late_join_hi = max(window_open + 1, b.end_us - 30 * US_PER_DAY)
-        join = np.where(
-            joined_before,
-            window_open - rng.integers(1, 1000, n_reg) * US_PER_DAY - rng.integers(0, US_PER_DAY, n_reg),
-            rng.integers(window_open, late_join_hi, n_reg),
-        )
-        active_start = np.maximum(join, window_open)
-        interval = rng.uniform(7, 30, n_reg) * US_PER_DAY
-        churn_lo = active_start + 60 * US_PER_DAY
-        churn_hi = b.end_us - 30 * US_PER_DAY
-        churns = (rng.random(n_reg) < 0.25) & (churn_hi - churn_lo > US_PER_DAY)
-        churn_at = np.where(churns, 0, b.end_us)
-        if churns.any():
-            # churn at a UTC midnight so that "no orders on or after churn_date" is exact
-            cday = (churn_lo[churns] + rng.random(churns.sum()) * (churn_hi - churn_lo[churns])) // US_PER_DAY
-            churn_at[churns] = cday.astype(np.int64) * US_PER_DAY
-        active_end = churn_at
-        span = np.maximum(active_end - active_start, 0)
-        n_t = (span // interval).astype(np.int64) + 1
-        rep = np.repeat(np.arange(n_reg), n_t)
-        j = np.arange(len(rep)) - np.repeat(np.cumsum(n_t) - n_t, n_t)
-        phase = rng.random(n_reg)
-        t = active_start[rep] + (phase[rep] + j) * interval[rep] + rng.normal(0, 0.15, len(rep)) * interval[rep]
-        t = t.astype(np.int64)
-        ok = (t >= active_start[rep]) & (t < active_end[rep])
-        rep, t = rep[ok], t[ok]
-        idx = np.searchsorted(created, t)
-        ok = idx < len(created)
-        rep, idx = rep[ok], idx[ok]
-        ok = created[idx] < active_end[rep]
-        rep, idx = rep[ok], idx[ok]
-        first = np.unique(idx, return_index=True)[1]
-        idx, rep = idx[first], rep[first]
-        cust_local = np.full(self.n_orders, -1, dtype=np.int64)
-        cust_local[idx] = rep
-        # one-off customers on a share of the remaining orders
-        free = np.flatnonzero(cust_local < 0)
-        oneoff = free[rng.random(len(free)) < p.truth.one_off_share]
-        n_one = len(oneoff)
-        cust_local[oneoff] = n_reg + np.arange(n_one)
-        n_c = n_reg + n_one
-        joined = np.concatenate([join, created[oneoff] - rng.integers(US_PER_MIN, 10 * US_PER_MIN, n_one)])
-        # ids follow date_joined, as a real auto-increment would
-        by_join = np.argsort(joined, kind="stable")
-        ids = np.empty(n_c, dtype=np.int64)
-        ids[by_join] = b.ids.take("customers_customerprofile", n_c)
-        has = cust_local >= 0
-        self.customer = np.where(has, ids[np.maximum(cust_local, 0)], 0)
-        self.customer_null = ~has
-        counts = np.bincount(cust_local[has], minlength=n_c)
-        points = counts * 10 + rng.integers(0, 50, n_c)
-        tier = np.select([points >= 1000, points >= 500, points >= 200], [3, 2, 1], 0)
-        first_i = rng.integers(0, len(catalog.FIRST_NAMES), n_c)
-        last_i = rng.integers(0, len(catalog.LAST_NAMES), n_c)
-        _, _, prefix, tld = catalog.COUNTRY[p.country]
-        tag = rng.integers(1, 9999, n_c)
-        fn = np.array(catalog.FIRST_NAMES, dtype=object)[first_i]
-        ln = np.array(catalog.LAST_NAMES, dtype=object)[last_i]
-        emails = [f"{a.lower()}.{c.lower()}{d}@example.{tld}" for a, c, d in zip(fn, ln, tag)]
-        digits = rng.integers(100_000_000, 999_999_999, n_c)
-        phones = np.array([f"{prefix} {d}" for d in digits], dtype=object)
-        phone_null = rng.random(n_c) < 0.15
-        birth = rng.integers(_days(dt.date(1945, 1, 1)), _days(dt.date(2006, 12, 31)), n_c)
-        birth_null = rng.random(n_c) < 0.25
-        order = by_join
-        self.b.truth.churned_customers.extend(
-            {
-                "customer_id": int(ids[c]),
-                "restaurant_id": p.rid,
-                "churned_at": _dt(int(churn_at[c])),
-                "churn_date": _date(int(churn_at[c]) // US_PER_DAY),
-                "orders_before_churn": int(counts[c]),
-            }
-            for c in np.flatnonzero(churns)
-        )
-        self.chunk["customers_customerprofile"] = {
-            "id": Column(ids[order]),
-            "organization_id": Column(np.ones(n_c, dtype=np.int64)),
-            "home_restaurant_id": Column(np.full(n_c, p.rid, dtype=np.int64)),
-            "first_name": obj_col(fn[order]),
-            "last_name": obj_col(ln[order]),
-            "email": obj_col(np.array(emails, dtype=object)[order]),
-            "phone": Column(phones[order], phone_null[order]),
-            "birth_date": Column(birth[order], birth_null[order]),
-            "date_joined": Column(joined[order]),
-            "loyalty_tier": text_col(tier[order], ["none", "silver", "gold", "platinum"]),
-            "loyalty_points": Column(points[order].astype(np.int64)),
-            "marketing_opt_in": Column((rng.random(n_c) < 0.4)[order]),
-        }
 
     # -- malformed rows (restaurant 0 only) ------------------------------------------------------
 
@@ -1104,273 +993,6 @@ class RestaurantSim:
 
     # -- inventory -------------------------------------------------------------------------------
 
-    def _inventory(self) -> None:
-        """Daily stock simulation with a reorder-point policy; loops over days, not orders."""
-        b, p = self.b, self.p
-        rng = self.rng(S_INVENTORY)
-        m = p.menu
-        n_inv = len(p.inv_ids)
-        n_menu = len(m.ids)
-        nd = p.n_days
-        ds = p.day_start_us
-        used = (self.status[self.line_order] == 1) | (self.status[self.line_order] == 3)
-        lday = self.local_day[self.line_order][used]
-        units = np.bincount(lday * n_menu + self.item[used], weights=self.qty[used], minlength=nd * n_menu).reshape(nd, n_menu)
-        each = np.array([catalog.INGREDIENTS[g][0] == "each" for g in p.inv_names])
-        grain = np.where(each, 1000, 1)  # milli-units: 'each' items move in whole units
-        cons = np.rint(units @ p.recipe_matrix * 1000).astype(np.int64)
-        cons = (cons + grain - 1) // grain * grain
-        lo = p.open_idx
-        usage = np.maximum(cons[lo:].mean(axis=0), grain)
-        sup_key = [catalog.INGREDIENTS[g][2] for g in p.inv_names]
-        sup_k = np.array([b.supplier_index[k] for k in sup_key])
-        # the manager sets reorder points from the lead times actually experienced (mean + 2 sd),
-        # with a peak-day factor; tails of unreliable suppliers still cause the odd stockout
-        lead_mean = np.array([b.supplier_lead[k][1] for k in sup_key])
-        lead_sd = np.array([b.supplier_lead[k][2] for k in sup_key])
-        perish = np.array([catalog.INGREDIENTS[g][3] for g in p.inv_names])
-        shelf = np.array([catalog.INGREDIENTS[g][4] or 0 for g in p.inv_names])
-        cycle = np.where(perish & (shelf <= 7), 3, np.where(perish, 5, 10))
-        cover = lead_mean + 2 * lead_sd + 1.5  # days the reorder point must cover
-        spread = cons[lo:].std(axis=0)
-        rop = np.ceil((usage * 1.3 * cover + 2.5 * spread * np.sqrt(cover)) / grain).astype(np.int64) * grain
-        par = rop + np.rint(usage * cycle / grain).astype(np.int64) * grain
-        moq = np.maximum(np.rint(usage / grain).astype(np.int64), 1) * grain
-
-        # planted stockouts: reordering an item is forgotten for longer than its stock lasts
-        suppress = np.zeros((nd, n_inv), bool)
-        planted = []
-        busy = np.flatnonzero(usage >= np.median(usage))
-        n_plant = 2 if nd - lo >= 300 else 1
-        if nd - lo >= 60 and len(busy):
-            for k in rng.choice(busy, size=min(n_plant, len(busy)), replace=False):
-                d0 = lo + int((nd - lo) * rng.uniform(0.35, 0.7))
-                length = int(math.ceil(par[k] / usage[k])) + int(rng.integers(3, 7))
-                suppress[d0 : d0 + length, k] = True
-                planted.append((int(k), d0, min(d0 + length, nd)))
-
-        lead_mu = {}
-        for key, (_, mean, sd) in b.supplier_lead.items():
-            s2 = math.log(1 + (sd / mean) ** 2)
-            lead_mu[key] = (math.log(mean) - s2 / 2, math.sqrt(s2))
-
-        stock = np.zeros(n_inv, dtype=np.int64)
-        transit = np.zeros(n_inv, dtype=np.int64)
-        arrivals: dict[int, list[int]] = defaultdict(list)
-        po_lines: dict[int, list[int]] = {}
-        # purchase orders and their lines as growing lists (a handful per week)
-        po_sup, po_ordered, po_received, po_expected = [], [], [], []
-        pl_po, pl_item, pl_qty, pl_recv, pl_cost = [], [], [], [], []
-        # batches and movements
-        bt_item, bt_po, bt_qty, bt_cost, bt_at = [], [], [], [], []
-        mv_item, mv_batch, mv_type, mv_qty, mv_at = [], [], [], [], []  # mv_type 0 receipt 1 consumption 2 waste 3 adjustment
-        shortfall = np.zeros((nd, n_inv), dtype=np.int64)
-
-        def receive(item_ix, qty, cost, at, po):
-            for it, q, c in zip(item_ix, qty, cost):
-                bt_item.append(it), bt_po.append(po), bt_qty.append(q), bt_cost.append(c), bt_at.append(at)
-                mv_item.append(it), mv_batch.append(len(bt_item) - 1), mv_type.append(0), mv_qty.append(q), mv_at.append(at)
-
-        # opening stock on the first day (no purchase order)
-        t0 = max(int(ds[lo]) + 8 * US_PER_H, b.start_us)
-        stock += par
-        receive(range(n_inv), par.tolist(), p.inv_unit_cost.tolist(), t0, -1)
-        closed = p.closed
-        waste_p = np.where(perish, 0.03, 0.003)
-        for d in range(lo, nd):
-            day_end = int(ds[d + 1])
-            for po in arrivals.pop(d, ()):
-                for li in po_lines[po]:
-                    it, q = pl_item[li], pl_recv[li]
-                    stock[it] += q
-                    transit[it] -= pl_qty[li]
-                    receive([it], [q], [pl_cost[li]], po_received[po], po)
-            need = cons[d]
-            got = np.minimum(need, stock)
-            shortfall[d] = need - got
-            stock -= got
-            t_c = min(max(day_end - 30 * US_PER_MIN, b.start_us), b.end_us - 1)
-            for it in np.flatnonzero(got):
-                mv_item.append(int(it)), mv_batch.append(-1), mv_type.append(1), mv_qty.append(-int(got[it])), mv_at.append(t_c)
-            r = rng.random(n_inv)
-            w = np.where(r < waste_p, (np.rint(stock * rng.uniform(0.05, 0.2, n_inv) / grain) * grain).astype(np.int64), 0)
-            t_w = min(day_end - 20 * US_PER_MIN, b.end_us - 1)
-            for it in np.flatnonzero(w):
-                stock[it] -= w[it]
-                mv_item.append(int(it)), mv_batch.append(-1), mv_type.append(2), mv_qty.append(-int(w[it])), mv_at.append(t_w)
-            r = rng.random(n_inv)
-            adj = np.where(r < 0.01, (np.rint(stock * rng.normal(-0.01, 0.01, n_inv) / grain) * grain).astype(np.int64), 0)
-            adj = np.maximum(adj, -stock)
-            t_a = min(day_end - 15 * US_PER_MIN, b.end_us - 1)
-            for it in np.flatnonzero(adj):
-                stock[it] += adj[it]
-                mv_item.append(int(it)), mv_batch.append(-1), mv_type.append(3), mv_qty.append(int(adj[it])), mv_at.append(t_a)
-            ordered_at = day_end - 10 * US_PER_MIN
-            if closed[d] or ordered_at >= b.end_us:
-                continue
-            trig = (stock + transit < rop) & ~suppress[d]
-            if not trig.any():
-                continue
-            for s in np.unique(sup_k[trig]):
-                its = np.flatnonzero(trig & (sup_k == s))
-                key = catalog.SUPPLIERS[s][0]
-                mu, sg = lead_mu[key]
-                lead = float(rng.lognormal(mu, sg))
-                recv_at = ordered_at + int(lead * US_PER_DAY)
-                po = len(po_sup)
-                po_sup.append(int(s)), po_ordered.append(ordered_at)
-                po_expected.append(ordered_at + int(b.supplier_lead[key][0] * US_PER_DAY))
-                q = np.maximum(par[its] - stock[its] - transit[its], moq[its])
-                q = (q + grain[its] - 1) // grain[its] * grain[its]
-                short = rng.random(len(its)) < 0.05
-                recv = np.where(short, (np.rint(q * rng.uniform(0.85, 0.95, len(its)) / grain[its]) * grain[its]).astype(np.int64), q)
-                cost = np.rint(p.inv_unit_cost[its] * rng.uniform(0.97, 1.05, len(its))).astype(np.int64)
-                lines = []
-                for it, qq, rr, cc in zip(its, q, recv, cost):
-                    lines.append(len(pl_po))
-                    pl_po.append(po), pl_item.append(int(it)), pl_qty.append(int(qq)), pl_recv.append(int(rr)), pl_cost.append(int(cc))
-                po_lines[po] = lines
-                transit[its] += q
-                a = int(np.searchsorted(ds, recv_at, side="right")) - 1
-                if a < nd and recv_at > int(ds[a + 1]) - 30 * US_PER_MIN:
-                    a += 1  # after that day's consumption: it feeds the next day
-                a = max(a, d + 1)
-                if recv_at >= b.end_us or a >= nd:
-                    po_received.append(None)  # still in transit at the end of history
-                    continue
-                po_received.append(recv_at)
-                arrivals[a].append(po)
-        self._inventory_tables(
-            rng, stock, grain, par, rop, moq, perish, shelf, sup_k, planted, shortfall,
-            (po_sup, po_ordered, po_received, po_expected), (pl_po, pl_item, pl_qty, pl_recv, pl_cost),
-            (bt_item, bt_po, bt_qty, bt_cost, bt_at), (mv_item, mv_batch, mv_type, mv_qty, mv_at),
-        )
-
-    def _inventory_tables(self, rng, stock, grain, par, rop, moq, perish, shelf, sup_k, planted, shortfall, pos, pls, bts, mvs):
-        b, p = self.b, self.p
-        n_inv = len(p.inv_ids)
-        inv_ids = p.inv_ids
-        self.chunk["inventory_inventoryitem"] = {
-            "id": Column(inv_ids),
-            "restaurant_id": Column(np.full(n_inv, p.rid, dtype=np.int64)),
-            "name": obj_col(p.inv_names),
-            "unit": obj_col([catalog.INGREDIENTS[g][0] for g in p.inv_names]),
-            "unit_cost": Column(p.inv_unit_cost),
-            "supplier_id": Column(b.supplier_ids[sup_k]),
-            "par_level": Column(par),
-            "reorder_point": Column(rop),
-            "min_order_quantity": Column(moq),
-            "is_perishable": Column(perish.astype(bool)),
-            "shelf_life_days": Column(shelf.astype(np.int64), ~perish.astype(bool)),
-        }
-        po_sup, po_ordered, po_received, po_expected = pos
-        n_po = len(po_sup)
-        po_ids = b.ids.take("inventory_purchaseorder", n_po)
-        recv_null = np.array([r is None for r in po_received], dtype=bool)
-        recv_at = np.array([0 if r is None else r for r in po_received], dtype=np.int64)
-        self.chunk["inventory_purchaseorder"] = {
-            "id": Column(po_ids),
-            "restaurant_id": Column(np.full(n_po, p.rid, dtype=np.int64)),
-            "supplier_id": Column(b.supplier_ids[np.array(po_sup, dtype=np.int64)]),
-            "status": text_col(np.where(recv_null, 0, 1), ["sent", "received"]),
-            "ordered_at": Column(np.array(po_ordered, dtype=np.int64)),
-            "expected_at": Column(np.array(po_expected, dtype=np.int64)),
-            "received_at": Column(recv_at, recv_null),
-        }
-        pl_po, pl_item, pl_qty, pl_recv, pl_cost = (np.array(x, dtype=np.int64) for x in pls)
-        n_pl = len(pl_po)
-        line_null = recv_null[pl_po] if n_pl else np.zeros(0, bool)
-        self.chunk["inventory_purchaseorderline"] = {
-            "id": Column(b.ids.take("inventory_purchaseorderline", n_pl)),
-            "purchase_order_id": Column(po_ids[pl_po] if n_pl else np.zeros(0, np.int64)),
-            "inventory_item_id": Column(inv_ids[pl_item] if n_pl else np.zeros(0, np.int64)),
-            "quantity_ordered": Column(pl_qty),
-            "quantity_received": Column(np.where(line_null, 0, pl_recv), line_null),
-            "unit_cost": Column(pl_cost),
-        }
-        bt_item, bt_po, bt_qty, bt_cost, bt_at = (np.array(x, dtype=np.int64) for x in bts)
-        n_bt = len(bt_item)
-        bt_ids = b.ids.take("inventory_batch", n_bt)
-        # current stock sits in the newest batches (FIFO consumption)
-        order = np.lexsort((-bt_at, bt_item))
-        qty_o = bt_qty[order]
-        item_o = bt_item[order]
-        csum = np.cumsum(qty_o)
-        grp_start = np.r_[0, np.flatnonzero(np.diff(item_o)) + 1]
-        before = csum - qty_o - np.repeat(csum[grp_start] - qty_o[grp_start], np.diff(np.r_[grp_start, len(item_o)]))
-        rem_o = np.clip(stock[item_o] - before, 0, qty_o)
-        newest = np.zeros(len(item_o), bool)
-        newest[grp_start] = True
-        excess = stock - np.bincount(item_o, weights=rem_o, minlength=len(stock)).astype(np.int64)
-        rem_o = rem_o + np.where(newest, excess[item_o], 0)
-        remaining = np.empty(n_bt, dtype=np.int64)
-        remaining[order] = rem_o
-        exp_null = ~perish[bt_item]
-        self.chunk["inventory_batch"] = {
-            "id": Column(bt_ids),
-            "inventory_item_id": Column(inv_ids[bt_item]),
-            "purchase_order_id": Column(np.where(bt_po >= 0, po_ids[np.maximum(bt_po, 0)] if n_po else 0, 0), bt_po < 0),
-            "quantity_received": Column(bt_qty),
-            "quantity_remaining": Column(remaining),
-            "unit_cost": Column(bt_cost),
-            "received_at": Column(bt_at),
-            "expires_at": Column(bt_at + shelf[bt_item] * US_PER_DAY, exp_null),
-        }
-        mv_item, mv_batch, mv_type, mv_qty, mv_at = (np.array(x, dtype=np.int64) for x in mvs)
-        bad_ids: list[int] = []
-        if b.cfg.malformed and p.index == 0:
-            mrng = self.rng(S_MALFORMED + 200)
-            k = 3
-            mv_item = np.r_[mv_item, mrng.integers(0, n_inv, k)]
-            mv_batch = np.r_[mv_batch, np.full(k, -1)]
-            mv_type = np.r_[mv_type, np.full(k, 3)]
-            mv_qty = np.r_[mv_qty, np.array([2_500_000_000, -9_999_999_000, 75_000_000_000])]
-            mv_at = np.r_[mv_at, mrng.integers(b.start_us, b.end_us, k)]
-            bad_pos = np.arange(len(mv_item) - k, len(mv_item))
-        o = np.argsort(mv_at, kind="stable")
-        n_mv = len(o)
-        mv_ids = b.ids.take("inventory_stockmovement", n_mv)
-        if b.cfg.malformed and p.index == 0:
-            inv_o = np.empty(n_mv, dtype=np.int64)
-            inv_o[o] = np.arange(n_mv)
-            bad_ids = sorted(mv_ids[inv_o[bad_pos]].tolist())
-            b.truth.malformed["inventory_stockmovement"] = 3
-            b.truth.malformed_detail["inventory_stockmovement"] = {"absurd_quantity": bad_ids}
-        self.chunk["inventory_stockmovement"] = {
-            "id": Column(mv_ids),
-            "inventory_item_id": Column(inv_ids[mv_item[o]]),
-            "batch_id": Column(np.where(mv_batch[o] >= 0, bt_ids[np.maximum(mv_batch[o], 0)], 0), mv_batch[o] < 0),
-            "movement_type": text_col(mv_type[o], ["receipt", "consumption", "waste", "adjustment"]),
-            "quantity": Column(mv_qty[o]),
-            "occurred_at": Column(mv_at[o]),
-            "order_id": Column(np.zeros(n_mv, np.int64), np.ones(n_mv, bool)),
-        }
-        # stockout episodes: runs of days on which consumption exceeded stock on hand
-        for k in range(n_inv):
-            days = np.flatnonzero(shortfall[:, k] > 0)
-            if not len(days):
-                continue
-            runs = np.split(days, np.flatnonzero(np.diff(days) > 1) + 1)
-            for run in runs:
-                d0, d1 = int(run[0]), int(run[-1])
-                is_planted = any(pk == k and s <= d1 and d0 < e + 30 for pk, s, e in planted)
-                b.truth.stockouts.append(
-                    {
-                        "restaurant_id": p.rid,
-                        "inventory_item_id": int(inv_ids[k]),
-                        "item": p.inv_names[k],
-                        "start_date": _date(p.first_day + d0),
-                        "end_date": _date(p.first_day + d1),
-                        "days": len(run),
-                        "shortfall": round(float(shortfall[run, k].sum()) / 1000, 3),
-                        "planted": bool(is_planted),
-                    }
-                )
-        for k, s, e in planted:
-            b.truth.reorder_gaps.append(
-                {"restaurant_id": p.rid, "inventory_item_id": int(inv_ids[k]), "item": p.inv_names[k],
-                 "start_date": _date(p.first_day + s), "end_date": _date(p.first_day + e)}
-            )
 
 
 # ---------------------------------------------------------------------------------------------
