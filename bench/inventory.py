@@ -41,7 +41,8 @@ from sqlalchemy import create_engine
 
 STOCKOUT_NOTICE_DAYS = 2
 LEAD_HOLDOUT_DAYS = 60
-SCRATCH_DB = "rmsml_bench_inventory"
+# a suffix keeps two engineers' benchmark runs on one server from dropping each other's database
+SCRATCH_DB = "rmsml_bench_inventory" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
 
 
 def _scope(restaurants: pd.DataFrame, as_of: pd.Timestamp):
