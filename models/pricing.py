@@ -10,10 +10,11 @@ Dividing by the other items' lines cancels whatever moves the whole restaurant (
 trend, a closure), and using the other items rather than all lines removes the dilution of a
 popular item's own drop. The "other items" are only those on sale through the whole window at one
 price, so an item introduced or repriced meanwhile does not move the reference. Its variance (Poisson counts) is ``(1/n_item + 1/n_other)`` on each side
-over ``log(p_after/p_before)^2``. Events are combined with inverse-variance weights and the result
-is shrunk towards a prior (unit-elastic, -1, with sd ``prior_sd``) by the same weights, so a noisy
-single change cannot produce an absurd elasticity. Items without a price change borrow their
-category's pooled estimate in the shard (``method='average'``), else the prior (``method='rule'``).
+over ``log(p_after/p_before)^2``. Events are combined with inverse-variance weights, and the result
+is shrunk towards its category's mean (empirical Bayes, ``ElasticityEstimator._shrink``), so a noisy
+single change cannot produce an absurd elasticity. Items without a price change take their
+category's mean in the shard (``method='average'``), else the unit-elastic prior -1
+(``method='rule'``).
 
 Recommendation: the price in [current x (1 - b), current x (1 + b)], b = ``max_change_pct``,
 maximising expected gross profit (price - cost) x units when the food cost is known, else revenue,
@@ -34,6 +35,10 @@ import pandas as pd
 from scipy.stats import norm
 
 PRIOR_ELASTICITY = -1.0
+# spread of true elasticities among one category's items: assumed when too few items changed price
+# to estimate it, and never below MIN_TAU so that one category mean cannot swallow every item
+DEFAULT_TAU = 0.3
+MIN_TAU = 0.1
 MODEL_VERSION = "1"
 
 
@@ -45,7 +50,7 @@ class ElasticityEstimator:
         Args:
             window_days: days compared on each side of a price change.
             min_change_pct: smaller moves of the modal price are not price changes (rounding, promos).
-            prior_sd: sd of the unit-elastic prior the estimates are shrunk towards.
+            prior_sd: sd of the unit-elastic prior (-1) that category means are shrunk towards.
             min_run_days: a new price must hold this many sales days to count as a change.
         """
         self.window_days = window_days
@@ -135,34 +140,52 @@ class ElasticityEstimator:
                 }
             ).reset_index()
         est = items[["menu_item_id", "restaurant_id", "category"]].merge(own, on="menu_item_id", how="left")
-        w_data = 1 / est["raw_se"] ** 2
-        w_prior = 1 / self.prior_sd**2
-        est["elasticity"] = (est["raw"] * w_data + PRIOR_ELASTICITY * w_prior) / (w_data + w_prior)
-        est["se"] = (w_data + w_prior) ** -0.5
-        est["source"] = np.where(est["raw"].notna(), "own", None)
-        # category pooling for items without their own change
-        known = est[est["raw"].notna()]
-        if len(known):
-            cat = known.groupby("category").apply(
-                lambda x: pd.Series(
-                    {"cat_e": float((x["elasticity"] / x["se"] ** 2).sum() / (1 / x["se"] ** 2).sum()), "cat_n": len(x)}
-                ),
-                include_groups=False,
-            )
-            est = est.merge(cat, left_on="category", right_index=True, how="left")
-        else:
-            est["cat_e"], est["cat_n"] = np.nan, 0
-        borrow = est["raw"].isna() & est["cat_e"].notna()
-        est.loc[borrow, "elasticity"] = est.loc[borrow, "cat_e"]
-        est.loc[borrow, "se"] = math.sqrt(0.3**2 + 0.1**2)  # between-item spread in a category
-        est.loc[borrow, "source"] = "category"
-        rest = est["elasticity"].isna()
-        est.loc[rest, "elasticity"] = PRIOR_ELASTICITY
-        est.loc[rest, "se"] = self.prior_sd
-        est.loc[rest, "source"] = "prior"
+        est = self._shrink(est)
         est["n_changes"] = est["n_changes"].fillna(0).astype(int)
         self.estimates_ = est[["menu_item_id", "restaurant_id", "category", "elasticity", "se", "raw", "n_changes", "source"]]
         return self
+
+    def _shrink(self, est: pd.DataFrame) -> pd.DataFrame:
+        """Empirical-Bayes shrinkage of the raw per-item estimates towards their category's mean.
+
+        Items of one category (drinks, desserts, ...) answer price alike, so the category's mean is
+        a far better prior for a noisy single price change than one unit-elastic guess for the whole
+        menu. The spread of true elasticities within a category, tau^2, is estimated from the data
+        (DerSimonian-Laird moments pooled over categories, floored at ``MIN_TAU``); each category's
+        mean is a random-effects mean itself shrunk towards -1 with ``prior_sd``. An item's estimate
+        is then the precision-weighted mean of its raw estimate (variance raw_se^2) and its
+        category's mean (variance tau^2); its se adds the category mean's own uncertainty.
+        """
+        known = est[est["raw"].notna()]
+        tau2 = DEFAULT_TAU**2
+        if len(known) > known["category"].nunique() + 2:
+            w = 1 / known["raw_se"] ** 2
+            fixed = (known["raw"] * w).groupby(known["category"]).transform("sum") / w.groupby(known["category"]).transform("sum")
+            q = float((w * (known["raw"] - fixed) ** 2).sum())
+            sw = w.groupby(known["category"]).sum()
+            sw2 = (w**2).groupby(known["category"]).sum()
+            c = float((sw - sw2 / sw).sum())
+            dof = len(known) - known["category"].nunique()
+            tau2 = max((q - dof) / c, 0.0) if c > 0 else DEFAULT_TAU**2
+        tau2 = max(tau2, MIN_TAU**2)
+        w_re = 1 / (known["raw_se"] ** 2 + tau2)
+        cat_sum = (known["raw"] * w_re).groupby(known["category"]).sum()
+        cat_w = w_re.groupby(known["category"]).sum()
+        w_prior = 1 / self.prior_sd**2
+        cat_mean = (cat_sum + PRIOR_ELASTICITY * w_prior) / (cat_w + w_prior)
+        cat_var = 1 / (cat_w + w_prior)
+        mu = est["category"].map(cat_mean).fillna(PRIOR_ELASTICITY)
+        mu_var = est["category"].map(cat_var).fillna(self.prior_sd**2)
+        has_cat = est["category"].isin(cat_mean.index)
+        own = est["raw"].notna()
+        w_data = 1 / est["raw_se"] ** 2
+        k = w_data / (w_data + 1 / tau2)  # weight of the item's own data
+        est["elasticity"] = np.where(own, k * est["raw"] + (1 - k) * mu, mu)
+        est["se"] = np.where(own, np.sqrt(1 / (w_data + 1 / tau2) + (1 - k) ** 2 * mu_var), np.sqrt(tau2 + mu_var))
+        est["source"] = np.select([own, has_cat], ["own", "category"], "prior")
+        est.loc[~own & ~has_cat, "se"] = self.prior_sd
+        self.tau_ = math.sqrt(tau2)
+        return est
 
     def predict(self, menu_item_ids) -> pd.DataFrame:
         return self.estimates_[self.estimates_["menu_item_id"].isin(list(menu_item_ids))].reset_index(drop=True)
