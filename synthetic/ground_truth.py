@@ -104,6 +104,8 @@ class GroundTruth:
     churned_customers: list[dict] = field(default_factory=list)  # {customer_id, restaurant_id, churned_at, churn_date}
     stockouts: list[dict] = field(default_factory=list)
     reorder_gaps: list[dict] = field(default_factory=list)  # planted: no reordering of an item {start_date, end_date}
+    # per inventory item: {restaurant_id, inventory_item_id, item, portioning}: used = recipe x portioning
+    inventory_items: list[dict] = field(default_factory=list)
     malformed: dict[str, int] = field(default_factory=dict)  # table -> exact malformed row count
     malformed_detail: dict[str, Any] = field(default_factory=dict)
     unknown_timezone_restaurant_id: int | None = None
