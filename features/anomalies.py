@@ -11,9 +11,9 @@ from __future__ import annotations
 import pandas as pd
 
 from features.calendar import holiday_table
-from features.quality import valid
 from features.inventory import daily_item_usage
 from features.prices import daily_item_sales
+from features.quality import valid
 from features.timegrid import local_date
 from worker.replica import ReplicaReader
 
@@ -66,8 +66,9 @@ def anomaly_series(
         restaurants: id, timezone, country_code.
         kinds: which entity kinds to read ("inventory_item" needs the inventory module).
     Returns:
-        kind -> frame of entity_id, restaurant_id, ds (naive local date), y (orders, order lines or
-        consumption in the item's unit), open, holiday.
+        kind -> frame of entity_id, restaurant_id, ds (naive local date), y (orders, units sold or
+        consumption in the item's unit), open, holiday. Units, not order lines, for menu items: one
+        order of 10,000 portions is one line but exactly the departure an operator must see.
     """
     rids = [int(i) for i in restaurants["id"]]
     days_of = {}
@@ -89,7 +90,7 @@ def anomaly_series(
     if "menu_item" in kinds:
         sales = daily_item_sales(reader, rids, start, end, valid_until)
         owners = sales.groupby("menu_item_id")["restaurant_id"].first().reset_index().rename(columns={"menu_item_id": "entity_id"})
-        out["menu_item"] = _grid(sales, "menu_item_id", "lines", days_of, owners)
+        out["menu_item"] = _grid(sales, "menu_item_id", "units", days_of, owners)
     if "inventory_item" in kinds:
         usage = daily_item_usage(reader, rids, start, end, valid_until)
         owners = usage.groupby("inventory_item_id")["restaurant_id"].first().reset_index().rename(columns={"inventory_item_id": "entity_id"})

@@ -12,7 +12,9 @@ record, and the untouched control restaurant must get its full set of rows.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+import pandas as pd
 import psycopg2
 import pytest
 from sqlalchemy import text
@@ -321,6 +323,28 @@ def test_outlier_order_does_not_drive_the_item_forecast(quirky_runs):
     # one 10,000-unit day in 120 would lift a plain mean by ~80 a day; the forecast stays near the usual level
     assert max(v for v, _ in rows) < 3 * typical + 5
     assert max(u for _, u in rows) < 10 * typical + 10
+
+
+def test_the_outlier_order_is_flagged_as_a_menu_item_spike_the_morning_after(quirky_runs):
+    """The forecast ignores the 10,000-unit order; the anomaly report must not: it counts units."""
+    from worker.prediction_types.anomaly import UNITS
+    from worker.replica import ReplicaReader
+    from worker.settings import get_settings
+    from worker.units import Scope
+
+    (item,), = replica(quirky_runs["url"], f"SELECT menu_item_id FROM orders_orderitem WHERE quantity = {HUGE_QUANTITY}")
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = reader.frame(
+        "SELECT id, organization_id, timezone, country_code, opened_on FROM restaurants_restaurant WHERE id = :r", {"r": QUIRKY})
+    as_of = pd.Timestamp("2026-10-21 06:00", tz="Europe/London").tz_convert("UTC")
+    scope = Scope(run_id="t", schedule="daily", as_of=as_of, restaurants=restaurants, forecast=get_settings().forecast,
+                  model_store=Path(get_settings().model_store.path), valid_until=dt.datetime.now(dt.timezone.utc))
+    unit = next(u for u in UNITS if u.entity_type == "menu_item")
+    rows = unit.predict(unit.features(reader, scope), scope).rows
+    flagged = rows[rows["entity_id"] == item]
+    assert len(flagged) == 1, rows
+    details = flagged.iloc[0]["details"]
+    assert details["kind"] == "spike" and details["actual"] >= HUGE_QUANTITY and details["expected"] < 100
 
 
 def test_price_zero_and_cancelled_only_items(quirky_runs):
