@@ -101,7 +101,10 @@ class GroundTruth:
     queue_window_minutes: float = 10.0
     prep_noise_sd_fraction: float = 0.1
     suppliers: list[SupplierTruth] = field(default_factory=list)
-    churned_customers: list[dict] = field(default_factory=list)  # {customer_id, restaurant_id, churned_at, churn_date}
+    # {customer_id, restaurant_id, churned_at, churn_date, orders_before_churn, kind, decline_started_at}
+    churned_customers: list[dict] = field(default_factory=list)
+    # regulars with a quiet spell who come back: {customer_id, restaurant_id, dormant_from, dormant_until}
+    dormant_customers: list[dict] = field(default_factory=list)
     stockouts: list[dict] = field(default_factory=list)
     reorder_gaps: list[dict] = field(default_factory=list)  # planted: no reordering of an item {start_date, end_date}
     # per inventory item: {restaurant_id, inventory_item_id, item, portioning}: used = recipe x portioning
