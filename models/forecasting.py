@@ -191,8 +191,34 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         if closed.any():
             out.loc[closed, ["yhat", "lower", "upper"]] = 0.0
             out.loc[closed, ["method", "model_name", "model_version"]] = ["rule", "closure_rule", "rule"]
+    _not_open_yet(out, series, scope, spec, messages)
     out["closed_pattern"] = out["model_name"].eq("closure_rule")
     return Outcome(out, records, messages, backtest)
+
+
+def _not_open_yet(out: pd.DataFrame, series: pd.DataFrame, scope: Scope, spec: TypeSpec, messages: list[str]) -> None:
+    """Periods before a restaurant's ``opened_on`` (its local date) are forecast as zero.
+
+    A restaurant announced in the RMS before it opens has no orders; without this rule it would get
+    its peers' average for days it cannot trade, and the dashboard would plan staff for them. From
+    the opening day on, the peer average stands (a new restaurant's best guess).
+    """
+    if "opened_on" not in scope.restaurants.columns or out.empty or "restaurant_id" not in series.columns:
+        return
+    opened = pd.to_datetime(scope.restaurants.set_index("id")["opened_on"], errors="coerce").dropna()
+    opened = opened[opened > out["ds"].min().normalize()]
+    if opened.empty:
+        return
+    restaurant_of = series.set_index("series_id")["restaurant_id"]
+    opening = out["series_id"].map(restaurant_of).map(opened)
+    before = opening.notna() & (out["ds"].dt.normalize() < opening)
+    if not before.any():
+        return
+    out.loc[before, ["yhat", "lower", "upper"]] = 0.0
+    out.loc[before, ["method", "model_name", "model_version"]] = ["rule", "not_open_rule", "rule"]
+    rids = sorted({int(r) for r in out.loc[before, "series_id"].map(restaurant_of)})
+    shown = ", ".join(f"{r} (opens {opened[r].date()})" for r in rids[:20]) + (", ..." if len(rids) > 20 else "")
+    messages.append(f"{spec.prediction_type}: restaurants not open yet are forecast 0 before their opening day: {shown}")
 
 
 def horizon_days(future: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:

@@ -3,6 +3,7 @@ artifacts, the fallback chain and bad input. Small data, single-threaded LightGB
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -167,6 +168,26 @@ def test_known_weekly_closure_is_forecast_as_zero(planted):
     assert (closed["yhat"] == 0).all() and set(closed["method"]) == {"rule"}
     open_rows = result.frame[(result.frame["series_id"] == 4) & ~flags.to_numpy()]
     assert (open_rows["yhat"] > 0).all()
+
+
+def test_restaurant_not_open_yet_is_forecast_zero_until_its_opening_day(planted):
+    feats, _, _, _ = planted
+    opening = pd.Timestamp(CUT) + pd.Timedelta(days=10)
+    # restaurant 99 is in the RMS but opens ten days into the horizon: no history at all
+    series = pd.concat([feats.series, feats.series.iloc[[0]].assign(series_id=99, restaurant_id=99)], ignore_index=True)
+    future = pd.concat([feats.future, feats.future[feats.future["series_id"] == 3].assign(series_id=99)], ignore_index=True)
+    scope = make_scope(series["series_id"])
+    scope.restaurants["opened_on"] = [opening.date() if i == 99 else (None if i == 5 else dt.date(2020, 1, 1))
+                                      for i in scope.restaurants["id"]]
+    result = forecast(DemandHistory(feats.history, future, series, "day"), SPEC, scope)
+    new = result.frame[result.frame["series_id"] == 99]
+    before, after = new[new["ds"] < opening], new[new["ds"] >= opening]
+    assert len(before) == 10 and (before[["yhat", "lower", "upper"]] == 0).all().all()
+    assert set(before["model_name"]) == {"not_open_rule"} and set(before["method"]) == {"rule"}
+    assert (after["yhat"] > 0).all() and set(after["method"]) == {"average"}
+    assert any("not open yet" in m and "99" in m for m in result.messages)
+    # restaurants that opened long ago, or whose opening date is unknown, are untouched
+    assert (result.frame.loc[result.frame["series_id"] != 99, "model_name"] != "not_open_rule").all()
 
 
 # --------------------------------------------------------------------------- second pass
