@@ -1,7 +1,18 @@
 """Customer profiles and which orders they place: regulars who may drift away, and one-off guests.
 
-A mixin of ``generator.RestaurantSim``: it reads the restaurant's orders (``self.created``, ...)
-and writes ``customers_customerprofile`` into ``self.chunk`` and the churn ground truth.
+A mixin of ``generator.RestaurantSim``: it reads the restaurant's orders (``self.created``,
+``self.status``, ...) and writes ``customers_customerprofile`` into ``self.chunk`` and the churn
+ground truth.
+
+Why this shape (docs/synthetic.md): real guests are not clockwork. Visit rates differ a lot
+between people (gamma-distributed), gaps are irregular (gamma renewal, Poisson at one end), and
+most churn is a drift: the visit rate decays over weeks or months before the guest stops for
+good; fewer stop abruptly; some stop after a cancelled or refunded order; some go quiet for a
+season and come back; and a share of one-time guests do return, rarely. A churn model that only
+had to spot a broken metronome would learn nothing useful for a real replica.
+
+Customers do not create orders: their wished visit times are mapped onto the restaurant's
+existing orders (the next order at or after each time), so demand is unchanged by the module.
 """
 
 from __future__ import annotations
@@ -25,6 +36,38 @@ from synthetic.tables import (
     text_col,
 )
 
+# Regulars' visits (documented in docs/synthetic.md; the ground truth records the outcomes).
+RATE_SHAPE = 2.0  # gamma shape of the per-customer visit rate across regulars
+MEAN_RATE_PER_DAY = 1 / 14  # population mean visit rate
+GAP_DAYS_RANGE = (3.0, 120.0)  # rates are clipped to these mean gaps
+REGULARITY_RANGE = (1.0, 2.5)  # gamma shape of a customer's gaps: 1 is Poisson, higher is steadier
+P_GRADUAL = 0.16  # drift away: the rate decays exponentially, then they stop
+DECAY_DAYS_RANGE = (20.0, 75.0)  # e-folding time of the decaying rate
+DECAY_STOP = 0.1  # they stop for good once the rate is down to this share of their usual one
+P_ABRUPT = 0.06  # stop at once (moved away)
+P_DORMANT = 0.10  # a quiet season, then back
+DORMANT_DAYS_RANGE = (45, 150)
+P_CHURN_AFTER_FAILURE = 0.3  # a regular whose order was cancelled or refunded never comes back
+FAILED = (2, 3)  # order status codes ("open", "completed", "cancelled", "refunded")
+# One-off guests
+P_ONEOFF_RETURN = 0.2  # come back at all
+RETURN_GAP_DAYS = 120.0  # mean gap of their rare later visits (exponential)
+
+
+def _group_offsets(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of sizes ``counts`` laid end to end: each element's group and its index within it."""
+    rep = np.repeat(np.arange(len(counts)), counts)
+    j = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rep, j
+
+
+def _exclusive_cumsum(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per group (sizes ``counts``, laid end to end), the sum of the values before each element."""
+    cs = np.cumsum(values) - values
+    starts = np.cumsum(counts) - counts
+    base = cs[np.minimum(starts, max(len(cs) - 1, 0))] if len(cs) else np.zeros(len(counts))
+    return cs - np.repeat(base, counts)
+
 
 class CustomerSim:
     def _customers(self) -> None:
@@ -34,6 +77,7 @@ class CustomerSim:
         rng = self.rng(S_CUSTOMERS)
         created = self.created
         n_reg = p.truth.regular_customers
+        day = float(US_PER_DAY)
         window_open = int(p.day_start_us[p.open_idx]) if p.open_idx else b.start_us
         joined_before = rng.random(n_reg) < 0.6
         late_join_hi = max(window_open + 1, b.end_us - 30 * US_PER_DAY)
@@ -43,39 +87,95 @@ class CustomerSim:
             rng.integers(window_open, late_join_hi, n_reg),
         )
         active_start = np.maximum(join, window_open)
-        interval = rng.uniform(7, 30, n_reg) * US_PER_DAY
-        churn_lo = active_start + 60 * US_PER_DAY
-        churn_hi = b.end_us - 30 * US_PER_DAY
-        churns = (rng.random(n_reg) < 0.25) & (churn_hi - churn_lo > US_PER_DAY)
-        churn_at = np.where(churns, 0, b.end_us)
-        if churns.any():
-            # churn at a UTC midnight so that "no orders on or after churn_date" is exact
-            cday = (churn_lo[churns] + rng.random(churns.sum()) * (churn_hi - churn_lo[churns])) // US_PER_DAY
-            churn_at[churns] = cday.astype(np.int64) * US_PER_DAY
-        active_end = churn_at
-        span = np.maximum(active_end - active_start, 0)
-        n_t = (span // interval).astype(np.int64) + 1
-        rep = np.repeat(np.arange(n_reg), n_t)
-        j = np.arange(len(rep)) - np.repeat(np.cumsum(n_t) - n_t, n_t)
-        phase = rng.random(n_reg)
-        t = active_start[rep] + (phase[rep] + j) * interval[rep] + rng.normal(0, 0.15, len(rep)) * interval[rep]
-        t = t.astype(np.int64)
-        ok = (t >= active_start[rep]) & (t < active_end[rep])
+
+        # -- who does what --------------------------------------------------------------------
+        rate = rng.gamma(RATE_SHAPE, MEAN_RATE_PER_DAY / RATE_SHAPE, n_reg)
+        rate = np.clip(rate, 1 / GAP_DAYS_RANGE[1], 1 / GAP_DAYS_RANGE[0])  # visits per day
+        shape = rng.uniform(*REGULARITY_RANGE, n_reg)
+        kind = rng.random(n_reg)
+        gradual = kind < P_GRADUAL
+        abrupt = (kind >= P_GRADUAL) & (kind < P_GRADUAL + P_ABRUPT)
+        dormant = (kind >= P_GRADUAL + P_ABRUPT) & (kind < P_GRADUAL + P_ABRUPT + P_DORMANT)
+        end = b.end_us
+        # gradual: decline from decline_at, e-folding tau, stop when the rate is DECAY_STOP of usual
+        d_lo = active_start + 45 * US_PER_DAY
+        d_hi = np.maximum(end - 30 * US_PER_DAY, d_lo + 1)
+        decline_at = (d_lo + rng.random(n_reg) * (d_hi - d_lo)).astype(np.int64)
+        tau = rng.uniform(*DECAY_DAYS_RANGE, n_reg) * day
+        stop_at = decline_at + (np.log(1 / DECAY_STOP) * tau).astype(np.int64)
+        # abrupt: a uniform date at least 60 days after they became active and 30 before the end
+        a_lo = active_start + 60 * US_PER_DAY
+        a_hi = end - 30 * US_PER_DAY
+        abrupt &= a_hi - a_lo > US_PER_DAY
+        abrupt_at = (a_lo + rng.random(n_reg) * np.maximum(a_hi - a_lo, 0)).astype(np.int64)
+        # churned_at is a UTC midnight, so "no orders on or after churn_date" is exact
+        churn_at = np.full(n_reg, end, dtype=np.int64)
+        churn_at = np.where(gradual, -(-stop_at // US_PER_DAY) * US_PER_DAY, churn_at)
+        churn_at = np.where(abrupt, abrupt_at // US_PER_DAY * US_PER_DAY, churn_at)
+        churn_at = np.minimum(churn_at, end)
+        # dormant: a quiet spell inside the window, with at least 30 days left after it
+        dorm_len = rng.integers(*DORMANT_DAYS_RANGE, n_reg) * US_PER_DAY
+        q_lo = active_start + 30 * US_PER_DAY
+        q_hi = np.maximum(end - 30 * US_PER_DAY - dorm_len, q_lo + 1)
+        dormant &= end - 30 * US_PER_DAY - dorm_len > q_lo
+        dorm_from = (q_lo + rng.random(n_reg) * (q_hi - q_lo)).astype(np.int64)
+        dorm_until = dorm_from + dorm_len
+
+        # -- wished visit times: a gamma renewal process per customer, thinned by the decline ----
+        span_days = np.maximum(end - active_start, 0) / day
+        mean_n = rate * span_days
+        n_cand = np.ceil(mean_n + 5 * np.sqrt(mean_n) + 5).astype(np.int64)
+        rep, _ = _group_offsets(n_cand)
+        gaps = rng.gamma(shape[rep], 1.0 / (shape[rep] * rate[rep]))
+        # a member since before the window is somewhere in a gap; a new one signs up at a visit
+        first = np.where(joined_before, rng.random(n_reg) / rate, rng.random(n_reg) * 0.01)
+        t = (active_start[rep] + (first[rep] + _exclusive_cumsum(gaps, n_cand)) * day).astype(np.int64)
+        keep = np.where(gradual[rep] & (t >= decline_at[rep]),
+                        np.exp(-(t - decline_at[rep]) / tau[rep]), 1.0)
+        keep = np.where(dormant[rep] & (t >= dorm_from[rep]) & (t < dorm_until[rep]), 0.0, keep)
+        ok = (rng.random(len(rep)) < keep) & (t < churn_at[rep])
         rep, t = rep[ok], t[ok]
         idx = np.searchsorted(created, t)
         ok = idx < len(created)
         rep, idx = rep[ok], idx[ok]
-        ok = created[idx] < active_end[rep]
+        ok = created[idx] < churn_at[rep]
         rep, idx = rep[ok], idx[ok]
-        first = np.unique(idx, return_index=True)[1]
-        idx, rep = idx[first], rep[first]
+        first_of = np.unique(idx, return_index=True)[1]
+        idx, rep = idx[first_of], rep[first_of]
+
+        # -- service failures: some regulars never come back after a cancelled or refunded order --
+        fail = np.isin(self.status[idx], FAILED)
+        first_fail = np.full(n_reg, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_fail, rep[fail], created[idx[fail]])
+        after_fail = (
+            ~gradual & ~abrupt & ~dormant
+            & (first_fail < end - 30 * US_PER_DAY)
+            & (rng.random(n_reg) < P_CHURN_AFTER_FAILURE)
+        )
+        churn_at = np.where(after_fail, (first_fail // US_PER_DAY + 1) * US_PER_DAY, churn_at)
+        ok = created[idx] < churn_at[rep]
+        rep, idx = rep[ok], idx[ok]
+        churns = (churn_at < end) & (gradual | abrupt | after_fail)
         cust_local = np.full(self.n_orders, -1, dtype=np.int64)
         cust_local[idx] = rep
-        # one-off customers on a share of the remaining orders
+
+        # -- one-off guests on a share of the remaining orders; a few come back, rarely --------
         free = np.flatnonzero(cust_local < 0)
-        oneoff = free[rng.random(len(free)) < p.truth.one_off_share]
+        pick = rng.random(len(free)) < p.truth.one_off_share
+        oneoff, rest = free[pick], free[~pick]
         n_one = len(oneoff)
         cust_local[oneoff] = n_reg + np.arange(n_one)
+        returns = rng.random(n_one) < P_ONEOFF_RETURN
+        n_back = np.where(returns, rng.integers(1, 4, n_one), 0)
+        o_rep, _ = _group_offsets(n_back)
+        back_gaps = rng.exponential(RETURN_GAP_DAYS, len(o_rep))
+        back_t = created[oneoff[o_rep]] + ((_exclusive_cumsum(back_gaps, n_back) + back_gaps) * day).astype(np.int64)
+        pos = np.searchsorted(created[rest], back_t)
+        ok = pos < len(rest)
+        o_rep, pos = o_rep[ok], pos[ok]
+        first_of = np.unique(pos, return_index=True)[1]
+        cust_local[rest[pos[first_of]]] = n_reg + o_rep[first_of]
+
         n_c = n_reg + n_one
         joined = np.concatenate([join, created[oneoff] - rng.integers(US_PER_MIN, 10 * US_PER_MIN, n_one)])
         # ids follow date_joined, as a real auto-increment would
@@ -101,6 +201,7 @@ class CustomerSim:
         birth = rng.integers(_days(dt.date(1945, 1, 1)), _days(dt.date(2006, 12, 31)), n_c)
         birth_null = rng.random(n_c) < 0.25
         order = by_join
+        kinds = np.where(gradual, "gradual", np.where(abrupt, "abrupt", "after_service_failure"))
         self.b.truth.churned_customers.extend(
             {
                 "customer_id": int(ids[c]),
@@ -108,8 +209,19 @@ class CustomerSim:
                 "churned_at": _dt(int(churn_at[c])),
                 "churn_date": _date(int(churn_at[c]) // US_PER_DAY),
                 "orders_before_churn": int(counts[c]),
+                "kind": str(kinds[c]),
+                "decline_started_at": _dt(int(decline_at[c])) if gradual[c] else None,
             }
             for c in np.flatnonzero(churns)
+        )
+        self.b.truth.dormant_customers.extend(
+            {
+                "customer_id": int(ids[c]),
+                "restaurant_id": p.rid,
+                "dormant_from": _dt(int(dorm_from[c])),
+                "dormant_until": _dt(int(dorm_until[c])),
+            }
+            for c in np.flatnonzero(dormant)
         )
         self.chunk["customers_customerprofile"] = {
             "id": Column(ids[order]),
