@@ -39,22 +39,60 @@ def run(
     schedule: str = typer.Option("daily", help="daily, weekly or monthly"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="run as if it were this instant (ISO 8601, UTC if naive)"),
     restaurant: Optional[list[int]] = typer.Option(None, "--restaurant", help="restrict to these restaurant ids"),
+    lock: bool = typer.Option(True, "--lock/--no-lock",
+                              help="take the schedule's Redis run lock, as beat and Flower runs do; "
+                                   "--no-lock only where no workers share the databases (no Redis needed)"),
 ) -> None:
-    """Run one schedule in this process: read the replica, predict, write, record the run."""
+    """Run one schedule in this process: read the replica, predict, write, record the run.
+
+    Exit codes: 0 done, 1 the run failed, 2 bad input or no Redis for the lock, 3 another run of the
+    schedule holds the lock (nothing was started).
+    """
     _setup_logging()
+    import uuid
+
     from worker.runs import RunInputError, execute_run
 
+    run_id = str(uuid.uuid4())
+    held = _take_run_lock(schedule, run_id) if lock else None
     try:
+        def progress(step, done, total):
+            _advance(bar, task, step, done, total)
+            if held is not None:
+                held.refresh(schedule, run_id)  # a long in-process run keeps its lock, as shards do
+
         with _progress() as (bar, task):
-            record = execute_run(schedule, as_of, restaurant or None, trigger="cli",
-                                 progress=lambda step, done, total: _advance(bar, task, step, done, total))
+            record = execute_run(schedule, as_of, restaurant or None, trigger="cli", run_id=run_id, progress=progress)
     except RunInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
+    finally:
+        if held is not None:
+            held.release(schedule, run_id)
     typer.echo(_json(record))
     _run_summary(record)
     if record["status"] == "failed":
         raise typer.Exit(1)
+
+
+def _take_run_lock(schedule: str, run_id: str):
+    """The schedule's run lock for an in-process run, or exit: running beside a scheduled run would
+    write the same rows twice over and race the webhooks."""
+    import redis
+
+    from worker.locks import RunLock
+
+    lock = RunLock.from_settings()
+    try:
+        taken = lock.acquire(schedule, run_id)
+    except redis.exceptions.RedisError as exc:
+        typer.echo(f"error: cannot take the {schedule} run lock in the broker's Redis ({type(exc).__name__}: {exc}); "
+                   "start Redis, or pass --no-lock if no workers use these databases", err=True)
+        raise typer.Exit(2)
+    if not taken.acquired:
+        typer.echo(f"not started: run {taken.holder} of the {schedule} schedule holds the run lock", err=True)
+        raise typer.Exit(3)
+    return lock
 
 
 @app.command()
