@@ -104,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         "restaurants": restaurants,
         "days": days,
         "churn_auc": {k: _r(v) for k, v in auc.items()},
+        "churn_auc_repeat": {k: _r(v) for k, v in churn["auc_repeat"].items()},
         "churn_brier": {k: _r(v) for k, v in brier.items()},
         "churn_calibration": churn["calibration"],
         "churn_test_customers": churn["n_test"],
         "churn_base_rate": _r(churn["base_rate"]),
+        "churn_test_repeat_customers": churn["n_test_repeat"],
+        "churn_base_rate_repeat": _r(churn["base_rate_repeat"]),
         "ltv_mae": {k: _r(v) for k, v in mae.items()},
         "ltv_aggregate_error_pct": {k: _r(v) for k, v in ltv["aggregate_error_pct"].items()},
         "ltv_window_days": lw,
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {
             "churn_auc_minus_bgnbd": _r(auc["model"] - auc["bgnbd"]),
             "churn_auc_minus_recency": _r(auc["model"] - auc["recency"]),
+            "churn_auc_repeat_minus_bgnbd": _r(churn["auc_repeat"]["model"] - churn["auc_repeat"]["bgnbd"]),
+            "churn_auc_repeat_minus_recency": _r(churn["auc_repeat"]["model"] - churn["auc_repeat"]["recency"]),
             # near the AUC ceiling a difference says little: misranked pairs, model over BG/NBD
             "churn_1_minus_auc_model_over_bgnbd": _r((1 - auc["model"]) / max(1 - auc["bgnbd"], 1e-9)),
             "ltv_mae_model_over_trailing": _r(mae["model"] / mae["trailing"]),
