@@ -128,6 +128,11 @@ def start_run(
         raise RunInputError(error)
 
     lock = RunLock.from_settings()
+    earlier = lock.dispatched(self.request.id) if self.request.id else None
+    if earlier is not None:
+        # the same message again, after its shards went out: they are running or done
+        log.warning("start %s redelivered after its shards were dispatched; not sending them again", self.request.id)
+        return {**earlier, "redelivered": True}
     taken = lock.acquire(args["schedule"], rid)
     if not taken.acquired:
         log.warning("%s run not started: run %s still holds the lock", args["schedule"], taken.holder)
@@ -164,7 +169,7 @@ def start_run(
         chord(header, body.on_error(finish_run.si(rid))).apply_async()
     else:
         body.apply_async()
-    return {
+    result = {
         "status": "started",
         "run_id": rid,
         "schedule": plan.schedule,
@@ -174,6 +179,9 @@ def start_run(
         "shard_task_ids": shard_ids,
         "finish_task_id": finish_id,
     }
+    if self.request.id:
+        lock.mark_dispatched(self.request.id, result, 2 * get_settings().broker.visibility_timeout_s)
+    return result
 
 
 @app.task(

@@ -99,9 +99,14 @@ def test_redelivered_start_message_reenters_its_own_run(workers, clean_predictio
     app.AsyncResult(task_id).forget()  # as if the first delivery died before storing a result
     two = app.send_task(START, kwargs={"schedule": "monthly", "as_of": AS_OF}, task_id=task_id).get(timeout=60)
     assert two["run_id"] == one["run_id"] == task_id
+    # its shards went out once: the second delivery reports the first dispatch instead of resending
+    assert two["redelivered"] is True and two["shard_task_ids"] == one["shard_task_ids"]
     finish_of(two)
     assert [str(r["id"]) for r in runs_table()] == [task_id]
     assert predictions_count() == rows
+    with db.predictions_engine().connect() as conn:
+        attempts = conn.execute(text("SELECT attempts FROM ml_run_shard WHERE run_id = :r"), {"r": task_id}).scalars().all()
+    assert attempts and set(attempts) == {1}
 
 
 @pytest.mark.parametrize(

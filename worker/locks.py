@@ -20,6 +20,7 @@ restaurant also waits for the nightly daily run, since both would write the same
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import redis
@@ -27,6 +28,7 @@ import redis
 from worker.settings import Settings, get_settings
 
 KEY_PREFIX = "rmsml:run-lock:"
+DISPATCH_PREFIX = "rmsml:run-dispatched:"
 
 # Delete or extend only if we still hold it: GET then DEL/PEXPIRE would race with expiry.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -83,6 +85,20 @@ class RunLock:
     def release(self, schedule: str, run_id: str) -> bool:
         """Free the lock if ``run_id`` holds it; False when it had lapsed or moved on."""
         return bool(self.client.eval(_RELEASE, 1, self.key(schedule), run_id))
+
+    def dispatched(self, start_task_id: str) -> dict | None:
+        """What an earlier delivery of this start message dispatched, if it got that far.
+
+        A start message is acknowledged late, so a worker lost after fanning the shards out gets
+        the same message delivered again; re-entering the run is safe, but sending its shards a
+        second time would compute every shard twice.
+        """
+        raw = self.client.get(DISPATCH_PREFIX + start_task_id)
+        return json.loads(raw) if raw else None
+
+    def mark_dispatched(self, start_task_id: str, result: dict, ttl_s: int) -> None:
+        """Remember a start message's dispatch for as long as the broker may redeliver it."""
+        self.client.set(DISPATCH_PREFIX + start_task_id, json.dumps(result), ex=int(ttl_s))
 
     def holder(self, schedule: str) -> str | None:
         return self.client.get(self.key(schedule))
