@@ -7,7 +7,7 @@ inventory tables into ``self.chunk`` and the stockout / lead-time ground truth.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import numpy as np
 
@@ -29,7 +29,12 @@ from synthetic.tables import (
 
 class InventorySim:
     def _inventory(self) -> None:
-        """Daily stock simulation with a reorder-point policy; loops over days, not orders."""
+        """Daily stock simulation with a reorder-point policy; loops over days, not orders.
+
+        Stock is kept per batch (first in, first out), so a perishable batch still holding stock on
+        its expiry day is written off with a ``waste`` movement naming the batch, as real kitchens
+        record it; kitchens also use a little more than the recipe says (``portioning``).
+        """
         b, p = self.b, self.p
         rng = self.rng(S_INVENTORY)
         m = p.menu
@@ -42,11 +47,19 @@ class InventorySim:
         units = np.bincount(lday * n_menu + self.item[used], weights=self.qty[used], minlength=nd * n_menu).reshape(nd, n_menu)
         each = np.array([catalog.INGREDIENTS[g][0] == "each" for g in p.inv_names])
         grain = np.where(each, 1000, 1)  # milli-units: 'each' items move in whole units
-        cons = np.rint(units @ p.recipe_matrix * 1000).astype(np.int64)
-        cons = (cons + grain - 1) // grain * grain
+        # over-portioning and trimming: the kitchen uses recipe x portioning (0-12 % more) of what
+        # it weighs; items counted 'each' (eggs, buns) are used whole, one per recipe unit
+        portioning = np.where(each, 1.0, np.round(rng.uniform(1.0, 1.12, n_inv), 4))
+        cons = np.rint(units @ p.recipe_matrix * portioning * 1000).astype(np.int64)
+        cons = np.rint(cons / grain).astype(np.int64) * grain
         lo = p.open_idx
         usage = np.maximum(cons[lo:].mean(axis=0), grain)
-        sup_key = [catalog.INGREDIENTS[g][2] for g in p.inv_names]
+        # fresh bakery goods (perishable 'dry' items) come from a local daily supplier, not the
+        # wholesaler's weekly truck: nobody buys 3-day bread on a 4-day lead time
+        sup_key = [
+            "produce" if catalog.INGREDIENTS[g][2] == "dry" and catalog.INGREDIENTS[g][3] else catalog.INGREDIENTS[g][2]
+            for g in p.inv_names
+        ]
         sup_k = np.array([b.supplier_index[k] for k in sup_key])
         # the manager sets reorder points from the lead times actually experienced (mean + 2 sd),
         # with a peak-day factor; tails of unreliable suppliers still cause the odd stockout
@@ -57,7 +70,17 @@ class InventorySim:
         cycle = np.where(perish & (shelf <= 7), 3, np.where(perish, 5, 10))
         cover = lead_mean + 2 * lead_sd + 1.5  # days the reorder point must cover
         spread = cons[lo:].std(axis=0)
-        rop = np.ceil((usage * 1.3 * cover + 2.5 * spread * np.sqrt(cover)) / grain).astype(np.int64) * grain
+        rop_days = 1.3 * cover + 2.5 * spread / usage * np.sqrt(cover)
+        # a perishable's stock must be used before it expires: the manager orders it more often (a
+        # shorter cycle) and keeps no more than about shelf life - 1 days of mean use beyond the
+        # lead time's (some expiry waste, some stockouts of fresh fish: the real trade-off)
+        cycle = np.where(perish, np.minimum(cycle, np.maximum(shelf - 2, 1)), cycle)
+        room = np.maximum(shelf - 1 - cycle, 1)
+        # ... plus a few portions' worth for lumpy slow movers
+        capped = lead_mean + 1 + room + 1.5 * spread / usage * np.sqrt(lead_mean + 1)
+        rop_days = np.where(perish, np.minimum(rop_days, capped), rop_days)
+        look = np.ceil(lead_mean + 1).astype(np.int64)  # days until an order placed today is in use
+        rop = np.ceil(usage * rop_days / grain).astype(np.int64) * grain
         par = rop + np.rint(usage * cycle / grain).astype(np.int64) * grain
         moq = np.maximum(np.rint(usage / grain).astype(np.int64), 1) * grain
 
@@ -90,16 +113,33 @@ class InventorySim:
         mv_item, mv_batch, mv_type, mv_qty, mv_at = [], [], [], [], []  # mv_type 0 receipt 1 consumption 2 waste 3 adjustment
         shortfall = np.zeros((nd, n_inv), dtype=np.int64)
 
+        # per item, its batches still holding stock, oldest first: [batch index, remaining, expiry day]
+        lots: list[deque] = [deque() for _ in range(n_inv)]
+        never = nd + 1
+
         def receive(item_ix, qty, cost, at, po):
             for it, q, c in zip(item_ix, qty, cost):
                 bt_item.append(it), bt_po.append(po), bt_qty.append(q), bt_cost.append(c), bt_at.append(at)
                 mv_item.append(it), mv_batch.append(len(bt_item) - 1), mv_type.append(0), mv_qty.append(q), mv_at.append(at)
+                e = int(np.searchsorted(ds, at + int(shelf[it]) * US_PER_DAY, side="right")) - 1 if perish[it] else never
+                lots[it].append([len(bt_item) - 1, int(q), e])
+
+        def take(it, q):
+            """Remove q from the item's oldest batches (first in, first out)."""
+            lot = lots[it]
+            while q > 0 and lot:
+                t = min(lot[0][1], q)
+                lot[0][1] -= t
+                q -= t
+                if lot[0][1] == 0:
+                    lot.popleft()
 
         # opening stock on the first day (no purchase order)
         t0 = max(int(ds[lo]) + 8 * US_PER_H, b.start_us)
         stock += par
         receive(range(n_inv), par.tolist(), p.inv_unit_cost.tolist(), t0, -1)
         closed = p.closed
+        perishable = np.flatnonzero(perish)
         waste_p = np.where(perish, 0.03, 0.003)
         for d in range(lo, nd):
             day_end = int(ds[d + 1])
@@ -115,24 +155,56 @@ class InventorySim:
             stock -= got
             t_c = min(max(day_end - 30 * US_PER_MIN, b.start_us), b.end_us - 1)
             for it in np.flatnonzero(got):
+                take(it, int(got[it]))
                 mv_item.append(int(it)), mv_batch.append(-1), mv_type.append(1), mv_qty.append(-int(got[it])), mv_at.append(t_c)
+            # batches expiring today are used first (above), what is left of them is written off
+            t_x = min(day_end - 25 * US_PER_MIN, b.end_us - 1)
+            for it in perishable:
+                lot = lots[it]
+                while lot and lot[0][2] <= d:
+                    bi, rem, _ = lot.popleft()
+                    if rem > 0:
+                        stock[it] -= rem
+                        at = min(max(t_x, bt_at[bi] + int(shelf[it]) * US_PER_DAY), day_end - 1, b.end_us - 1)
+                        mv_item.append(int(it)), mv_batch.append(bi), mv_type.append(2), mv_qty.append(-rem), mv_at.append(at)
             r = rng.random(n_inv)
             w = np.where(r < waste_p, (np.rint(stock * rng.uniform(0.05, 0.2, n_inv) / grain) * grain).astype(np.int64), 0)
             t_w = min(day_end - 20 * US_PER_MIN, b.end_us - 1)
             for it in np.flatnonzero(w):
                 stock[it] -= w[it]
+                take(it, int(w[it]))
                 mv_item.append(int(it)), mv_batch.append(-1), mv_type.append(2), mv_qty.append(-int(w[it])), mv_at.append(t_w)
             r = rng.random(n_inv)
             adj = np.where(r < 0.01, (np.rint(stock * rng.normal(-0.01, 0.01, n_inv) / grain) * grain).astype(np.int64), 0)
             adj = np.maximum(adj, -stock)
             t_a = min(day_end - 15 * US_PER_MIN, b.end_us - 1)
             for it in np.flatnonzero(adj):
+                if adj[it] > 0:  # found stock goes back into the newest batch, up to what it received
+                    room = bt_qty[lots[it][-1][0]] - lots[it][-1][1] if lots[it] else 0
+                    adj[it] = min(int(adj[it]), int(room))
+                    if adj[it] == 0:
+                        continue
+                    lots[it][-1][1] += int(adj[it])
+                else:
+                    take(it, -int(adj[it]))
                 stock[it] += adj[it]
                 mv_item.append(int(it)), mv_batch.append(-1), mv_type.append(3), mv_qty.append(int(adj[it])), mv_at.append(t_a)
             ordered_at = day_end - 10 * US_PER_MIN
             if closed[d] or ordered_at >= b.end_us:
                 continue
-            trig = (stock + transit < rop) & ~suppress[d]
+            # the manager reads use-by dates: stock that will expire before it can be used does
+            # not count towards the position
+            usable = stock.copy()
+            for it in perishable:
+                left, lost = usage[it] * 0.0, 0
+                for bi, rem, e in lots[it]:
+                    if e > d + look[it]:
+                        break
+                    use = min(rem, max(int(usage[it] * (e - d)) - left, 0))
+                    left += use
+                    lost += rem - use
+                usable[it] -= lost
+            trig = (usable + transit < rop) & ~suppress[d]
             if not trig.any():
                 continue
             for s in np.unique(sup_k[trig]):
@@ -144,7 +216,7 @@ class InventorySim:
                 po = len(po_sup)
                 po_sup.append(int(s)), po_ordered.append(ordered_at)
                 po_expected.append(ordered_at + int(b.supplier_lead[key][0] * US_PER_DAY))
-                q = np.maximum(par[its] - stock[its] - transit[its], moq[its])
+                q = np.maximum(par[its] - usable[its] - transit[its], moq[its])
                 q = (q + grain[its] - 1) // grain[its] * grain[its]
                 short = rng.random(len(its)) < 0.05
                 recv = np.where(short, (np.rint(q * rng.uniform(0.85, 0.95, len(its)) / grain[its]) * grain[its]).astype(np.int64), q)
@@ -164,13 +236,21 @@ class InventorySim:
                     continue
                 po_received.append(recv_at)
                 arrivals[a].append(po)
+        remaining = np.zeros(len(bt_item), dtype=np.int64)
+        for it in range(n_inv):
+            for bi, rem, _ in lots[it]:
+                remaining[bi] = rem
+        assert (np.bincount(np.array(bt_item, dtype=np.int64), weights=remaining, minlength=n_inv) == stock).all()
+        for k in range(n_inv):
+            b.truth.inventory_items.append({"restaurant_id": p.rid, "inventory_item_id": int(p.inv_ids[k]),
+                                            "item": p.inv_names[k], "portioning": float(portioning[k])})
         self._inventory_tables(
-            rng, stock, grain, par, rop, moq, perish, shelf, sup_k, planted, shortfall,
+            rng, remaining, grain, par, rop, moq, perish, shelf, sup_k, planted, shortfall,
             (po_sup, po_ordered, po_received, po_expected), (pl_po, pl_item, pl_qty, pl_recv, pl_cost),
             (bt_item, bt_po, bt_qty, bt_cost, bt_at), (mv_item, mv_batch, mv_type, mv_qty, mv_at),
         )
 
-    def _inventory_tables(self, rng, stock, grain, par, rop, moq, perish, shelf, sup_k, planted, shortfall, pos, pls, bts, mvs):
+    def _inventory_tables(self, rng, remaining, grain, par, rop, moq, perish, shelf, sup_k, planted, shortfall, pos, pls, bts, mvs):
         b, p = self.b, self.p
         n_inv = len(p.inv_ids)
         inv_ids = p.inv_ids
@@ -215,20 +295,6 @@ class InventorySim:
         bt_item, bt_po, bt_qty, bt_cost, bt_at = (np.array(x, dtype=np.int64) for x in bts)
         n_bt = len(bt_item)
         bt_ids = b.ids.take("inventory_batch", n_bt)
-        # current stock sits in the newest batches (FIFO consumption)
-        order = np.lexsort((-bt_at, bt_item))
-        qty_o = bt_qty[order]
-        item_o = bt_item[order]
-        csum = np.cumsum(qty_o)
-        grp_start = np.r_[0, np.flatnonzero(np.diff(item_o)) + 1]
-        before = csum - qty_o - np.repeat(csum[grp_start] - qty_o[grp_start], np.diff(np.r_[grp_start, len(item_o)]))
-        rem_o = np.clip(stock[item_o] - before, 0, qty_o)
-        newest = np.zeros(len(item_o), bool)
-        newest[grp_start] = True
-        excess = stock - np.bincount(item_o, weights=rem_o, minlength=len(stock)).astype(np.int64)
-        rem_o = rem_o + np.where(newest, excess[item_o], 0)
-        remaining = np.empty(n_bt, dtype=np.int64)
-        remaining[order] = rem_o
         exp_null = ~perish[bt_item]
         self.chunk["inventory_batch"] = {
             "id": Column(bt_ids),
