@@ -41,11 +41,14 @@ RATE_SHAPE = 2.0  # gamma shape of the per-customer visit rate across regulars
 MEAN_RATE_PER_DAY = 1 / 14  # population mean visit rate
 GAP_DAYS_RANGE = (3.0, 120.0)  # rates are clipped to these mean gaps
 REGULARITY_RANGE = (1.0, 2.5)  # gamma shape of a customer's gaps: 1 is Poisson, higher is steadier
-P_GRADUAL = 0.16  # drift away: the rate decays exponentially, then they stop
+# Each way of leaving is a constant hazard from when they became active (an exponential time to
+# the event), so churn does not bunch towards the end of the window and a model trained at an
+# earlier cutoff faces the same odds; events drawn after `end` simply have not happened yet.
+DECLINE_MEAN_DAYS = 900.0  # drift away: from then the rate decays exponentially, then they stop
 DECAY_DAYS_RANGE = (20.0, 75.0)  # e-folding time of the decaying rate
 DECAY_STOP = 0.1  # they stop for good once the rate is down to this share of their usual one
-P_ABRUPT = 0.06  # stop at once (moved away)
-P_DORMANT = 0.10  # a quiet season, then back
+ABRUPT_MEAN_DAYS = 3000.0  # stop at once (moved away)
+DORMANT_MEAN_DAYS = 2000.0  # a quiet season, then back
 DORMANT_DAYS_RANGE = (45, 150)
 P_CHURN_AFTER_FAILURE = 0.3  # a regular whose order was cancelled or refunded never comes back
 FAILED = (2, 3)  # order status codes ("open", "completed", "cancelled", "refunded")
@@ -92,34 +95,27 @@ class CustomerSim:
         rate = rng.gamma(RATE_SHAPE, MEAN_RATE_PER_DAY / RATE_SHAPE, n_reg)
         rate = np.clip(rate, 1 / GAP_DAYS_RANGE[1], 1 / GAP_DAYS_RANGE[0])  # visits per day
         shape = rng.uniform(*REGULARITY_RANGE, n_reg)
-        kind = rng.random(n_reg)
-        gradual = kind < P_GRADUAL
-        abrupt = (kind >= P_GRADUAL) & (kind < P_GRADUAL + P_ABRUPT)
-        dormant = (kind >= P_GRADUAL + P_ABRUPT) & (kind < P_GRADUAL + P_ABRUPT + P_DORMANT)
         end = b.end_us
+
+        def after(mean_days: float) -> np.ndarray:
+            return active_start + (rng.exponential(mean_days, n_reg) * day).astype(np.int64)
+
         # gradual: decline from decline_at, e-folding tau, stop when the rate is DECAY_STOP of usual
-        d_lo = active_start + 45 * US_PER_DAY
-        d_hi = np.maximum(end - 30 * US_PER_DAY, d_lo + 1)
-        decline_at = (d_lo + rng.random(n_reg) * (d_hi - d_lo)).astype(np.int64)
+        decline_at = after(DECLINE_MEAN_DAYS)
         tau = rng.uniform(*DECAY_DAYS_RANGE, n_reg) * day
         stop_at = decline_at + (np.log(1 / DECAY_STOP) * tau).astype(np.int64)
-        # abrupt: a uniform date at least 60 days after they became active and 30 before the end
-        a_lo = active_start + 60 * US_PER_DAY
-        a_hi = end - 30 * US_PER_DAY
-        abrupt &= a_hi - a_lo > US_PER_DAY
-        abrupt_at = (a_lo + rng.random(n_reg) * np.maximum(a_hi - a_lo, 0)).astype(np.int64)
+        abrupt_at = after(ABRUPT_MEAN_DAYS)
+        gradual = (decline_at < end) & (decline_at < abrupt_at)
+        abrupt = (abrupt_at < end) & ~gradual
         # churned_at is a UTC midnight, so "no orders on or after churn_date" is exact
         churn_at = np.full(n_reg, end, dtype=np.int64)
         churn_at = np.where(gradual, -(-stop_at // US_PER_DAY) * US_PER_DAY, churn_at)
         churn_at = np.where(abrupt, abrupt_at // US_PER_DAY * US_PER_DAY, churn_at)
         churn_at = np.minimum(churn_at, end)
-        # dormant: a quiet spell inside the window, with at least 30 days left after it
-        dorm_len = rng.integers(*DORMANT_DAYS_RANGE, n_reg) * US_PER_DAY
-        q_lo = active_start + 30 * US_PER_DAY
-        q_hi = np.maximum(end - 30 * US_PER_DAY - dorm_len, q_lo + 1)
-        dormant &= end - 30 * US_PER_DAY - dorm_len > q_lo
-        dorm_from = (q_lo + rng.random(n_reg) * (q_hi - q_lo)).astype(np.int64)
-        dorm_until = dorm_from + dorm_len
+        # dormant: a quiet spell, after which they come back at their usual rate
+        dorm_from = after(DORMANT_MEAN_DAYS)
+        dorm_until = dorm_from + rng.integers(*DORMANT_DAYS_RANGE, n_reg) * US_PER_DAY
+        dormant = (dorm_from < end) & (dorm_from < churn_at) & ~gradual
 
         # -- wished visit times: a gamma renewal process per customer, thinned by the decline ----
         span_days = np.maximum(end - active_start, 0) / day
@@ -147,15 +143,13 @@ class CustomerSim:
         fail = np.isin(self.status[idx], FAILED)
         first_fail = np.full(n_reg, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first_fail, rep[fail], created[idx[fail]])
-        after_fail = (
-            ~gradual & ~abrupt & ~dormant
-            & (first_fail < end - 30 * US_PER_DAY)
-            & (rng.random(n_reg) < P_CHURN_AFTER_FAILURE)
-        )
+        after_fail = (first_fail < churn_at) & (rng.random(n_reg) < P_CHURN_AFTER_FAILURE)
         churn_at = np.where(after_fail, (first_fail // US_PER_DAY + 1) * US_PER_DAY, churn_at)
         ok = created[idx] < churn_at[rep]
         rep, idx = rep[ok], idx[ok]
-        churns = (churn_at < end) & (gradual | abrupt | after_fail)
+        churns = churn_at < end
+        gradual &= ~after_fail
+        abrupt &= ~after_fail
         cust_local = np.full(self.n_orders, -1, dtype=np.int64)
         cust_local[idx] = rep
 
