@@ -99,7 +99,9 @@ def customer_rfm(
     customer_id, restaurant_id (anchor), organization_id, anchored_by_last_order, loyalty_tier,
     date_joined, n_orders, first_order_at, last_order_at, spend (sum of totals, currency units),
     spend_{30,90,180,365}d, n_{30,90,180,365}d, gap_mean_days, gap_sd_days, last_gap_days,
-    n_dine_in, n_takeaway, n_delivery, n_restaurants, n_at_anchor, n_refunded, n_cancelled.
+    recent_gap_mean_days (mean of the last three gaps), n_dine_in, n_takeaway, n_delivery,
+    n_restaurants, n_at_anchor, n_refunded, n_cancelled, n_failed_90d (cancelled or refunded in
+    the last 90 days), last_failure_at (latest cancelled or refunded order, NaT if none).
     """
     windows = ",\n".join(
         f"count(p.customer_id) FILTER (WHERE p.created_at >= CAST(:cutoff AS timestamptz) - interval '{d} days') AS n_{d}d,\n"
@@ -122,7 +124,9 @@ def customer_rfm(
     other AS (
         SELECT a.customer_id,
                count(*) FILTER (WHERE o.status = 'refunded') AS n_refunded,
-               count(*) FILTER (WHERE o.status = 'cancelled') AS n_cancelled
+               count(*) FILTER (WHERE o.status = 'cancelled') AS n_cancelled,
+               count(*) FILTER (WHERE o.created_at >= CAST(:cutoff AS timestamptz) - interval '90 days') AS n_failed_90d,
+               max(o.created_at) AS last_failure_at
         FROM anchored a
         JOIN orders_order o ON o.customer_id = a.customer_id
         WHERE o.created_at < :cutoff AND o.created_at >= CAST(:cutoff AS timestamptz) - make_interval(days => :history_days)
@@ -139,11 +143,14 @@ def customer_rfm(
            avg(p.gap_days) AS gap_mean_days,
            stddev_samp(p.gap_days) AS gap_sd_days,
            max(p.gap_days) FILTER (WHERE p.back = 1) AS last_gap_days,
+           avg(p.gap_days) FILTER (WHERE p.back <= 3) AS recent_gap_mean_days,
            {types},
            count(DISTINCT p.restaurant_id) AS n_restaurants,
            count(p.customer_id) FILTER (WHERE p.restaurant_id = a.restaurant_id) AS n_at_anchor,
            coalesce(max(other.n_refunded), 0) AS n_refunded,
-           coalesce(max(other.n_cancelled), 0) AS n_cancelled
+           coalesce(max(other.n_cancelled), 0) AS n_cancelled,
+           coalesce(max(other.n_failed_90d), 0) AS n_failed_90d,
+           max(other.last_failure_at) AS last_failure_at
     FROM anchored a
     LEFT JOIN p ON p.customer_id = a.customer_id
     LEFT JOIN other ON other.customer_id = a.customer_id
@@ -161,10 +168,10 @@ def _typed_rfm(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in ("customer_id", "restaurant_id", "organization_id"):
         frame[col] = frame[col].astype("int64")
-    for col in ("date_joined", "first_order_at", "last_order_at"):
+    for col in ("date_joined", "first_order_at", "last_order_at", "last_failure_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     skip = {"customer_id", "restaurant_id", "organization_id", "anchored_by_last_order", "loyalty_tier",
-            "date_joined", "first_order_at", "last_order_at"}
+            "date_joined", "first_order_at", "last_order_at", "last_failure_at"}
     for col in frame.columns:
         if col not in skip:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
@@ -256,6 +263,16 @@ MODEL_FEATURES: tuple[str, ...] = (
     "n_refunded",
     "n_cancelled",
     "anchored_by_last_order",
+    # a drifting customer: visits thinning out, gaps lengthening, spend falling
+    "rate_90d_over_usual",
+    "n_90d_minus_prior_90d",
+    "recent_gap_over_mean",
+    "last_gap_over_mean",
+    "spend_mean_90d_over_usual",
+    # service failures: a cancelled or refunded order, especially one after the last purchase
+    "n_failed_90d",
+    "days_since_failure",
+    "failed_since_last_purchase",
 )
 """Model inputs. ``loyalty_tier`` is read but deliberately not among them: the replica stores only
 today's tier, which at a training cutoff would encode purchases made after it (a leak); the tier
@@ -274,7 +291,12 @@ def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
     created at the till minutes before a single order is a different customer from a member who
     signed up long before), x_repeat (purchases - 1), t_x_days (first to last
     purchase), spend_mean (per purchase), gap_cv, recency_over_gap (recency / mean gap; the
-    "overdue" signal of a regular), shares of order types and of purchases at the anchor.
+    "overdue" signal of a regular), shares of order types and of purchases at the anchor;
+    drift signals: rate_90d_over_usual (purchases per day in the last 90 days, or the tenure when
+    shorter, over purchases per day of tenure), n_90d_minus_prior_90d (count), recent_gap_over_mean
+    and last_gap_over_mean (the last three gaps' mean and the last gap, over the mean gap),
+    spend_mean_90d_over_usual; service failures: days_since_failure (latest cancelled or refunded
+    order), failed_since_last_purchase (1 when such an order came after the last purchase).
     All durations in days; NaN where undefined (e.g. gaps of a one-time buyer).
     """
     out = rfm.copy()
@@ -295,6 +317,20 @@ def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
     for t in ORDER_TYPES:
         out[f"share_{t}"] = (out[f"n_{t}"] / n).where(has)
     out["share_at_anchor"] = (out["n_at_anchor"] / n).where(has)
+    # Drift: the last 90 days against the customer's own usual pace (over their whole tenure, or
+    # 90 days when newer, so a new customer is not read as accelerating).
+    usual_rate = n / out["tenure_days"].clip(lower=1.0)
+    recent_rate = out["n_90d"] / out["tenure_days"].clip(lower=1.0, upper=90.0)
+    out["rate_90d_over_usual"] = (recent_rate / usual_rate).where(has)
+    out["n_90d_minus_prior_90d"] = (out["n_90d"] - (out["n_180d"] - out["n_90d"])).where(has)
+    gap = out["gap_mean_days"].replace(0, np.nan)
+    out["recent_gap_over_mean"] = out["recent_gap_mean_days"] / gap
+    out["last_gap_over_mean"] = out["last_gap_days"] / gap
+    spend_90 = (out["spend_90d"] / out["n_90d"]).where(out["n_90d"] > 0)
+    out["spend_mean_90d_over_usual"] = spend_90 / out["spend_mean"].replace(0, np.nan)
+    failed = out["last_failure_at"].notna()
+    out["days_since_failure"] = ((cut - out["last_failure_at"]) / day).where(failed)
+    out["failed_since_last_purchase"] = (failed & (~has | (out["last_failure_at"] > out["last_order_at"]))).astype(float)
     out["anchored_by_last_order"] = out["anchored_by_last_order"].astype(float)
     out["loyalty_rank"] = out["loyalty_tier"].map(TIERS).fillna(0).astype(int)
     return out
