@@ -57,41 +57,109 @@ def _truth(ground_truth) -> dict:
     return ground_truth if isinstance(ground_truth, dict) else ground_truth.to_dict()
 
 
-def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_start: pd.Timestamp) -> dict:
-    """Share of items whose first stockout after ``window_start`` is predicted within +/- 1 day."""
+def runouts_from_replica(reader, restaurants: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Days on which an item's stock ran out, read from the replica like an auditor would.
+
+    An item runs out when a consumption movement takes its balance (the running sum of every
+    valid stock movement, in time order) from above zero to zero: the kitchen used the last of it.
+    A balance brought to zero by an expiry write-off or waste is not a run-out (nothing asked
+    for was missing, and the next delivery usually follows). Returns restaurant_id,
+    inventory_item_id, date (naive local day of that movement), for days in [start, end).
+    """
+    from features.quality import valid
+
+    frame = reader.frame(
+        f"""
+        WITH m AS (
+            SELECT i.restaurant_id, m.inventory_item_id, m.movement_type, m.quantity::float8 AS quantity,
+                   (m.occurred_at AT TIME ZONE r.timezone)::date AS day,
+                   sum(m.quantity) OVER (PARTITION BY m.inventory_item_id ORDER BY m.occurred_at, m.id)::float8 AS balance
+            FROM inventory_stockmovement m
+            JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
+            JOIN restaurants_restaurant r ON r.id = i.restaurant_id
+            WHERE {valid('inventory_stockmovement', 'm')}
+        )
+        SELECT restaurant_id, inventory_item_id, min(day) AS date FROM m
+        WHERE movement_type = 'consumption' AND balance <= 1e-9 AND balance - quantity > 1e-9
+          AND day >= :start AND day < :end
+        GROUP BY 1, 2, day
+        ORDER BY 3
+        """,
+        {"start": start.date(), "end": end.date(), "valid_until": end},
+    )
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_start: pd.Timestamp,
+                      window_end: pd.Timestamp | None = None) -> dict:
+    """Share of items whose first run-out after ``window_start`` is predicted within +/- 1 day.
+
+    The run-outs come from the replica (``runouts_from_replica``); the ground truth only labels
+    them: ``planted`` (a planted reorder gap covers the day) and ``spike`` (a planted one-day demand
+    spike of the restaurant falls between the replay instant and the run-out: nothing seen two days
+    before can foresee it). Figures: ``within_1d`` over planted run-outs, ``within_1d_all`` over
+    every item's first run-out, ``within_1d_forecastable`` over every item's first run-out that
+    no spike caused.
+    """
     from features.inventory import inventory_features
     from features.timegrid import local_midnight
     from models.inventory import plan_inventory
     from worker.settings import get_settings
 
     settings = get_settings().inventory
-    so = pd.DataFrame(_truth(ground_truth)["stockouts"])
-    if so.empty:
-        return {"within_1d": None, "items": 0, "errors": []}
-    so["start_date"] = pd.to_datetime(so["start_date"])
-    so = so[so["start_date"] >= window_start.tz_localize(None)]
-    so = so[so["restaurant_id"].isin(restaurants["id"])].sort_values("start_date").groupby("inventory_item_id").head(1)
-    errors, planted = [], []
-    for r in so.itertuples(index=False):
+    truth = _truth(ground_truth)
+    end = window_end if window_end is not None else pd.Timestamp(truth["end"]).tz_localize("UTC")
+    runs = runouts_from_replica(reader, restaurants, window_start, end)
+    runs = runs[runs["restaurant_id"].isin(restaurants["id"])]
+    if runs.empty:
+        return {"within_1d": None, "items": 0, "within_1d_all": None, "items_all": 0, "errors": []}
+    gaps = pd.DataFrame(truth.get("reorder_gaps", []), columns=["inventory_item_id", "start_date", "end_date"])
+    spikes = {(int(r["restaurant_id"]), pd.Timestamp(a["date"])) for r in truth["restaurants"]
+              for a in r["anomalies"] if a.get("kind") == "spike"}
+    runs["planted"] = [
+        bool(((gaps["inventory_item_id"] == i) & (pd.to_datetime(gaps["start_date"]) <= d)
+              & (d <= pd.to_datetime(gaps["end_date"]) + pd.Timedelta(days=30))).any())
+        for i, d in zip(runs["inventory_item_id"], runs["date"])
+    ]
+    runs["spike"] = [any((int(r), d - pd.Timedelta(days=k)) in spikes for k in range(STOCKOUT_NOTICE_DAYS + 1))
+                     for r, d in zip(runs["restaurant_id"], runs["date"])]
+    first = runs.groupby("inventory_item_id").head(1)
+    clean = runs[~runs["spike"]].groupby("inventory_item_id").head(1)
+    cases = pd.concat([first, clean]).drop_duplicates(["inventory_item_id", "date"])
+    predicted = {}
+    for r in cases.itertuples(index=False):
         rest = restaurants[restaurants["id"] == r.restaurant_id]
         tz = rest["timezone"].iloc[0]
-        as_of = local_midnight(r.start_date - pd.Timedelta(days=STOCKOUT_NOTICE_DAYS), tz).tz_convert("UTC")
+        as_of = local_midnight(r.date - pd.Timedelta(days=STOCKOUT_NOTICE_DAYS), tz).tz_convert("UTC")
         scope = _scope(rest, as_of)
         feats = inventory_features(reader, scope, settings)
         feats.items = feats.items[feats.items["inventory_item_id"] == r.inventory_item_id]
         plan = plan_inventory(feats, settings, scope.restaurants)
         pred = plan.items["stockout_date"].iloc[0] if len(plan.items) else None
-        errors.append(None if pred is None else int((pd.Timestamp(pred) - r.start_date).days))
-        planted.append(bool(getattr(r, "planted", False)))
-    hits = [e is not None and abs(e) <= 1 for e in errors]
-    hits_planted = [h for h, p in zip(hits, planted) if p]
+        predicted[(r.inventory_item_id, r.date)] = (
+            None if pred is None or pd.isna(pred) else int((pd.Timestamp(pred) - r.date).days),
+            plan.items["usage_model"].iloc[0] if len(plan.items) else None,
+        )
+
+    def share(frame):
+        hits = [predicted[(i, d)][0] is not None and abs(predicted[(i, d)][0]) <= 1
+                for i, d in zip(frame["inventory_item_id"], frame["date"])]
+        return (sum(hits) / len(hits) if hits else None), len(hits)
+
+    planted = first[first["planted"]]
+    cases = cases.assign(error=[predicted[(i, d)][0] for i, d in zip(cases["inventory_item_id"], cases["date"])],
+                         usage_model=[predicted[(i, d)][1] for i, d in zip(cases["inventory_item_id"], cases["date"])])
+    p_share, p_n = share(planted)
+    a_share, a_n = share(first)
+    f_share, f_n = share(clean)
     return {
-        "within_1d": sum(hits_planted) / len(hits_planted) if hits_planted else None,
-        "items": len(hits_planted),
-        "within_1d_all": sum(hits) / len(hits) if hits else None,
-        "items_all": len(hits),
-        "errors": errors,
-        "planted": planted,
+        "within_1d": p_share, "items": p_n,
+        "within_1d_all": a_share, "items_all": a_n,
+        "within_1d_forecastable": f_share, "items_forecastable": f_n,
+        "errors": [predicted[(i, d)][0] for i, d in zip(first["inventory_item_id"], first["date"])],
+        "planted": [bool(p) for p in first["planted"]],
+        "cases": cases,
     }
 
 
@@ -200,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             drop_database(SCRATCH_DB)
+    cases = figures["stockout"].pop("cases", None)
+    if cases is not None:
+        with pd.option_context("display.width", 200, "display.max_rows", 200):
+            print("run-outs replayed (error = predicted - actual day; spike = a planted demand spike in the notice window):",
+                  file=sys.stderr)
+            print(cases.to_string(index=False), file=sys.stderr)
     print(json.dumps({k: v for k, v in figures.items()}, default=str), file=sys.stderr)
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     line = {
@@ -210,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         "stockout_items": figures["stockout"]["items"],
         "stockout_within_1d_all": figures["stockout"]["within_1d_all"],
         "stockout_items_all": figures["stockout"]["items_all"],
+        "stockout_within_1d_forecastable": figures["stockout"].get("within_1d_forecastable"),
+        "stockout_items_forecastable": figures["stockout"].get("items_forecastable"),
         "lead_time_mae": {"model": round(figures["lead_time"]["model"], 4), "promised": round(figures["lead_time"]["promised"], 4)},
         "elasticity_abs_error": figures["elasticity"]["abs_error"],
         "elasticity_abs_error_prior": figures["elasticity"]["abs_error_prior"],

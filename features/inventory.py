@@ -15,6 +15,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from features.demand import checked_zones
+from features.items import item_daily_units, menu_items
 from features.quality import valid
 from features.timegrid import future_days, local_date
 from worker.replica import ReplicaReader
@@ -61,18 +63,25 @@ def daily_item_usage(
 ) -> pd.DataFrame:
     """Consumption and waste per inventory item and local date, movements in [start, end) (UTC).
 
-    Returns inventory_item_id, restaurant_id, local_date (naive midnight), consumption, waste (both
-    positive, in the item's unit). Days without a movement are absent.
+    Returns inventory_item_id, restaurant_id, local_date (naive midnight), consumption, waste,
+    expired (all positive, in the item's unit). ``expired`` is the write-off of a batch at or after
+    its expiry (a waste movement naming a batch that expired by the next day): the projection
+    models expiry from the batches themselves, so counting it as usage too would take it twice.
+    ``waste`` is the rest (spoilage, drops, trimming). Days without a movement are absent.
     """
     frame = reader.frame(
         f"""
         SELECT i.id AS inventory_item_id, i.restaurant_id,
                (m.occurred_at AT TIME ZONE r.timezone)::date AS local_date,
                coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'consumption'), 0)::float8 AS consumption,
-               coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'waste'), 0)::float8 AS waste
+               coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'waste' AND NOT coalesce(
+                   b.expires_at <= m.occurred_at + interval '1 day', false)), 0)::float8 AS waste,
+               coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'waste' AND
+                   b.expires_at <= m.occurred_at + interval '1 day'), 0)::float8 AS expired
         FROM inventory_stockmovement m
         JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
         JOIN restaurants_restaurant r ON r.id = i.restaurant_id
+        LEFT JOIN inventory_batch b ON b.id = m.batch_id
         WHERE i.restaurant_id = ANY(:rids) AND m.occurred_at >= :start AND m.occurred_at < :end
           AND m.movement_type IN ('consumption', 'waste') AND {valid('inventory_stockmovement', 'm')}
         GROUP BY 1, 2, 3
@@ -328,6 +337,87 @@ def received_orders(
     return frame
 
 
+def recipe_lines(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+    """How much of each inventory item one unit of a menu item uses (the RMS's recipes).
+
+    Only lines linking a menu item and an inventory item of the same restaurant, with a positive
+    quantity and an inventory item that has a unit: a recipe pointing at another restaurant's stock
+    or at 0 would make up usage. Lines of discontinued menu items are kept (their sales history
+    is real usage); they simply get no forecast. Returns menu_item_id, inventory_item_id,
+    quantity_per_unit (in the inventory item's unit, per unit sold).
+    """
+    frame = reader.frame(
+        """
+        SELECT ri.menu_item_id, ri.inventory_item_id, sum(ri.quantity_per_unit)::float8 AS quantity_per_unit
+        FROM menu_recipeingredient ri
+        JOIN menu_menuitem m ON m.id = ri.menu_item_id
+        JOIN inventory_inventoryitem i ON i.id = ri.inventory_item_id
+        WHERE i.restaurant_id = ANY(:rids) AND m.restaurant_id = i.restaurant_id
+          AND ri.quantity_per_unit > 0 AND i.unit IS NOT NULL
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        """,
+        {"rids": restaurant_ids},
+    )
+    for col in ("menu_item_id", "inventory_item_id"):
+        frame[col] = frame[col].astype("int64")
+    frame["quantity_per_unit"] = frame["quantity_per_unit"].astype("float64")
+    return frame
+
+
+def menu_unit_grid(
+    units: pd.DataFrame, menu: pd.DataFrame, first: dict[int, pd.Timestamp], last: dict[int, pd.Timestamp], zones: dict[int, str]
+) -> pd.DataFrame:
+    """Complete daily units sold per menu item, from its first full day on the menu (or the window's).
+
+    Args:
+        units: ``features.items.item_daily_units`` (menu_item_id, restaurant_id, local_date, units).
+        menu: ``features.items.menu_items`` (id, restaurant_id, is_active, created_at).
+        first, last: per restaurant, the local days bounding the history.
+        zones: restaurant id -> timezone.
+    Returns menu_item_id, restaurant_id, ds, units, open (the restaurant sold anything that day),
+    is_active. An item added last month is not read as months of zero sales.
+    """
+    frames = []
+    for rid, items in menu.groupby("restaurant_id"):
+        rid = int(rid)
+        if rid not in first:
+            continue
+        days = pd.date_range(first[rid], last[rid], freq="D")
+        if not len(days):
+            continue
+        rows = units[units["restaurant_id"] == rid]
+        idx = pd.MultiIndex.from_product([items["id"].astype("int64"), days], names=["menu_item_id", "ds"])
+        full = (
+            rows.rename(columns={"local_date": "ds"}).set_index(["menu_item_id", "ds"])[["units"]]
+            .reindex(idx, fill_value=0.0).reset_index()
+        )
+        created = items.set_index("id")["created_at"].map(lambda t: local_date(t, zones[rid]) + pd.Timedelta(days=1))
+        full = full[full["ds"] >= full["menu_item_id"].map(created)]
+        sold = rows.groupby("local_date")["units"].sum()
+        full["open"] = full["ds"].isin(set(sold[sold > 0].index))
+        full["is_active"] = full["menu_item_id"].map(items.set_index("id")["is_active"]).astype(bool)
+        full.insert(1, "restaurant_id", rid)
+        frames.append(full)
+    if not frames:
+        return pd.DataFrame(columns=["menu_item_id", "restaurant_id", "ds", "units", "open", "is_active"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def usage_midpoint_hour(share: pd.DataFrame) -> dict[int, float]:
+    """Per restaurant, the local hour by which half of a day's consumption is recorded.
+
+    A delivery arriving after it mostly feeds the next day (the kitchen already cooked with what
+    it had), before it the same day. 23.0 (nearly the whole day) when nothing is known.
+    """
+    out = {}
+    for rid, g in share.groupby("restaurant_id"):
+        c = g.sort_values("local_hour").set_index("local_hour")["share"].cumsum()
+        hit = c[c >= 0.5]
+        out[int(rid)] = float(hit.index[0]) if len(hit) else 23.0
+    return out
+
+
 # --------------------------------------------------------------------------- unit features
 
 
@@ -336,7 +426,9 @@ class InventoryFeatures:
     """Everything the inventory models need for one shard, as plain frames (no connection).
 
     items: ``inventory_items``; usage: complete daily grid per item (inventory_item_id, ds,
-    consumption, waste, open: the restaurant recorded any consumption that day); on_hand:
+    consumption, waste, expired, open: the restaurant recorded any consumption that day);
+    recipes: ``recipe_lines``; menu_units: ``menu_unit_grid`` over the same days; midpoint_hour:
+    ``usage_midpoint_hour``; on_hand:
     ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
     suppliers: ``shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
     local days to project (restaurant_id, ds, target_start, remaining_share: the part of that day's
@@ -352,6 +444,9 @@ class InventoryFeatures:
     lead_times: pd.DataFrame
     future: pd.DataFrame
     as_of: pd.Timestamp
+    recipes: pd.DataFrame | None = None
+    menu_units: pd.DataFrame | None = None
+    midpoint_hour: dict | None = None
 
 
 def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Timestamp], last: dict[int, pd.Timestamp]) -> pd.DataFrame:
@@ -370,7 +465,7 @@ def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Times
         idx = pd.MultiIndex.from_product([its["inventory_item_id"].astype("int64"), days], names=["inventory_item_id", "ds"])
         full = (
             rows.rename(columns={"local_date": "ds"})
-            .set_index(["inventory_item_id", "ds"])[["consumption", "waste"]]
+            .set_index(["inventory_item_id", "ds"])[["consumption", "waste", "expired"]]
             .reindex(idx, fill_value=0.0)
             .reset_index()
         )
@@ -380,7 +475,7 @@ def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Times
         full.insert(1, "restaurant_id", rid)
         frames.append(full)
     if not frames:
-        return pd.DataFrame(columns=["inventory_item_id", "restaurant_id", "ds", "consumption", "waste", "open"])
+        return pd.DataFrame(columns=["inventory_item_id", "restaurant_id", "ds", "consumption", "waste", "expired", "open"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -416,6 +511,12 @@ def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatu
         fut.loc[fut.index[0], "remaining_share"] = max(0.0, 1.0 - done)
         futures.append(fut)
     usage = usage_grid(raw, items, first, last)
+    recipes = recipe_lines(reader, rids)
+    zones = {rid: tz for rid, tz in checked_zones(scope.restaurants)[0].items() if rid in first}
+    menu = menu_items(reader, rids)
+    sold = item_daily_units(reader, zones, start, as_of, scope.valid_until) if zones else pd.DataFrame(
+        columns=["menu_item_id", "restaurant_id", "local_date", "units"])
+    menu_units = menu_unit_grid(sold, menu[menu["id"].isin(recipes["menu_item_id"])], first, last, zones)
     on_hand = stock_on_hand(reader, rids, as_of, scope.valid_until)
     lots = allocate_batches(expiring_batches(reader, rids, as_of, scope.valid_until), on_hand)
     orders = open_purchase_orders(reader, rids, as_of, scope.valid_until)
@@ -424,4 +525,5 @@ def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatu
         reader, [int(s) for s in suppliers["supplier_id"]], as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of
     )
     future = pd.concat(futures, ignore_index=True) if futures else pd.DataFrame()
-    return InventoryFeatures(items, usage, on_hand, lots, orders, suppliers, lead, future, as_of)
+    return InventoryFeatures(items, usage, on_hand, lots, orders, suppliers, lead, future, as_of,
+                             recipes, menu_units, usage_midpoint_hour(share))

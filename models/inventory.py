@@ -39,62 +39,219 @@ Z80 = 1.2815515655446004
 
 @dataclass
 class UsageForecaster:
-    """Weekday-profile x level forecast of an item's daily usage (see module docstring)."""
+    """Weekday-profile x level forecast of a daily series (module docstring): an inventory item's
+    own usage, or a menu item's units sold (``key``/``value`` name the columns)."""
 
     level_days: int = 28
     min_open_days: int = 7
+    key: str = "inventory_item_id"
+    value: str = "consumption"
+    waste: str | None = "waste"  # column added on top of value (ratio to it); None: no waste
 
     name = "usage_weekday_level"
 
     def fit(self, usage: pd.DataFrame) -> "UsageForecaster":
-        """Learn from ``features.inventory.usage_grid`` (inventory_item_id, restaurant_id, ds,
-        consumption, waste, open; item units per local day)."""
-        hist = usage[usage["open"]].copy()
+        """Learn from a complete daily grid: ``key``, restaurant_id, ds, ``value`` (and ``waste``),
+        open (item units, or menu units, per local day)."""
+        key, value = self.key, self.value
+        hist = usage[usage["open"].astype(bool)].copy()
         hist["w"] = hist["ds"].dt.day_of_week
-        item_mean = hist.groupby("inventory_item_id")["consumption"].transform("mean")
-        hist["norm"] = np.where(item_mean > 0, hist["consumption"] / item_mean.replace(0, np.nan), np.nan)
+        item_mean = hist.groupby(key)[value].transform("mean")
+        hist["norm"] = np.where(item_mean > 0, hist[value] / item_mean.replace(0, np.nan), np.nan)
         prof = hist.dropna(subset=["norm"]).groupby(["restaurant_id", "w"])["norm"].mean().unstack()
         prof = prof.reindex(columns=range(7)).fillna(1.0)
         prof = prof.div(prof.mean(axis=1).replace(0, 1.0), axis=0)
         self.weekday_ = prof
-        hist["f"] = [float(prof.loc[r, w]) if r in prof.index else 1.0 for r, w in zip(hist["restaurant_id"], hist["w"])]
+        hist["f"] = _weekday_factor(prof, hist["restaurant_id"], hist["w"])
         hist["f"] = hist["f"].where(hist["f"] > 0, 1.0)
         hist = hist.sort_values("ds")
-        recent = hist.groupby("inventory_item_id").tail(self.level_days)
-        level = (recent["consumption"] / recent["f"]).groupby(recent["inventory_item_id"]).mean()
-        fitted = recent["inventory_item_id"].map(level) * recent["f"]
-        rel = (recent["consumption"] - fitted) / fitted.where(fitted > 0)
-        cv = rel.groupby(recent["inventory_item_id"]).std().fillna(0.5).clip(0.05, 2.0)
-        totals = hist.groupby("inventory_item_id")[["consumption", "waste"]].sum()
-        waste_ratio = (totals["waste"] / totals["consumption"].where(totals["consumption"] > 0)).fillna(0.0).clip(0, 1)
-        n_open = hist.groupby("inventory_item_id").size()
+        recent = hist.groupby(key).tail(self.level_days)
+        level = (recent[value] / recent["f"]).groupby(recent[key]).mean()
+        fitted = recent[key].map(level) * recent["f"]
+        rel = (recent[value] - fitted) / fitted.where(fitted > 0)
+        cv = rel.groupby(recent[key]).std().fillna(0.5).clip(0.05, 2.0)
+        if self.waste and self.waste in hist.columns:
+            totals = hist.groupby(key)[[value, self.waste]].sum()
+            waste_ratio = (totals[self.waste] / totals[value].where(totals[value] > 0)).fillna(0.0).clip(0, 1)
+        else:
+            waste_ratio = pd.Series(0.0, index=level.index)
+        n_open = hist.groupby(key).size()
         self.items_ = pd.DataFrame({"level": level, "cv": cv, "waste_ratio": waste_ratio, "open_days": n_open}).fillna(
             {"level": 0.0, "cv": 0.5, "waste_ratio": 0.0, "open_days": 0}
         )
         return self
 
     def predict(self, items: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
-        """Daily usage mean and sd.
+        """Daily mean and sd.
 
         Args:
-            items: inventory_item_id, restaurant_id.
+            items: ``key``, restaurant_id.
             future: restaurant_id, ds (naive local date), target_start, remaining_share.
         Returns:
-            inventory_item_id, ds, target_start, mean, sd (item units per day; the first day scaled
-            by remaining_share), enough_history.
+            ``key``, ds, target_start, mean, sd (units per day; the first day scaled by
+            remaining_share), enough_history.
         """
-        out = items[["inventory_item_id", "restaurant_id"]].merge(future, on="restaurant_id")
-        w = out["ds"].dt.day_of_week
-        f = np.array(
-            [float(self.weekday_.loc[r, d]) if r in self.weekday_.index else 1.0 for r, d in zip(out["restaurant_id"], w)]
-        )
-        st = self.items_.reindex(out["inventory_item_id"])
+        key = self.key
+        out = items[[key, "restaurant_id"]].merge(future, on="restaurant_id")
+        f = _weekday_factor(self.weekday_, out["restaurant_id"], out["ds"].dt.day_of_week)
+        st = self.items_.reindex(out[key])
         base = st["level"].fillna(0.0).to_numpy() * f * (1 + st["waste_ratio"].fillna(0.0).to_numpy())
-        share = out["remaining_share"].to_numpy()
-        out["mean"] = base * share
+        out["mean"] = base * out["remaining_share"].to_numpy()
         out["sd"] = out["mean"] * st["cv"].fillna(0.5).to_numpy()
-        out["enough_history"] = (st["open_days"].fillna(0).to_numpy() >= self.min_open_days)
-        return out[["inventory_item_id", "ds", "target_start", "mean", "sd", "enough_history"]]
+        out["enough_history"] = st["open_days"].fillna(0).to_numpy() >= self.min_open_days
+        return out[[key, "ds", "target_start", "mean", "sd", "enough_history"]]
+
+
+def _weekday_factor(prof: pd.DataFrame, restaurant_ids: pd.Series, weekdays: pd.Series) -> np.ndarray:
+    """The restaurant's weekday factor per row (1 for a restaurant without a profile)."""
+    stacked = prof.stack()
+    idx = pd.MultiIndex.from_arrays([restaurant_ids.to_numpy(), weekdays.to_numpy()])
+    return stacked.reindex(idx).fillna(1.0).to_numpy(dtype=float)
+
+
+@dataclass
+class RecipeUsageForecaster:
+    """An ingredient's usage from the menu items that need it: item demand x recipe x portioning.
+
+    ``usage_i(day) = portioning_i x sum_j units_j(day) x quantity_per_unit_ij``, with units_j the
+    menu item's level x weekday forecast (``UsageForecaster`` on units sold) and ``portioning_i``
+    = (recorded consumption + waste) / recipe-implied use over the history: real kitchens
+    over-portion, trim and spill. Days on which the recipes imply use but nothing was recorded
+    (the item had run out) are left out of the ratio. Discontinued menu items get no forecast.
+    """
+
+    level_days: int = 28
+    min_open_days: int = 7
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+
+    name = "recipe_x_item_demand"
+
+    def fit(self, menu_units: pd.DataFrame, recipes: pd.DataFrame, usage: pd.DataFrame) -> "RecipeUsageForecaster":
+        """Args:
+            menu_units: ``features.inventory.menu_unit_grid`` (menu units per local day).
+            recipes: ``features.inventory.recipe_lines`` (item units per menu unit).
+            usage: ``features.inventory.usage_grid`` (item units per local day).
+        """
+        self.recipes_ = recipes[["menu_item_id", "inventory_item_id", "quantity_per_unit"]]
+        self.menu_ = UsageForecaster(self.level_days, self.min_open_days, key="menu_item_id", value="units", waste=None)
+        self.menu_.fit(menu_units)
+        self.active_ = menu_units.loc[menu_units["is_active"].astype(bool), ["menu_item_id", "restaurant_id"]].drop_duplicates()
+        implied = recipe_implied(menu_units, self.recipes_)
+        hist = usage[usage["open"].astype(bool)].merge(implied, on=["inventory_item_id", "ds"], how="left")
+        hist["implied"] = hist["implied"].fillna(0.0)
+        hist = hist[~((hist["implied"] > 0) & (hist["consumption"] <= 0))]
+        tot = hist.groupby("inventory_item_id")[["consumption", "waste", "implied"]].sum()
+        ratio = (tot["consumption"] + tot["waste"]) / tot["implied"].where(tot["implied"] > 0)
+        self.ratio_ = ratio.dropna().clip(self.min_ratio, self.max_ratio)
+        return self
+
+    def predict(self, items: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:
+        """Daily mean usage per inventory item (item units; first day scaled by remaining_share).
+
+        Returns inventory_item_id, ds, mean, menu_items (how many active menu items feed it);
+        items without an active recipe link or a ratio are absent.
+        """
+        menu = self.active_[self.active_["restaurant_id"].isin(items["restaurant_id"])]
+        units = self.menu_.predict(menu, future)
+        use = units.merge(self.recipes_, on="menu_item_id")
+        use["q"] = use["mean"] * use["quantity_per_unit"]
+        out = use.groupby(["inventory_item_id", "ds"]).agg(mean=("q", "sum"), menu_items=("menu_item_id", "nunique")).reset_index()
+        out = out[out["inventory_item_id"].isin(self.ratio_.index) & out["inventory_item_id"].isin(items["inventory_item_id"])]
+        out["mean"] = out["mean"] * out["inventory_item_id"].map(self.ratio_).to_numpy()
+        return out
+
+
+def recipe_implied(menu_units: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFrame:
+    """What the recipes say each inventory item used per local day: sum of units sold x quantity.
+
+    Returns inventory_item_id, ds, implied (item units)."""
+    m = menu_units[["menu_item_id", "ds", "units"]].merge(recipes, on="menu_item_id")
+    m["implied"] = m["units"] * m["quantity_per_unit"]
+    return m.groupby(["inventory_item_id", "ds"], as_index=False)["implied"].sum()
+
+
+USAGE_HOLDOUT_DAYS = 14
+RECIPE = RecipeUsageForecaster.name
+OWN = "own_usage_history"
+
+
+def usage_forecast(features, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily usage mean and sd per inventory item, recipe-based or own-history, chosen per item.
+
+    Backtest: both forecasters are fitted on the history before the last ``holdout_days`` and
+    scored on them (actual = consumption + waste on open days; days the item had run out are
+    left out). The error is the mean absolute error of 7-day totals, what a stockout date depends
+    on. An item uses the recipes unless its own history did better (ties go to the recipes) and
+    falls back to its own history without a recipe link or menu-item history. The per-day sd is
+    the chosen method's backtest residual sd relative to its forecast (a coefficient of
+    variation) times the day's mean: an out-of-sample interval, not the in-sample fit.
+
+    Args:
+        features: ``features.inventory.InventoryFeatures``.
+    Returns:
+        (forecast, choice): forecast = inventory_item_id, ds, target_start, mean, sd,
+        enough_history, usage_model (item units per local day); choice = per item usage_model,
+        backtest errors (recipe_error, own_error, item units per 7 days), cv.
+    """
+    usage, items, future = features.usage, features.items, features.future
+    menu_units, recipes = features.menu_units, features.recipes
+    have_recipes = menu_units is not None and recipes is not None and len(menu_units) and len(recipes)
+    last = usage.groupby("restaurant_id")["ds"].transform("max") if len(usage) else pd.Series(dtype="datetime64[ns]")
+    back = (last - usage["ds"]).dt.days if len(usage) else pd.Series(dtype=float)
+    train, test = usage[back >= holdout_days], usage[back < holdout_days]
+    errors = pd.DataFrame(index=pd.Index(items["inventory_item_id"], name="inventory_item_id"))
+    resid = {}
+    if len(train) and len(test):
+        test_future = test[["restaurant_id", "ds"]].drop_duplicates().assign(target_start=pd.NaT, remaining_share=1.0)
+        actual = test.assign(actual=test["consumption"] + test["waste"])
+        if have_recipes:
+            mlast = menu_units["restaurant_id"].map(last.groupby(usage["restaurant_id"]).max())
+            mback = (mlast - menu_units["ds"]).dt.days
+            implied = recipe_implied(menu_units, recipes)
+            actual = actual.merge(implied, on=["inventory_item_id", "ds"], how="left").fillna({"implied": 0.0})
+            actual = actual[~((actual["implied"] > 0) & (actual["consumption"] <= 0))]
+        actual = actual[actual["open"].astype(bool)]
+        own = UsageForecaster().fit(train).predict(items, test_future)[["inventory_item_id", "ds", "mean"]]
+        preds = {OWN: own}
+        if have_recipes:
+            rec = RecipeUsageForecaster().fit(menu_units[mback >= holdout_days], recipes, train)
+            preds[RECIPE] = rec.predict(items, test_future)[["inventory_item_id", "ds", "mean"]]
+        for name, pred in preds.items():
+            j = actual[["inventory_item_id", "ds", "actual"]].merge(pred, on=["inventory_item_id", "ds"], how="inner")
+            if j.empty:
+                continue
+            j["block"] = (j["ds"] - j["ds"].min()).dt.days // 7
+            blocks = j.groupby(["inventory_item_id", "block"])[["actual", "mean"]].sum()
+            errors[f"{name}_error"] = (blocks["actual"] - blocks["mean"]).abs().groupby(level=0).mean()
+            r = j["actual"] - j["mean"]
+            resid[name] = (r.groupby(j["inventory_item_id"]).std() / j.groupby("inventory_item_id")["mean"].mean().where(lambda m: m > 0)).clip(0.05, 2.0)
+
+    own_full = UsageForecaster().fit(usage).predict(items, future)
+    own_full["usage_model"] = OWN
+    out = own_full
+    if have_recipes:
+        rec_full = RecipeUsageForecaster().fit(menu_units, recipes, usage).predict(items, future)
+        rec_err = errors.get(f"{RECIPE}_error", pd.Series(dtype=float))
+        own_err = errors.get(f"{OWN}_error", pd.Series(dtype=float))
+        linked = set(rec_full["inventory_item_id"])
+        use_recipe = {
+            i for i in linked
+            if not (pd.notna(own_err.get(i)) and pd.notna(rec_err.get(i)) and own_err.get(i) < rec_err.get(i))
+        }
+        rec_rows = out["inventory_item_id"].isin(use_recipe)
+        merged = out.loc[rec_rows, ["inventory_item_id", "ds"]].merge(rec_full[["inventory_item_id", "ds", "mean"]], on=["inventory_item_id", "ds"], how="left")
+        out.loc[rec_rows, "mean"] = merged["mean"].fillna(0.0).to_numpy()  # first day already scaled
+        out.loc[rec_rows, "usage_model"] = RECIPE
+    choice = out.groupby("inventory_item_id")["usage_model"].first().to_frame()
+    choice = choice.join(errors, how="left")
+    cv = pd.Series(0.5, index=choice.index)
+    for name, r in resid.items():
+        m = choice["usage_model"] == name
+        cv[m] = r.reindex(choice.index[m]).fillna(0.5).to_numpy()
+    choice["cv"] = cv
+    out["sd"] = out["mean"] * out["inventory_item_id"].map(cv).to_numpy()
+    return out, choice.reset_index()
 
 
 def arrival_days(orders: pd.DataFrame, lead: pd.DataFrame, restaurants: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -115,6 +272,95 @@ def arrival_days(orders: pd.DataFrame, lead: pd.DataFrame, restaurants: pd.DataF
     )
     ds = [pd.Timestamp(t).tz_convert(z).tz_localize(None).normalize() for t, z in zip(eta, tz)]
     return pd.DataFrame({"inventory_item_id": o["inventory_item_id"].to_numpy(), "ds": ds, "quantity": o["quantity"].to_numpy()})
+
+
+def arrival_scenarios(
+    orders: pd.DataFrame,
+    lead: pd.DataFrame,
+    tz_of_item: dict[int, str],
+    today_of_item: dict[int, pd.Timestamp],
+    midpoint_hour: dict[int, float],
+    as_of: pd.Timestamp,
+    horizon: int,
+    grid: int = 200,
+    max_scenarios: int = 64,
+) -> dict[int, list[tuple[float, np.ndarray]]]:
+    """Where open orders may land: per item, weighted arrival vectors (quantity per local day).
+
+    Each open purchase order's lead time is lognormal with the supplier's expected lead time and
+    sd (``models.lead_time``), conditioned on not having arrived by ``as_of`` (an order already
+    late is more likely to come tomorrow than at its promised time). It is discretised on
+    ``grid`` equally likely quantiles (no random draws: the same input gives the same output).
+    An arrival after the restaurant's ``midpoint_hour`` (half the day's use already recorded)
+    feeds the next day. Orders of one item combine as independent; more than ``max_scenarios``
+    combinations are thinned to that many equally weighted joint quantiles.
+
+    Args:
+        orders: ``features.inventory.open_purchase_orders`` (quantity in item units).
+        lead: ``SupplierLeadTime.estimates_`` (expected_days, sd_days).
+        tz_of_item, today_of_item: the item's restaurant's zone and local today.
+        midpoint_hour: per item's restaurant id is looked up by the caller; here per item id.
+        horizon: days projected.
+    Returns:
+        item id -> [(weight, arrivals per day)]; items without open orders are absent.
+    """
+    from scipy.stats import lognorm
+
+    out: dict[int, list[tuple[float, np.ndarray]]] = {}
+    if orders.empty:
+        return out
+    o = orders.merge(lead[["supplier_id", "expected_days", "sd_days"]], on="supplier_id", how="left")
+    u = (np.arange(grid) + 0.5) / grid
+    for iid, lines in o.groupby("inventory_item_id"):
+        iid = int(iid)
+        if iid not in tz_of_item:
+            continue
+        tz, today, mid = tz_of_item[iid], today_of_item[iid], midpoint_hour.get(iid, 23.0)
+        per_po = []
+        for _, po in lines.groupby("purchase_order_id"):
+            first = po.iloc[0]
+            qty = float(po["quantity"].sum())
+            mean, sd = first["expected_days"], first["sd_days"]
+            elapsed = max((as_of - first["ordered_at"]).total_seconds() / 86400.0, 0.0)
+            if pd.notna(mean) and mean > 0 and pd.notna(sd) and sd > 1e-6:
+                s2 = math.log(1 + (sd / mean) ** 2)
+                dist = lognorm(s=math.sqrt(s2), scale=math.exp(math.log(mean) - s2 / 2))
+                lo = float(dist.cdf(elapsed))
+                lead_days = dist.ppf(np.minimum(lo + (1 - lo) * u, 1 - 1e-9)) if lo < 1 - 1e-9 else np.full(grid, elapsed)
+            else:
+                eta = first["ordered_at"] + pd.Timedelta(days=float(mean)) if pd.notna(mean) else first["expected_at"]
+                eta = eta if pd.notna(eta) else as_of + pd.Timedelta(days=1)
+                lead_days = np.full(grid, max((eta - first["ordered_at"]).total_seconds() / 86400.0, elapsed))
+            at = (first["ordered_at"] + pd.to_timedelta(lead_days, unit="D")).tz_convert(tz).tz_localize(None)
+            day = (at.normalize() - today).days.to_numpy() + (at.hour + at.minute / 60.0 >= mid).astype(int)
+            per_po.append((np.maximum(day, 0), qty))
+        combos = 1
+        for day, _ in per_po:
+            combos *= len(np.unique(day))
+        if combos <= max_scenarios:
+            scen = [(1.0, np.zeros(horizon))]
+            for day, qty in per_po:
+                vals, counts = np.unique(day, return_counts=True)
+                nxt = []
+                for w, arr in scen:
+                    for v, c in zip(vals, counts):
+                        a = arr.copy()
+                        if v < horizon:
+                            a[v] += qty
+                        nxt.append((w * c / grid, a))
+                scen = nxt
+        else:
+            rng = np.random.default_rng(iid)
+            scen = []
+            picks = [rng.permutation(grid)[:max_scenarios] for _ in per_po]
+            for k in range(max_scenarios):
+                a = np.zeros(horizon)
+                for (day, qty), pk in zip(per_po, picks):
+                    if day[pk[k]] < horizon:
+                        a[day[pk[k]]] += qty
+                scen.append((1.0 / max_scenarios, a))
+        out[iid] = scen
+    return out
 
 
 @dataclass
@@ -192,11 +438,17 @@ def project_item(
     )
 
 
-def stockout_summary(proj: Projection, today: pd.Timestamp) -> dict:
-    """Predicted stockout day and its uncertainty (see module docstring)."""
+def stockout_summary(proj: Projection, today: pd.Timestamp, p_out: np.ndarray | None = None) -> dict:
+    """Predicted stockout day and its uncertainty (see module docstring).
+
+    Args:
+        p_out: P(out by the end of each day), e.g. mixed over arrival scenarios; default the
+            projection's own (arrivals at their expected time).
+    The predicted day is the first whose P(out) reaches 1/2: the median stockout day.
+    """
     n = len(proj.end_stock)
-    p = proj.p_out_by()
-    hit = np.flatnonzero(proj.shortfall > 1e-9)
+    p = proj.p_out_by() if p_out is None else np.maximum.accumulate(np.asarray(p_out, dtype=float))
+    hit = np.flatnonzero(p >= 0.5 - 1e-12)
     lo = np.flatnonzero(p >= 0.1)
     hi = np.flatnonzero(p >= 0.9)
     lower = float(lo[0]) if len(lo) else float(n)
@@ -319,9 +571,20 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
     lead = SupplierLeadTime(min_orders=settings.lead_time_min_orders).fit(features.suppliers, features.lead_times).estimates_
     if items.empty or features.future.empty:
         return InventoryPlan(pd.DataFrame(), pd.DataFrame(), lead)
-    forecaster = UsageForecaster().fit(features.usage)
-    use = forecaster.predict(items, features.future).sort_values(["inventory_item_id", "ds"])
+    use, _ = usage_forecast(features)
+    use = use.sort_values(["inventory_item_id", "ds"])
     arrivals = arrival_days(features.open_orders, lead, restaurants, items, features.as_of)
+    rest_of = items.set_index("inventory_item_id")["restaurant_id"]
+    tz_by_rest = restaurants.set_index("id")["timezone"]
+    today_by_rest = features.future.groupby("restaurant_id")["ds"].min()
+    known = rest_of[rest_of.isin(today_by_rest.index) & rest_of.isin(tz_by_rest.index)]
+    scenarios = arrival_scenarios(
+        features.open_orders, lead,
+        {int(i): tz_by_rest[r] for i, r in known.items()},
+        {int(i): today_by_rest[r] for i, r in known.items()},
+        {int(i): (features.midpoint_hour or {}).get(int(r), 23.0) for i, r in known.items()},
+        features.as_of, int(features.future.groupby("restaurant_id").size().max()),
+    )
     on_hand = features.on_hand.set_index("inventory_item_id")["on_hand"]
     lead_by = lead.set_index("supplier_id")
     default_lead = float(lead["expected_days"].median()) if len(lead) and lead["expected_days"].notna().any() else 2.0
@@ -351,6 +614,12 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
         shelf = item.shelf_life_days if item.is_perishable and pd.notna(item.shelf_life_days) else None
         stock0 = float(on_hand.get(iid, 0.0))
         proj = project_item(stock0, lots, mean, sd, arr, shelf)
+        p_mix = None
+        if iid in scenarios:
+            p_mix = np.zeros(len(days))
+            for w, arr_s in scenarios[iid]:
+                p_mix += w * project_item(stock0, lots, mean, sd, arr_s[: len(days)], shelf).p_out_by()
+        usage_model = str(u["usage_model"].iloc[0])
         h = min(settings.horizon_days, len(days))
         method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
         daily_frames.append(
@@ -366,10 +635,11 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
                     "arrivals": arr[:h],
                     "expired": proj.expired[:h],
                     "method": method,
+                    "usage_model": usage_model,
                 }
             )
         )
-        so = stockout_summary(proj, today)
+        so = stockout_summary(proj, today, p_mix)
         sup = item.supplier_id
         if pd.notna(sup) and int(sup) in lead_by.index and np.isfinite(lead_by.loc[int(sup), "expected_days"]):
             L, sL = float(lead_by.loc[int(sup), "expected_days"]), float(lead_by.loc[int(sup), "sd_days"])
@@ -406,6 +676,8 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
                 "lead_time_sd_days": sL,
                 "manual_reorder_point": None if pd.isna(item.manual_reorder_point) else float(item.manual_reorder_point),
                 "method": method,
+                "usage_model": usage_model,
+                "arrival_scenarios": len(scenarios.get(iid, ())),
                 **plan,
             }
         )
@@ -437,8 +709,8 @@ def stock_daily_rows(plan: InventoryPlan) -> pd.DataFrame:
             "lower": d["lower"].round(3).to_numpy(),
             "upper": d["upper"].round(3).to_numpy(),
             "details": [
-                {"arrivals": round(float(a), 3), "expired": round(float(e), 3), "interval_level": 0.8}
-                for a, e in zip(d["arrivals"], d["expired"])
+                {"arrivals": round(float(a), 3), "expired": round(float(e), 3), "interval_level": 0.8, "usage_model": m}
+                for a, e, m in zip(d["arrivals"], d["expired"], d["usage_model"])
             ],
         }
     )
@@ -463,6 +735,8 @@ def stockout_rows(plan: InventoryPlan) -> pd.DataFrame:
                     "current_stock": round(float(r.on_hand), 3),
                     "beyond_horizon": pd.isna(r.stockout_date),
                     "interval_level": 0.8,
+                    "usage_model": r.usage_model,
+                    "arrival_scenarios": int(r.arrival_scenarios),
                 }
                 for r in it.itertuples(index=False)
             ],

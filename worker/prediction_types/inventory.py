@@ -26,7 +26,8 @@ ORDERS = Requirement("inventory_purchaseorder", ("id", "restaurant_id", "supplie
 LINES = Requirement("inventory_purchaseorderline", ("purchase_order_id", "inventory_item_id", "quantity_ordered"))
 BATCHES = Requirement("inventory_batch", ("inventory_item_id", "quantity_received", "quantity_remaining", "received_at", "expires_at"))
 MOVEMENTS = Requirement("inventory_stockmovement", ("inventory_item_id", "movement_type", "quantity", "occurred_at"))
-STOCK_REQUIRES = (ITEMS, SUPPLIERS, ORDERS, LINES, BATCHES, MOVEMENTS)
+RECIPES = Requirement("menu_recipeingredient", ("menu_item_id", "inventory_item_id", "quantity_per_unit"))
+STOCK_REQUIRES = (ITEMS, SUPPLIERS, ORDERS, LINES, BATCHES, MOVEMENTS, RECIPES)
 LEAD_REQUIRES = (ITEMS, SUPPLIERS, ORDERS)
 
 _cache: dict[tuple, object] = {}
