@@ -6,9 +6,11 @@ the run's as-of (labels = the last 60 days, never seen by
 the features), then calibrated (Platt scaling of out-of-fold scores of those customers),
 because the RMS reads the value as a probability and its risk levels are thresholds on it.
 
-Fallback (``method='rule'``): BG/NBD's probability of no purchase in the window, fitted on the
-shard's customers as of the as-of (no labels needed), used when there are too few customers or
-too few churners to train. Not P(alive): that is 1 for every one-time buyer.
+Fallbacks, when the fit fails, is not trusted (out-of-fold AUC near chance or below BG/NBD's)
+or there are too few customers or churners to train: ``previous_model``, the newest model this
+shard registered in an earlier run, checksum-verified before loading; then ``method='rule'``:
+BG/NBD's probability of no purchase in the window, fitted on the shard's customers as of the
+as-of (no labels needed). Not P(alive): that is 1 for every one-time buyer.
 
 Risk levels and recommendations are documented rules (docs/customers.md) so that the restaurant
 can act on them without reading the model.
@@ -27,7 +29,7 @@ import pandas as pd
 from features.customers import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
-from models.artifacts import save_artifact, shard_version
+from models.artifacts import load_model, save_artifact, shard_version
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "churn_lgbm"
@@ -35,6 +37,10 @@ FALLBACK_NAME = "churn_bgnbd"
 MODEL_VERSION_PREFIX = "1"
 MIN_TRAIN_CUSTOMERS = 200
 MIN_PER_CLASS = 20
+# A fitted model is trusted only when its out-of-fold AUC on its own training customers is at
+# least this (chance is 0.5) and not below BG/NBD's on the same rows by more than the tolerance.
+MIN_TRUSTED_AUC = 0.55
+TRUST_TOLERANCE_AUC = 0.02
 
 # Documented thresholds on the calibrated probability (docs/customers.md).
 RISK_HIGH = 0.70
@@ -279,8 +285,66 @@ def churn_rows(scored: pd.DataFrame, p: np.ndarray, *, model_name: str, version:
     })
 
 
+def previous_records(scope: Scope, prediction_type: str, name: str) -> pd.DataFrame:
+    """Registered models of this type and name for the same shard, newest first.
+
+    Same shard: the version ends with the hash of the shard's restaurants (``shard_version``),
+    so a model trained on other restaurants' customers is never borrowed. Models of the current
+    run, retired ones and any trained on data after this run's as-of (a replay of an older day)
+    are left out.
+    """
+    reg = scope.registry
+    if reg is None or reg.empty:
+        return pd.DataFrame()
+    shard = shard_version("x", scope).rsplit(".", 1)[1]
+    rows = reg[(reg["prediction_type"] == prediction_type) & (reg["name"] == name)]
+    version = rows["version"].astype(str)
+    rows = rows[version.str.endswith("." + shard) & ~version.str.contains(str(scope.run_id)[:8], regex=False)]
+    if "status" in rows:
+        rows = rows[rows["status"].isin(["active", "candidate"])]
+    if "training_end" in rows and len(rows):
+        end = pd.to_datetime(rows["training_end"], utc=True)
+        rows = rows[end.isna() | (end <= scope.as_of)]
+    if "created_at" in rows and len(rows):
+        rows = rows.sort_values("created_at", ascending=False)
+    return rows
+
+
+def _trust_problem(model: ChurnClassifier, train: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> str | None:
+    """Why a freshly fitted model must not be used, or None when it can be."""
+    if not np.isfinite(p).all():
+        return "non-finite probabilities"
+    auc = model.holdout_.get("auc_oof", float("nan"))
+    base = roc_auc(y, train["bg_p_quiet"]) if "bg_p_quiet" in train else float("nan")
+    if not np.isfinite(auc) or auc < MIN_TRUSTED_AUC:
+        return f"out-of-fold AUC {auc:.3f} below {MIN_TRUSTED_AUC}"
+    if np.isfinite(base) and auc < base - TRUST_TOLERANCE_AUC:
+        return f"out-of-fold AUC {auc:.3f} below BG/NBD's {base:.3f} on the same customers"
+    return None
+
+
+def _previous_churn(scored: pd.DataFrame, scope: Scope, window_days: int, messages: list[str]):
+    """(probabilities, record) from the newest usable registered model of this shard, else None."""
+    for rec in previous_records(scope, "churn", MODEL_NAME).itertuples(index=False):
+        try:
+            model = load_model(ChurnClassifier, Path(rec.artifact_path), rec.sha256)
+            p = model.predict(add_btyd_features(scored, window_days))
+            if not np.isfinite(p).all():
+                raise ValueError("non-finite probabilities")
+        except Exception as exc:  # a missing, tampered or incompatible artifact: try the next one
+            messages.append(f"churn: previous model {rec.name} {rec.version} unusable ({type(exc).__name__}: {exc})")
+            continue
+        return p, rec
+    return None
+
+
 def predict_churn(data, scope: Scope) -> UnitResult:
-    """Rows for every anchored customer with a purchase before the as-of (see features.customers)."""
+    """Rows for every anchored customer with a purchase before the as-of (see features.customers).
+
+    Fallback chain, one method per shard: ``model`` (fitted now, if there are enough customers
+    and the fit is trusted), ``previous_model`` (the newest checksum-verified model registered
+    for this shard by an earlier run), ``rule`` (BG/NBD); the run messages name the step used.
+    """
     current = data.current
     scored = current[current["n_orders"] > 0].reset_index(drop=True)
     messages = []
@@ -291,9 +355,10 @@ def predict_churn(data, scope: Scope) -> UnitResult:
     if c.get("refunded_orders_excluded"):
         messages.append(f"churn: {c['refunded_orders_excluded']} refunded order(s) not counted as purchases")
     scope_ids = current["customer_id"].astype("int64").tolist()
+    window = data.churn_window_days
     if scored.empty:
         return UnitResult(rows=churn_rows(scored, np.zeros(0), model_name=MODEL_NAME, version="none", method="model",
-                                          window_days=data.churn_window_days),
+                                          window_days=window),
                           scope_entity_ids=scope_ids, messages=messages)
     version = shard_version(MODEL_VERSION_PREFIX, scope)
     train = data.churn_train
@@ -301,28 +366,42 @@ def predict_churn(data, scope: Scope) -> UnitResult:
     enough = len(train) >= MIN_TRAIN_CUSTOMERS and min((y == 1).sum(), (y == 0).sum()) >= MIN_PER_CLASS
     models: list[ModelRecord] = []
     if enough:
-        train = add_btyd_features(train, data.churn_window_days)
-        scored = add_btyd_features(scored, data.churn_window_days)
-        model = ChurnClassifier().fit(train, y)
-        p = model.predict(scored)
-        directory = Path(scope.model_store) / MODEL_NAME / version
-        sha = save_artifact(model, None, directory)
-        models.append(ModelRecord(
-            name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
-            training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
-            training_end=data.as_of.to_pydatetime(),
-            metrics={k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in model.holdout_.items()},
-            params={"window_days": data.churn_window_days, "features": list(model.features)},
-        ))
-        rows = churn_rows(scored, p, model_name=MODEL_NAME, version=version, method="model",
-                          window_days=data.churn_window_days)
+        try:
+            train = add_btyd_features(train, window)
+            model = ChurnClassifier().fit(train, y)
+            p = model.predict(add_btyd_features(scored, window))
+            problem = _trust_problem(model, train, y, p)
+        except Exception as exc:
+            problem = f"fit failed ({type(exc).__name__}: {exc})"
+        if problem is None:
+            directory = Path(scope.model_store) / MODEL_NAME / version
+            sha = save_artifact(model, None, directory)
+            models.append(ModelRecord(
+                name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+                training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
+                training_end=data.as_of.to_pydatetime(),
+                metrics={k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                         for k, v in model.holdout_.items()},
+                params={"window_days": window, "features": list(model.features), "offset": model.offset},
+            ))
+            rows = churn_rows(scored, p, model_name=MODEL_NAME, version=version, method="model", window_days=window)
+            return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
+        messages.append(f"churn: classifier not used: {problem}; falling back to the previous model")
     else:
-        bg, fitted = fit_bgnbd(scored)
-        p = bg.prob_no_purchase(data.churn_window_days, *bgnbd_inputs(scored))
         messages.append(f"churn: {len(train)} training customer(s) ({int(y.sum())} churned) are too few for the "
-                        f"classifier; BG/NBD {'fitted on the shard' if fitted else 'default parameters'} used")
-        rows = churn_rows(scored, p, model_name=FALLBACK_NAME, version=version, method="rule",
-                          window_days=data.churn_window_days)
+                        f"classifier; falling back to the previous model")
+    previous = _previous_churn(scored, scope, window, messages)
+    if previous is not None:
+        p, rec = previous
+        messages.append(f"churn: scored with previous model {rec.name} {rec.version}")
+        rows = churn_rows(scored, p, model_name=rec.name, version=rec.version, method="previous_model",
+                          window_days=window)
+        return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
+    bg, fitted = fit_bgnbd(scored)
+    p = bg.prob_no_purchase(window, *bgnbd_inputs(scored))
+    messages.append(f"churn: no usable previous model for this shard; BG/NBD "
+                    f"{'fitted on the shard' if fitted else 'default parameters'} used")
+    rows = churn_rows(scored, p, model_name=FALLBACK_NAME, version=version, method="rule", window_days=window)
     return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
 
 

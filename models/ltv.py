@@ -14,8 +14,9 @@ The label window is 12 months when the replica holds enough history, and shorter
 customer's own BG/NBD ratio E[orders in 365 d] / E[orders in window]: a regular keeps buying at
 his rate while a lapsing one's expected purchases flatten, which a flat 365/window would ignore.
 
-Fallback (``method='rule'``): BG/NBD expected purchases times the Gamma-Gamma expected order value,
-when there are too few customers to train.
+Fallbacks: ``previous_model`` (the newest registered model of the shard, checksum-verified) when
+the fit fails, its predictions are implausible or there are too few customers to train; then
+``method='rule'``: BG/NBD expected purchases times the Gamma-Gamma expected order value.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ import pandas as pd
 from features.customers import LTV_HORIZON_DAYS, MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, GammaGamma, add_btyd_features
-from models.artifacts import save_artifact, shard_version
-from models.churn import MODEL_VERSION_PREFIX, bgnbd_inputs, fit_bgnbd
+from models.artifacts import load_model, save_artifact, shard_version
+from models.churn import MODEL_VERSION_PREFIX, bgnbd_inputs, fit_bgnbd, previous_records
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "ltv_lgbm"
 FALLBACK_NAME = "ltv_bgnbd_gg"
 MIN_TRAIN_CUSTOMERS = 200
+# A fitted model is trusted when its mean predicted window spend on the scored customers is within
+# this factor of the training customers' mean observed spend (a model off by more is broken, not
+# a change in customers: the shard's mix does not move that much between two cutoffs).
+TRUST_SPEND_FACTOR = 5.0
 SPEND_FLOOR = 0.5  # currency units added before the log offset (BTYD can say 0)
 ORDERS_FLOOR = 0.01
 
@@ -175,8 +180,44 @@ def ltv_rows(scored: pd.DataFrame, spend: np.ndarray, orders: np.ndarray, *, mod
     })
 
 
+def _trust_problem(pred: pd.DataFrame, train: pd.DataFrame) -> str | None:
+    """Why a freshly fitted model's predictions must not be used, or None when they can be."""
+    values = pred[["spend", "orders"]].to_numpy(float)
+    if not np.isfinite(values).all():
+        return "non-finite predictions"
+    seen = float(train["future_spend"].mean())
+    got = float(pred["spend"].mean())
+    if seen > 0 and not (seen / TRUST_SPEND_FACTOR <= got <= seen * TRUST_SPEND_FACTOR):
+        return f"mean predicted spend {got:.2f} against {seen:.2f} observed in training"
+    return None
+
+
+def _previous_ltv(scored: pd.DataFrame, scope: Scope, window: int, bg: BetaGeo, messages: list[str]):
+    """(spend, orders, record) over 12 months from the newest usable registered model of this shard."""
+    for rec in previous_records(scope, "ltv", MODEL_NAME).itertuples(index=False):
+        try:
+            model = load_model(LtvRegressor, Path(rec.artifact_path), rec.sha256)
+            metrics = rec.metrics if isinstance(rec.metrics, dict) else {}
+            w = int(metrics.get("label_window_days") or window)  # the window it was trained for
+            pred = model.predict(add_btyd_features(scored, w))
+            if not np.isfinite(pred[["spend", "orders"]].to_numpy(float)).all():
+                raise ValueError("non-finite predictions")
+        except Exception as exc:  # a missing, tampered or incompatible artifact: try the next one
+            messages.append(f"ltv: previous model {rec.name} {rec.version} unusable ({type(exc).__name__}: {exc})")
+            continue
+        ratio = horizon_ratio(bg, scored, w)
+        return pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio, rec
+    return None
+
+
 def predict_ltv(data, scope: Scope) -> UnitResult:
-    """12-month spend for every anchored customer with a purchase before the as-of."""
+    """12-month spend for every anchored customer with a purchase before the as-of.
+
+    Fallback chain, one method per shard: ``model`` (fitted now when there are enough customers
+    and its predictions are plausible), ``previous_model`` (the newest checksum-verified model
+    registered for this shard by an earlier run), ``rule`` (BG/NBD x Gamma-Gamma); the run
+    messages name the step used.
+    """
     current = data.current
     scored = current[current["n_orders"] > 0].reset_index(drop=True)
     scope_ids = current["customer_id"].astype("int64").tolist()
@@ -194,33 +235,48 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
     train = data.ltv_train
     models: list[ModelRecord] = []
     if len(train) >= MIN_TRAIN_CUSTOMERS:
-        train = add_btyd_features(train, window)
-        scored = add_btyd_features(scored, window)
-        model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
-        pred = model.predict(scored)
-        ratio = horizon_ratio(bg, scored, window)
-        spend, orders = pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio
-        directory = Path(scope.model_store) / MODEL_NAME / version
-        sha = save_artifact(model, None, directory)
-        models.append(ModelRecord(
-            name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
-            training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
-            training_end=data.as_of.to_pydatetime(),
-            metrics={"n_train": int(len(train)), "label_window_days": int(window),
-                     "train_mean_spend": float(train["future_spend"].mean())},
-            params={"features": list(model.features), "horizon_days": LTV_HORIZON_DAYS},
-        ))
-        if window < LTV_HORIZON_DAYS:
-            messages.append(f"ltv: {window}-day label window (history too short for 12 months), "
-                            f"extrapolated to {LTV_HORIZON_DAYS} days with BG/NBD ratios")
-        rows = ltv_rows(scored, spend, orders, model_name=MODEL_NAME, version=version, method="model",
-                        window_days=window)
+        try:
+            train = add_btyd_features(train, window)
+            model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
+            pred = model.predict(add_btyd_features(scored, window))
+            problem = _trust_problem(pred, train)
+        except Exception as exc:
+            problem = f"fit failed ({type(exc).__name__}: {exc})"
+        if problem is None:
+            ratio = horizon_ratio(bg, scored, window)
+            spend, orders = pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio
+            directory = Path(scope.model_store) / MODEL_NAME / version
+            sha = save_artifact(model, None, directory)
+            models.append(ModelRecord(
+                name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+                training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
+                training_end=data.as_of.to_pydatetime(),
+                metrics={"n_train": int(len(train)), "label_window_days": int(window),
+                         "train_mean_spend": float(train["future_spend"].mean())},
+                params={"features": list(model.features), "horizon_days": LTV_HORIZON_DAYS},
+            ))
+            if window < LTV_HORIZON_DAYS:
+                messages.append(f"ltv: {window}-day label window (history too short for 12 months), "
+                                f"extrapolated to {LTV_HORIZON_DAYS} days with BG/NBD ratios")
+            rows = ltv_rows(scored, spend, orders, model_name=MODEL_NAME, version=version, method="model",
+                            window_days=window)
+            return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
+        messages.append(f"ltv: regressor not used: {problem}; falling back to the previous model")
     else:
-        gg = fit_gamma_gamma(scored)
-        spend, orders = bgnbd_gg_ltv(bg, gg, scored, LTV_HORIZON_DAYS)
-        messages.append(f"ltv: {len(train)} training customer(s) are too few for the regressor; BG/NBD x Gamma-Gamma used")
-        rows = ltv_rows(scored, spend, orders, model_name=FALLBACK_NAME, version=version, method="rule",
+        messages.append(f"ltv: {len(train)} training customer(s) are too few for the regressor; "
+                        f"falling back to the previous model")
+    previous = _previous_ltv(scored, scope, window, bg, messages)
+    if previous is not None:
+        spend, orders, rec = previous
+        messages.append(f"ltv: scored with previous model {rec.name} {rec.version}")
+        rows = ltv_rows(scored, spend, orders, model_name=rec.name, version=rec.version, method="previous_model",
                         window_days=window)
+        return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
+    gg = fit_gamma_gamma(scored)
+    spend, orders = bgnbd_gg_ltv(bg, gg, scored, LTV_HORIZON_DAYS)
+    messages.append("ltv: no usable previous model for this shard; BG/NBD x Gamma-Gamma used")
+    rows = ltv_rows(scored, spend, orders, model_name=FALLBACK_NAME, version=version, method="rule",
+                    window_days=window)
     return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
 
 

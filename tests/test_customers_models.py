@@ -142,3 +142,59 @@ def test_too_few_customers_fall_back_to_btyd_rules(unit_data):
     regular = cur[cur["n_orders"] >= 4]
     silent, recent = regular[regular["recency_days"] > 90].index, regular[regular["recency_days"] < 14].index
     assert rows.loc[silent].median() > rows.loc[recent].median()
+
+
+def _registered(result, prediction_type: str, artifact_path: str | None = None) -> dict:
+    """The registry row the writer would have recorded for the unit's model."""
+    rec = result.models[0]
+    return {"name": rec.name, "version": rec.version, "prediction_type": prediction_type,
+            "artifact_path": artifact_path or rec.artifact_path, "sha256": rec.sha256,
+            "training_end": rec.training_end, "metrics": rec.metrics, "status": "active",
+            "created_at": pd.Timestamp.now(tz="UTC")}
+
+
+def test_untrusted_or_failed_fit_falls_back_to_the_shards_previous_model(unit_data, monkeypatch, tmp_path):
+    """model -> previous_model -> rule: a later run whose churn fit is no better than chance (labels
+    scrambled) or whose LTV fit fails scores with the model this shard registered before, checksum
+    verified; another shard's model is never borrowed, and a tampered artifact is refused."""
+    import dataclasses
+    import shutil
+
+    from models.ltv import LtvRegressor
+
+    scope, data = unit_data
+    first_churn, first_ltv = predict_churn(data, scope), predict_ltv(data, scope)
+    registry = pd.DataFrame([_registered(first_churn, "churn"), _registered(first_ltv, "ltv")])
+    later = dataclasses.replace(scope, run_id="11111111-0000-0000-0000-0000000000c3", registry=registry)
+
+    scrambled = data.churn_train.assign(
+        churned=np.random.default_rng(0).permutation(data.churn_train["churned"].to_numpy()))
+    churn = predict_churn(dataclasses.replace(data, churn_train=scrambled), later)
+    assert set(churn.rows["method"]) == {"previous_model"}, churn.messages
+    assert set(churn.rows["model_version"]) == {first_churn.models[0].version} and not churn.models
+    assert any("not used" in m and "AUC" in m for m in churn.messages), churn.messages
+    assert any(first_churn.models[0].version in m for m in churn.messages)
+    np.testing.assert_allclose(churn.rows["value"], first_churn.rows["value"])
+
+    def broken_fit(self, *args, **kwargs):
+        raise MemoryError("worker ran out of memory")
+
+    monkeypatch.setattr(LtvRegressor, "fit", broken_fit)
+    ltv = predict_ltv(data, later)
+    assert set(ltv.rows["method"]) == {"previous_model"} and not ltv.models, ltv.messages
+    assert any("fit failed (MemoryError" in m for m in ltv.messages)
+    np.testing.assert_allclose(ltv.rows["value"], first_ltv.rows["value"])
+
+    # Another shard (other restaurants) has no model of its own: the rule, named.
+    other = dataclasses.replace(later, restaurants=scope.restaurants.iloc[:2])
+    assert set(predict_ltv(data, other).rows["method"]) == {"rule"}
+
+    # A tampered copy of the churn artifact is refused by its checksum: the rule, with the reason.
+    copy = tmp_path / "churn_copy"
+    shutil.copytree(first_churn.models[0].artifact_path, copy)
+    with open(copy / "params.json", "a") as fh:
+        fh.write(" ")
+    tampered = dataclasses.replace(later, registry=pd.DataFrame([_registered(first_churn, "churn", str(copy))]))
+    churn = predict_churn(dataclasses.replace(data, churn_train=scrambled), tampered)
+    assert set(churn.rows["method"]) == {"rule"}
+    assert any("unusable (ArtifactChecksumError" in m for m in churn.messages), churn.messages
