@@ -154,3 +154,42 @@ def test_bad_customers_are_counted_not_crashing(replica_engine, tmp_path):
     row = data.current.set_index("customer_id").loc[cid]
     assert row["n_orders"] == 0
     assert cid not in set(data.churn_train["customer_id"])
+
+
+def test_negative_totals_are_skipped_and_counted_refunds_are_not_purchases(replica_engine):
+    """A negative-total order is malformed: not a purchase, not spend, counted for the run record.
+    A refunded order is not a purchase either, but it is counted and read as a service failure."""
+    from features.customers import rfm_transform
+    from features.quality import count_malformed
+
+    reader = _reader(replica_engine)
+    with replica_admin() as cur:
+        cur.execute(
+            "SELECT o.customer_id, o.restaurant_id FROM orders_order o WHERE o.customer_id IS NOT NULL "
+            "AND o.status = 'completed' AND o.created_at < %s GROUP BY 1, 2 HAVING count(*) >= 3 "
+            "ORDER BY 1 LIMIT 1", (CUTOFF.to_pydatetime(),))
+        cid, rid = cur.fetchone()
+        cur.execute("SELECT max(id) FROM orders_order")
+        oid = cur.fetchone()[0] + 2000
+        before = _rfm(reader, [rid]).set_index("customer_id").loc[cid]
+        malformed_before = count_malformed(reader, ["orders_order"], [rid], VALID_UNTIL).get("orders_order", 0)
+        at = CUTOFF.to_pydatetime() - dt.timedelta(hours=2)
+        try:
+            for k, (status, total) in enumerate((("completed", -45), ("refunded", 30))):
+                cur.execute(
+                    "INSERT INTO orders_order (id, restaurant_id, customer_id, order_type, status, subtotal, "
+                    "discount_total, tax_total, total, created_at) VALUES (%s, %s, %s, 'dine_in', %s, %s, 0, 0, %s, %s)",
+                    (oid + k, rid, cid, status, abs(total), total, at + dt.timedelta(minutes=k)),
+                )
+            after = _rfm(reader, [rid])
+            malformed_after = count_malformed(reader, ["orders_order"], [rid], VALID_UNTIL).get("orders_order", 0)
+        finally:
+            cur.execute("DELETE FROM orders_order WHERE id IN (%s, %s)", (oid, oid + 1))
+    row = after.set_index("customer_id").loc[cid]
+    assert row["n_orders"] == before["n_orders"] and row["spend"] == pytest.approx(before["spend"])
+    assert row["last_order_at"] == before["last_order_at"]
+    assert row["n_refunded"] == before["n_refunded"] + 1
+    assert malformed_after == malformed_before + 1
+    features = rfm_transform(after, CUTOFF).set_index("customer_id").loc[cid]
+    assert features["failed_since_last_purchase"] == 1.0
+    assert features["days_since_failure"] == pytest.approx(2 / 24 - 1 / 1440, abs=1e-6)
