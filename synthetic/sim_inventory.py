@@ -72,11 +72,11 @@ class InventorySim:
         spread = cons[lo:].std(axis=0)
         rop_days = 1.3 * cover + 2.5 * spread / usage * np.sqrt(cover)
         # a perishable's stock must be used before it expires: the manager orders it more often (a
-        # shorter cycle) and keeps no more than about shelf life - 1 days of mean use beyond the
-        # lead time's (some expiry waste, some stockouts of fresh fish: the real trade-off)
-        cycle = np.where(perish, np.minimum(cycle, np.maximum(shelf - 2, 1)), cycle)
+        # shorter cycle: daily for the shortest-lived) and keeps no more than about shelf life - 1
+        # days of mean use beyond the lead time's, plus a few portions for lumpy slow movers (some
+        # expiry waste, some stockouts of fresh fish: the real trade-off)
+        cycle = np.where(perish, np.minimum(cycle, np.maximum(shelf - 3, 1)), cycle)
         room = np.maximum(shelf - 1 - cycle, 1)
-        # ... plus a few portions' worth for lumpy slow movers
         capped = lead_mean + 1 + room + 1.5 * spread / usage * np.sqrt(lead_mean + 1)
         rop_days = np.where(perish, np.minimum(rop_days, capped), rop_days)
         look = np.ceil(lead_mean + 1).astype(np.int64)  # days until an order placed today is in use
