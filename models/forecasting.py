@@ -2,7 +2,9 @@
 
 1. ``model``: backtest the candidates on the last weeks (``models.backtest``), refit the best on
    all history, forecast, calibrate its intervals on the backtest residuals, save the artifact
-   and hand a registry record (scores of every candidate included) back to the run loop.
+   and hand a registry record (scores of every candidate included) back to the run loop. Within
+   ``forecast.reselect_days`` of the shard's last backtest, the run skips the backtest and refits
+   the candidate it chose, with its intervals (``recent_selection``).
 2. ``previous_model``: if step 1 fails, the newest registered artifact of this type from an
    earlier run whose checksum still matches, forecasting from today's history.
 3. ``rule``: series without a forecast yet but with a week of open history get the seasonal
@@ -136,22 +138,29 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         h_s = hist[hist["series_id"].isin(seasoned)]
         f_mask = out["series_id"].isin(seasoned)
         try:
-            factories = {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates}
-            backtest = rolling_origin(
-                h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
-                pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly,
-            )
-            messages += backtest.messages
-            if backtest.chosen is None:
-                raise RuntimeError("no candidate survived the backtest")
-            chosen = backtest.chosen
-            res = backtest.residuals[chosen]
-            intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
+            selection = recent_selection(spec, scope, h_s["ds"].max())
+            if selection is not None:
+                chosen, intervals = selection.name, selection.intervals
+                messages.append(f"{spec.prediction_type}: {chosen} refit on today's history; its selection and "
+                                f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
+                                f"({selection.version})")
+            else:
+                factories = {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates}
+                backtest = rolling_origin(
+                    h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
+                    pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly,
+                )
+                messages += backtest.messages
+                if backtest.chosen is None:
+                    raise RuntimeError("no candidate survived the backtest")
+                chosen = backtest.chosen
+                res = backtest.residuals[chosen]
+                intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
             model = make_candidate(chosen, spec).fit(h_s)
             pred = model.predict(out.loc[f_mask], history=h_s)
             _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
             if save:
-                records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest))
+                records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest, selection))
         except Exception as exc:
             log.warning("%s: model step failed", spec.prediction_type, exc_info=True)
             messages.append(f"{spec.prediction_type}: model step failed ({type(exc).__name__}: {exc}); "
@@ -243,10 +252,16 @@ def _fill(out, mask, yhat, intervals, method, name, version, history) -> None:
     out.loc[idx, ["method", "model_name", "model_version"]] = [method, name, version]
 
 
-def _register(model, intervals, chosen, version, spec, scope, history, backtest) -> ModelRecord:
+def _register(model, intervals, chosen, version, spec, scope, history, backtest, selection=None) -> ModelRecord:
     directory = Path(scope.model_store) / spec.prediction_type / version
     sha = save_artifact(model, intervals, directory)
     start, end = history["ds"].min(), history["ds"].max()
+    if selection is not None:  # refit under an earlier run's selection: its scores still stand
+        scores, selected_at, selected_in = selection.scores, selection.selected_at, selection.version
+    else:
+        scores = {n: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()}
+                  for n, s in backtest.scores.items()}
+        selected_at, selected_in = end, version
     return ModelRecord(
         name=chosen,
         version=version,
@@ -256,14 +271,65 @@ def _register(model, intervals, chosen, version, spec, scope, history, backtest)
         training_end=end.to_pydatetime() if pd.notna(end) else None,
         metrics={
             "chosen": chosen,
-            "backtest": {n: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()}
-                         for n, s in backtest.scores.items()},
+            "backtest": scores,
+            "selected_at": pd.Timestamp(selected_at).isoformat(),
+            "selected_in": selected_in,
             "folds": spec.backtest_folds,
             "horizon_days": spec.horizon_days,
             "series": int(history["series_id"].nunique()),
         },
         params=model.params() if hasattr(model, "params") else {},
     )
+
+
+@dataclass
+class Selection:
+    """An earlier run's backtest verdict for this shard: which candidate, and its intervals."""
+
+    name: str
+    version: str
+    selected_at: pd.Timestamp
+    scores: dict
+    intervals: ConformalIntervals | None
+
+
+def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) -> Selection | None:
+    """The newest active model of this type and shard whose backtest is under
+    ``scope.forecast.reselect_days`` old, or None (then tonight's run backtests).
+
+    Why: the backtest (every candidate on several rolling origins) costs several times the one
+    refit a daily forecast needs, and which candidate wins rarely changes from one day to the
+    next. The chosen model is still refit on today's history every run; only the choice and the
+    calibrated intervals are reused. A model retired by a drift alert (``worker.accuracy``) is not
+    active, so a degraded model triggers a fresh backtest the next night.
+    """
+    days = scope.forecast.reselect_days
+    reg = scope.registry
+    if days <= 0 or reg is None or reg.empty or pd.isna(history_end):
+        return None
+    shard = model_version(spec, scope).rsplit(".", 1)[1]
+    rows = reg[(reg["prediction_type"] == spec.prediction_type) & (reg["status"] == "active")
+               & reg["version"].astype(str).str.endswith("." + shard)
+               & ~reg["version"].astype(str).str.contains(str(scope.run_id)[:8])
+               & reg["name"].isin(spec.candidates)]
+    for rec in rows.itertuples(index=False):
+        metrics = getattr(rec, "metrics", None)
+        metrics = metrics if isinstance(metrics, dict) else {}
+        if "selected_at" not in metrics or not metrics.get("backtest"):
+            continue
+        selected_at = pd.Timestamp(metrics["selected_at"])
+        if selected_at.tzinfo is not None:
+            selected_at = selected_at.tz_localize(None)
+        age = pd.Timestamp(history_end) - selected_at
+        if not pd.Timedelta(0) <= age < pd.Timedelta(days=days):
+            return None  # the newest is too old (or from the future: a replayed as_of): backtest again
+        try:
+            _, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
+        except Exception as exc:
+            log.warning("%s: selection of %s unusable (%s); backtesting", spec.prediction_type, rec.version, exc)
+            return None
+        return Selection(rec.name, str(metrics.get("selected_in", rec.version)), selected_at, metrics["backtest"], intervals)
+    return None
 
 
 def _previous_model(out, mask, history, spec, scope, messages) -> None:

@@ -99,7 +99,33 @@ def _registry(record, status="active"):
     return pd.DataFrame([{
         "name": record.name, "version": record.version, "prediction_type": "demand_daily",
         "artifact_path": record.artifact_path, "sha256": record.sha256, "status": status,
+        "metrics": record.metrics,
     }])
+
+
+def test_a_recent_selection_is_refit_without_a_new_backtest(planted):
+    feats, held, scope, outcome = planted
+    first = outcome.models[0]
+    assert first.metrics["selected_in"] == first.version
+    again = forecast(feats, SPEC, make_scope(feats.series["series_id"], _registry(first), run="33333333-0000"))
+    assert again.backtest is None and any("refit on today's history" in m for m in again.messages)
+    assert set(again.frame["method"]) == {"model"} and set(again.frame["model_name"]) == {first.name}
+    # the same choice and intervals, refit on the same history: the same forecast
+    assert np.allclose(again.frame["yhat"], outcome.frame["yhat"]) and np.allclose(again.frame["upper"], outcome.frame["upper"])
+    reused = again.models[0]
+    assert reused.version != first.version and reused.metrics["selected_in"] == first.version
+    assert reused.metrics["backtest"] == first.metrics["backtest"]  # realised accuracy is judged against these
+    # a retired model (drift alert), a verdict older than reselect_days, or reselect_days=0: backtest again
+    retired = forecast(feats, SPEC, make_scope(feats.series["series_id"], _registry(first, "retired"), run="44444444-0000"))
+    assert retired.backtest is not None
+    stale = replace(first, metrics={**first.metrics, "selected_at": "2026-08-01T00:00:00"})
+    assert forecast(feats, SPEC, make_scope(feats.series["series_id"], _registry(stale), run="55555555-0000")).backtest is not None
+    never = replace(make_scope(feats.series["series_id"], _registry(first), run="66666666-0000"),
+                    forecast=ForecastSettings(reselect_days=0))
+    assert forecast(feats, SPEC, never).backtest is not None
+    # another shard's verdict is not this shard's
+    other = make_scope([*feats.series["series_id"], 999], _registry(first), run="77777777-0000")
+    assert forecast(feats, SPEC, other).backtest is not None
 
 
 def test_fallback_chain_previous_model_then_rule(planted):

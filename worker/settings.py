@@ -184,6 +184,9 @@ class ForecastSettings(BaseModel):
     item_demand_horizon_days: int = 14
     history_days: int = 730
     expires_after_hours: int = 36
+    # Days a shard's backtest verdict (chosen model + calibrated intervals) is reused by later runs,
+    # which then only refit the chosen model; 0 backtests every run (models.forecasting).
+    reselect_days: int = Field(7, ge=0, le=60)
 
 
 class InventorySettings(BaseModel):
