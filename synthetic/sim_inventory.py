@@ -123,6 +123,8 @@ class InventorySim:
                 mv_item.append(it), mv_batch.append(len(bt_item) - 1), mv_type.append(0), mv_qty.append(q), mv_at.append(at)
                 e = int(np.searchsorted(ds, at + int(shelf[it]) * US_PER_DAY, side="right")) - 1 if perish[it] else never
                 lots[it].append([len(bt_item) - 1, int(q), e])
+                if len(lots[it]) > 1 and lots[it][-2][2] > e:  # orders can arrive out of order: first expiring first
+                    lots[it] = deque(sorted(lots[it], key=lambda lot: (lot[2], bt_at[lot[0]])))
 
         def take(it, q):
             """Remove q from the item's oldest batches (first in, first out)."""
