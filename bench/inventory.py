@@ -36,6 +36,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import create_engine
 
@@ -58,14 +59,20 @@ def _truth(ground_truth) -> dict:
 
 
 def runouts_from_replica(reader, restaurants: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Days on which an item's stock ran out, read from the replica like an auditor would.
+    """Days on which an item ran out, read from the replica like an auditor would.
 
-    An item runs out when a consumption movement takes its balance (the running sum of every
-    valid stock movement, in time order) from above zero to zero: the kitchen used the last of it.
-    A balance brought to zero by an expiry write-off or waste is not a run-out (nothing asked
-    for was missing, and the next delivery usually follows). Returns restaurant_id,
-    inventory_item_id, date (naive local day of that movement), for days in [start, end).
+    An item runs out on the local day a consumption movement takes its balance (the running sum
+    of every valid stock movement, in time order) from above zero to zero -- the kitchen used the
+    last of it -- and at least one portion could not be served: what the day's sales needed
+    (units sold x recipe quantity x the item's observed portioning, as in the model) minus what
+    was consumed, that day and the next, is at least the item's smallest recipe quantity. A
+    balance brought to zero by an expiry write-off is not a run-out, nor is a last dish served
+    a few grams short. Returns restaurant_id, inventory_item_id, date (naive local day), unmet
+    (item units), for days in [start, end).
     """
+    from features.demand import checked_zones
+    from features.inventory import recipe_lines
+    from features.items import item_daily_units
     from features.quality import valid
 
     frame = reader.frame(
@@ -79,16 +86,47 @@ def runouts_from_replica(reader, restaurants: pd.DataFrame, start: pd.Timestamp,
             JOIN restaurants_restaurant r ON r.id = i.restaurant_id
             WHERE {valid('inventory_stockmovement', 'm')}
         )
-        SELECT restaurant_id, inventory_item_id, min(day) AS date FROM m
+        SELECT restaurant_id, inventory_item_id, day AS date FROM m
         WHERE movement_type = 'consumption' AND balance <= 1e-9 AND balance - quantity > 1e-9
           AND day >= :start AND day < :end
-        GROUP BY 1, 2, day
+        GROUP BY 1, 2, 3
         ORDER BY 3
         """,
         {"start": start.date(), "end": end.date(), "valid_until": end},
     )
     frame["date"] = pd.to_datetime(frame["date"])
-    return frame
+    rids = [int(r) for r in restaurants["id"]]
+    used = reader.frame(
+        f"""
+        SELECT m.inventory_item_id, (m.occurred_at AT TIME ZONE r.timezone)::date AS ds, sum(-m.quantity)::float8 AS used
+        FROM inventory_stockmovement m JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
+        JOIN restaurants_restaurant r ON r.id = i.restaurant_id
+        WHERE m.movement_type = 'consumption' AND i.restaurant_id = ANY(:rids) AND {valid('inventory_stockmovement', 'm')}
+        GROUP BY 1, 2
+        """,
+        {"rids": rids, "valid_until": end},
+    )
+    used["ds"] = pd.to_datetime(used["ds"])
+    zones, _ = checked_zones(restaurants)
+    sold = item_daily_units(reader, zones, pd.Timestamp("1970-01-01", tz="UTC"), end, end)
+    recipes = recipe_lines(reader, rids)
+    need = sold.rename(columns={"local_date": "ds"}).merge(recipes, on="menu_item_id")
+    need["need"] = need["units"] * need["quantity_per_unit"]
+    need = need.groupby(["inventory_item_id", "ds"], as_index=False)["need"].sum()
+    daily = need.merge(used, on=["inventory_item_id", "ds"], how="outer").fillna(0.0)
+    ok = daily[(daily["used"] > 0) & (daily["need"] > 0)]
+    tot = ok.groupby("inventory_item_id")[["used", "need"]].sum()
+    portioning = (tot["used"] / tot["need"]).clip(0.5, 2.0)
+    daily["unmet"] = (daily["need"] * daily["inventory_item_id"].map(portioning).fillna(1.0) - daily["used"]).clip(lower=0)
+    unmet = daily.set_index(["inventory_item_id", "ds"])["unmet"]
+    portion = recipes.groupby("inventory_item_id")["quantity_per_unit"].min() * portioning.reindex(
+        recipes.groupby("inventory_item_id")["quantity_per_unit"].min().index).fillna(1.0)
+    frame["unmet"] = [
+        float(unmet.get((i, d), 0.0) + unmet.get((i, d + pd.Timedelta(days=1)), 0.0))
+        for i, d in zip(frame["inventory_item_id"], frame["date"])
+    ]
+    keep = frame["unmet"] >= frame["inventory_item_id"].map(portion).fillna(0.0) - 1e-9
+    return frame[keep].reset_index(drop=True)
 
 
 def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_start: pd.Timestamp,
@@ -127,7 +165,7 @@ def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_st
     first = runs.groupby("inventory_item_id").head(1)
     clean = runs[~runs["spike"]].groupby("inventory_item_id").head(1)
     cases = pd.concat([first, clean]).drop_duplicates(["inventory_item_id", "date"])
-    predicted = {}
+    predicted, naive = {}, {}
     for r in cases.itertuples(index=False):
         rest = restaurants[restaurants["id"] == r.restaurant_id]
         tz = rest["timezone"].iloc[0]
@@ -137,29 +175,94 @@ def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_st
         feats.items = feats.items[feats.items["inventory_item_id"] == r.inventory_item_id]
         plan = plan_inventory(feats, settings, scope.restaurants)
         pred = plan.items["stockout_date"].iloc[0] if len(plan.items) else None
+        # the spreadsheet answer: days of cover = stock / trailing 28-day mean daily use
+        hist = feats.usage[feats.usage["inventory_item_id"] == r.inventory_item_id].tail(28)
+        rate = float((hist["consumption"] + hist["waste"]).mean()) if len(hist) else 0.0
+        stock = float(feats.on_hand.set_index("inventory_item_id")["on_hand"].get(r.inventory_item_id, 0.0))
+        naive[(r.inventory_item_id, r.date)] = int(stock // rate) - STOCKOUT_NOTICE_DAYS if rate > 0 else None
         predicted[(r.inventory_item_id, r.date)] = (
             None if pred is None or pd.isna(pred) else int((pd.Timestamp(pred) - r.date).days),
             plan.items["usage_model"].iloc[0] if len(plan.items) else None,
+            plan.items["p_out"].iloc[0] if len(plan.items) else None,
         )
 
-    def share(frame):
-        hits = [predicted[(i, d)][0] is not None and abs(predicted[(i, d)][0]) <= 1
-                for i, d in zip(frame["inventory_item_id"], frame["date"])]
+    def share(frame, source=None):
+        err = (lambda k: predicted[k][0]) if source is None else (lambda k: source[k])
+        hits = [err((i, d)) is not None and abs(err((i, d))) <= 1 for i, d in zip(frame["inventory_item_id"], frame["date"])]
         return (sum(hits) / len(hits) if hits else None), len(hits)
 
     planted = first[first["planted"]]
     cases = cases.assign(error=[predicted[(i, d)][0] for i, d in zip(cases["inventory_item_id"], cases["date"])],
                          usage_model=[predicted[(i, d)][1] for i, d in zip(cases["inventory_item_id"], cases["date"])])
+    # the same replays with other risk thresholds for the predicted day (diagnostic, stderr)
+    sweep = {}
+    for tau in (0.5, 0.4, 0.3, 0.2):
+        errs = []
+        for i, d in zip(clean["inventory_item_id"], clean["date"]):
+            p = predicted[(i, d)][2]
+            hit = np.flatnonzero(p >= tau) if p is not None else []
+            errs.append(len(hit) and abs(int(hit[0]) - STOCKOUT_NOTICE_DAYS) <= 1)
+        sweep[tau] = sum(errs) / len(errs) if errs else None
     p_share, p_n = share(planted)
     a_share, a_n = share(first)
     f_share, f_n = share(clean)
+    cases["naive_error"] = [naive[(i, d)] for i, d in zip(cases["inventory_item_id"], cases["date"])]
     return {
         "within_1d": p_share, "items": p_n,
         "within_1d_all": a_share, "items_all": a_n,
         "within_1d_forecastable": f_share, "items_forecastable": f_n,
+        "within_1d_all_naive": share(first, naive)[0], "within_1d_forecastable_naive": share(clean, naive)[0],
         "errors": [predicted[(i, d)][0] for i, d in zip(first["inventory_item_id"], first["date"])],
         "planted": [bool(p) for p in first["planted"]],
         "cases": cases,
+        "threshold_sweep_forecastable": sweep,
+    }
+
+
+def stockout_alarms(reader, restaurants: pd.DataFrame, window_start: pd.Timestamp, end: pd.Timestamp,
+                    step_days: int = 14, within_days: int = STOCKOUT_NOTICE_DAYS + 1) -> dict:
+    """How often a predicted stockout is real: every item replayed every ``step_days``.
+
+    The within-a-day figures only look at items that did run out, which rewards pessimism (a rule
+    that ignores open orders always predicts the stock running out in a few days). Here every item
+    of every restaurant is replayed at local midnights through the window; an alarm is a predicted
+    run-out within ``within_days`` days (0 = today), a hit is an item that ran out in those days
+    (``runouts_from_replica``). Precision and recall for the model and for days of cover.
+    """
+    from features.inventory import inventory_features
+    from features.timegrid import local_midnight
+    from models.inventory import plan_inventory
+    from worker.settings import get_settings
+
+    settings = get_settings().inventory
+    runs = runouts_from_replica(reader, restaurants, window_start, end)
+    out = {"model": [0, 0, 0], "naive": [0, 0, 0]}  # alarms, true alarms, actual run-outs
+    for r in restaurants.itertuples(index=False):
+        rest = restaurants[restaurants["id"] == r.id]
+        day = window_start.tz_localize(None).normalize() if window_start.tzinfo else window_start.normalize()
+        while day + pd.Timedelta(days=within_days) < end.tz_localize(None):
+            as_of = local_midnight(day, r.timezone).tz_convert("UTC")
+            scope = _scope(rest, as_of)
+            feats = inventory_features(reader, scope, settings)
+            plan = plan_inventory(feats, settings, scope.restaurants)
+            if len(plan.items):
+                mine = runs[(runs["restaurant_id"] == r.id) & (runs["date"] >= day)
+                            & (runs["date"] <= day + pd.Timedelta(days=within_days))]
+                actual = set(mine["inventory_item_id"])
+                hist = feats.usage.groupby("inventory_item_id").tail(28)
+                rate = (hist["consumption"] + hist["waste"]).groupby(hist["inventory_item_id"]).mean()
+                stock = feats.on_hand.set_index("inventory_item_id")["on_hand"]
+                cover = (stock / rate.reindex(stock.index)).where(lambda x: x.notna() & np.isfinite(x))
+                model_alarm = set(plan.items.loc[plan.items["stockout_days"] <= within_days, "inventory_item_id"])
+                naive_alarm = set(cover[cover.fillna(1e9) // 1 <= within_days].index)
+                for name, alarm in (("model", model_alarm), ("naive", naive_alarm)):
+                    out[name][0] += len(alarm)
+                    out[name][1] += len(alarm & actual)
+                    out[name][2] += len(actual)
+            day += pd.Timedelta(days=step_days)
+    return {
+        name: {"precision": (t / a if a else None), "recall": (t / n if n else None), "alarms": a, "runouts": n}
+        for name, (a, t, n) in out.items()
     }
 
 
@@ -242,6 +345,7 @@ def evaluate(replica_url: str, ground_truth) -> dict:
     middle = middle.floor("D")
     return {
         "stockout": stockout_accuracy(reader, restaurants, truth, middle),
+        "stockout_alarms": stockout_alarms(reader, restaurants, middle, end),
         "lead_time": lead_time_mae(reader, truth, end),
         "elasticity": elasticity_error(reader, restaurants, truth, end),
         "anomaly": anomaly_scores(reader, restaurants, truth, middle, end),
@@ -286,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         "stockout_items_all": figures["stockout"]["items_all"],
         "stockout_within_1d_forecastable": figures["stockout"].get("within_1d_forecastable"),
         "stockout_items_forecastable": figures["stockout"].get("items_forecastable"),
+        "stockout_within_1d_all_naive": figures["stockout"].get("within_1d_all_naive"),
+        "stockout_within_1d_forecastable_naive": figures["stockout"].get("within_1d_forecastable_naive"),
+        "stockout_alarms": {k: {m: (round(x, 4) if isinstance(x, float) else x) for m, x in v.items()}
+                            for k, v in figures["stockout_alarms"].items()},
         "lead_time_mae": {"model": round(figures["lead_time"]["model"], 4), "promised": round(figures["lead_time"]["promised"], 4)},
         "elasticity_abs_error": figures["elasticity"]["abs_error"],
         "elasticity_abs_error_prior": figures["elasticity"]["abs_error_prior"],

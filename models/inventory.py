@@ -678,6 +678,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
                 "method": method,
                 "usage_model": usage_model,
                 "arrival_scenarios": len(scenarios.get(iid, ())),
+                "p_out": proj.p_out_by() if p_mix is None else np.maximum.accumulate(p_mix),
                 **plan,
             }
         )

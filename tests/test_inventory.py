@@ -30,6 +30,11 @@ def q(sql, **params):
         return conn.execute(text(sql), params).all()
 
 
+def q_replica(sql, **params):
+    with db.replica_engine().connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
 # --------------------------------------------------------------------------- pure arithmetic
 
 
@@ -100,14 +105,102 @@ def test_stockout_dates_and_lead_times_on_the_planted_chain(seeded_replica):
     restaurants = load_restaurants(reader).restaurants
     end = pd.Timestamp(str(truth["end"])).tz_localize("UTC")
     so = stockout_accuracy(reader, restaurants, truth, end - pd.Timedelta(days=CHAIN["days"] // 2))
-    assert so["items"] >= 3 and so["items_all"] > so["items"]
-    assert so["within_1d"] >= 0.7, so  # planted stockouts: 4 of 4 on this chain
-    # incidental stockouts caused on the day by a planted demand spike or a late delivery are
-    # unforecastable two days ahead; all stockouts together must still mostly land within a day
-    assert so["within_1d_all"] >= 0.5, so
+    cases = so["cases"]
+    # every item that ran out (stock to zero with a portion unserved, read from the replica) is
+    # replayed; those a planted one-day demand spike caused in the notice window are told apart
+    assert so["items_all"] >= 10 and so["items_forecastable"] >= 3, cases
+    assert cases["spike"].sum() >= 5
+    # run-outs nothing two days before can foresee aside, the predicted day is within a day
+    assert so["within_1d_forecastable"] >= 0.6, cases
+    planted = cases[cases["planted"] & ~cases["spike"]]
+    assert len(planted) >= 2 and (planted["error"].abs() <= 1).all(), planted
     lead = lead_time_mae(reader, truth, end)
     assert lead["orders"] > 50
     assert lead["model"] < 0.85 * lead["promised"], lead
+
+
+@pytest.mark.slow
+def test_recipe_based_usage_beats_naive_usage_on_held_out_days(seeded_replica):
+    """Usage forecast at four origins, scored on the next 14 local days against the recorded
+    consumption + waste (expiry write-offs excluded): per item WAPE, median over items."""
+    from bench.inventory import _scope
+    from features.inventory import daily_item_usage, inventory_features
+    from features.restaurants import load_restaurants
+    from models.inventory import RECIPE, usage_forecast
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = load_restaurants(reader).restaurants
+    restaurants = restaurants[restaurants["id"].isin([r["restaurant_id"] for r in seeded_replica["ground_truth"]["restaurants"]])]
+    rids = [int(i) for i in restaurants["id"]]
+    settings = get_settings().inventory
+    scores = {"model": [], "trailing_mean": [], "same_day_last_week": []}
+    recipe_share = []
+    for origin in ("2026-08-20", "2026-09-10", "2026-10-01", "2026-10-12"):
+        as_of = pd.Timestamp(origin + "T04:00", tz="UTC")
+        feats = inventory_features(reader, _scope(restaurants, as_of), settings)
+        forecast, choice = usage_forecast(feats)
+        recipe_share.append(float((choice["usage_model"] == RECIPE).mean()))
+        actual = daily_item_usage(reader, rids, as_of, as_of + pd.Timedelta(days=16), as_of + pd.Timedelta(days=30))
+        actual = actual.rename(columns={"local_date": "ds"}).assign(actual=lambda f: f["consumption"] + f["waste"])
+        g = forecast.merge(actual[["inventory_item_id", "ds", "actual"]], how="left").fillna({"actual": 0.0})
+        first = g.groupby("inventory_item_id")["ds"].transform("min")
+        g = g[(g["ds"] > first) & (g["ds"] <= first + pd.Timedelta(days=14))].copy()  # whole days only
+        hist = feats.usage.assign(v=feats.usage["consumption"] + feats.usage["waste"])
+        last = hist.groupby("restaurant_id")["ds"].transform("max")
+        trailing = hist[hist["ds"] > last - pd.Timedelta(days=28)].groupby("inventory_item_id")["v"].mean()
+        week = hist[hist["ds"] > last - pd.Timedelta(days=7)]
+        same_day = week.set_index(["inventory_item_id", week["ds"].dt.day_of_week])["v"]
+        g["trailing_mean"] = g["inventory_item_id"].map(trailing)
+        g["same_day_last_week"] = same_day.reindex(pd.MultiIndex.from_arrays([g["inventory_item_id"], g["ds"].dt.day_of_week])).to_numpy()
+        g["model"] = g["mean"]
+        for name in scores:
+            err = (g[name] - g["actual"]).abs().groupby(g["inventory_item_id"]).sum()
+            wape = err / g.groupby("inventory_item_id")["actual"].sum().where(lambda a: a > 0)
+            scores[name].append(float(wape.median()))
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    assert min(recipe_share) > 0.3, recipe_share  # most items' usage comes through their recipes
+    assert mean["model"] < 0.9 * mean["same_day_last_week"], mean
+    assert mean["model"] <= 1.0 * mean["trailing_mean"], mean
+
+
+def test_expired_batches_are_written_off_on_their_expiry_day(seeded_replica):
+    """The generator writes what is left of a perishable batch off on its expiry day; features
+    count that as expiry, not as usage."""
+    from features.inventory import daily_item_usage
+
+    rows = q_replica("""
+        SELECT b.id, b.quantity_remaining, b.expires_at, r.timezone,
+               (SELECT count(*) FROM inventory_stockmovement m WHERE m.batch_id = b.id AND m.movement_type = 'waste') AS n,
+               (SELECT min(m.occurred_at) FROM inventory_stockmovement m WHERE m.batch_id = b.id AND m.movement_type = 'waste') AS at,
+               (SELECT sum(m.quantity) FROM inventory_stockmovement m WHERE m.batch_id = b.id AND m.movement_type = 'waste') AS q
+        FROM inventory_batch b JOIN inventory_inventoryitem i ON i.id = b.inventory_item_id
+        JOIN restaurants_restaurant r ON r.id = i.restaurant_id
+        WHERE b.expires_at IS NOT NULL AND b.expires_at < :end - interval '1 day'
+    """, end=pd.Timestamp(str(seeded_replica["ground_truth"]["end"]), tz="UTC"))
+    assert len(rows) > 100
+    written_off = [r for r in rows if r.n]
+    assert len(written_off) > 20
+    for r in rows:
+        assert float(r.quantity_remaining) == 0.0, r  # nothing expired is left in stock
+        assert r.n <= 1
+    for r in written_off:
+        assert r.at >= r.expires_at and float(r.q) < 0
+        assert r.at.astimezone(__import__("zoneinfo").ZoneInfo(r.timezone)).date() == \
+            r.expires_at.astimezone(__import__("zoneinfo").ZoneInfo(r.timezone)).date()
+    # non-perishable stock never expires
+    assert q_replica("""SELECT count(*) FROM inventory_stockmovement m JOIN inventory_batch b ON b.id = m.batch_id
+                        WHERE m.movement_type = 'waste' AND b.expires_at IS NULL""")[0][0] == 0
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    end = pd.Timestamp(str(seeded_replica["ground_truth"]["end"]), tz="UTC")
+    usage = daily_item_usage(reader, [1, 2, 3, 4], end - pd.Timedelta(days=60), end, end)
+    expired = -float(q_replica("""SELECT sum(quantity) FROM inventory_stockmovement
+                                 WHERE movement_type = 'waste' AND batch_id IS NOT NULL AND occurred_at >= :start""",
+                              start=end - pd.Timedelta(days=60))[0][0])
+    assert usage["expired"].sum() == pytest.approx(expired, rel=1e-6)
+    assert usage["waste"].sum() > 0  # spoilage without a batch stays waste
 
 
 # --------------------------------------------------------------------------- the run
@@ -129,9 +222,13 @@ def test_daily_run_writes_stock_stockout_reorder_rows(seeded_replica, clean_pred
     for (d,) in details:
         assert d["urgency"] in ("urgent", "soon", "ok")
         assert {"order_by_date", "reorder_point", "safety_stock", "eoq", "supplier_id", "expected_lead_time_days"} <= set(d)
+    models_used = set()
     for (value, d) in q("SELECT value, details FROM m_l_predictions WHERE prediction_type = 'stockout'"):
         assert {"predicted_stockout_date", "confidence", "daily_usage_forecast"} <= set(d)
         assert 0 <= d["confidence"] <= 1 and value >= 0
+        models_used.add(d["usage_model"])
+    # usage through recipes for most items, the item's own history where the recipes cannot tell
+    assert models_used <= {"recipe_x_item_demand", "own_usage_history"} and "recipe_x_item_demand" in models_used
 
 
 def test_weekly_lead_time_rows_one_per_supplier_whatever_the_sharding(seeded_replica, clean_predictions, only_my_units, monkeypatch):
