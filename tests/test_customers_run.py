@@ -56,3 +56,31 @@ def test_weekly_run_writes_each_customer_once_and_replays_cleanly(seeded_replica
     runs.finish_run("00000000-0000-0000-0000-0000000c0001", settings=settings)
     after = q("SELECT prediction_type, entity_id, value FROM m_l_predictions ORDER BY 1, 2")
     assert before == after
+
+
+def test_a_failed_fit_in_a_later_run_scores_with_the_shards_registered_model(seeded_replica, clean_predictions,
+                                                                          only_customer_units, monkeypatch,
+                                                                          tmp_path):
+    """Through the run loop and the real registry: a later weekly run whose churn and LTV fits fail
+    writes previous_model rows from the first run's checksummed artifacts and says so."""
+    from models.churn import ChurnClassifier
+    from models.ltv import LtvRegressor
+
+    settings = get_settings().model_copy(deep=True)
+    settings.model_store.path = tmp_path
+    first = runs.execute_run("weekly", AS_OF, [3], run_id="aaaaaaaa-0000-0000-0000-0000000c0002", settings=settings)
+    assert first["status"] == "succeeded", first
+    versions = dict(q("SELECT prediction_type, version FROM ml_model_registry"))
+
+    def broken_fit(self, *args, **kwargs):
+        raise MemoryError("worker ran out of memory")
+
+    monkeypatch.setattr(ChurnClassifier, "fit", broken_fit)
+    monkeypatch.setattr(LtvRegressor, "fit", broken_fit)
+    later = runs.execute_run("weekly", AS_OF, [3], run_id="bbbbbbbb-0000-0000-0000-0000000c0003", settings=settings)
+    assert later["status"] == "succeeded", later
+    rows = q("SELECT prediction_type, method, model_version, count(*) FROM m_l_predictions GROUP BY 1, 2, 3")
+    assert {(t, m, v) for t, m, v, _ in rows} == {(t, "previous_model", versions[t]) for t in MINE}, rows
+    for ptype in MINE:
+        assert any(f"{ptype}: scored with previous model" in m and versions[ptype] in m for m in later["messages"])
+        assert any(f"{ptype}:" in m and "fit failed (MemoryError" in m for m in later["messages"])
