@@ -374,9 +374,13 @@ class Projection:
     on_order_total: float = 0.0  # ordered stock not yet arrived at as_of
 
     def p_out_by(self) -> np.ndarray:
-        """P(stock has run out by the end of each day)."""
-        sd = np.where(self.sd > 0, self.sd, 1e-9)
-        p = norm.cdf(-self.net / sd)
+        """P(stock has run out by the end of each day).
+
+        Without any usage uncertainty (no usage at all) it is certain: out only with unmet usage;
+        an empty shelf nobody draws from has not run out.
+        """
+        sd = np.where(self.sd > 0, self.sd, 1.0)
+        p = np.where(self.sd > 0, norm.cdf(-self.net / sd), (self.shortfall > 1e-12).astype(float))
         return np.maximum.accumulate(np.where(self.shortfall > 0, np.maximum(p, 0.5), p))
 
 
