@@ -43,7 +43,8 @@ anchored AS (
            coalesce(c.home_restaurant_id, last.restaurant_id) AS restaurant_id,
            c.home_restaurant_id IS NULL AS anchored_by_last_order,
            c.date_joined,
-           c.loyalty_tier
+           c.loyalty_tier,
+           c.marketing_opt_in
     FROM customers_customerprofile c
     LEFT JOIN LATERAL (
         SELECT o.restaurant_id
@@ -101,7 +102,10 @@ def customer_rfm(
     spend_{30,90,180,365}d, n_{30,90,180,365}d, gap_mean_days, gap_sd_days, last_gap_days,
     recent_gap_mean_days (mean of the last three gaps), n_dine_in, n_takeaway, n_delivery,
     n_restaurants, n_at_anchor, n_refunded, n_cancelled, n_failed_90d (cancelled or refunded in
-    the last 90 days), last_failure_at (latest cancelled or refunded order, NaT if none).
+    the last 90 days), last_failure_at and first_failure_at (latest and earliest cancelled or
+    refunded order, NaT if none), marketing_opt_in (the profile's flag *as of the read*, see
+    ``MODEL_FEATURES``), guests_mean (mean guest_count of purchases where recorded),
+    last_order_type (of the latest purchase).
     """
     windows = ",\n".join(
         f"count(p.customer_id) FILTER (WHERE p.created_at >= CAST(:cutoff AS timestamptz) - interval '{d} days') AS n_{d}d,\n"
@@ -112,7 +116,7 @@ def customer_rfm(
     sql = f"""
     WITH {_anchored_cte()},
     p AS (
-        SELECT a.customer_id, o.restaurant_id, o.order_type, o.total::float8 AS total, o.created_at,
+        SELECT a.customer_id, o.restaurant_id, o.order_type, o.guest_count, o.total::float8 AS total, o.created_at,
                extract(epoch FROM o.created_at - lag(o.created_at) OVER w) / 86400.0 AS gap_days,
                row_number() OVER (PARTITION BY a.customer_id ORDER BY o.created_at DESC, o.id DESC) AS back
         FROM anchored a
@@ -126,7 +130,8 @@ def customer_rfm(
                count(*) FILTER (WHERE o.status = 'refunded') AS n_refunded,
                count(*) FILTER (WHERE o.status = 'cancelled') AS n_cancelled,
                count(*) FILTER (WHERE o.created_at >= CAST(:cutoff AS timestamptz) - interval '90 days') AS n_failed_90d,
-               max(o.created_at) AS last_failure_at
+               max(o.created_at) AS last_failure_at,
+               min(o.created_at) AS first_failure_at
         FROM anchored a
         JOIN orders_order o ON o.customer_id = a.customer_id
         WHERE o.created_at < :cutoff AND o.created_at >= CAST(:cutoff AS timestamptz) - make_interval(days => :history_days)
@@ -134,7 +139,7 @@ def customer_rfm(
         GROUP BY a.customer_id
     )
     SELECT a.customer_id, a.restaurant_id, a.organization_id, a.anchored_by_last_order, a.loyalty_tier,
-           a.date_joined,
+           a.date_joined, a.marketing_opt_in,
            count(p.customer_id) AS n_orders,
            min(p.created_at) AS first_order_at,
            max(p.created_at) AS last_order_at,
@@ -145,16 +150,20 @@ def customer_rfm(
            max(p.gap_days) FILTER (WHERE p.back = 1) AS last_gap_days,
            avg(p.gap_days) FILTER (WHERE p.back <= 3) AS recent_gap_mean_days,
            {types},
+           avg(p.guest_count) AS guests_mean,
+           max(p.order_type) FILTER (WHERE p.back = 1) AS last_order_type,
            count(DISTINCT p.restaurant_id) AS n_restaurants,
            count(p.customer_id) FILTER (WHERE p.restaurant_id = a.restaurant_id) AS n_at_anchor,
            coalesce(max(other.n_refunded), 0) AS n_refunded,
            coalesce(max(other.n_cancelled), 0) AS n_cancelled,
            coalesce(max(other.n_failed_90d), 0) AS n_failed_90d,
-           max(other.last_failure_at) AS last_failure_at
+           max(other.last_failure_at) AS last_failure_at,
+           min(other.first_failure_at) AS first_failure_at
     FROM anchored a
     LEFT JOIN p ON p.customer_id = a.customer_id
     LEFT JOIN other ON other.customer_id = a.customer_id
-    GROUP BY a.customer_id, a.restaurant_id, a.organization_id, a.anchored_by_last_order, a.loyalty_tier, a.date_joined
+    GROUP BY a.customer_id, a.restaurant_id, a.organization_id, a.anchored_by_last_order, a.loyalty_tier, a.date_joined,
+             a.marketing_opt_in
     ORDER BY a.customer_id
     """
     frame = reader.frame(
@@ -168,14 +177,17 @@ def _typed_rfm(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in ("customer_id", "restaurant_id", "organization_id"):
         frame[col] = frame[col].astype("int64")
-    for col in ("date_joined", "first_order_at", "last_order_at", "last_failure_at"):
+    for col in ("date_joined", "first_order_at", "last_order_at", "last_failure_at", "first_failure_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     skip = {"customer_id", "restaurant_id", "organization_id", "anchored_by_last_order", "loyalty_tier",
-            "date_joined", "first_order_at", "last_order_at", "last_failure_at"}
+            "date_joined", "first_order_at", "last_order_at", "last_failure_at", "first_failure_at",
+            "marketing_opt_in", "last_order_type"}
     for col in frame.columns:
         if col not in skip:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["anchored_by_last_order"] = frame["anchored_by_last_order"].astype(bool)
+    frame["marketing_opt_in"] = frame["marketing_opt_in"].fillna(False).astype(bool)
+    frame["last_order_type"] = frame["last_order_type"].astype(object)
     frame["loyalty_tier"] = frame["loyalty_tier"].fillna("none").astype(str)
     return frame
 
@@ -273,10 +285,19 @@ MODEL_FEATURES: tuple[str, ...] = (
     "n_failed_90d",
     "days_since_failure",
     "failed_since_last_purchase",
+    # engagement BG/NBD ignores: how the guest came and what the first visit was like
+    "marketing_opt_in",
+    "guests_mean",
+    "last_order_delivery",
+    "first_order_failed",
 )
 """Model inputs. ``loyalty_tier`` is read but deliberately not among them: the replica stores only
 today's tier, which at a training cutoff would encode purchases made after it (a leak); the tier
-drives the churn recommendations instead."""
+drives the churn recommendations instead. ``marketing_opt_in`` is also current state (the
+replica keeps no history of it) but is kept: unlike the tier it is not computed from orders, a
+guest sets it once at sign-up and rarely changes it, so at a cutoff a few weeks back it is almost
+always the value it had then; the residual leak (someone who opts out after lapsing) is small
+and would bias the training label only towards the truth the run itself reads."""
 
 
 def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
@@ -296,8 +317,10 @@ def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
     shorter, over purchases per day of tenure), n_90d_minus_prior_90d (count), recent_gap_over_mean
     and last_gap_over_mean (the last three gaps' mean and the last gap, over the mean gap),
     spend_mean_90d_over_usual; service failures: days_since_failure (latest cancelled or refunded
-    order), failed_since_last_purchase (1 when such an order came after the last purchase).
-    All durations in days; NaN where undefined (e.g. gaps of a one-time buyer).
+    order), failed_since_last_purchase (1 when such an order came after the last purchase);
+    engagement: marketing_opt_in (0/1), last_order_delivery (1 when the latest purchase was a
+    delivery), first_order_failed (1 when the customer's first order in the history was cancelled
+    or refunded and only later ones were purchases: a let-down first visit). All durations in days; NaN where undefined (e.g. gaps of a one-time buyer).
     """
     out = rfm.copy()
     cut = pd.Timestamp(cutoff)
@@ -332,6 +355,10 @@ def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
     out["days_since_failure"] = ((cut - out["last_failure_at"]) / day).where(failed)
     out["failed_since_last_purchase"] = (failed & (~has | (out["last_failure_at"] > out["last_order_at"]))).astype(float)
     out["anchored_by_last_order"] = out["anchored_by_last_order"].astype(float)
+    out["marketing_opt_in"] = out["marketing_opt_in"].astype(float)
+    out["last_order_delivery"] = (out["last_order_type"] == "delivery").astype(float).where(has)
+    out["first_order_failed"] = (out["first_failure_at"].notna()
+                                 & (~has | (out["first_failure_at"] < out["first_order_at"]))).astype(float)
     out["loyalty_rank"] = out["loyalty_tier"].map(TIERS).fillna(0).astype(int)
     return out
 

@@ -53,8 +53,27 @@ DORMANT_DAYS_RANGE = (45, 150)
 P_CHURN_AFTER_FAILURE = 0.3  # a regular whose order was cancelled or refunded never comes back
 FAILED = (2, 3)  # order status codes ("open", "completed", "cancelled", "refunded")
 # One-off guests
-P_ONEOFF_RETURN = 0.2  # come back at all
 RETURN_GAP_DAYS = 120.0  # mean gap of their rare later visits (exponential)
+P_OPT_IN = 0.4  # opted in to marketing (regulars and one-off guests alike)
+P_SIGNED_UP_AHEAD = 0.15  # one-off guests whose profile (app, website) predates their first order
+SIGNED_UP_AHEAD_DAYS = (7, 365)  # how long before it
+# Engagement the RMS records and BG/NBD ignores (docs/synthetic.md): odds ratios of a one-off
+# guest coming back at all, on a base of P_ONEOFF_RETURN_BASE for a single dine-in guest with a
+# completed order, no opt-in and a profile made at the till; about 20 % return overall.
+P_ONEOFF_RETURN_BASE = 0.17
+ONEOFF_RETURN_OR = {
+    "opt_in": 2.0,
+    "signed_up_ahead": 2.5,
+    "delivery": 0.5,
+    "party": 1.5,  # dine-in with 3 or more guests: brought friends or family, may bring them again
+    "failed_first_order": 0.4,  # their first order was cancelled or refunded
+}
+# ... and marketing brings an opted-in returner back sooner: their gaps' mean is divided by this.
+ONEOFF_OPT_IN_RETURN_SPEEDUP = 1.5
+# Regulars: hazard ratios on drifting away and stopping abruptly (mean times divided by them).
+REGULAR_HAZARD_RATIO = {"opt_in": 0.6, "delivery_leaning": 1.8}
+P_DELIVERY_LEANING = 0.25  # regulars who order almost only delivery (where the restaurant delivers)
+PARTY_GUESTS = 3
 
 
 def _group_offsets(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,15 +115,21 @@ class CustomerSim:
         rate = np.clip(rate, 1 / GAP_DAYS_RANGE[1], 1 / GAP_DAYS_RANGE[0])  # visits per day
         shape = rng.uniform(*REGULARITY_RANGE, n_reg)
         end = b.end_us
+        otype = self.otype
+        delivery_orders = np.flatnonzero(otype == 2)
+        opt_in_reg = rng.random(n_reg) < P_OPT_IN
+        delivery_leaning = (rng.random(n_reg) < P_DELIVERY_LEANING) & (len(delivery_orders) > 0)
+        hazard = (np.where(opt_in_reg, REGULAR_HAZARD_RATIO["opt_in"], 1.0)
+                  * np.where(delivery_leaning, REGULAR_HAZARD_RATIO["delivery_leaning"], 1.0))
 
-        def after(mean_days: float) -> np.ndarray:
-            return active_start + (rng.exponential(mean_days, n_reg) * day).astype(np.int64)
+        def after(mean_days: float, scale: np.ndarray | float = 1.0) -> np.ndarray:
+            return active_start + (rng.exponential(mean_days, n_reg) / scale * day).astype(np.int64)
 
         # gradual: decline from decline_at, e-folding tau, stop when the rate is DECAY_STOP of usual
-        decline_at = after(DECLINE_MEAN_DAYS)
+        decline_at = after(DECLINE_MEAN_DAYS, hazard)
         tau = rng.uniform(*DECAY_DAYS_RANGE, n_reg) * day
         stop_at = decline_at + (np.log(1 / DECAY_STOP) * tau).astype(np.int64)
-        abrupt_at = after(ABRUPT_MEAN_DAYS)
+        abrupt_at = after(ABRUPT_MEAN_DAYS, hazard)
         gradual = (decline_at < end) & (decline_at < abrupt_at)
         abrupt = (abrupt_at < end) & ~gradual
         # churned_at is a UTC midnight, so "no orders on or after churn_date" is exact
@@ -132,6 +157,12 @@ class CustomerSim:
         ok = (rng.random(len(rep)) < keep) & (t < churn_at[rep])
         rep, t = rep[ok], t[ok]
         idx = np.searchsorted(created, t)
+        # a delivery-leaning regular takes the next delivery order instead
+        lean = delivery_leaning[rep]
+        if lean.any():
+            pos = np.searchsorted(created[delivery_orders], t[lean])
+            idx[lean] = np.where(pos < len(delivery_orders),
+                                 delivery_orders[np.minimum(pos, len(delivery_orders) - 1)], len(created))
         ok = idx < len(created)
         rep, idx = rep[ok], idx[ok]
         ok = created[idx] < churn_at[rep]
@@ -159,10 +190,20 @@ class CustomerSim:
         oneoff, rest = free[pick], free[~pick]
         n_one = len(oneoff)
         cust_local[oneoff] = n_reg + np.arange(n_one)
-        returns = rng.random(n_one) < P_ONEOFF_RETURN
+        opt_in_one = rng.random(n_one) < P_OPT_IN
+        ahead = rng.random(n_one) < P_SIGNED_UP_AHEAD
+        o = ONEOFF_RETURN_OR
+        odds = (P_ONEOFF_RETURN_BASE / (1 - P_ONEOFF_RETURN_BASE)
+                * np.where(opt_in_one, o["opt_in"], 1.0)
+                * np.where(ahead, o["signed_up_ahead"], 1.0)
+                * np.where(otype[oneoff] == 2, o["delivery"], 1.0)
+                * np.where((otype[oneoff] == 0) & (self.guests[oneoff] >= PARTY_GUESTS), o["party"], 1.0)
+                * np.where(np.isin(self.status[oneoff], FAILED), o["failed_first_order"], 1.0))
+        returns = rng.random(n_one) < odds / (1 + odds)
         n_back = np.where(returns, rng.integers(1, 4, n_one), 0)
         o_rep, _ = _group_offsets(n_back)
-        back_gaps = rng.exponential(RETURN_GAP_DAYS, len(o_rep))
+        back_gaps = rng.exponential(RETURN_GAP_DAYS, len(o_rep)) / np.where(opt_in_one[o_rep],
+                                                                             ONEOFF_OPT_IN_RETURN_SPEEDUP, 1.0)
         back_t = created[oneoff[o_rep]] + ((_exclusive_cumsum(back_gaps, n_back) + back_gaps) * day).astype(np.int64)
         pos = np.searchsorted(created[rest], back_t)
         ok = pos < len(rest)
@@ -171,7 +212,9 @@ class CustomerSim:
         cust_local[rest[pos[first_of]]] = n_reg + o_rep[first_of]
 
         n_c = n_reg + n_one
-        joined = np.concatenate([join, created[oneoff] - rng.integers(US_PER_MIN, 10 * US_PER_MIN, n_one)])
+        lead = np.where(ahead, rng.integers(*SIGNED_UP_AHEAD_DAYS, n_one) * US_PER_DAY, 0)
+        joined = np.concatenate([join, created[oneoff] - lead - rng.integers(US_PER_MIN, 10 * US_PER_MIN, n_one)])
+        opt_in = np.concatenate([opt_in_reg, opt_in_one])
         # ids follow date_joined, as a real auto-increment would
         by_join = np.argsort(joined, kind="stable")
         ids = np.empty(n_c, dtype=np.int64)
@@ -229,5 +272,5 @@ class CustomerSim:
             "date_joined": Column(joined[order]),
             "loyalty_tier": text_col(tier[order], ["none", "silver", "gold", "platinum"]),
             "loyalty_points": Column(points[order].astype(np.int64)),
-            "marketing_opt_in": Column((rng.random(n_c) < 0.4)[order]),
+            "marketing_opt_in": Column(opt_in[order]),
         }
