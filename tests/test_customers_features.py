@@ -193,3 +193,44 @@ def test_negative_totals_are_skipped_and_counted_refunds_are_not_purchases(repli
     features = rfm_transform(after, CUTOFF).set_index("customer_id").loc[cid]
     assert features["failed_since_last_purchase"] == 1.0
     assert features["days_since_failure"] == pytest.approx(2 / 24 - 1 / 1440, abs=1e-6)
+
+
+def test_engagement_features_read_only_orders_before_the_cutoff(replica_engine):
+    """A cancelled big-party order after the cutoff changes no engagement feature; the same order
+    placed before the customer's first purchase makes them a let-down first visit (first_order_failed)
+    and enters guests_mean only if it were a purchase (it is not: cancelled)."""
+    from features.customers import MODEL_FEATURES, rfm_transform
+
+    reader = _reader(replica_engine)
+    with replica_admin() as cur:
+        cur.execute(
+            "SELECT o.customer_id, o.restaurant_id, min(o.created_at) FROM orders_order o "
+            "WHERE o.customer_id IS NOT NULL AND o.status = 'completed' AND o.created_at < %s "
+            "AND NOT EXISTS (SELECT 1 FROM orders_order f WHERE f.customer_id = o.customer_id "
+            "                AND f.status IN ('cancelled', 'refunded')) "
+            "GROUP BY 1, 2 HAVING count(*) >= 2 ORDER BY 1 LIMIT 1", (CUTOFF.to_pydatetime(),))
+        cid, rid, first_at = cur.fetchone()
+        cur.execute("SELECT max(id) FROM orders_order")
+        oid = cur.fetchone()[0] + 3000
+
+        def features():
+            return rfm_transform(_rfm(reader, [rid]), CUTOFF).set_index("customer_id").loc[cid]
+
+        before = features()
+        try:
+            cur.execute(
+                "INSERT INTO orders_order (id, restaurant_id, customer_id, order_type, status, guest_count, subtotal, "
+                "discount_total, tax_total, total, created_at) VALUES (%s, %s, %s, 'delivery', 'cancelled', 9, 40, 0, 0, 40, %s)",
+                (oid, rid, cid, CUTOFF.to_pydatetime() + dt.timedelta(days=1)),
+            )
+            later = features()
+            cur.execute("UPDATE orders_order SET created_at = %s WHERE id = %s", (first_at - dt.timedelta(hours=1), oid))
+            earlier = features()
+        finally:
+            cur.execute("DELETE FROM orders_order WHERE id = %s", (oid,))
+    engagement = ["marketing_opt_in", "guests_mean", "last_order_delivery", "first_order_failed"]
+    assert set(engagement) <= set(MODEL_FEATURES)
+    pd.testing.assert_series_equal(before[list(MODEL_FEATURES)], later[list(MODEL_FEATURES)], check_names=False)
+    assert before["first_order_failed"] == 0.0 and earlier["first_order_failed"] == 1.0
+    assert earlier["guests_mean"] == before["guests_mean"] or (pd.isna(earlier["guests_mean"]) and pd.isna(before["guests_mean"]))
+    assert earlier["last_order_delivery"] == before["last_order_delivery"]
