@@ -15,8 +15,8 @@ the run's ``as_of`` (ties broken by the higher order id). A customer with neithe
 purchase yet) has nothing to score. The anchor is fixed by ``as_of`` for every cutoff of a run,
 so the training and scoring populations of one shard are the same people.
 
-PII: the SQL selects only ids, timestamps, amounts, order types and the loyalty tier; names,
-emails, phones and birth dates are never read.
+PII: the SQL selects only ids, timestamps, amounts, order types, guest counts, the loyalty tier
+and the marketing opt-in flag; names, emails, phones and birth dates are never read.
 """
 
 from __future__ import annotations
@@ -293,11 +293,12 @@ MODEL_FEATURES: tuple[str, ...] = (
 )
 """Model inputs. ``loyalty_tier`` is read but deliberately not among them: the replica stores only
 today's tier, which at a training cutoff would encode purchases made after it (a leak); the tier
-drives the churn recommendations instead. ``marketing_opt_in`` is also current state (the
-replica keeps no history of it) but is kept: unlike the tier it is not computed from orders, a
-guest sets it once at sign-up and rarely changes it, so at a cutoff a few weeks back it is almost
-always the value it had then; the residual leak (someone who opts out after lapsing) is small
-and would bias the training label only towards the truth the run itself reads."""
+drives the churn recommendations instead. ``marketing_opt_in`` is current state too (the replica
+keeps no history of it) but is kept: unlike the tier it is not computed from orders; a guest sets
+it at sign-up and rarely touches it again, so at a training cutoff 60-88 days back it is almost
+always the value it had then. The residual leak is a guest who opts out after lapsing, i.e.
+within the training label window: it would make opt-out look slightly more predictive of churn in
+training than it is. At scoring time (as-of = now) it is exactly the current flag, no leak."""
 
 
 def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
