@@ -298,8 +298,8 @@ def arrival_scenarios(
     Args:
         orders: ``features.inventory.open_purchase_orders`` (quantity in item units).
         lead: ``SupplierLeadTime.estimates_`` (expected_days, sd_days).
-        tz_of_item, today_of_item: the item's restaurant's zone and local today.
-        midpoint_hour: per item's restaurant id is looked up by the caller; here per item id.
+        tz_of_item, today_of_item: per item id, its restaurant's zone and local today.
+        midpoint_hour: per item id, its restaurant's usage midpoint (local hour, 0-24).
         horizon: days projected.
     Returns:
         item id -> [(weight, arrivals per day)]; items without open orders are absent.
