@@ -45,11 +45,13 @@ def test_churn_beats_bgnbd_and_recency_on_held_out_time(held_out):
     assert test["last_order_at"].max() < AS_OF - pd.Timedelta(days=WINDOW)  # test features precede its labels
     result = evaluate_churn(train, test, WINDOW)
     auc, repeat, brier = result["auc"], result["auc_repeat"], result["brier"]
-    # Among repeat customers, where drift and service failures show, the margin is the point; over
-    # everyone one-time guests (most of the chain) dilute it, and the model must still not lose.
+    # Among repeat customers drift and service failures show (measured +0.026 over BG/NBD on this
+    # chain); over everyone, one-time guests are most of the chain and only engagement BG/NBD
+    # ignores (opt-in, a profile made ahead, delivery, a party, a failed first order) tells whose
+    # return is likelier (measured +0.049 over BG/NBD, +0.15 over recency).
     assert repeat["model"] >= repeat["bgnbd"] + 0.02, repeat
     assert repeat["model"] >= repeat["recency"] + 0.03, repeat
-    assert auc["model"] >= auc["bgnbd"] + 0.01, auc
+    assert auc["model"] >= auc["bgnbd"] + 0.03, auc
     assert auc["model"] >= auc["recency"] + 0.03, auc
     assert brier["model"] <= brier["bgnbd"], brier
     assert abs(result["mean_predicted"] - result["base_rate"]) < 0.03, result
