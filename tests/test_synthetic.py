@@ -419,6 +419,30 @@ def test_churned_customers_stop_ordering(db, gt):
     assert pii_filled == scalar(db, "SELECT count(*) FROM customers_customerprofile") > 0
 
 
+def test_customers_return_more_often_when_engaged_but_never_surely(db):
+    """Whether a guest comes back covaries with what the replica records (opt-in, a profile made
+    ahead of the first order, a failed first order), modestly: no flag decides it."""
+    df = q(db, """
+        WITH first AS (
+            SELECT DISTINCT ON (customer_id) customer_id, created_at, status
+            FROM orders_order WHERE customer_id IS NOT NULL ORDER BY customer_id, created_at, id)
+        SELECT c.id, c.marketing_opt_in AS opt_in,
+               extract(epoch FROM f.created_at - c.date_joined) / 86400 AS lead_days,
+               f.status IN ('cancelled', 'refunded') AS failed_first,
+               (SELECT count(*) FROM orders_order o WHERE o.customer_id = c.id) >= 2 AS came_back
+        FROM customers_customerprofile c JOIN first f ON f.customer_id = c.id
+        WHERE f.created_at < %s AND c.date_joined >= (SELECT min(created_at) FROM orders_order)
+    """, (END_TS.to_pydatetime() - dt.timedelta(days=120),))
+    assert len(df) > 1000
+    back = df.groupby("opt_in")["came_back"].mean()
+    assert 1.2 < back[True] / back[False] < 3.0, back
+    ahead = df["lead_days"] >= 7
+    assert 1.3 < df.loc[ahead, "came_back"].mean() / df.loc[~ahead, "came_back"].mean() < 4.0
+    assert df.loc[df["failed_first"], "came_back"].mean() < df.loc[~df["failed_first"], "came_back"].mean()
+    # modest: most engaged one-off guests still never return
+    assert df.loc[ahead & df["opt_in"], "came_back"].mean() < 0.7
+
+
 def test_supplier_lead_times_close_to_planted(db, gt):
     df = q(db, """
         SELECT supplier_id, avg(extract(epoch FROM received_at - ordered_at) / 86400) AS mean_days, count(*) AS n
