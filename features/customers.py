@@ -296,10 +296,9 @@ today's tier, which at a training cutoff would encode purchases made after it (a
 drives the churn recommendations instead. ``marketing_opt_in`` is current state too (the replica
 keeps no history of it) but is kept: unlike the tier it is not computed from orders; a guest sets
 it at sign-up and rarely touches it again, so at a training cutoff (60-88 days back for churn, up
-to a year for LTV) it is almost
-always the value it had then. The residual leak is a guest who opts out after lapsing, i.e.
-within the training label window: it would make opt-out look slightly more predictive of churn in
-training than it is. At scoring time (as-of = now) it is exactly the current flag, no leak."""
+to a year for LTV) it is almost always the value it had then. The residual leak is a guest who
+opts out after lapsing, i.e. within the training label window: it would make opt-out look
+slightly more predictive of churn in training than it is. At scoring time (as-of = now) it is exactly the current flag, no leak."""
 
 
 def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
