@@ -200,17 +200,20 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         if closed.any():
             out.loc[closed, ["yhat", "lower", "upper"]] = 0.0
             out.loc[closed, ["method", "model_name", "model_version"]] = ["rule", "closure_rule", "rule"]
-    _not_open_yet(out, series, scope, spec, messages)
+    _not_open_yet(out, hist, series, scope, spec, messages)
     out["closed_pattern"] = out["model_name"].eq("closure_rule")
     return Outcome(out, records, messages, backtest)
 
 
-def _not_open_yet(out: pd.DataFrame, series: pd.DataFrame, scope: Scope, spec: TypeSpec, messages: list[str]) -> None:
+def _not_open_yet(out: pd.DataFrame, hist: pd.DataFrame, series: pd.DataFrame, scope: Scope, spec: TypeSpec,
+                  messages: list[str]) -> None:
     """Periods before a restaurant's ``opened_on`` (its local date) are forecast as zero.
 
     A restaurant announced in the RMS before it opens has no orders; without this rule it would get
     its peers' average for days it cannot trade, and the dashboard would plan staff for them. From
-    the opening day on, the peer average stands (a new restaurant's best guess).
+    the opening day on, the peer average stands (a new restaurant's best guess). Orders are
+    stronger evidence than a date someone typed: a restaurant that already has orders (a soft
+    opening, a wrong ``opened_on``) is forecast as trading, and the run says so.
     """
     if "opened_on" not in scope.restaurants.columns or out.empty or "restaurant_id" not in series.columns:
         return
@@ -219,7 +222,16 @@ def _not_open_yet(out: pd.DataFrame, series: pd.DataFrame, scope: Scope, spec: T
     if opened.empty:
         return
     restaurant_of = series.set_index("series_id")["restaurant_id"]
-    opening = out["series_id"].map(restaurant_of).map(opened)
+    if len(hist):
+        sold = hist.loc[hist["y"] > 0, "series_id"].map(restaurant_of)
+        trading = sorted({int(r) for r in sold.dropna()} & {int(r) for r in opened.index})
+        if trading:
+            messages.append(f"{spec.prediction_type}: restaurants with orders before their opened_on are forecast as "
+                            f"trading: {', '.join(f'{r} (opened_on {opened[r].date()})' for r in trading[:20])}")
+            opened = opened.drop(trading)
+    if opened.empty:
+        return
+    opening = pd.to_datetime(out["series_id"].map(restaurant_of).map(opened.to_dict()))
     before = opening.notna() & (out["ds"].dt.normalize() < opening)
     if not before.any():
         return

@@ -214,6 +214,11 @@ def test_restaurant_not_open_yet_is_forecast_zero_until_its_opening_day(planted)
     assert any("not open yet" in m and "99" in m for m in result.messages)
     # restaurants that opened long ago, or whose opening date is unknown, are untouched
     assert (result.frame.loc[result.frame["series_id"] != 99, "model_name"] != "not_open_rule").all()
+    # orders outweigh a typed date: a restaurant already selling before its opened_on is trading
+    scope.restaurants.loc[scope.restaurants["id"] == 4, "opened_on"] = opening.date()
+    early = forecast(DemandHistory(feats.history, future, series, "day"), SPEC, scope)
+    assert (early.frame.loc[early.frame["series_id"] == 4, "method"] == "model").all()
+    assert any("orders before their opened_on" in m and "4 (opened_on" in m for m in early.messages)
 
 
 # --------------------------------------------------------------------------- second pass

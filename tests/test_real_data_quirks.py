@@ -279,6 +279,8 @@ def test_restaurant_with_two_days_of_orders_falls_back_and_flags_its_new_menu(qu
     items = details("item_demand_daily", restaurant_id=TWO_DAYS)
     assert items and {m for _, m, _, _ in items} == {"average"}
     assert any(a.get("restaurant_id") == TWO_DAYS and a["signal"] == "menu_change" for a in daily["alerts"])
+    # its opened_on (2027-01-01) is contradicted by its orders: forecast as trading, and said
+    assert any("orders before their opened_on" in m and f"{TWO_DAYS} (opened_on 2027-01-01)" in m for m in daily["messages"])
 
 
 def test_inactive_restaurant_gets_no_new_predictions(quirky_runs):
