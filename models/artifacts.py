@@ -53,6 +53,22 @@ def save_artifact(model, intervals: ConformalIntervals | None, directory: Path) 
     return directory_sha256(directory)
 
 
+def saved_record(model, directory: Path, *, name: str, version: str, training_start, training_end,
+                 metrics: dict, params: dict | None = None, intervals: ConformalIntervals | None = None):
+    """Save ``model`` into ``directory`` and describe it for the registry, sha256 included.
+
+    Args:
+        training_start, training_end: the span of history the model learnt from (UTC datetimes).
+        metrics, params: JSON-safe dicts the registry keeps beside the artifact.
+    """
+    from worker.units import ModelRecord
+
+    sha = save_artifact(model, intervals, directory)
+    return ModelRecord(name=name, version=version, artifact_path=str(directory), sha256=sha,
+                       training_start=training_start, training_end=training_end, metrics=metrics,
+                       params=params or {})
+
+
 def verify_artifact(directory: Path, sha256: str) -> Path:
     """Check ``directory`` against the registry's digest before anything in it is read.
 

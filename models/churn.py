@@ -29,7 +29,7 @@ import pandas as pd
 from features.customers import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
-from models.artifacts import load_model, save_artifact, shard_version
+from models.artifacts import load_model, saved_record, shard_version
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "churn_lgbm"
@@ -374,10 +374,8 @@ def predict_churn(data, scope: Scope) -> UnitResult:
         except Exception as exc:
             problem = f"fit failed ({type(exc).__name__}: {exc})"
         if problem is None:
-            directory = Path(scope.model_store) / MODEL_NAME / version
-            sha = save_artifact(model, None, directory)
-            models.append(ModelRecord(
-                name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+            models.append(saved_record(
+                model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
                 training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
                 training_end=data.as_of.to_pydatetime(),
                 metrics={k: (None if isinstance(v, float) and not np.isfinite(v) else v)

@@ -32,7 +32,7 @@ import pandas as pd
 from features.customers import LTV_HORIZON_DAYS, MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, GammaGamma, add_btyd_features
-from models.artifacts import load_model, save_artifact, shard_version
+from models.artifacts import load_model, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX, bgnbd_inputs, fit_bgnbd, previous_records
 from worker.units import ModelRecord, Scope, UnitResult
 
@@ -245,10 +245,8 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
         if problem is None:
             ratio = horizon_ratio(bg, scored, window)
             spend, orders = pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio
-            directory = Path(scope.model_store) / MODEL_NAME / version
-            sha = save_artifact(model, None, directory)
-            models.append(ModelRecord(
-                name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+            models.append(saved_record(
+                model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
                 training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
                 training_end=data.as_of.to_pydatetime(),
                 metrics={"n_train": int(len(train)), "label_window_days": int(window),
