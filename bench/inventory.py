@@ -129,6 +129,74 @@ def runouts_from_replica(reader, restaurants: pd.DataFrame, start: pd.Timestamp,
     return frame[keep].reset_index(drop=True)
 
 
+def runout_diagnosis(reader, feats, plan, item_id: int, date: pd.Timestamp, as_of: pd.Timestamp, tz: str) -> dict:
+    """Why a replayed run-out was or was not foreseen: what the replay saw against what happened.
+
+    Over the gap (local days from the replay's day through the run-out day): the usage forecast
+    against realised use (consumption + waste other than expiry write-offs) and its place in the
+    forecast's distribution (``use_pit``: Normal with the summed daily variances), the stock and
+    its expiring part, open purchase orders with the day the replay expected them and the day they
+    came (``late``: after the expected day), and the replay's P(out by the actual day).
+    """
+    from models.inventory import arrival_days
+    from models.lead_time import SupplierLeadTime
+    from scipy.stats import norm
+
+    gap = STOCKOUT_NOTICE_DAYS + 1
+    today = as_of.tz_convert(tz).tz_localize(None).normalize()
+    item = feats.items.set_index("inventory_item_id").loc[item_id]
+    end = as_of + pd.Timedelta(days=gap + 1)
+    mv = reader.frame(
+        """
+        SELECT m.movement_type, m.quantity::float8 AS q, (m.occurred_at AT TIME ZONE :tz)::date AS day,
+               b.expires_at IS NOT NULL AND b.expires_at <= m.occurred_at + interval '1 day' AS expiry
+        FROM inventory_stockmovement m LEFT JOIN inventory_batch b ON b.id = m.batch_id
+        WHERE m.inventory_item_id = :i AND m.occurred_at >= :a AND m.occurred_at < :e
+        """,
+        {"i": int(item_id), "a": as_of.to_pydatetime(), "e": end.to_pydatetime(), "tz": tz},
+    )
+    mv["day"] = pd.to_datetime(mv["day"])
+    mv = mv[mv["day"] <= date]
+    used = -mv.loc[mv["movement_type"].isin(["consumption", "waste"]) & ~mv["expiry"].astype(bool), "q"].sum()
+    expired = -mv.loc[(mv["movement_type"] == "waste") & mv["expiry"].astype(bool), "q"].sum()
+    row = plan.items.set_index("inventory_item_id").loc[item_id] if len(plan.items) else None
+    daily = plan.daily[plan.daily["inventory_item_id"] == item_id] if len(plan.daily) else plan.daily
+    from models.inventory import usage_forecast
+
+    use, _ = usage_forecast(feats)
+    u = use[use["inventory_item_id"] == item_id].head(gap)
+    fc, fc_sd = float(u["mean"].sum()), float(np.sqrt((u["sd"] ** 2).sum()))
+    lots = feats.lots[feats.lots["inventory_item_id"] == item_id]
+    lot_day = lots["expires_at"].map(lambda t: (pd.Timestamp(t).tz_convert(tz).tz_localize(None).normalize() - today).days)
+    oo = feats.open_orders[feats.open_orders["inventory_item_id"] == item_id]
+    lead = SupplierLeadTime().fit(feats.suppliers, feats.lead_times).estimates_
+    rest = pd.DataFrame({"id": [int(item["restaurant_id"])], "timezone": [tz]})
+    exp_day = arrival_days(oo, lead, rest, feats.items, as_of)
+    got = reader.frame("SELECT id, received_at FROM inventory_purchaseorder WHERE id = ANY(:ids)",
+                       {"ids": [int(x) for x in oo["purchase_order_id"]]}).set_index("id")["received_at"]
+    pos, late = [], False
+    for (po, qty), ds in zip(oo[["purchase_order_id", "quantity"]].itertuples(index=False), exp_day["ds"]):
+        r = got.get(po)
+        came = None if r is None or pd.isna(r) else (pd.Timestamp(r).tz_convert(tz).tz_localize(None).normalize() - today).days
+        late |= came is None or came > (ds - today).days
+        pos.append(f"{qty:g}@d{(ds - today).days}->{'never' if came is None else f'd{came}'}")
+    p_out = row["p_out"] if row is not None else None
+    k = int((date - today).days)
+    return {
+        "perishable": bool(item["is_perishable"]),
+        "stock": round(float(feats.on_hand.set_index("inventory_item_id")["on_hand"].get(item_id, 0.0)), 2),
+        "expiring_in_gap": round(float(lots.loc[lot_day <= k, "quantity"].sum()), 2),
+        "proj_expired": round(float(daily["expired"].head(k + 1).sum()), 2) if len(daily) else None,
+        "expired": round(float(expired), 2),
+        "use_fc": round(fc, 2),
+        "use_real": round(float(used), 2),
+        "use_pit": round(float(norm.cdf((used - fc) / fc_sd)), 2) if fc_sd > 0 else None,
+        "open_pos": " ".join(pos) or "-",
+        "po_late": bool(late) if len(oo) else None,
+        "p_out_actual_day": round(float(p_out[k]), 3) if p_out is not None and k < len(p_out) else None,
+    }
+
+
 def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_start: pd.Timestamp,
                       window_end: pd.Timestamp | None = None) -> dict:
     """Share of items whose first run-out after ``window_start`` is predicted within +/- 1 day.
@@ -165,7 +233,7 @@ def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_st
     first = runs.groupby("inventory_item_id").head(1)
     clean = runs[~runs["spike"]].groupby("inventory_item_id").head(1)
     cases = pd.concat([first, clean]).drop_duplicates(["inventory_item_id", "date"])
-    predicted, naive = {}, {}
+    predicted, naive, diagnosis = {}, {}, {}
     for r in cases.itertuples(index=False):
         rest = restaurants[restaurants["id"] == r.restaurant_id]
         tz = rest["timezone"].iloc[0]
@@ -180,6 +248,7 @@ def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_st
         rate = float((hist["consumption"] + hist["waste"]).mean()) if len(hist) else 0.0
         stock = float(feats.on_hand.set_index("inventory_item_id")["on_hand"].get(r.inventory_item_id, 0.0))
         naive[(r.inventory_item_id, r.date)] = int(stock // rate) - STOCKOUT_NOTICE_DAYS if rate > 0 else None
+        diagnosis[(r.inventory_item_id, r.date)] = runout_diagnosis(reader, feats, plan, int(r.inventory_item_id), r.date, as_of, tz)
         predicted[(r.inventory_item_id, r.date)] = (
             None if pred is None or pd.isna(pred) else int((pd.Timestamp(pred) - r.date).days),
             plan.items["usage_model"].iloc[0] if len(plan.items) else None,
@@ -207,6 +276,8 @@ def stockout_accuracy(reader, restaurants: pd.DataFrame, ground_truth, window_st
     a_share, a_n = share(first)
     f_share, f_n = share(clean)
     cases["naive_error"] = [naive[(i, d)] for i, d in zip(cases["inventory_item_id"], cases["date"])]
+    cases = pd.concat([cases.reset_index(drop=True), pd.DataFrame(
+        [diagnosis[(i, d)] for i, d in zip(cases["inventory_item_id"], cases["date"])])], axis=1)
     return {
         "within_1d": p_share, "items": p_n,
         "within_1d_all": a_share, "items_all": a_n,
@@ -239,6 +310,8 @@ def stockout_alarms(reader, restaurants: pd.DataFrame, window_start: pd.Timestam
     settings = get_settings().inventory
     runs = runouts_from_replica(reader, restaurants, window_start, end)
     out = {"model": [0, 0, 0], "naive": [0, 0, 0]}  # alarms, true alarms, actual run-outs
+    # calibration: summed P(out by day k) against the items that did run out by then
+    cal = {g: {k: [0.0, 0] for k in (1, within_days)} for g in ("perishable", "other")}
     for r in restaurants.itertuples(index=False):
         rest = restaurants[restaurants["id"] == r.id]
         day = window_start.tz_localize(None).normalize() if window_start.tzinfo else window_start.normalize()
@@ -259,15 +332,28 @@ def stockout_alarms(reader, restaurants: pd.DataFrame, window_start: pd.Timestam
                 actual -= empty
                 model_alarm = set(plan.items.loc[plan.items["stockout_days"] <= within_days, "inventory_item_id"]) - empty
                 naive_alarm = set(cover[cover.fillna(1e9) // 1 <= within_days].index) - empty
+                per = feats.items.set_index("inventory_item_id")["is_perishable"]
+                for it in plan.items.itertuples(index=False):
+                    if it.inventory_item_id in empty or it.inventory_item_id not in stock.index:
+                        continue
+                    got = mine.loc[mine["inventory_item_id"] == it.inventory_item_id, "date"]
+                    first = int((got.min() - day).days) if len(got) else None
+                    key = "perishable" if per.get(it.inventory_item_id, False) else "other"
+                    for k in (1, within_days):
+                        cal[key][k][0] += float(it.p_out[k])
+                        cal[key][k][1] += int(first is not None and first <= k)
                 for name, alarm in (("model", model_alarm), ("naive", naive_alarm)):
                     out[name][0] += len(alarm)
                     out[name][1] += len(alarm & actual)
                     out[name][2] += len(actual)
             day += pd.Timedelta(days=step_days)
-    return {
+    figures = {
         name: {"precision": (t / a if a else None), "recall": (t / n if n else None), "alarms": a, "runouts": n}
         for name, (a, t, n) in out.items()
     }
+    figures["calibration"] = {g: {f"by_day_{k}": {"expected": round(e, 1), "realised": n} for k, (e, n) in v.items()}
+                              for g, v in cal.items()}
+    return figures
 
 
 def lead_time_mae(reader, ground_truth, end: pd.Timestamp) -> dict:
@@ -397,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         "stockout_within_1d_all_naive": figures["stockout"].get("within_1d_all_naive"),
         "stockout_within_1d_forecastable_naive": figures["stockout"].get("within_1d_forecastable_naive"),
         "stockout_alarms": {k: {m: (round(x, 4) if isinstance(x, float) else x) for m, x in v.items()}
-                            for k, v in figures["stockout_alarms"].items()},
+                            for k, v in figures["stockout_alarms"].items() if k != "calibration"},
+        "stockout_calibration": figures["stockout_alarms"]["calibration"],
         "lead_time_mae": {"model": round(figures["lead_time"]["model"], 4), "promised": round(figures["lead_time"]["promised"], 4)},
         "elasticity_abs_error": figures["elasticity"]["abs_error"],
         "elasticity_abs_error_prior": figures["elasticity"]["abs_error_prior"],
