@@ -83,3 +83,23 @@ def test_monthly_run_recommends_prices_within_the_bound(seeded_replica, clean_pr
         assert method in ("model", "average", "rule")
         assert {"current_price", "elasticity", "expected_revenue_change_pct", "confidence"} <= set(d)
     assert any(m == "model" for *_, m, _ in [(r[0], r[1], r[2], r[3]) for r in rows])
+
+
+def test_every_shard_registers_its_own_model(seeded_replica, clean_predictions, monkeypatch):
+    from worker.settings import get_settings
+
+    real = runs.units_for
+    monkeypatch.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "price_recommendation"])
+    monkeypatch.setenv("RMSML_SCHEDULES__SHARD_SIZE", "2")
+    get_settings.cache_clear()
+    try:
+        record = runs.execute_run("monthly", "2026-11-01T05:15:00Z")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert record["status"] == "succeeded", record
+    with db.predictions_engine().connect() as conn:
+        shards = conn.execute(text("SELECT count(*) FROM ml_run_shard WHERE run_id = :r"), {"r": str(record["id"])}).scalar_one()
+        versions = conn.execute(text(
+            "SELECT version, sha256 FROM ml_model_registry WHERE prediction_type = 'price_recommendation'")).all()
+    assert shards >= 2 and len(versions) == shards and len({v for v, _ in versions}) == shards

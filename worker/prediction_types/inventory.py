@@ -36,23 +36,15 @@ _cache: dict[tuple, object] = {}
 def saved_model(model, scope: Scope, prediction_type: str, *, training_start, metrics: dict) -> ModelRecord:
     """Save a fitted model under the model store and describe it for the registry (with its sha256).
 
-    One artifact per (type, run, shard); the shard is named by its first restaurant id.
+    One artifact and one registry version per (type, run, shard): the registry is keyed on name +
+    version, so a constant version would leave only the last shard's model registered.
     """
-    import shutil
+    from models.artifacts import saved_record, shard_version
 
-    from models.artifacts import directory_sha256
-
-    directory = scope.model_store / prediction_type / scope.run_id / f"r{min(scope.restaurant_ids)}"
-    if directory.exists():
-        shutil.rmtree(directory)
-    model.save(directory)
-    return ModelRecord(
-        name=model.name,
-        version="1",
-        artifact_path=str(directory),
-        sha256=directory_sha256(directory),
-        training_start=pd.Timestamp(training_start).to_pydatetime(),
-        training_end=scope.as_of.to_pydatetime(),
+    version = shard_version(prediction_type, scope)
+    return saved_record(
+        model, scope.model_store / prediction_type / version, name=model.name, version=version,
+        training_start=pd.Timestamp(training_start).to_pydatetime(), training_end=scope.as_of.to_pydatetime(),
         metrics=metrics,
     )
 
