@@ -442,6 +442,75 @@ def project_item(
     )
 
 
+def simulate_p_out(
+    on_hand: float,
+    lots: list[tuple[int, float]],
+    usage: np.ndarray,
+    usage_sd: np.ndarray,
+    scenarios: list[tuple[float, np.ndarray]],
+    shelf_life_days: float | None,
+    *,
+    seed: int = 0,
+    paths: int = 4000,
+    min_draws: int = 50,
+) -> np.ndarray:
+    """P(the item has run out by the end of each day), by projecting usage paths, not the mean path.
+
+    Daily usage is drawn Gamma with the forecast's mean and sd (non-negative and right-skewed:
+    an overdispersed slow mover uses nothing on most days and a lot on a few, so its typical
+    cumulative use is below the mean), independent across days, and every path is projected
+    with the same first-expiring-first rule as ``project_item``. That matters for perishables:
+    a busy day uses stock that would otherwise have expired, so extra use before an expiry costs
+    no stock, while a quiet day lets more expire -- a Normal on the mean path's net stock counts
+    every unit of extra use as lost stock and overstated their run-outs. The usage draws are
+    shared by every arrival scenario (common random numbers); the seed makes a run repeatable.
+
+    Args:
+        scenarios: [(weight, arrivals per day)] from ``arrival_scenarios`` (or one scenario with
+            the expected arrivals); weights sum to 1.
+    Returns:
+        P(out by day d) for each day (non-decreasing): the weighted share of (scenario, usage
+        path) pairs whose usage could not be met on some day <= d.
+    """
+    usage = np.asarray(usage, dtype=float)
+    sd = np.asarray(usage_sd, dtype=float)
+    n = len(usage)
+    draws = max(min_draws, paths // max(len(scenarios), 1))
+    rng = np.random.default_rng(seed)
+    shape = np.where((usage > 0) & (sd > 0), (usage / np.where(sd > 0, sd, 1.0)) ** 2, 0.0)
+    scale = np.where(shape > 0, sd**2 / np.where(usage > 0, usage, 1.0), 0.0)
+    u = np.where(shape > 0, rng.gamma(np.where(shape > 0, shape, 1.0), np.where(scale > 0, scale, 1.0), size=(draws, n)), usage)
+    S = len(scenarios)
+    use = np.tile(u, (S, 1))  # (S * draws, n), scenario-major
+    weight = np.repeat(np.array([w for w, _ in scenarios], dtype=float) / draws, draws)
+    arrivals = np.repeat(np.stack([np.asarray(a, dtype=float)[:n] for _, a in scenarios]), draws, axis=0)
+    P = S * draws
+    expiring = shelf_life_days is not None and shelf_life_days > 0
+    cols = sorted([[int(d), np.full(P, float(q))] for d, q in lots if q > 0], key=lambda c: c[0])
+    free = np.full(P, max(on_hand - sum(float(q) for _, q in lots if q > 0), 0.0))
+    out_day = np.full(P, n)
+    for d in range(n):
+        arr = arrivals[:, d]
+        if arr.any():
+            if expiring:
+                cols.append([d + int(shelf_life_days), arr.copy()])
+                cols.sort(key=lambda c: c[0])
+            else:
+                free = free + arr
+        need = use[:, d].copy()
+        for c in cols:
+            take = np.minimum(c[1], need)
+            c[1] -= take
+            need -= take
+        take = np.minimum(free, need)
+        free -= take
+        need -= take
+        out_day = np.where((out_day == n) & (need > 1e-9), d, out_day)
+        cols = [c for c in cols if c[0] > d]
+    p = np.array([weight[out_day <= d].sum() for d in range(n)])
+    return np.clip(np.maximum.accumulate(p), 0.0, 1.0)
+
+
 def stockout_summary(proj: Projection, today: pd.Timestamp, p_out: np.ndarray | None = None) -> dict:
     """Predicted stockout day and its uncertainty (see module docstring).
 
@@ -618,11 +687,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
         shelf = item.shelf_life_days if item.is_perishable and pd.notna(item.shelf_life_days) else None
         stock0 = float(on_hand.get(iid, 0.0))
         proj = project_item(stock0, lots, mean, sd, arr, shelf)
-        p_mix = None
-        if iid in scenarios:
-            p_mix = np.zeros(len(days))
-            for w, arr_s in scenarios[iid]:
-                p_mix += w * project_item(stock0, lots, mean, sd, arr_s[: len(days)], shelf).p_out_by()
+        p_mix = simulate_p_out(stock0, lots, mean, sd, scenarios.get(iid) or [(1.0, arr)], shelf, seed=iid)
         usage_model = str(u["usage_model"].iloc[0])
         h = min(settings.horizon_days, len(days))
         method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
@@ -682,7 +747,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
                 "method": method,
                 "usage_model": usage_model,
                 "arrival_scenarios": len(scenarios.get(iid, ())),
-                "p_out": proj.p_out_by() if p_mix is None else np.maximum.accumulate(p_mix),
+                "p_out": p_mix,
                 **plan,
             }
         )

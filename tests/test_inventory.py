@@ -68,6 +68,67 @@ def test_stockout_date_and_confidence_follow_the_documented_formula():
     assert so["lower"] <= 3 <= so["upper"]
 
 
+def test_simulated_stockout_lets_a_busy_day_use_stock_that_would_have_expired():
+    """10 units expire at the end of day 0 and 10 never do; usage 4 +/- sd a day. Whatever day 0
+    uses (up to 10, nearly always) comes out of the expiring lot, so how variable day 0 is hardly
+    changes when the other 10 run out; a Normal on the mean path's net stock (the old rule)
+    counts day 0's spread as stock that may be missing later."""
+    from models.inventory import project_item, simulate_p_out
+
+    mean = np.full(5, 4.0)
+    calm, wild = np.full(5, 1.0), np.array([2.0, 1.0, 1.0, 1.0, 1.0])
+    nothing = [(1.0, np.zeros(5))]
+    p_calm = simulate_p_out(20.0, [(0, 10.0)], mean, calm, nothing, None, seed=1, paths=20000)
+    p_wild = simulate_p_out(20.0, [(0, 10.0)], mean, wild, nothing, None, seed=1, paths=20000)
+    # out by day 2 = days 1 and 2 use more than 10: Gamma(shape 2 x 16, scale 1/4)
+    from scipy.stats import gamma
+
+    exact = gamma.sf(10.0, a=32.0, scale=0.25)
+    assert p_calm[2] == pytest.approx(exact, abs=0.015) and p_wild[2] == pytest.approx(exact, abs=0.015)
+    normal = [project_item(20.0, [(0, 10.0)], mean, sd, np.zeros(5), None).p_out_by()[2] for sd in (calm, wild)]
+    assert normal[1] > normal[0] + 0.05 and normal[0] > exact + 0.02  # the rule it replaces counted day 0's spread as lost stock
+
+
+def test_simulated_stockout_of_a_lumpy_item_follows_its_skewed_usage():
+    """A slow, lumpy item (mean 1 a day, sd 2: nothing most days, a lot on a few) with 5 on hand:
+    P(out by day d) is P(d + 1 days of Gamma usage exceed 5), whose median day is later than the
+    day the mean runs out (day 4, where a Normal puts it)."""
+    from scipy.stats import gamma
+
+    from models.inventory import simulate_p_out, stockout_summary, project_item
+
+    n = 30
+    mean, sd = np.full(n, 1.0), np.full(n, 2.0)
+    p = simulate_p_out(5.0, [], mean, sd, [(1.0, np.zeros(n))], None, seed=3, paths=20000)
+    exact = np.array([gamma.sf(5.0, a=0.25 * (d + 1), scale=4.0) for d in range(n)])
+    assert np.abs(p - exact).max() < 0.02
+    proj = project_item(5.0, [], mean, sd, np.zeros(n), None)
+    skewed = stockout_summary(proj, pd.Timestamp("2026-01-01"), p)
+    normal = stockout_summary(proj, pd.Timestamp("2026-01-01"))
+    assert normal["days"] == 4 and skewed["days"] == int(np.flatnonzero(exact >= 0.5)[0]) == 6
+
+
+def test_simulated_stockout_weighs_arrival_scenarios_and_uses_arrivals_before_they_expire():
+    """Certain usage of 3 a day and 4 on hand: an order of 6 comes on day 1 (weight 0.3) or day 3
+    (0.7). Out on day 1 only if it is late; arriving perishable stock expires after its shelf life."""
+    from models.inventory import simulate_p_out
+
+    n = 8
+    use, sd = np.full(n, 3.0), np.zeros(n)
+    early, late = np.zeros(n), np.zeros(n)
+    early[1], late[3] = 6.0, 6.0
+    p = simulate_p_out(4.0, [], use, sd, [(0.3, early), (0.7, late)], None)
+    # early: 4+6 = 10 covers days 0-2, short on day 3; late: 4 covers day 0, short on day 1
+    assert list(p[:4]) == pytest.approx([0.0, 0.7, 0.7, 1.0])
+    # 9 arriving on day 1 with a shelf life of 1 day serve days 1-2 first (the 1 left of the
+    # stock on hand waits), 3 expire at the end of day 2, and the item is out on day 3, not 4
+    big = np.zeros(n)
+    big[1] = 9.0
+    fresh = simulate_p_out(4.0, [], use, sd, [(1.0, big)], 1.0)
+    kept = simulate_p_out(4.0, [], use, sd, [(1.0, big)], None)
+    assert list(fresh[2:5]) == pytest.approx([0.0, 1.0, 1.0]) and list(kept[2:5]) == pytest.approx([0.0, 0.0, 1.0])
+
+
 def test_reorder_formulas_respect_par_level_and_min_order_quantity():
     from models.inventory import project_item, reorder_plan
 
