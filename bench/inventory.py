@@ -5,8 +5,8 @@
 --quick is 4 restaurants x 200 days (a few minutes); the default 8 x 365. All figures come from one
 run on one chain. The last line printed is one JSON object:
 {"bench": "inventory", "stockout_within_1d", "stockout_items", "stockout_within_1d_all",
-"stockout_items_all", "lead_time_mae": {"model",
-"promised"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
+"stockout_items_all", "stockout_within_1d_forecastable", "stockout_alarms", "stockout_calibration",
+"lead_time_mae": {"model", "promised"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
 "recall"}, "peak_rss_mb", "seconds"}.
 
 How each figure is measured (docs/inventory.md, pricing.md, anomalies.md):
@@ -15,6 +15,10 @@ How each figure is measured (docs/inventory.md, pricing.md, anomalies.md):
   predicted stockout date; the share within +/- 1 day over the *planted* stockouts (reordering
   forgotten). ``stockout_within_1d_all`` adds the incidental ones, most of which a planted demand
   spike or a late delivery causes on the day itself, which no forecast made two days before can see.
+  Every replayed case is printed to stderr with its diagnosis (``runout_diagnosis``).
+* stockout_calibration: summed P(out by day k) against the items that ran out by then, over the
+  alarm replays: the within-a-day figures select items that did run out, so only this tells a
+  biased forecast from tail events.
 * lead_time_mae: fit on purchase orders placed before the last ``LEAD_HOLDOUT_DAYS`` days; mean
   absolute error on the orders placed after, of the model's expected lead time and of the
   supplier's promise.
@@ -167,7 +171,8 @@ def runout_diagnosis(reader, feats, plan, item_id: int, date: pd.Timestamp, as_o
     u = use[use["inventory_item_id"] == item_id].head(gap)
     fc, fc_sd = float(u["mean"].sum()), float(np.sqrt((u["sd"] ** 2).sum()))
     lots = feats.lots[feats.lots["inventory_item_id"] == item_id]
-    lot_day = lots["expires_at"].map(lambda t: (pd.Timestamp(t).tz_convert(tz).tz_localize(None).normalize() - today).days)
+    lot_day = np.array([(pd.Timestamp(t).tz_convert(tz).tz_localize(None).normalize() - today).days
+                        for t in lots["expires_at"]], dtype=int)
     oo = feats.open_orders[feats.open_orders["inventory_item_id"] == item_id]
     lead = SupplierLeadTime().fit(feats.suppliers, feats.lead_times).estimates_
     rest = pd.DataFrame({"id": [int(item["restaurant_id"])], "timezone": [tz]})
@@ -185,7 +190,7 @@ def runout_diagnosis(reader, feats, plan, item_id: int, date: pd.Timestamp, as_o
     return {
         "perishable": bool(item["is_perishable"]),
         "stock": round(float(feats.on_hand.set_index("inventory_item_id")["on_hand"].get(item_id, 0.0)), 2),
-        "expiring_in_gap": round(float(lots.loc[lot_day <= k, "quantity"].sum()), 2),
+        "expiring_in_gap": round(float(lots["quantity"].to_numpy()[lot_day <= k].sum()), 2),
         "proj_expired": round(float(daily["expired"].head(k + 1).sum()), 2) if len(daily) else None,
         "expired": round(float(expired), 2),
         "use_fc": round(fc, 2),

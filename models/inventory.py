@@ -11,10 +11,12 @@ Formulas (docs/inventory.md has the full page):
 * Projection, day by day: arrivals of open purchase orders (ordered_at + the supplier's expected
   lead time; overdue orders arrive today) are added, usage is taken first-expiring-first, then
   batches expiring that day are lost. ``stock_daily`` is the end-of-day stock.
-* Stockout date: the first day whose usage cannot be met. Uncertainty: cumulative usage is
-  Normal with variance the sum of daily variances, so P(out by day d) = Phi(-net_d / sd_d), net_d
-  = projected stock minus unmet usage. ``confidence`` = P(the stockout falls within +/- 1 day of
-  the predicted date) = P(out by D+1) - P(out by D-2).
+* Stockout date: the median day usage cannot be met. P(out by day d) is the share of usage
+  paths (daily usage Gamma with the forecast's mean and sd, independent days) x open-order
+  arrival scenarios whose first-expiring-first projection has unmet usage by day d
+  (``simulate_p_out``). ``confidence`` = P(the stockout falls within +/- 1 day of the predicted
+  date) = P(out by D+1) - P(out by D-2). (``Projection.p_out_by``, a Normal on the mean path's
+  net stock, is kept only as the fallback of ``stockout_summary``.)
 * Reorder (continuous review, checked daily): with mean daily usage d, its sd s_d, expected lead
   time L with sd s_L and review period R,
   ``safety_stock = z(service_level) * sqrt((L + R) * s_d^2 + d^2 * s_L^2)``,
