@@ -165,7 +165,7 @@ def runout_diagnosis(reader, feats, plan, item_id: int, date: pd.Timestamp, as_o
     expired = -mv.loc[(mv["movement_type"] == "waste") & mv["expiry"].astype(bool), "q"].sum()
     row = plan.items.set_index("inventory_item_id").loc[item_id] if len(plan.items) else None
     daily = plan.daily[plan.daily["inventory_item_id"] == item_id] if len(plan.daily) else plan.daily
-    from models.inventory import usage_forecast
+    from models.usage import usage_forecast
 
     use, _ = usage_forecast(feats)
     u = use[use["inventory_item_id"] == item_id].head(gap)

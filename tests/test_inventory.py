@@ -187,7 +187,7 @@ def test_recipe_based_usage_beats_naive_usage_on_held_out_days(seeded_replica):
     from bench.inventory import _scope
     from features.inventory import daily_item_usage, inventory_features
     from features.restaurants import load_restaurants
-    from models.inventory import RECIPE, usage_forecast
+    from models.usage import RECIPE, usage_forecast
     from worker.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
