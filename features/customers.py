@@ -494,6 +494,21 @@ def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
     return data
 
 
+# Training rows kept per model and shard. A shard of large restaurants can hold hundreds of
+# thousands of customers x several cutoffs; the fit's memory and time grow with the rows while
+# LightGBM's and BG/NBD's estimates stop improving long before. Scoring still covers everyone.
+MAX_TRAIN_ROWS = 100_000
+
+
+def capped_training(frame: pd.DataFrame, max_rows: int | None = None, seed: int = 7) -> pd.DataFrame:
+    """At most ``max_rows`` (default ``MAX_TRAIN_ROWS``) training rows: a uniform, seeded sample,
+    so label rates and the cutoffs' mix are kept in expectation and reruns fit the same model."""
+    max_rows = MAX_TRAIN_ROWS if max_rows is None else max_rows
+    if len(frame) <= max_rows:
+        return frame
+    return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
+
+
 def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
     rids = scope.restaurant_ids
     orgs = sorted({int(o) for o in scope.restaurants["organization_id"]}) if len(scope.restaurants) else []
@@ -514,7 +529,15 @@ def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
     ltv_train = training_frame(reader, rids, orgs, as_of - pd.Timedelta(days=ltv_days), ltv_days, first_order=first,
                                **common)
 
+    sampled = {}
+    for name in ("churn", "ltv"):
+        frame = churn_train if name == "churn" else ltv_train
+        if len(frame) > MAX_TRAIN_ROWS:
+            sampled[f"{name}_training_rows_sampled_from"] = int(len(frame))
+    churn_train, ltv_train = capped_training(churn_train), capped_training(ltv_train)
+
     counts = {
+        **sampled,
         "customers_anchored": int(len(current)),
         "customers_without_purchase": int((current["n_orders"] == 0).sum()),
         "customers_only_later_orders": customers_only_later(reader, rids, orgs, as_of, scope.valid_until),

@@ -354,6 +354,9 @@ def predict_churn(data, scope: Scope) -> UnitResult:
                         f"as-of skipped ({c.get('customers_only_later_orders', 0)} with orders only at or after it)")
     if c.get("refunded_orders_excluded"):
         messages.append(f"churn: {c['refunded_orders_excluded']} refunded order(s) not counted as purchases")
+    if c.get("churn_training_rows_sampled_from"):
+        messages.append(f"churn: trained on a sample of {len(data.churn_train)} of "
+                        f"{c['churn_training_rows_sampled_from']} training rows")
     scope_ids = current["customer_id"].astype("int64").tolist()
     window = data.churn_window_days
     if scored.empty:

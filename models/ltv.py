@@ -225,6 +225,9 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
     if data.counts.get("customers_without_purchase"):
         messages.append(f"ltv: {data.counts['customers_without_purchase']} anchored customer(s) without a purchase "
                         f"before as-of skipped")
+    if data.counts.get("ltv_training_rows_sampled_from"):
+        messages.append(f"ltv: trained on a sample of {len(data.ltv_train)} of "
+                        f"{data.counts['ltv_training_rows_sampled_from']} training rows")
     if scored.empty:
         return UnitResult(rows=ltv_rows(scored, np.zeros(0), np.zeros(0), model_name=MODEL_NAME, version="none",
                                         method="model", window_days=data.ltv_window_days),

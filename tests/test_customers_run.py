@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
@@ -84,3 +85,25 @@ def test_a_failed_fit_in_a_later_run_scores_with_the_shards_registered_model(see
     for ptype in MINE:
         assert any(f"{ptype}: scored with previous model" in m and versions[ptype] in m for m in later["messages"])
         assert any(f"{ptype}:" in m and "fit failed (MemoryError" in m for m in later["messages"])
+
+
+def test_training_rows_above_the_cap_are_sampled_and_everyone_is_still_scored(seeded_replica, clean_predictions,
+                                                                             only_customer_units, monkeypatch):
+    import features.customers as fc
+
+    sample = fc.capped_training(pd.DataFrame({"x": range(1000)}), max_rows=300)
+    assert len(sample) == 300 and sample["x"].is_unique
+    assert sample.equals(fc.capped_training(pd.DataFrame({"x": range(1000)}), max_rows=300))  # seeded: reruns agree
+    monkeypatch.setattr(fc, "MAX_TRAIN_ROWS", 220)  # above the models' 200-customer minimum
+    record = runs.execute_run("weekly", AS_OF, [3], run_id="00000000-0000-0000-0000-0000000c0003")
+    assert record["status"] == "succeeded", record
+    for ptype in ("churn", "ltv"):
+        assert any(m.startswith(f"{ptype}: trained on a sample of 220 of ") for m in record["messages"]), record["messages"]
+    rows = q("SELECT prediction_type, method, count(*) FROM m_l_predictions GROUP BY 1, 2")
+    with db.replica_engine().connect() as conn:
+        buyers = conn.execute(text(
+            "SELECT count(DISTINCT c.id) FROM customers_customerprofile c JOIN orders_order o ON o.customer_id = c.id "
+            "WHERE c.home_restaurant_id = 3 AND o.created_at < :t AND o.status NOT IN ('cancelled', 'refunded')"),
+            {"t": AS_OF}).scalar_one()
+    assert {(p, m) for p, m, _ in rows} == {("churn", "model"), ("ltv", "model")}
+    assert all(n >= 0.95 * buyers for *_, n in rows)  # the sample is for fitting; scoring covers everyone
