@@ -45,7 +45,6 @@ from worker.replica import ReplicaReader
 from worker.settings import ForecastSettings
 from worker.units import Scope
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB = "rmsml_bench_demand"
 END = date(2026, 11, 1)
 TAIL_DAYS = 28
@@ -57,17 +56,10 @@ TYPES = {
 
 
 def seed(restaurants: int, days: int) -> str:
-    import psycopg2
-
     from synthetic import ChainConfig, seed_database
+    from synthetic.scratch import recreate_database
 
-    conn = psycopg2.connect(ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB}"')
-    conn.close()
-    url = ADMIN.rsplit("/", 1)[0] + "/" + DB
+    url = recreate_database(DB)
     seed_database(url, ChainConfig(restaurants=restaurants, days=days, seed=11, end=END))
     return url
 
@@ -98,14 +90,25 @@ def timed(fn):
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a small chain (4 restaurants, 300 days)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
     restaurants, days = (4, 300) if args.quick else (20, 450)
     url = seed(restaurants, days)
+    try:
+        return _evaluate(url, args.quick, restaurants, days)
+    finally:
+        if not args.keep:
+            from synthetic.scratch import drop_database
+
+            drop_database(DB)
+
+
+def _evaluate(url: str, quick: bool, restaurants: int, days: int) -> dict:
     reader = ReplicaReader(create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1)))
     store = Path(tempfile.mkdtemp(prefix="bench-demand-"))
     end = pd.Timestamp(END, tz="UTC")
     cut = end - pd.Timedelta(days=TAIL_DAYS)
-    result = {"bench": "demand", "quick": args.quick, "restaurants": restaurants, "days": days, "types": {}}
+    result = {"bench": "demand", "quick": quick, "restaurants": restaurants, "days": days, "types": {}}
     timings = {}
     for ptype, (features, spec, days_ahead) in TYPES.items():
         scope = scope_for(reader, cut, store)
