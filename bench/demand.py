@@ -33,7 +33,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import create_engine
 
 from features.demand import DemandHistory, daily_demand_features, hourly_demand_features, idle_slots
 from features.items import item_demand_features
@@ -41,6 +40,7 @@ from features.restaurants import load_restaurants
 from models.demand import DAILY, HOURLY, ITEMS
 from models.forecasting import forecast, make_candidate
 from models.intervals import coverage, wape
+from worker.db import make_replica_engine
 from worker.replica import ReplicaReader
 from worker.settings import ForecastSettings
 from worker.units import Scope
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _evaluate(url: str, quick: bool, restaurants: int, days: int) -> dict:
-    reader = ReplicaReader(create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1)))
+    reader = ReplicaReader(make_replica_engine(url))
     store = Path(tempfile.mkdtemp(prefix="bench-demand-"))
     end = pd.Timestamp(END, tz="UTC")
     cut = end - pd.Timedelta(days=TAIL_DAYS)

@@ -337,6 +337,27 @@ def received_orders(
     return frame
 
 
+def _restaurant_grid(rows: pd.DataFrame, ids: pd.Series, key: str, values: list[str], days: pd.DatetimeIndex,
+                     restaurant_id: int) -> pd.DataFrame:
+    """One restaurant's complete (entity x day) grid of ``values`` (zeros filled), with ``open`` =
+    the restaurant recorded any of the first value that day (closed, or not yet trading, otherwise).
+
+    Args:
+        rows: that restaurant's rows with ``key``, local_date and ``values``.
+        ids: the entities to cover; days: the local days to cover.
+    Returns ``key``, restaurant_id, ds, ``values``, open.
+    """
+    idx = pd.MultiIndex.from_product([ids.astype("int64"), days], names=[key, "ds"])
+    full = (
+        rows.rename(columns={"local_date": "ds"}).set_index([key, "ds"])[values]
+        .reindex(idx, fill_value=0.0).reset_index()
+    )
+    daily = rows.groupby("local_date")[values[0]].sum()
+    full["open"] = full["ds"].isin(set(daily[daily > 0].index))
+    full.insert(1, "restaurant_id", restaurant_id)
+    return full
+
+
 def recipe_lines(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
     """How much of each inventory item one unit of a menu item uses (the RMS's recipes).
 
@@ -386,18 +407,10 @@ def menu_unit_grid(
         days = pd.date_range(first[rid], last[rid], freq="D")
         if not len(days):
             continue
-        rows = units[units["restaurant_id"] == rid]
-        idx = pd.MultiIndex.from_product([items["id"].astype("int64"), days], names=["menu_item_id", "ds"])
-        full = (
-            rows.rename(columns={"local_date": "ds"}).set_index(["menu_item_id", "ds"])[["units"]]
-            .reindex(idx, fill_value=0.0).reset_index()
-        )
+        full = _restaurant_grid(units[units["restaurant_id"] == rid], items["id"], "menu_item_id", ["units"], days, rid)
         created = items.set_index("id")["created_at"].map(lambda t: local_date(t, zones[rid]) + pd.Timedelta(days=1))
         full = full[full["ds"] >= full["menu_item_id"].map(created)]
-        sold = rows.groupby("local_date")["units"].sum()
-        full["open"] = full["ds"].isin(set(sold[sold > 0].index))
         full["is_active"] = full["menu_item_id"].map(items.set_index("id")["is_active"]).astype(bool)
-        full.insert(1, "restaurant_id", rid)
         frames.append(full)
     if not frames:
         return pd.DataFrame(columns=["menu_item_id", "restaurant_id", "ds", "units", "open", "is_active"])
@@ -461,19 +474,8 @@ def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Times
         days = pd.date_range(first[rid], last[rid], freq="D")
         if not len(days):
             continue
-        rows = raw[raw["restaurant_id"] == rid]
-        idx = pd.MultiIndex.from_product([its["inventory_item_id"].astype("int64"), days], names=["inventory_item_id", "ds"])
-        full = (
-            rows.rename(columns={"local_date": "ds"})
-            .set_index(["inventory_item_id", "ds"])[["consumption", "waste", "expired"]]
-            .reindex(idx, fill_value=0.0)
-            .reset_index()
-        )
-        open_days = rows.groupby("local_date")["consumption"].sum()
-        open_days = set(open_days[open_days > 0].index)
-        full["open"] = full["ds"].isin(open_days)
-        full.insert(1, "restaurant_id", rid)
-        frames.append(full)
+        frames.append(_restaurant_grid(raw[raw["restaurant_id"] == rid], its["inventory_item_id"], "inventory_item_id",
+                                       ["consumption", "waste", "expired"], days, rid))
     if not frames:
         return pd.DataFrame(columns=["inventory_item_id", "restaurant_id", "ds", "consumption", "waste", "expired", "open"])
     return pd.concat(frames, ignore_index=True)

@@ -89,15 +89,20 @@ def load_model(cls, directory: Path, sha256: str):
     return cls.load(verify_artifact(directory, sha256))
 
 
+def shard_key(scope) -> str:
+    """A short hash of the shard's restaurants: the last part of every registry version, so a
+    later run finds the models this shard registered (and never another shard's)."""
+    key = ",".join(str(i) for i in sorted(scope.restaurant_ids))
+    return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
 def shard_version(prefix: str, scope) -> str:
     """A registry version unique per run and shard: prefix, as-of day, run id, hash of the restaurants.
 
     The registry key is (name, version) and shards of one run fit separate models, so the
     restaurants of the shard are part of the version.
     """
-    key = ",".join(str(i) for i in sorted(scope.restaurant_ids))
-    shard = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return f"{prefix}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard}"
+    return f"{prefix}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
 
 
 def load_artifact(directory: Path, sha256: str):

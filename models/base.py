@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, Self
 
+import numpy as np
 import pandas as pd
 
 
@@ -29,3 +30,13 @@ class Forecaster(Protocol):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Rebuild a fitted model from ``save``'s files (checksum already checked by the caller)."""
+
+
+def point_forecast(future: pd.DataFrame, yhat) -> pd.DataFrame:
+    """The ``predict`` frame of a model without its own interval: series_id, ds, yhat and NaN
+    bounds (``models.intervals`` calibrates them afterwards from backtest residuals)."""
+    out = future.loc[:, ["series_id", "ds"]].copy()
+    out["yhat"] = np.asarray(yhat, dtype=float)
+    out["lower"] = np.nan
+    out["upper"] = np.nan
+    return out

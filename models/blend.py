@@ -18,6 +18,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
+from models.base import point_forecast
 from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
 
@@ -47,12 +48,7 @@ class LGBMProphetBlend:
         a = self.lgbm_.predict(future, history=history)["yhat"].to_numpy(float)
         b = self.prophet_.predict(future, history=history)["yhat"].to_numpy(float)
         blend = self.weight * a + (1 - self.weight) * b
-        yhat = np.where(np.isnan(a), b, np.where(np.isnan(b), a, blend))
-        out = future.loc[:, ["series_id", "ds"]].copy()
-        out["yhat"] = yhat
-        out["lower"] = np.nan
-        out["upper"] = np.nan
-        return out
+        return point_forecast(future, np.where(np.isnan(a), b, np.where(np.isnan(b), a, blend)))
 
     def params(self) -> dict:
         return {"lgbm": self.lgbm_.params() if hasattr(self, "lgbm_") else self.lgbm,

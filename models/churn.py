@@ -29,7 +29,7 @@ import pandas as pd
 from features.customers import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
-from models.artifacts import load_model, saved_record, shard_version
+from models.artifacts import load_model, saved_record, shard_key, shard_version
 from worker.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "churn_lgbm"
@@ -296,7 +296,7 @@ def previous_records(scope: Scope, prediction_type: str, name: str) -> pd.DataFr
     reg = scope.registry
     if reg is None or reg.empty:
         return pd.DataFrame()
-    shard = shard_version("x", scope).rsplit(".", 1)[1]
+    shard = shard_key(scope)
     rows = reg[(reg["prediction_type"] == prediction_type) & (reg["name"] == name)]
     version = rows["version"].astype(str)
     rows = rows[version.str.endswith("." + shard) & ~version.str.contains(str(scope.run_id)[:8], regex=False)]

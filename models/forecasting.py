@@ -17,7 +17,6 @@ A series' rows always come from one step, so a reader never mixes methods within
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.demand import DemandHistory, known_closures
-from models.artifacts import load_artifact, save_artifact
+from models.artifacts import load_artifact, saved_record, shard_key
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend
 from models.intervals import ConformalIntervals
@@ -101,8 +100,7 @@ class Outcome:
 
 def model_version(spec: TypeSpec, scope: Scope) -> str:
     """Unique per type, run and shard (the registry's key is name + version)."""
-    shard = hashlib.sha1(",".join(map(str, sorted(scope.restaurant_ids))).encode()).hexdigest()[:8]
-    return f"{spec.prediction_type}.{scope.as_of:%Y%m%dT%H%M}.{str(scope.run_id)[:8]}.{shard}"
+    return f"{spec.prediction_type}.{scope.as_of:%Y%m%dT%H%M}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
 
 
 def open_days(history: pd.DataFrame) -> pd.Series:
@@ -265,8 +263,6 @@ def _fill(out, mask, yhat, intervals, method, name, version, history) -> None:
 
 
 def _register(model, intervals, chosen, version, spec, scope, history, backtest, selection=None) -> ModelRecord:
-    directory = Path(scope.model_store) / spec.prediction_type / version
-    sha = save_artifact(model, intervals, directory)
     start, end = history["ds"].min(), history["ds"].max()
     if selection is not None:  # refit under an earlier run's selection: its scores still stand
         scores, selected_at, selected_in = selection.scores, selection.selected_at, selection.version
@@ -274,11 +270,11 @@ def _register(model, intervals, chosen, version, spec, scope, history, backtest,
         scores = {n: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()}
                   for n, s in backtest.scores.items()}
         selected_at, selected_in = end, version
-    return ModelRecord(
+    return saved_record(
+        model, Path(scope.model_store) / spec.prediction_type / version,
+        intervals=intervals,
         name=chosen,
         version=version,
-        artifact_path=str(directory),
-        sha256=sha,
         training_start=start.to_pydatetime() if pd.notna(start) else None,
         training_end=end.to_pydatetime() if pd.notna(end) else None,
         metrics={
@@ -319,7 +315,7 @@ def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) ->
     reg = scope.registry
     if days <= 0 or reg is None or reg.empty or pd.isna(history_end):
         return None
-    shard = model_version(spec, scope).rsplit(".", 1)[1]
+    shard = shard_key(scope)
     rows = reg[(reg["prediction_type"] == spec.prediction_type) & (reg["status"] == "active")
                & reg["version"].astype(str).str.endswith("." + shard)
                & ~reg["version"].astype(str).str.contains(str(scope.run_id)[:8])

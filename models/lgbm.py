@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.demand import OriginFeatures
+from models.base import point_forecast
 
 CALENDAR = ["dow", "month", "doy_sin", "doy_cos", "is_weekend", "is_holiday", "is_holiday_eve", "is_holiday_after"]
 MIN_LEVEL = 1e-3
@@ -162,11 +163,7 @@ class GlobalLGBM:
         raw = self.booster_.predict(x, raw_score=True) + offset
         yhat = np.exp(raw)
         yhat[feats[self.transform.level_column].isna().to_numpy()] = np.nan
-        out = future.loc[:, ["series_id", "ds"]].copy()
-        out["yhat"] = yhat
-        out["lower"] = np.nan
-        out["upper"] = np.nan
-        return out
+        return point_forecast(future, yhat)
 
     def params(self) -> dict:
         keys = ("slot", "horizon_days", "origins", "origin_step_days", "extra_features", "categorical",

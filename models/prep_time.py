@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.kitchen import KitchenData, add_item_reference, reference_minutes
-from models.artifacts import save_artifact, shard_version
+from models.artifacts import saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
 from worker.units import ModelRecord, Scope, UnitResult
 
@@ -188,10 +188,8 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
     tickets = add_item_reference(data.tickets, med) if len(data.tickets) else data.tickets
     if len(tickets) >= MIN_TICKETS:
         model = PrepTimeModel().fit(tickets)
-        directory = Path(scope.model_store) / MODEL_NAME / version
-        sha = save_artifact(model, None, directory)
-        models.append(ModelRecord(
-            name=MODEL_NAME, version=version, artifact_path=str(directory), sha256=sha,
+        models.append(saved_record(
+            model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
             training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),
             metrics={"holdout_mae_minutes": model.holdout_mae_, "tickets": int(len(tickets))},
             params={"features": list(FEATURES), "queue_sizes": list(QUEUE_SIZES)},

@@ -18,6 +18,8 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
+from models.base import point_forecast
+
 MIN_POINTS = 14
 
 
@@ -87,19 +89,16 @@ class ProphetPerSeries:
         from prophet.serialize import model_from_json
 
         _quiet()
-        out = future.loc[:, ["series_id", "ds"]].copy()
-        out["yhat"] = np.nan
-        for sid, idx in out.groupby("series_id").groups.items():
+        yhat = pd.Series(np.nan, index=future.index)
+        for sid, idx in future.groupby("series_id").groups.items():
             js = self.models_.get(int(sid))
             if js is None:
                 continue
             model = model_from_json(js)
             cols = ["ds"] + (["is_holiday"] if self.holidays else [])
             fc = model.predict(future.loc[idx, cols].reset_index(drop=True))
-            out.loc[idx, "yhat"] = np.maximum(fc["yhat"].to_numpy(), 0.0)
-        out["lower"] = np.nan
-        out["upper"] = np.nan
-        return out
+            yhat.loc[idx] = np.maximum(fc["yhat"].to_numpy(), 0.0)
+        return point_forecast(future, yhat)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,7 @@ class RecipeUsageForecaster:
         implied = recipe_implied(menu_units, self.recipes_)
         hist = usage[usage["open"].astype(bool)].merge(implied, on=["inventory_item_id", "ds"], how="left")
         hist["implied"] = hist["implied"].fillna(0.0)
-        hist = hist[~((hist["implied"] > 0) & (hist["consumption"] <= 0))]
+        hist = hist[~ran_out(hist)]
         tot = hist.groupby("inventory_item_id")[["consumption", "waste", "implied"]].sum()
         ratio = (tot["consumption"] + tot["waste"]) / tot["implied"].where(tot["implied"] > 0)
         self.ratio_ = ratio.dropna().clip(self.min_ratio, self.max_ratio)
@@ -157,6 +157,12 @@ def recipe_implied(menu_units: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFr
     m = menu_units[["menu_item_id", "ds", "units"]].merge(recipes, on="menu_item_id")
     m["implied"] = m["units"] * m["quantity_per_unit"]
     return m.groupby(["inventory_item_id", "ds"], as_index=False)["implied"].sum()
+
+
+def ran_out(frame: pd.DataFrame) -> pd.Series:
+    """Days on which the recipes imply use but nothing was recorded: the item had run out, so the
+    day says how much stock there was, not how much the kitchen would have used."""
+    return (frame["implied"] > 0) & (frame["consumption"] <= 0)
 
 
 USAGE_HOLDOUT_DAYS = 14
@@ -198,7 +204,7 @@ def usage_forecast(features, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd
             mback = (mlast - menu_units["ds"]).dt.days
             implied = recipe_implied(menu_units, recipes)
             actual = actual.merge(implied, on=["inventory_item_id", "ds"], how="left").fillna({"implied": 0.0})
-            actual = actual[~((actual["implied"] > 0) & (actual["consumption"] <= 0))]
+            actual = actual[~ran_out(actual)]
         actual = actual[actual["open"].astype(bool)]
         own = UsageForecaster().fit(train).predict(items, test_future)[["inventory_item_id", "ds", "mean"]]
         preds = {OWN: own}
