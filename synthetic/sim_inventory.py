@@ -16,6 +16,7 @@ from synthetic.simcore import (
     S_INVENTORY,
     S_MALFORMED,
     _date,
+    _rng,
 )
 from synthetic.tables import (
     US_PER_DAY,
@@ -25,6 +26,48 @@ from synthetic.tables import (
     obj_col,
     text_col,
 )
+
+# Suppliers' bad spells (a truck off the road, a holiday backlog, staff off sick): while one runs,
+# every order placed with that supplier takes longer, so late orders come in clusters instead of
+# independently. Per supplier, spells start as a Poisson process of SPELLS_PER_YEAR (about 4 a
+# year), last SPELL_DAYS (5-15 whole days, uniform) and multiply the lead time's lognormal median
+# by SPELL_FACTOR (1.5-2.0, uniform; its log-sd is unchanged). About 11 % of the days are in a
+# spell, which lifts a supplier's mean lead time by about 8 % (2-16 % on the bench chains, as the
+# spells fall) over the ground truth's true_lead_mean_days (the lognormal outside spells), and
+# makes some stockouts (a manager's mean + 2 sd reorder point does not cover a x1.75 week of a
+# reliable supplier: 13 -> 20 items run out in the quick bench's second half). Drawn from their
+# own stream, per supplier and not per restaurant (a supplier's bad week hits the whole chain), so
+# every other draw of the chain is the one it was without spells; only the lead times of orders
+# placed in a spell change (and, through them, when stock arrives and what is ordered next).
+S_SUPPLIER_SPELLS = 400
+SPELLS_PER_YEAR = 4.0
+SPELL_DAYS = (5, 15)
+SPELL_FACTOR = (1.5, 2.0)
+
+
+def supplier_spells(seed: int, n_suppliers: int, start_us: int, end_us: int) -> list[list[tuple[int, int, float]]]:
+    """Per supplier index (``catalog.SUPPLIERS``), its bad spells as (start µs, end µs, factor).
+
+    Spells may start up to SPELL_DAYS[1] days before the window so one can be running on its first
+    day. The same for every restaurant of a chain (their own stream, indexed by supplier). They are
+    not in the ground truth: this function rebuilds them from the chain's seed and window.
+    """
+    out = []
+    for k in range(n_suppliers):
+        rng = _rng(seed, S_SUPPLIER_SPELLS, k)
+        t0 = start_us - SPELL_DAYS[1] * US_PER_DAY
+        years = (end_us - t0) / (365.0 * US_PER_DAY)
+        n = int(rng.poisson(SPELLS_PER_YEAR * years))
+        starts = np.sort(rng.integers(t0, end_us, n)) // US_PER_DAY * US_PER_DAY
+        days = rng.integers(SPELL_DAYS[0], SPELL_DAYS[1] + 1, n)
+        factor = rng.uniform(SPELL_FACTOR[0], SPELL_FACTOR[1], n)
+        out.append([(int(a), int(a + d * US_PER_DAY), float(f)) for a, d, f in zip(starts, days, factor)])
+    return out
+
+
+def spell_factor(spells: list[tuple[int, int, float]], at_us: int) -> float:
+    """The lead-time factor of an order placed at ``at_us`` (1 outside a spell; overlaps: the larger)."""
+    return max([f for a, e, f in spells if a <= at_us < e], default=1.0)
 
 
 class InventorySim:
@@ -100,6 +143,7 @@ class InventorySim:
         for key, (_, mean, sd) in b.supplier_lead.items():
             s2 = math.log(1 + (sd / mean) ** 2)
             lead_mu[key] = (math.log(mean) - s2 / 2, math.sqrt(s2))
+        spells = supplier_spells(self.seed, len(catalog.SUPPLIERS), b.start_us, b.end_us)
 
         stock = np.zeros(n_inv, dtype=np.int64)
         transit = np.zeros(n_inv, dtype=np.int64)
@@ -213,7 +257,7 @@ class InventorySim:
                 its = np.flatnonzero(trig & (sup_k == s))
                 key = catalog.SUPPLIERS[s][0]
                 mu, sg = lead_mu[key]
-                lead = float(rng.lognormal(mu, sg))
+                lead = float(rng.lognormal(mu, sg)) * spell_factor(spells[s], ordered_at)
                 recv_at = ordered_at + int(lead * US_PER_DAY)
                 po = len(po_sup)
                 po_sup.append(int(s)), po_ordered.append(ordered_at)
