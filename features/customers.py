@@ -98,7 +98,7 @@ def customer_rfm(
 
     Returns one row per anchored customer (also those without purchases, ``n_orders`` 0):
     customer_id, restaurant_id (anchor), organization_id, anchored_by_last_order, loyalty_tier,
-    date_joined, n_orders, first_order_at, last_order_at, spend (sum of totals, currency units),
+    date_joined, n_orders, first_order_at, last_order_at, second_order_at, spend (sum of totals, currency units),
     spend_{30,90,180,365}d, n_{30,90,180,365}d, gap_mean_days, gap_sd_days, last_gap_days,
     recent_gap_mean_days (mean of the last three gaps), n_dine_in, n_takeaway, n_delivery,
     n_restaurants, n_at_anchor, n_refunded, n_cancelled, n_failed_90d (cancelled or refunded in
@@ -118,7 +118,8 @@ def customer_rfm(
     p AS (
         SELECT a.customer_id, o.restaurant_id, o.order_type, o.guest_count, o.total::float8 AS total, o.created_at,
                extract(epoch FROM o.created_at - lag(o.created_at) OVER w) / 86400.0 AS gap_days,
-               row_number() OVER (PARTITION BY a.customer_id ORDER BY o.created_at DESC, o.id DESC) AS back
+               row_number() OVER (PARTITION BY a.customer_id ORDER BY o.created_at DESC, o.id DESC) AS back,
+               row_number() OVER w AS fwd
         FROM anchored a
         JOIN orders_order o ON o.customer_id = a.customer_id
         WHERE o.created_at < :cutoff AND o.created_at >= CAST(:cutoff AS timestamptz) - make_interval(days => :history_days)
@@ -143,6 +144,7 @@ def customer_rfm(
            count(p.customer_id) AS n_orders,
            min(p.created_at) AS first_order_at,
            max(p.created_at) AS last_order_at,
+           min(p.created_at) FILTER (WHERE p.fwd = 2) AS second_order_at,
            coalesce(sum(p.total), 0) AS spend,
            {windows},
            avg(p.gap_days) AS gap_mean_days,
@@ -177,11 +179,12 @@ def _typed_rfm(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in ("customer_id", "restaurant_id", "organization_id"):
         frame[col] = frame[col].astype("int64")
-    for col in ("date_joined", "first_order_at", "last_order_at", "last_failure_at", "first_failure_at"):
+    for col in ("date_joined", "first_order_at", "last_order_at", "second_order_at", "last_failure_at",
+                "first_failure_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     skip = {"customer_id", "restaurant_id", "organization_id", "anchored_by_last_order", "loyalty_tier",
-            "date_joined", "first_order_at", "last_order_at", "last_failure_at", "first_failure_at",
-            "marketing_opt_in", "last_order_type"}
+            "date_joined", "first_order_at", "last_order_at", "second_order_at", "last_failure_at",
+            "first_failure_at", "marketing_opt_in", "last_order_type"}
     for col in frame.columns:
         if col not in skip:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
@@ -290,6 +293,10 @@ MODEL_FEATURES: tuple[str, ...] = (
     "guests_mean",
     "last_order_delivery",
     "first_order_failed",
+    # the home restaurant: guests of an airport or tourist-street site come back less than a
+    # neighbourhood place's, and a site losing its regulars loses them all at once
+    "anchor_return_rate",
+    "anchor_lapse_rate",
 )
 """Model inputs. ``loyalty_tier`` is read but deliberately not among them: the replica stores only
 today's tier, which at a training cutoff would encode purchases made after it (a leak); the tier
@@ -361,6 +368,49 @@ def rfm_transform(rfm: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
     out["first_order_failed"] = (out["first_failure_at"].notna()
                                  & (~has | (out["first_failure_at"] < out["first_order_at"]))).astype(float)
     out["loyalty_rank"] = out["loyalty_tier"].map(TIERS).fillna(0).astype(int)
+    return add_anchor_rates(out, cut)
+
+
+# Pseudo-customers at the shard's rate added to each restaurant's counts (below): a restaurant
+# with 20 eligible guests is judged mostly on the shard, one with 2,000 on its own record.
+ANCHOR_PRIOR_CUSTOMERS = 50.0
+RETURN_WINDOW_DAYS = 60  # "came back" = a second purchase within this many days of the first
+RETURN_LOOKBACK_DAYS = 365  # first purchases counted: in the year before the window closes
+
+
+def add_anchor_rates(frame: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Per anchor restaurant, how its guests behave, from purchases before ``cutoff`` only.
+
+    Args:
+        frame: ``rfm_transform``'s rows for one shard (all its anchored customers at one cutoff).
+        cutoff: UTC instant the aggregates were taken at.
+
+    Adds, the same for every customer of a restaurant (shrunk towards the shard's rate by
+    ``ANCHOR_PRIOR_CUSTOMERS``):
+    anchor_return_rate: share of first-time guests whose first purchase fell in the
+    ``RETURN_LOOKBACK_DAYS`` before ``cutoff - RETURN_WINDOW_DAYS`` who bought again within
+    ``RETURN_WINDOW_DAYS`` of it (fully observed before the cutoff: no label leaks in).
+    anchor_lapse_rate: share of the customers who bought in [cutoff - 180 d, cutoff - 90 d) who
+    have not bought since (a site in decline loses its regulars together).
+    Why: BG/NBD pools the shard's restaurants, but where a guest first ate says much about
+    whether they come back, most of all for the one-time guests who are most of a chain.
+    """
+    out = frame
+    day = pd.Timedelta(days=1)
+    window_end = cutoff - RETURN_WINDOW_DAYS * day
+    first = out["first_order_at"]
+    eligible = first.notna() & (first < window_end) & (first >= window_end - RETURN_LOOKBACK_DAYS * day)
+    returned = eligible & out["second_order_at"].notna() & (
+        (out["second_order_at"] - first) < RETURN_WINDOW_DAYS * day)
+    active_before = (out["n_180d"] - out["n_90d"]) > 0
+    lapsed = active_before & (out["n_90d"] == 0)
+    for name, hit, base in (("anchor_return_rate", returned, eligible), ("anchor_lapse_rate", lapsed, active_before)):
+        total = base.sum()
+        overall = hit.sum() / total if total else np.nan
+        counts = pd.DataFrame({"r": out["restaurant_id"], "hit": hit.astype(float), "n": base.astype(float)})
+        by = counts.groupby("r")[["hit", "n"]].sum()
+        rate = (by["hit"] + ANCHOR_PRIOR_CUSTOMERS * overall) / (by["n"] + ANCHOR_PRIOR_CUSTOMERS)
+        out[name] = out["restaurant_id"].map(rate).astype(float)
     return out
 
 

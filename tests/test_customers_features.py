@@ -234,3 +234,39 @@ def test_engagement_features_read_only_orders_before_the_cutoff(replica_engine):
     assert before["first_order_failed"] == 0.0 and earlier["first_order_failed"] == 1.0
     assert earlier["guests_mean"] == before["guests_mean"] or (pd.isna(earlier["guests_mean"]) and pd.isna(before["guests_mean"]))
     assert earlier["last_order_delivery"] == before["last_order_delivery"]
+
+
+def _guests(restaurant_id: int, n: int, returned: int, first_at: pd.Timestamp) -> pd.DataFrame:
+    """``n`` guests of one restaurant who first bought at ``first_at``, ``returned`` of them 10 days later."""
+    second = [first_at + pd.Timedelta(days=10)] * returned + [pd.NaT] * (n - returned)
+    return pd.DataFrame({
+        "restaurant_id": restaurant_id,
+        "first_order_at": first_at,
+        "second_order_at": pd.to_datetime(second, utc=True),
+        "n_180d": 1.0,
+        "n_90d": 0.0,
+    })
+
+
+def test_anchor_return_rate_ranks_sites_and_reads_only_fully_observed_returns():
+    from features.customers import ANCHOR_PRIOR_CUSTOMERS, add_anchor_rates
+
+    cutoff = pd.Timestamp("2026-06-01", tz="UTC")
+    early = cutoff - pd.Timedelta(days=150)
+    frame = pd.concat([
+        _guests(1, 400, 120, early),  # a neighbourhood place: 30 % come back
+        _guests(2, 400, 20, early),  # a station site: 5 %
+        _guests(3, 4, 4, early),  # four guests, all back: too few to judge alone
+    ], ignore_index=True)
+    out = add_anchor_rates(frame, cutoff)
+    rate = out.groupby("restaurant_id")["anchor_return_rate"].first()
+    overall = 144 / 804
+    assert rate[1] == pytest.approx((120 + ANCHOR_PRIOR_CUSTOMERS * overall) / (400 + ANCHOR_PRIOR_CUSTOMERS))
+    assert rate[1] > rate[2]
+    assert overall < rate[3] < 0.5  # shrunk towards the shard, not 100 %
+
+    # guests whose 60-day return window is still open at the cutoff are not counted yet, whatever
+    # they did later: adding them (returned or not) leaves restaurant 1's rate where it was
+    recent = _guests(1, 100, 0, cutoff - pd.Timedelta(days=20))
+    again = add_anchor_rates(pd.concat([frame, recent], ignore_index=True), cutoff)
+    assert again.loc[again["restaurant_id"] == 1, "anchor_return_rate"].iloc[0] == pytest.approx(rate[1])
