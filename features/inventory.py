@@ -64,10 +64,13 @@ def daily_item_usage(
     """Consumption and waste per inventory item and local date, movements in [start, end) (UTC).
 
     Returns inventory_item_id, restaurant_id, local_date (naive midnight), consumption, waste,
-    expired (all positive, in the item's unit). ``expired`` is the write-off of a batch at or after
-    its expiry (a waste movement naming a batch that expired by the next day): the projection
-    models expiry from the batches themselves, so counting it as usage too would take it twice.
-    ``waste`` is the rest (spoilage, drops, trimming). Days without a movement are absent.
+    expired (positive, in the item's unit), adjusted (stock lost to count corrections: minus the
+    day's net ``adjustment`` quantity, negative when a count found stock). ``expired`` is the
+    write-off of a batch at or after its expiry (a waste movement naming a batch that expired by
+    the next day): the projection models expiry from the batches themselves, so counting it as
+    usage too would take it twice. ``waste`` is the rest (spoilage, drops, trimming). ``adjusted``
+    is use nobody recorded: a kitchen that books stock only by counting shows its use here.
+    Days without a movement are absent.
     """
     frame = reader.frame(
         f"""
@@ -77,13 +80,14 @@ def daily_item_usage(
                coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'waste' AND NOT coalesce(
                    b.expires_at <= m.occurred_at + interval '1 day', false)), 0)::float8 AS waste,
                coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'waste' AND
-                   b.expires_at <= m.occurred_at + interval '1 day'), 0)::float8 AS expired
+                   b.expires_at <= m.occurred_at + interval '1 day'), 0)::float8 AS expired,
+               coalesce(sum(-m.quantity) FILTER (WHERE m.movement_type = 'adjustment'), 0)::float8 AS adjusted
         FROM inventory_stockmovement m
         JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
         JOIN restaurants_restaurant r ON r.id = i.restaurant_id
         LEFT JOIN inventory_batch b ON b.id = m.batch_id
         WHERE i.restaurant_id = ANY(:rids) AND m.occurred_at >= :start AND m.occurred_at < :end
-          AND m.movement_type IN ('consumption', 'waste') AND {valid('inventory_stockmovement', 'm')}
+          AND m.movement_type IN ('consumption', 'waste', 'adjustment') AND {valid('inventory_stockmovement', 'm')}
         GROUP BY 1, 2, 3
         ORDER BY 1, 3
         """,
@@ -439,7 +443,8 @@ class InventoryFeatures:
     """Everything the inventory models need for one shard, as plain frames (no connection).
 
     items: ``inventory_items``; usage: complete daily grid per item (inventory_item_id, ds,
-    consumption, waste, expired, open: the restaurant recorded any consumption that day);
+    consumption, waste, expired, adjusted, open: the restaurant recorded any consumption that day
+    or, if it records none, sold anything; records_use);
     recipes: ``recipe_lines``; menu_units: ``menu_unit_grid`` over the same days; midpoint_hour:
     ``usage_midpoint_hour``; on_hand:
     ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
@@ -466,7 +471,10 @@ def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Times
     """Complete per-item daily usage (zeros filled) between each restaurant's first and last local day.
 
     A day on which the restaurant recorded no consumption at all is marked ``open = False``
-    (closed, or not yet trading): models skip it instead of learning that demand vanished.
+    (closed, or not yet trading): models skip it instead of learning that demand vanished (a
+    restaurant that records none on any day is handled by ``open_where_only_counted``).
+    ``records_use`` is False for an item with no consumption in the whole window: a kitchen that
+    books it only by stock counts (``adjusted``), or not at all; its zeros are not run-outs.
     """
     frames = []
     for rid, its in items.groupby("restaurant_id"):
@@ -475,10 +483,39 @@ def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Times
         if not len(days):
             continue
         frames.append(_restaurant_grid(raw[raw["restaurant_id"] == rid], its["inventory_item_id"], "inventory_item_id",
-                                       ["consumption", "waste", "expired"], days, rid))
+                                       ["consumption", "waste", "expired", "adjusted"], days, rid))
     if not frames:
-        return pd.DataFrame(columns=["inventory_item_id", "restaurant_id", "ds", "consumption", "waste", "expired", "open"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(columns=["inventory_item_id", "restaurant_id", "ds", "consumption", "waste", "expired",
+                                     "adjusted", "open", "records_use"])
+    grid = pd.concat(frames, ignore_index=True)
+    grid["records_use"] = grid.groupby("inventory_item_id")["consumption"].transform("sum") > 0
+    return grid
+
+
+def open_where_only_counted(usage: pd.DataFrame, menu_units: pd.DataFrame | None) -> pd.DataFrame:
+    """Open days, from sales, for restaurants that record no consumption on any day of the window.
+
+    Why: many kitchens book ingredients only by receiving and counting them; ``usage_grid`` reads
+    a day without consumption as closed, which for them would be every day and leave the recipes
+    nothing to learn from. Their open days are the days they sold menu items instead. A
+    restaurant that records consumption keeps its rule (a day without any is a gap, not a zero).
+
+    Args:
+        usage: ``usage_grid``'s frame; menu_units: ``menu_unit_grid`` over the same days.
+    Returns ``usage`` with ``open`` replaced for those restaurants.
+    """
+    if menu_units is None or usage.empty or menu_units.empty:
+        return usage
+    recorded = usage.groupby("restaurant_id")["consumption"].sum()
+    counted = set(recorded[recorded <= 0].index)
+    if not counted:
+        return usage
+    sold = menu_units[menu_units["restaurant_id"].isin(counted)].groupby(["restaurant_id", "ds"])["units"].sum()
+    sold_days = set(sold[sold > 0].index)
+    out = usage.copy()
+    rows = out["restaurant_id"].isin(counted)
+    out.loc[rows, "open"] = [(int(r), d) in sold_days for r, d in zip(out.loc[rows, "restaurant_id"], out.loc[rows, "ds"])]
+    return out
 
 
 def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatures:
@@ -519,6 +556,7 @@ def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatu
     sold = item_daily_units(reader, zones, start, as_of, scope.valid_until) if zones else pd.DataFrame(
         columns=["menu_item_id", "restaurant_id", "local_date", "units"])
     menu_units = menu_unit_grid(sold, menu[menu["id"].isin(recipes["menu_item_id"])], first, last, zones)
+    usage = open_where_only_counted(usage, menu_units)
     on_hand = stock_on_hand(reader, rids, as_of, scope.valid_until)
     lots = allocate_batches(expiring_batches(reader, rids, as_of, scope.valid_until), on_hand)
     orders = open_purchase_orders(reader, rids, as_of, scope.valid_until)

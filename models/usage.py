@@ -103,8 +103,9 @@ class RecipeUsageForecaster:
 
     ``usage_i(day) = portioning_i x sum_j units_j(day) x quantity_per_unit_ij``, with units_j the
     menu item's level x weekday forecast (``UsageForecaster`` on units sold) and ``portioning_i``
-    = (recorded consumption + waste) / recipe-implied use over the history: real kitchens
-    over-portion, trim and spill. Days on which the recipes imply use but nothing was recorded
+    = ``actual_use`` (consumption + waste + stock counts found missing) / recipe-implied use over
+    the history: real kitchens over-portion, trim and spill. An item whose use nobody books
+    (neither consumption nor a count losing stock) gets portioning 1, the recipes' theory. Days on which the recipes imply use but nothing was recorded
     (the item had run out) are left out of the ratio. Discontinued menu items get no forecast.
     """
 
@@ -129,8 +130,16 @@ class RecipeUsageForecaster:
         hist = usage[usage["open"].astype(bool)].merge(implied, on=["inventory_item_id", "ds"], how="left")
         hist["implied"] = hist["implied"].fillna(0.0)
         hist = hist[~ran_out(hist)]
-        tot = hist.groupby("inventory_item_id")[["consumption", "waste", "implied"]].sum()
-        ratio = (tot["consumption"] + tot["waste"]) / tot["implied"].where(tot["implied"] > 0)
+        hist = hist.assign(used=actual_use(hist))
+        tot = hist.groupby("inventory_item_id")[["used", "implied"]].sum()
+        ratio = tot["used"] / tot["implied"].where(tot["implied"] > 0)
+        # an item booked by nobody (no consumption, no count losing stock) is used as the recipes say
+        if "records_use" in hist:
+            counted_loss = hist.groupby("inventory_item_id")["adjusted"].sum() if "adjusted" in hist else None
+            silent = ~hist.groupby("inventory_item_id")["records_use"].first().astype(bool)
+            if counted_loss is not None:
+                silent &= counted_loss.reindex(silent.index).fillna(0.0) <= 0
+            ratio[ratio.index.isin(silent[silent].index) & (tot["implied"] > 0)] = 1.0
         self.ratio_ = ratio.dropna().clip(self.min_ratio, self.max_ratio)
         return self
 
@@ -161,8 +170,20 @@ def recipe_implied(menu_units: pd.DataFrame, recipes: pd.DataFrame) -> pd.DataFr
 
 def ran_out(frame: pd.DataFrame) -> pd.Series:
     """Days on which the recipes imply use but nothing was recorded: the item had run out, so the
-    day says how much stock there was, not how much the kitchen would have used."""
-    return (frame["implied"] > 0) & (frame["consumption"] <= 0)
+    day says how much stock there was, not how much the kitchen would have used. Not for an item
+    that records no consumption at all (``records_use`` False): it is counted, not empty."""
+    out = (frame["implied"] > 0) & (frame["consumption"] <= 0)
+    if "records_use" in frame:
+        out &= frame["records_use"].astype(bool)
+    return out
+
+
+def actual_use(frame: pd.DataFrame) -> pd.Series:
+    """What an item really lost to the kitchen per row: consumption + waste + stock that counts
+    found missing (``adjusted``; found stock offsets it). Real kitchens under-book use; the
+    counts are the standard "actual vs theoretical" check of restaurant inventory."""
+    used = frame["consumption"] + frame["waste"]
+    return used + frame["adjusted"] if "adjusted" in frame else used
 
 
 USAGE_HOLDOUT_DAYS = 14
@@ -174,8 +195,8 @@ def usage_forecast(features, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd
     """Daily usage mean and sd per inventory item, recipe-based or own-history, chosen per item.
 
     Backtest: both forecasters are fitted on the history before the last ``holdout_days`` and
-    scored on them (actual = consumption + waste on open days; days the item had run out are
-    left out). The error is the mean absolute error of 7-day totals, what a stockout date depends
+    scored on them (actual = ``actual_use`` on open days; days the item had run out are
+    left out). An item that books no consumption (counted only) uses the recipes when linked. The error is the mean absolute error of 7-day totals, what a stockout date depends
     on. An item uses the recipes unless its own history did better (ties go to the recipes) and
     falls back to its own history without a recipe link or menu-item history. The per-day sd is
     the chosen method's backtest residual sd relative to its forecast (a coefficient of
@@ -198,7 +219,7 @@ def usage_forecast(features, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd
     resid = {}
     if len(train) and len(test):
         test_future = test[["restaurant_id", "ds"]].drop_duplicates().assign(target_start=pd.NaT, remaining_share=1.0)
-        actual = test.assign(actual=test["consumption"] + test["waste"])
+        actual = test.assign(actual=actual_use(test))
         if have_recipes:
             mlast = menu_units["restaurant_id"].map(last.groupby(usage["restaurant_id"]).max())
             mback = (mlast - menu_units["ds"]).dt.days
@@ -229,9 +250,12 @@ def usage_forecast(features, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd
         rec_err = errors.get(f"{RECIPE}_error", pd.Series(dtype=float))
         own_err = errors.get(f"{OWN}_error", pd.Series(dtype=float))
         linked = set(rec_full["inventory_item_id"])
+        # an item whose use is never booked has no own history to prefer: the recipes it is
+        unbooked = set(usage.loc[~usage["records_use"].astype(bool), "inventory_item_id"]) if "records_use" in usage else set()
         use_recipe = {
             i for i in linked
-            if not (pd.notna(own_err.get(i)) and pd.notna(rec_err.get(i)) and own_err.get(i) < rec_err.get(i))
+            if i in unbooked
+            or not (pd.notna(own_err.get(i)) and pd.notna(rec_err.get(i)) and own_err.get(i) < rec_err.get(i))
         }
         rec_rows = out["inventory_item_id"].isin(use_recipe)
         merged = out.loc[rec_rows, ["inventory_item_id", "ds"]].merge(rec_full[["inventory_item_id", "ds", "mean"]], on=["inventory_item_id", "ds"], how="left")
