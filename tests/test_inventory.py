@@ -335,3 +335,67 @@ def test_missing_inventory_module_skips_inventory_types_and_writes_the_rest(clea
     assert any("anomaly (inventory_item) skipped" in m for m in record["messages"])
     assert record["rows_written"].get("anomaly", 0) >= 0 and "anomaly" not in record["modules_skipped"]
     assert "inventory" in weekly["modules_skipped"]["lead_time"]
+
+
+def _as_if_only_counted(feats, rid: int, days_between_counts: int = 7):
+    """The same kitchen had it booked nothing but receipts and a weekly stock count: every day's
+    consumption and waste vanish, and each count books what they took as one negative adjustment."""
+    import dataclasses
+
+    usage = feats.usage.copy()
+    mine = usage["restaurant_id"] == rid
+    lost = (usage["consumption"] + usage["waste"]).where(mine, 0.0)
+    week = (usage["ds"] - usage["ds"].min()).dt.days // days_between_counts
+    count_day = usage.groupby([usage["inventory_item_id"], week])["ds"].transform("max")
+    booked = lost.groupby([usage["inventory_item_id"], week]).transform("sum")
+    usage.loc[mine, "adjusted"] = np.where(usage.loc[mine, "ds"] == count_day[mine], booked[mine], 0.0)
+    usage.loc[mine, ["consumption", "waste"]] = 0.0
+    usage.loc[mine, "open"] = False  # what usage_grid says of a restaurant without consumption
+    usage["records_use"] = usage.groupby("inventory_item_id")["consumption"].transform("sum") > 0
+    return dataclasses.replace(feats, usage=usage)
+
+
+def test_a_kitchen_that_only_counts_stock_still_gets_its_usage_from_the_recipes(seeded_replica):
+    """Many kitchens book ingredients only by receiving and counting them. Their usage must come
+    from the recipes (portioning from the counts), not read as zero: an item that never books
+    consumption would otherwise never run out."""
+    from bench.inventory import _scope
+    from features.inventory import inventory_features, open_where_only_counted
+    from features.restaurants import load_restaurants
+    from models.usage import RECIPE, usage_forecast
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = load_restaurants(reader).restaurants
+    restaurants = restaurants[restaurants["id"].isin([r["restaurant_id"] for r in seeded_replica["ground_truth"]["restaurants"]])]
+    feats = inventory_features(reader, _scope(restaurants, pd.Timestamp(AS_OF)), get_settings().inventory)
+    assert "adjusted" in feats.usage and feats.usage["records_use"].mean() > 0.8
+    rid = int(feats.usage["restaurant_id"].iloc[0])
+    booked, _ = usage_forecast(feats)
+
+    counted = _as_if_only_counted(feats, rid)
+    counted = dataclasses_replace_usage(counted, open_where_only_counted(counted.usage, counted.menu_units))
+    assert counted.usage.loc[counted.usage["restaurant_id"] == rid, "open"].mean() > 0.8  # open days from sales
+    forecast, choice = usage_forecast(counted)
+    items = set(feats.items.loc[feats.items["restaurant_id"] == rid, "inventory_item_id"])
+    booking = set(feats.usage.loc[feats.usage["records_use"], "inventory_item_id"])
+    linked = items & booking & set(feats.recipes["inventory_item_id"])
+    assert linked
+    chosen = choice[choice["inventory_item_id"].isin(linked)]
+    assert (chosen["usage_model"] == RECIPE).all()
+    week = lambda f: f[f["inventory_item_id"].isin(linked)].groupby("inventory_item_id")["mean"].apply(lambda m: m.iloc[1:8].sum())
+    ratio = week(forecast) / week(booked)
+    # the counts carry the same total use as the bookings did: the forecast lands near it
+    assert ratio.median() == pytest.approx(1.0, abs=0.15), ratio.describe()
+    assert (ratio > 0.3).mean() > 0.9, ratio.sort_values().head()
+
+    # and nobody counts either: the recipes' theory (portioning 1), never zero
+    silent = counted.usage.assign(adjusted=0.0)
+    forecast, _ = usage_forecast(dataclasses_replace_usage(counted, silent))
+    assert (week(forecast) > 0).all()
+
+
+def dataclasses_replace_usage(feats, usage):
+    import dataclasses
+
+    return dataclasses.replace(feats, usage=usage)
