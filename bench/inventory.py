@@ -6,7 +6,7 @@
 run on one chain. The last line printed is one JSON object:
 {"bench": "inventory", "stockout_within_1d", "stockout_items", "stockout_within_1d_all",
 "stockout_items_all", "stockout_within_1d_forecastable", "stockout_alarms", "stockout_calibration",
-"lead_time_mae": {"model", "promised"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
+"lead_time_mae": {"model", "promised"}, "lead_time_mae_asof": {"model_asof", "long_run_asof"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
 "recall"}, "peak_rss_mb", "seconds"}.
 
 How each figure is measured (docs/inventory.md, pricing.md, anomalies.md):
@@ -21,7 +21,8 @@ How each figure is measured (docs/inventory.md, pricing.md, anomalies.md):
   biased forecast from tail events.
 * lead_time_mae: fit on purchase orders placed before the last ``LEAD_HOLDOUT_DAYS`` days; mean
   absolute error on the orders placed after, of the model's expected lead time and of the
-  supplier's promise.
+  supplier's promise. ``lead_time_mae_asof``: the same orders, the model refitted as of the
+  midnight (UTC) of the day each was placed, with and without the supplier's recent lateness.
 * elasticity_abs_error: mean |estimated - planted| over items with an own price change
   (``..._prior``: the same for the unit-elastic guess -1, for scale).
 * anomaly: restaurant-days scored in the second half of the history; precision and recall of
@@ -174,7 +175,7 @@ def runout_diagnosis(reader, feats, plan, item_id: int, date: pd.Timestamp, as_o
     lot_day = np.array([(pd.Timestamp(t).tz_convert(tz).tz_localize(None).normalize() - today).days
                         for t in lots["expires_at"]], dtype=int)
     oo = feats.open_orders[feats.open_orders["inventory_item_id"] == item_id]
-    lead = SupplierLeadTime().fit(feats.suppliers, feats.lead_times).estimates_
+    lead = SupplierLeadTime().fit(feats.suppliers, feats.lead_times, feats.recent_orders).estimates_
     rest = pd.DataFrame({"id": [int(item["restaurant_id"])], "timezone": [tz]})
     exp_day = arrival_days(oo, lead, rest, feats.items, as_of)
     got = reader.frame("SELECT id, received_at FROM inventory_purchaseorder WHERE id = ANY(:ids)",
@@ -362,22 +363,43 @@ def stockout_alarms(reader, restaurants: pd.DataFrame, window_start: pd.Timestam
 
 
 def lead_time_mae(reader, ground_truth, end: pd.Timestamp) -> dict:
-    """MAE (days) on held-out purchase orders: the model's expected lead time vs the promise."""
-    from features.inventory import received_orders, shard_suppliers, supplier_lead_times
-    from models.lead_time import SupplierLeadTime
+    """MAE (days) on held-out purchase orders: the model's expected lead time vs the promise.
 
+    ``model``: one fit at the start of the held-out days (as of it, recent lateness included),
+    scored on every order placed in them. ``*_asof``: refitted as of each held-out UTC day's
+    midnight and scored on the orders placed that day (what a daily run sees): ``model_asof`` with
+    the supplier's recent lateness, ``long_run_asof`` without it (factor 1).
+    """
+    from features.inventory import received_orders, shard_suppliers, supplier_lead_times, supplier_recent_orders
+    from models.lead_time import SupplierLeadTime
+    from worker.settings import get_settings
+
+    recent_days = get_settings().inventory.lead_time_recent_days
     cutoff = end - pd.Timedelta(days=LEAD_HOLDOUT_DAYS)
     rids = [int(i) for i in reader.frame("SELECT id FROM restaurants_restaurant")["id"]]
     suppliers = shard_suppliers(reader, rids)
     sids = [int(s) for s in suppliers["supplier_id"]]
     hist = supplier_lead_times(reader, sids, cutoff - pd.Timedelta(days=365), cutoff)
-    model = SupplierLeadTime().fit(suppliers, hist)
-    test = received_orders(reader, sids, cutoff, end).merge(model.estimates_, on="supplier_id")
+    model = SupplierLeadTime().fit(suppliers, hist, supplier_recent_orders(reader, sids, cutoff, recent_days))
+    held = received_orders(reader, sids, cutoff, end)
+    test = held.merge(model.estimates_, on="supplier_id")
     test = test.merge(suppliers[["supplier_id", "promised_lead_days"]], on="supplier_id")
+    err_asof, err_long = [], []
+    for day in pd.date_range(cutoff.floor("D"), end, freq="D", inclusive="left"):
+        placed = held[(held["ordered_at"] >= day) & (held["ordered_at"] < day + pd.Timedelta(days=1))]
+        if placed.empty:
+            continue
+        h = supplier_lead_times(reader, sids, day - pd.Timedelta(days=365), day)
+        est = SupplierLeadTime().fit(suppliers, h, supplier_recent_orders(reader, sids, day, recent_days)).estimates_
+        m = placed.merge(est, on="supplier_id")
+        err_asof.append((m["lead_days"] - m["expected_days"]).abs().to_numpy())
+        err_long.append((m["lead_days"] - m["long_run_expected_days"]).abs().to_numpy())
     return {
         "model": float((test["lead_days"] - test["expected_days"]).abs().mean()),
         "promised": float((test["lead_days"] - test["promised_lead_days"]).abs().mean()),
         "orders": int(len(test)),
+        "model_asof": float(np.concatenate(err_asof).mean()) if err_asof else None,
+        "long_run_asof": float(np.concatenate(err_long).mean()) if err_long else None,
     }
 
 
@@ -491,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                             for k, v in figures["stockout_alarms"].items() if k != "calibration"},
         "stockout_calibration": figures["stockout_alarms"]["calibration"],
         "lead_time_mae": {"model": round(figures["lead_time"]["model"], 4), "promised": round(figures["lead_time"]["promised"], 4)},
+        "lead_time_mae_asof": {k: (None if figures["lead_time"][k] is None else round(figures["lead_time"][k], 4))
+                               for k in ("model_asof", "long_run_asof")},
         "elasticity_abs_error": figures["elasticity"]["abs_error"],
         "elasticity_abs_error_prior": figures["elasticity"]["abs_error_prior"],
         "anomaly": {"precision": figures["anomaly"]["precision"], "recall": figures["anomaly"]["recall"]},

@@ -319,6 +319,35 @@ def supplier_lead_times(
     return frame
 
 
+def supplier_recent_orders(reader: ReplicaReader, supplier_ids: list[int], as_of: datetime, days: int) -> pd.DataFrame:
+    """Each supplier's orders (all restaurants) placed in the last ``days`` before ``as_of``.
+
+    What says how late a supplier is running now. Received orders (before ``as_of``) with their
+    lead time; orders not received by ``as_of`` with the days elapsed so far, a lower bound of
+    theirs (``open``; a receipt at or after ``as_of`` is not known yet). A receipt before the order
+    is malformed and ignored. Returns supplier_id, ordered_at, lead_days, open.
+    """
+    frame = reader.frame(
+        f"""
+        SELECT po.supplier_id, po.ordered_at,
+               extract(epoch FROM CASE WHEN po.received_at < :as_of THEN po.received_at
+                                       ELSE CAST(:as_of AS timestamptz) END - po.ordered_at) / 86400.0 AS lead_days,
+               po.received_at IS NULL OR po.received_at >= :as_of AS open
+        FROM inventory_purchaseorder po
+        WHERE po.supplier_id = ANY(:sids) AND {_PLACED} AND po.ordered_at >= :start AND po.ordered_at < :as_of
+          AND (po.received_at IS NULL OR po.received_at >= po.ordered_at)
+          AND {valid('inventory_purchaseorder', 'po')}
+        ORDER BY po.supplier_id, po.ordered_at
+        """,
+        {"sids": supplier_ids, "as_of": as_of, "start": as_of - pd.Timedelta(days=days), "valid_until": as_of},
+    )
+    frame["supplier_id"] = frame["supplier_id"].astype("int64")
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True)
+    frame["lead_days"] = frame["lead_days"].astype("float64")
+    frame["open"] = frame["open"].astype(bool)
+    return frame
+
+
 def received_orders(
     reader: ReplicaReader, supplier_ids: list[int], start: datetime, end: datetime
 ) -> pd.DataFrame:
@@ -450,7 +479,8 @@ class InventoryFeatures:
     ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
     suppliers: ``shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
     local days to project (restaurant_id, ds, target_start, remaining_share: the part of that day's
-    usage still to come at as_of, 1 except on the first day).
+    usage still to come at as_of, 1 except on the first day); recent_orders:
+    ``supplier_recent_orders`` (how late each supplier is running now).
     """
 
     items: pd.DataFrame
@@ -465,6 +495,7 @@ class InventoryFeatures:
     recipes: pd.DataFrame | None = None
     menu_units: pd.DataFrame | None = None
     midpoint_hour: dict | None = None
+    recent_orders: pd.DataFrame | None = None
 
 
 def usage_grid(raw: pd.DataFrame, items: pd.DataFrame, first: dict[int, pd.Timestamp], last: dict[int, pd.Timestamp]) -> pd.DataFrame:
@@ -564,6 +595,7 @@ def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatu
     lead = supplier_lead_times(
         reader, [int(s) for s in suppliers["supplier_id"]], as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of
     )
+    recent = supplier_recent_orders(reader, [int(s) for s in suppliers["supplier_id"]], as_of, settings.lead_time_recent_days)
     future = pd.concat(futures, ignore_index=True) if futures else pd.DataFrame()
     return InventoryFeatures(items, usage, on_hand, lots, orders, suppliers, lead, future, as_of,
-                             recipes, menu_units, usage_midpoint_hour(share))
+                             recipes, menu_units, usage_midpoint_hour(share), recent_orders=recent)

@@ -423,7 +423,9 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
     from models.lead_time import SupplierLeadTime
 
     items = features.items
-    lead = SupplierLeadTime(min_orders=settings.lead_time_min_orders).fit(features.suppliers, features.lead_times).estimates_
+    lead = SupplierLeadTime(
+        min_orders=settings.lead_time_min_orders, recent_prior_orders=settings.lead_time_recent_prior_orders
+    ).fit(features.suppliers, features.lead_times, features.recent_orders).estimates_
     if items.empty or features.future.empty:
         return InventoryPlan(pd.DataFrame(), pd.DataFrame(), lead)
     use, _ = usage_forecast(features)

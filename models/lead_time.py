@@ -8,6 +8,25 @@ alone, and one with fifty is judged on its record:
     expected = (n * observed_mean + k * promised) / (n + k)
     sd       = sqrt((n * observed_sd^2 + k * (promised * PRIOR_CV)^2) / (n + k))
 
+**Recent lateness.** Suppliers have bad weeks (a truck off the road, a holiday backlog), and the
+orders placed while one runs are late together. So the long-run estimate is scaled by a factor
+for how late the supplier is running now, from its orders placed in the last ``lead_time_recent_days`` (5,
+settings):
+per order x = log(lead / long-run median), clipped to +/- log 4 (an order stuck as ``sent`` for
+weeks is not a month-long lead time). Orders not received yet are censored at the days elapsed
+(an overdue one is at least that late; one placed this morning says nothing yet), so the median
+of x is the Kaplan-Meier median, and when fewer than half have arrived, the largest x (a lower
+bound; 0 if that is below the usual). With n the orders whose side of the usual median is known
+(received, or open and already past it), and k_r = ``recent_prior_orders``:
+
+    factor = exp(n / (n + k_r) * median(x))
+
+so one late order moves a supplier little and a week of them a lot. ``expected``, ``sd`` and the
+percentiles are multiplied by it (the spread relative to the lead time is kept). Without recent
+orders the factor is 1 and the estimate is the long-run one. Placement, not receipt, dates the
+window: a bad spell slows the orders placed during it, and orders received this week were mostly
+placed before it began.
+
 Fallback chain (``method``): ``model`` with at least ``min_orders`` received orders; ``rule`` =
 the promise (sd = PRIOR_CV x promise) when there are fewer; ``average`` = the mean of the other
 suppliers' estimates when there is neither history nor promise. The interval is the observed
@@ -17,6 +36,7 @@ suppliers' estimates when there is neither history nor promise. The interval is 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Self
 
@@ -24,27 +44,50 @@ import numpy as np
 import pandas as pd
 
 PRIOR_CV = 0.25  # assumed spread of a supplier with no history, relative to its promise
+RECENT_CLIP = np.log(4.0)  # one order counts at most 4x (or 1/4 of) the usual lead time
+
+
+def censored_median(x: np.ndarray, observed: np.ndarray) -> float:
+    """Kaplan-Meier median of ``x`` where ``observed`` is false for right-censored values (true >= x).
+
+    When the survival never falls to 1/2 (more than half still censored), the largest value, a
+    lower bound, floored at 0.
+    """
+    order = np.lexsort((~observed, x))  # at ties an observed value comes before a censored one
+    x, observed = x[order], observed[order]
+    surv, at_risk = 1.0, len(x)
+    for xi, ev in zip(x, observed):
+        if ev:
+            surv *= (at_risk - 1) / at_risk
+            if surv <= 0.5:
+                return float(xi)
+        at_risk -= 1
+    return max(float(x.max()), 0.0) if len(x) else 0.0
 
 
 class SupplierLeadTime:
     name = "lead_time_shrunk_mean"
 
-    def __init__(self, min_orders: int = 3, prior_orders: float = 2.0):
+    def __init__(self, min_orders: int = 3, prior_orders: float = 2.0, recent_prior_orders: float = 5.0):
         """
         Args:
             min_orders: received orders needed before the history is trusted over the promise.
             prior_orders: weight of the promise, in orders, in the shrunk mean.
+            recent_prior_orders: weight of "as usual", in orders, in the recent lateness factor.
         """
         self.min_orders = min_orders
         self.prior_orders = prior_orders
+        self.recent_prior_orders = recent_prior_orders
 
-    def fit(self, suppliers: pd.DataFrame, history: pd.DataFrame) -> Self:
+    def fit(self, suppliers: pd.DataFrame, history: pd.DataFrame, recent: pd.DataFrame | None = None) -> Self:
         """Learn per supplier.
 
         Args:
             suppliers: supplier_id, promised_lead_days (days, NaN when unknown).
             history: ``features.inventory.supplier_lead_times`` (supplier_id, n, mean, sd, p10, p50,
                 p90; days).
+            recent: ``features.inventory.supplier_recent_orders`` as of the same instant
+                (supplier_id, lead_days, open); None or empty: no recent lateness (factor 1).
         """
         frame = suppliers[["supplier_id", "promised_lead_days"]].drop_duplicates("supplier_id")
         frame = frame.merge(history, on="supplier_id", how="left")
@@ -87,10 +130,40 @@ class SupplierLeadTime:
             out.loc[avg, "sd_days"] = s
             out.loc[avg, "lower"] = max(m - 1.2816 * s, 0) if np.isfinite(m) else np.nan
             out.loc[avg, "upper"] = m + 1.2816 * s
+        out["long_run_expected_days"] = out["expected_days"]
+        factor, n_recent = self._recent_factor(out, recent)
+        out["recent_lateness_factor"] = factor
+        out["recent_orders"] = n_recent
+        for col in ("expected_days", "sd_days", "lower", "upper", "median_days"):
+            out[col] = out[col] * factor
         out["lower"] = np.minimum(out["lower"], out["expected_days"])
         out["upper"] = np.maximum(out["upper"], out["expected_days"])
         self.estimates_ = out.reset_index(drop=True)
         return self
+
+    def _recent_factor(self, est: pd.DataFrame, recent: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``est``: the shrunk recent lateness factor and the orders it rests on."""
+        factor, n_known = np.ones(len(est)), np.zeros(len(est), dtype="int64")
+        if recent is None or recent.empty or est.empty:
+            return factor, n_known
+        ref = est.set_index("supplier_id")["median_days"].astype(float)
+        r = recent[["supplier_id", "lead_days", "open"]].copy()
+        r["ref"] = r["supplier_id"].map(ref)
+        r = r[np.isfinite(r["ref"]) & (r["ref"] > 0)]
+        r["x"] = np.clip(np.log(np.maximum(r["lead_days"].astype(float), 1e-3) / r["ref"]), -RECENT_CLIP, RECENT_CLIP)
+        groups = dict(tuple(r.groupby("supplier_id")))
+        for i, sid in enumerate(est["supplier_id"]):
+            g = groups.get(int(sid))
+            if g is None:
+                continue
+            x, received = g["x"].to_numpy(float), ~g["open"].to_numpy(bool)
+            n = int((received | (x > 0)).sum())
+            if n == 0:
+                continue
+            median = censored_median(x, received)
+            factor[i] = math.exp(n / (n + self.recent_prior_orders) * median) if n + self.recent_prior_orders > 0 else 1.0
+            n_known[i] = n
+        return factor, n_known
 
     def predict(self, supplier_ids: list[int] | pd.Series) -> pd.DataFrame:
         """Estimates for these suppliers (rows of unknown suppliers are absent)."""
@@ -99,7 +172,8 @@ class SupplierLeadTime:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "params.json").write_text(json.dumps({"min_orders": self.min_orders, "prior_orders": self.prior_orders}))
+        (directory / "params.json").write_text(json.dumps(
+            {"min_orders": self.min_orders, "prior_orders": self.prior_orders, "recent_prior_orders": self.recent_prior_orders}))
         self.estimates_.to_csv(directory / "estimates.csv", index=False)
 
     @classmethod
@@ -125,6 +199,9 @@ def lead_time_rows(estimates: pd.DataFrame, owned: pd.Series | None = None) -> p
             "observed_orders": int(r.observed_orders),
             "promised_days": None if pd.isna(r.promised_days) else float(r.promised_days),
             "interval_level": 0.8,
+            "long_run_expected_days": round(float(getattr(r, "long_run_expected_days", r.expected_days)), 3),
+            "recent_lateness_factor": round(float(getattr(r, "recent_lateness_factor", 1.0)), 4),
+            "recent_orders": int(getattr(r, "recent_orders", 0)),
         }
         for r in est.itertuples(index=False)
     ]

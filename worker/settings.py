@@ -202,6 +202,10 @@ class InventorySettings(BaseModel):
     soon_days: int = 3  # order_by_date within this many days -> urgency "soon"
     lead_time_history_days: int = 365
     lead_time_min_orders: int = 3  # fewer received orders: the supplier's promise (method "rule")
+    # a supplier's recent lateness: its orders placed in the last lead_time_recent_days (open ones
+    # censored), shrunk towards "as usual" with the weight of this many orders (models.lead_time)
+    lead_time_recent_days: int = Field(5, ge=1, le=60)
+    lead_time_recent_prior_orders: float = Field(5.0, ge=0)
     price_history_days: int = 365
     price_max_change_pct: float = Field(10.0, gt=0, le=50)  # recommendation bound around current price
     anomaly_history_days: int = 56

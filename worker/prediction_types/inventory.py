@@ -88,24 +88,29 @@ def predict_reorder(features, scope: Scope) -> UnitResult:
 
 
 def lead_time_features(reader, scope: Scope):
-    from features.inventory import shard_suppliers, supplier_lead_times
+    from features.inventory import shard_suppliers, supplier_lead_times, supplier_recent_orders
 
     settings = get_settings().inventory
     suppliers = shard_suppliers(reader, scope.restaurant_ids)
+    sids = [int(s) for s in suppliers["supplier_id"]]
     history = supplier_lead_times(
         reader,
-        [int(s) for s in suppliers["supplier_id"]],
+        sids,
         scope.as_of - pd.Timedelta(days=settings.lead_time_history_days),
         scope.as_of,
     )
-    return suppliers, history
+    recent = supplier_recent_orders(reader, sids, scope.as_of, settings.lead_time_recent_days)
+    return suppliers, history, recent
 
 
 def predict_lead_time(features, scope: Scope) -> UnitResult:
     """Rows only for the suppliers this shard owns (see ``features.inventory.shard_suppliers``)."""
-    suppliers, history = features
+    suppliers, history, recent = features
     owned = suppliers.loc[suppliers["owned"], "supplier_id"]
-    model = SupplierLeadTime(min_orders=get_settings().inventory.lead_time_min_orders).fit(suppliers[suppliers["owned"]], history)
+    settings = get_settings().inventory
+    model = SupplierLeadTime(
+        min_orders=settings.lead_time_min_orders, recent_prior_orders=settings.lead_time_recent_prior_orders
+    ).fit(suppliers[suppliers["owned"]], history, recent)
     rows = lead_time_rows(model.estimates_, owned)
     models = []
     if len(rows):
