@@ -153,6 +153,34 @@ def add_item_reference(tickets: pd.DataFrame, reference: pd.DataFrame) -> pd.Dat
     return out
 
 
+# A ticket open this many times its item's reference (per unit), or this many minutes beyond it,
+# was not cooking: the line forgot to bump it on the kitchen screen (it closes at the end of
+# service, or when someone tidies the screen). On the synthetic chain no ticket passes 4.8x or
+# reaches 110 minutes; real screens hold many such tickets.
+UNBUMPED_RATIO = 6.0
+UNBUMPED_EXTRA_MINUTES = 120.0
+UNBUMPED_MIN_MINUTES = 30.0
+
+
+def left_unbumped(tickets: pd.DataFrame, ratio: float = UNBUMPED_RATIO, extra_minutes: float = UNBUMPED_EXTRA_MINUTES,
+                  min_minutes: float = UNBUMPED_MIN_MINUTES) -> pd.Series:
+    """Tickets whose recorded prep time is the screen's, not the cook's.
+
+    Args:
+        tickets: ``add_item_reference`` output (prep_minutes, item_ref, prep_ratio, quantity).
+        ratio: open more than ``ratio`` x its item's reference x its units, or...
+        extra_minutes: ...more than this many minutes beyond its item's reference (a slow dish
+            two hours late is not being cooked either)...
+        min_minutes: ...and, either way, longer than this many minutes (a 2-minute drink left 20
+            minutes is slow service, not a forgotten ticket).
+    Returns a boolean Series: True where the ticket should not teach the model. Why: one ticket
+    left open four hours outweighs hundreds of honest ones in a squared-error fit.
+    """
+    units = tickets["quantity"].clip(lower=1).astype(float)
+    far = (tickets["prep_ratio"] > ratio * units) | (tickets["prep_minutes"] > tickets["item_ref"] + extra_minutes)
+    return far & (tickets["prep_minutes"] > min_minutes)
+
+
 def reference_minutes(tickets: pd.DataFrame) -> pd.DataFrame:
     """Medians per (item, station) and per station from tickets in memory (training split only),
     same shape as ``prep_medians``; single-unit lines, falling back to all lines for items sold

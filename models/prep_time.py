@@ -10,6 +10,8 @@ training tickets, held out from the fit.
 Fallback chain per item (``method``): ``model`` when the item has at least ``MIN_ITEM_TICKETS``
 single-unit tickets; else ``average`` = the item's historical median; else the station's median;
 else (a station with no completed tickets) the item is skipped and counted in the run messages.
+Tickets left unbumped on the kitchen screen (``features.kitchen.left_unbumped``) are kept out of
+training and counted in the run messages.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.kitchen import KitchenData, add_item_reference, reference_minutes
+from features.kitchen import (
+    UNBUMPED_EXTRA_MINUTES,
+    UNBUMPED_RATIO,
+    KitchenData,
+    add_item_reference,
+    left_unbumped,
+    reference_minutes,
+)
 from models.artifacts import saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
 from worker.units import ModelRecord, Scope, UnitResult
@@ -186,6 +195,13 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
     models: list[ModelRecord] = []
     model = None
     tickets = add_item_reference(data.tickets, med) if len(data.tickets) else data.tickets
+    if len(tickets):
+        unbumped = left_unbumped(tickets)
+        if unbumped.any():
+            messages.append(f"prep_time: {int(unbumped.sum())} ticket(s) open over {UNBUMPED_RATIO:g}x their item's "
+                            f"median or {UNBUMPED_EXTRA_MINUTES:g} minutes beyond it (left unbumped on the screen) "
+                            "kept out of training")
+            tickets = tickets[~unbumped]
     if len(tickets) >= MIN_TICKETS:
         model = PrepTimeModel().fit(tickets)
         models.append(saved_record(
@@ -249,6 +265,7 @@ def evaluate_prep(tickets: pd.DataFrame, test_days: int = 14) -> dict:
     train, test = tickets[tickets["queued_at"] < cut], tickets[tickets["queued_at"] >= cut]
     ref = reference_minutes(train)
     train = add_item_reference(train, ref)
+    train = train[~left_unbumped(train)]
     test = add_item_reference(test, ref)
     test = test[test["item_ref"].notna()]
     model = PrepTimeModel().fit(train)
