@@ -418,7 +418,8 @@ def add_anchor_rates(frame: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
 class CustomerData:
     """What the churn and LTV units need for one shard, all as of plain cutoffs.
 
-    ``current``: features as of the run's ``as_of`` (to score); ``churn_train``/``ltv_train``:
+    ``current``: features as of the run's ``as_of`` (to score; ``house_account`` marks the
+    profiles ``house_accounts`` finds, never scored nor trained on); ``churn_train``/``ltv_train``:
     features as of the earlier training cutoffs, with labels ``churned`` (no purchase in the
     churn window) and ``future_spend``/``future_orders`` (in the LTV window).
     """
@@ -550,6 +551,30 @@ def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
 MAX_TRAIN_ROWS = 100_000
 
 
+# A profile buying this often, on average over its last year (at least 30 days of it), with at
+# least this many purchases, is not a guest: POS systems park anonymous orders on a house
+# account ("Walk-in", "Guest", a delivery platform's). A daily regular buys ~1 a day; a company
+# account ordering team lunches a few.
+HOUSE_ACCOUNT_PURCHASES_PER_DAY = 10.0
+HOUSE_ACCOUNT_MIN_PURCHASES = 300
+
+
+def house_accounts(frame: pd.DataFrame) -> pd.Series:
+    """True for profiles that are a till's catch-all rather than a customer (``rfm_transform`` rows).
+
+    Why: one such profile holds thousands of orders; scored, it gets a meaningless churn risk and
+    the largest LTV of the chain, and in training it drags BG/NBD's and Gamma-Gamma's fits.
+    """
+    days = frame["tenure_days"].clip(lower=30.0, upper=365.0)
+    return (frame["n_365d"] / days > HOUSE_ACCOUNT_PURCHASES_PER_DAY) & (frame["n_365d"] >= HOUSE_ACCOUNT_MIN_PURCHASES)
+
+
+def scorable(current: pd.DataFrame) -> pd.Series:
+    """Customers that get churn and LTV rows: a purchase before the as-of, and not a house account."""
+    house = current["house_account"].astype(bool) if "house_account" in current else False
+    return (current["n_orders"] > 0) & ~house
+
+
 def capped_training(frame: pd.DataFrame, max_rows: int | None = None, seed: int = 7) -> pd.DataFrame:
     """At most ``max_rows`` (default ``MAX_TRAIN_ROWS``) training rows: a uniform, seeded sample,
     so label rates and the cutoffs' mix are kept in expectation and reruns fit the same model."""
@@ -569,15 +594,20 @@ def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
         customer_rfm(reader, rids, orgs, as_of, anchor_as_of=as_of, valid_until=scope.valid_until, history_days=hist),
         as_of,
     )
-    first = current["first_order_at"].min() if len(current) else None
+    house = house_accounts(current)
+    current["house_account"] = house.to_numpy(bool)
+    house_ids = set(current.loc[house, "customer_id"].astype("int64"))
+    first = current.loc[~house, "first_order_at"].min() if len(current) else None
     first = None if first is None or pd.isna(first) else first
 
     churn_cut = as_of - pd.Timedelta(days=CHURN_WINDOW_DAYS)
     churn_train = training_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, first_order=first, **common)
+    churn_train = churn_train[~churn_train["customer_id"].isin(house_ids)].reset_index(drop=True)
     churn_train["churned"] = (churn_train["future_orders"] == 0).astype(int)
     ltv_days = ltv_label_window(as_of, first)
     ltv_train = training_frame(reader, rids, orgs, as_of - pd.Timedelta(days=ltv_days), ltv_days, first_order=first,
                                **common)
+    ltv_train = ltv_train[~ltv_train["customer_id"].isin(house_ids)].reset_index(drop=True)
 
     sampled = {}
     for name in ("churn", "ltv"):
@@ -593,6 +623,7 @@ def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
         "customers_only_later_orders": customers_only_later(reader, rids, orgs, as_of, scope.valid_until),
         "refunded_orders_excluded": int(current["n_refunded"].sum()),
         "customers_anchored_by_last_order": int(current["anchored_by_last_order"].sum()),
+        "house_accounts": len(house_ids),
     }
     return CustomerData(
         as_of=as_of,

@@ -26,7 +26,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.customers import MODEL_FEATURES
+from features.customers import HOUSE_ACCOUNT_PURCHASES_PER_DAY, MODEL_FEATURES, scorable
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
 from models.artifacts import load_model, saved_record, shard_key, shard_version
@@ -346,12 +346,15 @@ def predict_churn(data, scope: Scope) -> UnitResult:
     for this shard by an earlier run), ``rule`` (BG/NBD); the run messages name the step used.
     """
     current = data.current
-    scored = current[current["n_orders"] > 0].reset_index(drop=True)
+    scored = current[scorable(current)].reset_index(drop=True)
     messages = []
     c = data.counts
     if c.get("customers_without_purchase"):
         messages.append(f"churn: {c['customers_without_purchase']} anchored customer(s) without a purchase before "
                         f"as-of skipped ({c.get('customers_only_later_orders', 0)} with orders only at or after it)")
+    if c.get("house_accounts"):
+        messages.append(f"churn: {c['house_accounts']} house account(s) (over {HOUSE_ACCOUNT_PURCHASES_PER_DAY:g} "
+                        "purchases a day: a till's catch-all profile, not a guest) neither scored nor trained on")
     if c.get("refunded_orders_excluded"):
         messages.append(f"churn: {c['refunded_orders_excluded']} refunded order(s) not counted as purchases")
     if c.get("churn_training_rows_sampled_from"):

@@ -29,7 +29,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.customers import LTV_HORIZON_DAYS, MODEL_FEATURES
+from features.customers import HOUSE_ACCOUNT_PURCHASES_PER_DAY, LTV_HORIZON_DAYS, MODEL_FEATURES, scorable
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, GammaGamma, add_btyd_features
 from models.artifacts import load_model, saved_record, shard_version
@@ -219,12 +219,15 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
     messages name the step used.
     """
     current = data.current
-    scored = current[current["n_orders"] > 0].reset_index(drop=True)
+    scored = current[scorable(current)].reset_index(drop=True)
     scope_ids = current["customer_id"].astype("int64").tolist()
     messages = []
     if data.counts.get("customers_without_purchase"):
         messages.append(f"ltv: {data.counts['customers_without_purchase']} anchored customer(s) without a purchase "
                         f"before as-of skipped")
+    if data.counts.get("house_accounts"):
+        messages.append(f"ltv: {data.counts['house_accounts']} house account(s) (over {HOUSE_ACCOUNT_PURCHASES_PER_DAY:g} "
+                        "purchases a day) neither scored nor trained on")
     if data.counts.get("ltv_training_rows_sampled_from"):
         messages.append(f"ltv: trained on a sample of {len(data.ltv_train)} of "
                         f"{data.counts['ltv_training_rows_sampled_from']} training rows")

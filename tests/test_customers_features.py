@@ -270,3 +270,45 @@ def test_anchor_return_rate_ranks_sites_and_reads_only_fully_observed_returns():
     recent = _guests(1, 100, 0, cutoff - pd.Timedelta(days=20))
     again = add_anchor_rates(pd.concat([frame, recent], ignore_index=True), cutoff)
     assert again.loc[again["restaurant_id"] == 1, "anchor_return_rate"].iloc[0] == pytest.approx(rate[1])
+
+
+def test_a_house_account_is_neither_scored_nor_trained_on(replica_engine, tmp_path):
+    """POS systems park anonymous orders on one catch-all profile ("Walk-in"). Here restaurant 1's
+    anonymous orders of the last 120 days are put on such a profile: it is named in the run, gets
+    no churn or LTV row and stays out of both training sets; real guests are scored as before."""
+    from features.restaurants import load_restaurants
+    from models.churn import predict_churn
+    from models.ltv import predict_ltv
+    from worker.settings import ForecastSettings
+    from worker.units import Scope
+
+    reader = _reader(replica_engine)
+    since = AS_OF.to_pydatetime() - dt.timedelta(days=120)
+    with replica_admin() as cur:
+        cur.execute("SELECT max(id) FROM customers_customerprofile")
+        cid = cur.fetchone()[0] + 3000
+        try:
+            cur.execute(
+                "INSERT INTO customers_customerprofile (id, organization_id, home_restaurant_id, date_joined, "
+                "loyalty_tier, loyalty_points, marketing_opt_in) VALUES (%s, 1, 1, %s, 'none', 0, false)",
+                (cid, since - dt.timedelta(days=1)),
+            )
+            cur.execute("UPDATE orders_order SET customer_id = %s WHERE restaurant_id = 1 AND customer_id IS NULL "
+                        "AND created_at >= %s AND created_at < %s", (cid, since, AS_OF.to_pydatetime()))
+            parked = cur.rowcount
+            scope = Scope(run_id="00000000-0000-0000-0000-0000000000c7", schedule="weekly", as_of=AS_OF,
+                          restaurants=load_restaurants(reader, [1]).restaurants, forecast=ForecastSettings(),
+                          model_store=tmp_path, valid_until=VALID_UNTIL)
+            data = customer_unit_features(reader, scope)
+        finally:
+            cur.execute("UPDATE orders_order SET customer_id = NULL WHERE customer_id = %s", (cid,))
+            cur.execute("DELETE FROM customers_customerprofile WHERE id = %s", (cid,))
+    assert parked > 120 * 10  # busier than any guest could be
+    assert data.counts["house_accounts"] == 1
+    assert bool(data.current.set_index("customer_id").loc[cid, "house_account"])
+    assert cid not in set(data.churn_train["customer_id"]) and cid not in set(data.ltv_train["customer_id"])
+    for predict, name in ((predict_churn, "churn"), (predict_ltv, "ltv")):
+        result = predict(data, scope)
+        assert cid not in set(result.rows["entity_id"])
+        assert any(m.startswith(f"{name}: 1 house account") for m in result.messages), result.messages
+        assert len(result.rows) == int(((data.current["n_orders"] > 0) & ~data.current["house_account"]).sum())
