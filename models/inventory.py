@@ -36,6 +36,35 @@ from models.usage import usage_forecast
 Z80 = 1.2815515655446004
 
 
+# An open order this far past its expected lead time is not late, it is a purchase order nobody
+# closed in the RMS (the goods came and were booked as receipts, or never came): counting it as
+# arriving tomorrow would hide every run-out of its items. Past max(STALE_ORDER_MIN_DAYS,
+# STALE_ORDER_LEAD_MULTIPLE x the supplier's expected lead time) since it was placed.
+STALE_ORDER_MIN_DAYS = 14.0
+STALE_ORDER_LEAD_MULTIPLE = 4.0
+
+
+def stale_orders(orders: pd.DataFrame, lead: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """True for open purchase-order lines too old to be still on their way.
+
+    Args:
+        orders: ``features.inventory.open_purchase_orders``.
+        lead: ``SupplierLeadTime.estimates_`` (supplier_id, expected_days); a supplier without an
+            estimate is judged on the order's own ``expected_at``, else on the minimum alone.
+        as_of: the run's instant (UTC).
+    Returns a boolean Series on ``orders``' index.
+    """
+    if orders.empty:
+        return pd.Series(False, index=orders.index)
+    expected = orders["supplier_id"].map(lead.set_index("supplier_id")["expected_days"]) if len(lead) else None
+    if expected is None:
+        expected = pd.Series(np.nan, index=orders.index)
+    own = (orders["expected_at"] - orders["ordered_at"]) / pd.Timedelta(days=1)
+    expected = expected.fillna(own).fillna(0.0).clip(lower=0.0)
+    elapsed = (as_of - orders["ordered_at"]) / pd.Timedelta(days=1)
+    return elapsed > np.maximum(STALE_ORDER_MIN_DAYS, STALE_ORDER_LEAD_MULTIPLE * expected)
+
+
 def arrival_days(orders: pd.DataFrame, lead: pd.DataFrame, restaurants: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Local arrival date of each open order line: ordered_at + the supplier's expected lead time.
 
@@ -410,6 +439,7 @@ class InventoryPlan:
     daily: pd.DataFrame  # inventory_item_id, restaurant_id, ds, target_start, stock, lower, upper, method
     items: pd.DataFrame  # one row per item: stockout_* and reorder fields
     lead: pd.DataFrame  # SupplierLeadTime estimates
+    stale_order_lines: int = 0  # open order lines left out as never closed (``stale_orders``)
 
 
 def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPlan:
@@ -430,13 +460,15 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
         return InventoryPlan(pd.DataFrame(), pd.DataFrame(), lead)
     use, _ = usage_forecast(features)
     use = use.sort_values(["inventory_item_id", "ds"])
-    arrivals = arrival_days(features.open_orders, lead, restaurants, items, features.as_of)
+    stale = stale_orders(features.open_orders, lead, features.as_of)
+    open_orders = features.open_orders[~stale]
+    arrivals = arrival_days(open_orders, lead, restaurants, items, features.as_of)
     rest_of = items.set_index("inventory_item_id")["restaurant_id"]
     tz_by_rest = restaurants.set_index("id")["timezone"]
     today_by_rest = features.future.groupby("restaurant_id")["ds"].min()
     known = rest_of[rest_of.isin(today_by_rest.index) & rest_of.isin(tz_by_rest.index)]
     scenarios = arrival_scenarios(
-        features.open_orders, lead,
+        open_orders, lead,
         {int(i): tz_by_rest[r] for i, r in known.items()},
         {int(i): today_by_rest[r] for i, r in known.items()},
         {int(i): (features.midpoint_hour or {}).get(int(r), 23.0) for i, r in known.items()},
@@ -536,7 +568,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
             }
         )
     daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
-    return InventoryPlan(daily, pd.DataFrame(decisions), lead)
+    return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()))
 
 
 def _base(frame: pd.DataFrame, model_name: str) -> dict:

@@ -399,3 +399,51 @@ def dataclasses_replace_usage(feats, usage):
     import dataclasses
 
     return dataclasses.replace(feats, usage=usage)
+
+
+def test_an_order_nobody_closed_is_not_stock_on_its_way(seeded_replica):
+    """A purchase order left 'sent' for months (the goods came and were booked as receipts, or
+    never came) must not hide a run-out: past 4x its supplier's lead time (and 14 days) it counts
+    as never closed, and the run says how many such lines it left out."""
+    import dataclasses
+
+    from bench.inventory import _scope
+    from features.inventory import inventory_features
+    from features.restaurants import load_restaurants
+    from models.inventory import plan_inventory, stale_orders
+    from worker.prediction_types.inventory import predict_stockout
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = load_restaurants(reader).restaurants
+    restaurants = restaurants[restaurants["id"].isin([r["restaurant_id"] for r in seeded_replica["ground_truth"]["restaurants"]])]
+    as_of = pd.Timestamp(AS_OF)
+    scope = _scope(restaurants, as_of)
+    feats = inventory_features(reader, scope, get_settings().inventory)
+    settings = get_settings().inventory
+    plan = plan_inventory(feats, settings, scope.restaurants)
+    assert plan.stale_order_lines == 0  # the generator's open orders are all genuinely on their way
+    # the item that runs out soonest, with a big order placed 60 days ago and never closed
+    items = plan.items.set_index("inventory_item_id")
+    soon = items[items["stockout_days"] < 10].sort_values("stockout_days")
+    assert len(soon), items["stockout_days"].describe()
+    iid = int(soon.index[0])
+    supplier = int(feats.items.set_index("inventory_item_id").loc[iid, "supplier_id"])
+    ghost = pd.DataFrame({"purchase_order_id": [10**9], "supplier_id": [supplier], "inventory_item_id": [iid],
+                          "quantity": [1e6], "ordered_at": [as_of - pd.Timedelta(days=60)],
+                          "expected_at": pd.Series([pd.NaT], dtype="datetime64[ns, UTC]")})
+    recent = ghost.assign(purchase_order_id=10**9 + 1, ordered_at=as_of - pd.Timedelta(hours=6))
+    orders = pd.concat([feats.open_orders, ghost, recent], ignore_index=True)
+    stale = stale_orders(orders, plan.lead, as_of)
+    assert stale.tolist()[-2:] == [True, False] and not stale.iloc[:-2].any()
+
+    with_ghost = dataclasses.replace(feats, open_orders=pd.concat([feats.open_orders, ghost], ignore_index=True))
+    ghost_plan = plan_inventory(with_ghost, settings, scope.restaurants)
+    assert ghost_plan.stale_order_lines == 1
+    assert ghost_plan.items.set_index("inventory_item_id").loc[iid, "stockout_days"] == items.loc[iid, "stockout_days"]
+    from worker.prediction_types import inventory as unit
+
+    unit._cache.clear()
+    result = predict_stockout(with_ghost, dataclasses.replace(scope, run_id="ghost-order"))
+    unit._cache.clear()
+    assert any(m.startswith("stockout: 1 open purchase-order line(s)") for m in result.messages), result.messages

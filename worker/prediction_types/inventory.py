@@ -10,7 +10,14 @@ from __future__ import annotations
 import pandas as pd
 
 from features.inventory import inventory_features
-from models.inventory import plan_inventory, reorder_rows, stock_daily_rows, stockout_rows
+from models.inventory import (
+    STALE_ORDER_LEAD_MULTIPLE,
+    STALE_ORDER_MIN_DAYS,
+    plan_inventory,
+    reorder_rows,
+    stock_daily_rows,
+    stockout_rows,
+)
 from models.lead_time import SupplierLeadTime, lead_time_rows
 from worker.replica import Requirement
 from worker.settings import get_settings
@@ -79,7 +86,13 @@ def predict_stock_daily(features, scope: Scope) -> UnitResult:
 
 def predict_stockout(features, scope: Scope) -> UnitResult:
     plan = _plan(features, scope)
-    return UnitResult(rows=stockout_rows(plan), scope_entity_ids=_item_ids(features))
+    messages = []
+    if plan.stale_order_lines:
+        messages.append(
+            f"stockout: {plan.stale_order_lines} open purchase-order line(s) placed over "
+            f"{STALE_ORDER_LEAD_MULTIPLE:g}x their supplier's lead time (and {STALE_ORDER_MIN_DAYS:g} days) ago "
+            "are taken as never closed in the RMS, not as stock on its way (stock_daily, stockout and reorder)")
+    return UnitResult(rows=stockout_rows(plan), scope_entity_ids=_item_ids(features), messages=messages)
 
 
 def predict_reorder(features, scope: Scope) -> UnitResult:
