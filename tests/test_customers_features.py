@@ -33,6 +33,24 @@ def replica_admin():
         conn.close()
 
 
+def _new_profile(cur, cid: int, joined: dt.datetime) -> None:
+    """A plain profile at restaurant 1 (organisation 1), no PII, for a test to plant and remove."""
+    cur.execute(
+        "INSERT INTO customers_customerprofile (id, organization_id, home_restaurant_id, date_joined, "
+        "loyalty_tier, loyalty_points, marketing_opt_in) VALUES (%s, 1, 1, %s, 'none', 0, false)",
+        (cid, joined),
+    )
+
+
+def _restaurant_1_scope(reader, run_id: str, model_store):
+    from features.restaurants import load_restaurants
+    from worker.settings import ForecastSettings
+    from worker.units import Scope
+
+    return Scope(run_id=run_id, schedule="weekly", as_of=AS_OF, restaurants=load_restaurants(reader, [1]).restaurants,
+                 forecast=ForecastSettings(), model_store=model_store, valid_until=VALID_UNTIL)
+
+
 def _reader(replica_engine) -> ReplicaReader:
     return ReplicaReader(replica_engine)
 
@@ -120,10 +138,6 @@ def test_each_customer_is_anchored_to_exactly_one_shard(replica_engine):
 
 def test_bad_customers_are_counted_not_crashing(replica_engine, tmp_path):
     """A customer whose only order lies after the as-of is skipped and counted; refunds are counted."""
-    from worker.settings import ForecastSettings
-    from worker.units import Scope
-    from features.restaurants import load_restaurants
-
     reader = _reader(replica_engine)
     with replica_admin() as cur:
         cur.execute("SELECT max(id) FROM customers_customerprofile")
@@ -131,19 +145,13 @@ def test_bad_customers_are_counted_not_crashing(replica_engine, tmp_path):
         cur.execute("SELECT max(id) FROM orders_order")
         oid = cur.fetchone()[0] + 1000
         try:
-            cur.execute(
-                "INSERT INTO customers_customerprofile (id, organization_id, home_restaurant_id, date_joined, "
-                "loyalty_tier, loyalty_points, marketing_opt_in) VALUES (%s, 1, 1, %s, 'none', 0, false)",
-                (cid, AS_OF.to_pydatetime() - dt.timedelta(days=3)),
-            )
+            _new_profile(cur, cid, AS_OF.to_pydatetime() - dt.timedelta(days=3))
             cur.execute(
                 "INSERT INTO orders_order (id, restaurant_id, customer_id, order_type, status, subtotal, "
                 "discount_total, tax_total, total, created_at) VALUES (%s, 1, %s, 'takeaway', 'completed', 20, 0, 0, 20, %s)",
                 (oid, cid, AS_OF.to_pydatetime() + dt.timedelta(days=2)),
             )
-            scope = Scope(run_id="00000000-0000-0000-0000-0000000000c1", schedule="weekly", as_of=AS_OF,
-                          restaurants=load_restaurants(reader, [1]).restaurants, forecast=ForecastSettings(),
-                          model_store=tmp_path, valid_until=VALID_UNTIL)
+            scope = _restaurant_1_scope(reader, "00000000-0000-0000-0000-0000000000c1", tmp_path)
             data = customer_unit_features(reader, scope)
         finally:
             cur.execute("DELETE FROM orders_order WHERE id = %s", (oid,))
@@ -276,11 +284,8 @@ def test_a_house_account_is_neither_scored_nor_trained_on(replica_engine, tmp_pa
     """POS systems park anonymous orders on one catch-all profile ("Walk-in"). Here restaurant 1's
     anonymous orders of the last 120 days are put on such a profile: it is named in the run, gets
     no churn or LTV row and stays out of both training sets; real guests are scored as before."""
-    from features.restaurants import load_restaurants
     from models.churn import predict_churn
     from models.ltv import predict_ltv
-    from worker.settings import ForecastSettings
-    from worker.units import Scope
 
     reader = _reader(replica_engine)
     since = AS_OF.to_pydatetime() - dt.timedelta(days=120)
@@ -288,17 +293,11 @@ def test_a_house_account_is_neither_scored_nor_trained_on(replica_engine, tmp_pa
         cur.execute("SELECT max(id) FROM customers_customerprofile")
         cid = cur.fetchone()[0] + 3000
         try:
-            cur.execute(
-                "INSERT INTO customers_customerprofile (id, organization_id, home_restaurant_id, date_joined, "
-                "loyalty_tier, loyalty_points, marketing_opt_in) VALUES (%s, 1, 1, %s, 'none', 0, false)",
-                (cid, since - dt.timedelta(days=1)),
-            )
+            _new_profile(cur, cid, since - dt.timedelta(days=1))
             cur.execute("UPDATE orders_order SET customer_id = %s WHERE restaurant_id = 1 AND customer_id IS NULL "
                         "AND created_at >= %s AND created_at < %s", (cid, since, AS_OF.to_pydatetime()))
             parked = cur.rowcount
-            scope = Scope(run_id="00000000-0000-0000-0000-0000000000c7", schedule="weekly", as_of=AS_OF,
-                          restaurants=load_restaurants(reader, [1]).restaurants, forecast=ForecastSettings(),
-                          model_store=tmp_path, valid_until=VALID_UNTIL)
+            scope = _restaurant_1_scope(reader, "00000000-0000-0000-0000-0000000000c7", tmp_path)
             data = customer_unit_features(reader, scope)
         finally:
             cur.execute("UPDATE orders_order SET customer_id = NULL WHERE customer_id = %s", (cid,))
