@@ -104,7 +104,9 @@ class RecipeUsageForecaster:
     ``usage_i(day) = portioning_i x sum_j units_j(day) x quantity_per_unit_ij``, with units_j the
     menu item's level x weekday forecast (``UsageForecaster`` on units sold) and ``portioning_i``
     = ``actual_use`` (consumption + waste + stock counts found missing) / recipe-implied use over
-    the history: real kitchens over-portion, trim and spill. An item whose use nobody books
+    the history: real kitchens over-portion, trim and spill; clipped to [0.5, 2], except beyond
+    [1/10, 10], where the recipe evidently counts in another unit than the stock (grams vs
+    kilograms) and the ratio is that conversion, kept whole. An item whose use nobody books
     (neither consumption nor a count losing stock) gets portioning 1, the recipes' theory. Days on which the recipes imply use but nothing was recorded
     (the item had run out) are left out of the ratio. Discontinued menu items get no forecast.
     """
@@ -113,6 +115,7 @@ class RecipeUsageForecaster:
     min_open_days: int = 7
     min_ratio: float = 0.5
     max_ratio: float = 2.0
+    unit_gap: float = 10.0  # a ratio beyond [1/unit_gap, unit_gap] is a unit conversion, not portioning
 
     name = "recipe_x_item_demand"
 
@@ -140,7 +143,12 @@ class RecipeUsageForecaster:
             if counted_loss is not None:
                 silent &= counted_loss.reindex(silent.index).fillna(0.0) <= 0
             ratio[ratio.index.isin(silent[silent].index) & (tot["implied"] > 0)] = 1.0
-        self.ratio_ = ratio.dropna().clip(self.min_ratio, self.max_ratio)
+        ratio = ratio.dropna()
+        # recipe in grams, stock in kilograms (or portions vs packs): the ratio is the conversion
+        # and is kept whole; clipped, it would put such an item's use 500x off
+        converted = (ratio < 1.0 / self.unit_gap) | (ratio > self.unit_gap)
+        self.ratio_ = ratio.clip(self.min_ratio, self.max_ratio).where(~converted, ratio)
+        self.unit_converted_ = sorted(int(i) for i in ratio.index[converted])
         return self
 
     def predict(self, items: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:

@@ -447,3 +447,37 @@ def test_an_order_nobody_closed_is_not_stock_on_its_way(seeded_replica):
     result = predict_stockout(with_ghost, dataclasses.replace(scope, run_id="ghost-order"))
     unit._cache.clear()
     assert any(m.startswith("stockout: 1 open purchase-order line(s)") for m in result.messages), result.messages
+
+
+def test_a_recipe_in_grams_for_stock_in_kilograms_is_converted_not_clipped(seeded_replica):
+    """Real RMSs hold recipes in grams for stock counted in kilograms. The observed portioning is
+    then ~0.001: kept whole it is the unit conversion; clipped to [0.5, 2] it would put the use
+    500x too high. A kitchen that books consumption is saved by the backtest either way (its own
+    history wins); one that only counts has no own history and depends on the conversion (clipped,
+    its items forecast ~490x their use)."""
+    import dataclasses
+
+    from bench.inventory import _scope
+    from features.inventory import inventory_features, open_where_only_counted
+    from features.restaurants import load_restaurants
+    from models.usage import usage_forecast
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = load_restaurants(reader).restaurants
+    restaurants = restaurants[restaurants["id"].isin([r["restaurant_id"] for r in seeded_replica["ground_truth"]["restaurants"]])]
+    feats = inventory_features(reader, _scope(restaurants, pd.Timestamp(AS_OF)), get_settings().inventory)
+    booked, _ = usage_forecast(feats)
+    grams = dataclasses.replace(feats, recipes=feats.recipes.assign(quantity_per_unit=feats.recipes["quantity_per_unit"] * 1000))
+    linked = set(feats.recipes["inventory_item_id"]) & set(feats.usage.loc[feats.usage["records_use"], "inventory_item_id"])
+    week = lambda f: f[f["inventory_item_id"].isin(linked)].groupby("inventory_item_id")["mean"].apply(lambda m: m.iloc[1:8].sum())
+    for case in ("recorded", "counted"):
+        f = grams
+        if case == "counted":
+            rid = int(feats.usage["restaurant_id"].iloc[0])
+            f = _as_if_only_counted(grams, rid)
+            f = dataclasses_replace_usage(f, open_where_only_counted(f.usage, f.menu_units))
+        forecast, _ = usage_forecast(f)
+        ratio = (week(forecast) / week(booked)).dropna()
+        assert ratio.median() == pytest.approx(1.0, abs=0.15), (case, ratio.describe())
+        assert (ratio < 3).mean() > 0.95, (case, ratio.sort_values().tail())
