@@ -133,8 +133,10 @@ def stock_on_hand(
 ) -> pd.DataFrame:
     """Stock per item at ``as_of``: current batch stock minus the (signed) movements since then.
 
-    Returns inventory_item_id, on_hand (item units, floored at 0), moved_since (movements at or
-    after ``as_of``: 0 when ``as_of`` is now, so batch-level stock can be trusted as recorded).
+    Returns inventory_item_id, on_hand (item units, floored at 0), recorded (the same before the
+    floor: below zero when the books hold more use than receipts, i.e. deliveries never booked),
+    moved_since (movements at or after ``as_of``: 0 when ``as_of`` is now, so batch-level stock
+    can be trusted as recorded).
     """
     frame = reader.frame(
         f"""
@@ -153,6 +155,7 @@ def stock_on_hand(
         )
         SELECT items.id AS inventory_item_id,
                greatest(coalesce(cur.q, 0) - coalesce(since.q, 0), 0) AS on_hand,
+               coalesce(cur.q, 0) - coalesce(since.q, 0) AS recorded,
                coalesce(since.n, 0) AS moved_since
         FROM items LEFT JOIN cur ON cur.inventory_item_id = items.id
         LEFT JOIN since ON since.inventory_item_id = items.id
@@ -162,6 +165,7 @@ def stock_on_hand(
     )
     frame["inventory_item_id"] = frame["inventory_item_id"].astype("int64")
     frame["on_hand"] = frame["on_hand"].astype("float64")
+    frame["recorded"] = frame["recorded"].astype("float64")
     frame["moved_since"] = frame["moved_since"].astype("int64")
     return frame
 

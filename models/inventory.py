@@ -440,6 +440,7 @@ class InventoryPlan:
     items: pd.DataFrame  # one row per item: stockout_* and reorder fields
     lead: pd.DataFrame  # SupplierLeadTime estimates
     stale_order_lines: int = 0  # open order lines left out as never closed (``stale_orders``)
+    books_below_zero: int = 0  # items whose recorded stock is below zero (receipts never booked)
 
 
 def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPlan:
@@ -475,6 +476,9 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
         features.as_of, int(features.future.groupby("restaurant_id").size().max()),
     )
     on_hand = features.on_hand.set_index("inventory_item_id")["on_hand"]
+    # more used than ever received: deliveries never booked; projected from zero, and said so
+    recorded = features.on_hand.set_index("inventory_item_id").get("recorded", on_hand)
+    below_zero = set(recorded.index[recorded < -1e-9])
     lead_by = lead.set_index("supplier_id")
     default_lead = float(lead["expected_days"].median()) if len(lead) and lead["expected_days"].notna().any() else 2.0
     default_sd = float(lead["sd_days"].median()) if len(lead) and lead["sd_days"].notna().any() else 0.5
@@ -550,6 +554,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
                 "restaurant_id": int(item.restaurant_id),
                 "supplier_id": None if pd.isna(sup) else int(sup),
                 "on_hand": stock0,
+                "recorded_stock_below_zero": iid in below_zero,
                 "stockout_days": so["days"],
                 "stockout_date": so["date"],
                 "stockout_lower": so["lower"],
@@ -568,7 +573,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
             }
         )
     daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
-    return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()))
+    return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()), len(below_zero & set(items["inventory_item_id"])))
 
 
 def _base(frame: pd.DataFrame, model_name: str) -> dict:
@@ -623,6 +628,7 @@ def stockout_rows(plan: InventoryPlan) -> pd.DataFrame:
                     "interval_level": 0.8,
                     "usage_model": r.usage_model,
                     "arrival_scenarios": int(r.arrival_scenarios),
+                    "recorded_stock_below_zero": bool(r.recorded_stock_below_zero),
                 }
                 for r in it.itertuples(index=False)
             ],

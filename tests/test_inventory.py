@@ -481,3 +481,37 @@ def test_a_recipe_in_grams_for_stock_in_kilograms_is_converted_not_clipped(seede
         ratio = (week(forecast) / week(booked)).dropna()
         assert ratio.median() == pytest.approx(1.0, abs=0.15), (case, ratio.describe())
         assert (ratio < 3).mean() > 0.95, (case, ratio.sort_values().tail())
+
+
+def test_stock_recorded_below_zero_is_flagged_not_hidden(seeded_replica):
+    """Kitchens that never book some deliveries carry stock below zero in the books. The item is
+    projected from zero (nothing else is known) but its stockout row and the run say the books are
+    wrong, so an operator reads "fix the receipts", not "it ran out again"."""
+    import dataclasses
+
+    from bench.inventory import _scope
+    from features.inventory import inventory_features
+    from features.restaurants import load_restaurants
+    from models.inventory import plan_inventory, stockout_rows
+    from worker.prediction_types import inventory as unit
+    from worker.replica import ReplicaReader
+
+    reader = ReplicaReader(db.replica_engine())
+    restaurants = load_restaurants(reader).restaurants
+    restaurants = restaurants[restaurants["id"].isin([r["restaurant_id"] for r in seeded_replica["ground_truth"]["restaurants"]])]
+    scope = _scope(restaurants, pd.Timestamp(AS_OF))
+    feats = inventory_features(reader, scope, get_settings().inventory)
+    assert (feats.on_hand["recorded"] >= 0).all()  # the generator's books balance
+    on_hand = feats.on_hand.copy()
+    iid = int(on_hand["inventory_item_id"].iloc[0])
+    on_hand.loc[on_hand["inventory_item_id"] == iid, ["on_hand", "recorded"]] = [0.0, -12.5]
+    short = dataclasses.replace(feats, on_hand=on_hand)
+    plan = plan_inventory(short, get_settings().inventory, scope.restaurants)
+    assert plan.books_below_zero == 1
+    rows = stockout_rows(plan).set_index("entity_id")
+    assert rows.loc[iid, "details"]["recorded_stock_below_zero"] is True
+    assert not any(d["recorded_stock_below_zero"] for d in rows.drop(index=iid)["details"])
+    unit._cache.clear()
+    result = unit.predict_stockout(short, dataclasses.replace(scope, run_id="books-below-zero"))
+    unit._cache.clear()
+    assert any(m.startswith("stockout: 1 item(s) have recorded stock below zero") for m in result.messages)

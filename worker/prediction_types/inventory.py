@@ -92,6 +92,11 @@ def predict_stockout(features, scope: Scope) -> UnitResult:
             f"stockout: {plan.stale_order_lines} open purchase-order line(s) placed over "
             f"{STALE_ORDER_LEAD_MULTIPLE:g}x their supplier's lead time (and {STALE_ORDER_MIN_DAYS:g} days) ago "
             "are taken as never closed in the RMS, not as stock on its way (stock_daily, stockout and reorder)")
+    if plan.books_below_zero:
+        messages.append(
+            f"stockout: {plan.books_below_zero} item(s) have recorded stock below zero (more used than ever "
+            "received: deliveries never booked); projected from zero, so they show as out until a count or "
+            "the missing receipts correct the books (details.recorded_stock_below_zero)")
     return UnitResult(rows=stockout_rows(plan), scope_entity_ids=_item_ids(features), messages=messages)
 
 
