@@ -45,7 +45,7 @@ from worker.replica import ReplicaReader
 from worker.settings import ForecastSettings
 from worker.units import Scope
 
-DB = "rmsml_bench_demand"
+DB = "rmsml_bench_demand" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
 END = date(2026, 11, 1)
 TAIL_DAYS = 28
 TYPES = {
