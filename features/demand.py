@@ -220,6 +220,9 @@ class DemandHistory:
     granularity: str
     messages: list[str] = field(default_factory=list)
     retired_ids: list[int] = field(default_factory=list)  # entities whose old rows must go
+    # item types: the restaurants' daily orders (daily_demand_features' history), for top-down
+    # candidates (models.topdown); None for restaurant types
+    context: pd.DataFrame | None = None
 
 
 def _restaurant_series(scope, zones: dict[int, str]) -> pd.DataFrame:
@@ -239,10 +242,15 @@ def decorate(frame: pd.DataFrame, series: pd.DataFrame) -> pd.DataFrame:
     return add_holidays(add_calendar(frame), countries)
 
 
-def daily_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
-    """Complete local days strictly before the as-of day; the first, partial day is dropped."""
+def daily_demand_features(reader: ReplicaReader, scope, raw: pd.DataFrame | None = None) -> DemandHistory:
+    """Complete local days strictly before the as-of day; the first, partial day is dropped.
+
+    ``raw``: ``daily_orders`` from ``scope.history_start`` to ``scope.as_of`` when the caller has
+    read them already (the item features do).
+    """
     zones, messages = checked_zones(scope.restaurants)
-    raw = daily_orders(reader, zones, scope.history_start, scope.as_of, scope.valid_until)
+    if raw is None:
+        raw = daily_orders(reader, zones, scope.history_start, scope.as_of, scope.valid_until)
     series = _restaurant_series(scope, zones)
     histories, futures = [], []
     for sid, tz in zones.items():

@@ -17,6 +17,7 @@ import pandas as pd
 from features.demand import (
     DemandHistory,
     checked_zones,
+    daily_demand_features,
     daily_orders,
     decorate,
     mark_closed_days,
@@ -95,7 +96,9 @@ def item_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
     start = scope.as_of - pd.Timedelta(days=min(ITEM_HISTORY_DAYS, scope.forecast.history_days))
     items = menu_items(reader, scope.restaurant_ids)
     units = item_daily_units(reader, zones, start, scope.as_of, scope.valid_until)
-    orders = daily_orders(reader, zones, start, scope.as_of, scope.valid_until)
+    # the restaurants' orders over the full history window: the closed days of the item window, and
+    # the top-down candidates' restaurant history (below)
+    orders = daily_orders(reader, zones, scope.history_start, scope.as_of, scope.valid_until)
     retired = [int(i) for i in items.loc[~items["is_active"], "id"]]
     active = items[items["is_active"]]
     countries = scope.restaurants.set_index("id")["country_code"]
@@ -135,4 +138,8 @@ def item_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
     if len(history):
         history = mark_outliers(history, factor=10.0)  # item days are noisy: flag only extreme ones
     future = _concat(futures, ["series_id", "target_start", "ds"])
-    return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages, retired)
+    # the restaurants' daily orders over the full history window (demand_daily's features): the
+    # top-down candidates forecast them and split them by each item's share (models.topdown)
+    context = daily_demand_features(reader, scope, raw=orders).history
+    return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages, retired,
+                         context)

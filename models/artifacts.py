@@ -18,10 +18,12 @@ from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
+from models.topdown import LGBMTopDownBlend, TopDown
 
 # Every class a demand artifact may hold (the previous-model fallback loads any of them).
 MODEL_CLASSES = {
-    cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, ProphetPerSeries, LGBMProphetBlend)
+    cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, ProphetPerSeries, LGBMProphetBlend,
+                               TopDown, LGBMTopDownBlend)
 }
 INTERVALS_FILE = "intervals.json"
 

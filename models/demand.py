@@ -26,8 +26,12 @@ DAILY = TypeSpec("demand_daily", "weekday", 28,
 HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21,
                   lgbm=(("origins", 10), ("origin_step_days", 7)))
 # Items: thousands of short, zero-heavy series; a lean model (80 rounds of 15-leaf trees) over
-# many origins, with a Tweedie power nearer Gamma for their spiky counts.
+# many origins, with a Tweedie power nearer Gamma for their spiky counts. Top-down candidates
+# (models/topdown.py): the restaurant's orders forecast (the daily LightGBM above, on the
+# restaurants' long history) x the item's units per order over 8 weeks, alone and blended
+# equally with the item LightGBM; they bring the restaurant's season, trend and holidays.
 ITEMS = TypeSpec("item_demand_daily", "weekday", 14, min_history_days=14, short_series="average",
+                 candidates=("seasonal_naive", "seasonal_average", "lightgbm", "topdown", "lightgbm+topdown"),
                  lgbm=(("origins", 20), ("num_boost_round", 80), ("learning_rate", 0.12), ("num_leaves", 15),
                        ("min_data_in_leaf", 100), ("tweedie_variance_power", 1.5)))
 

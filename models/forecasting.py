@@ -32,6 +32,7 @@ from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
+from models.topdown import LGBMTopDownBlend, RestaurantContext, SharedFit, TopDown, with_context
 from worker.units import ModelRecord, Scope
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class TypeSpec:
         short_series: what a series with less history gets: "rule" (own seasonal average) or
             "average" (peer average: new menu items borrow from their category).
         lgbm: extra GlobalLGBM arguments.
+        topdown: extra TopDown arguments (item types; the restaurant model is demand_daily's).
     """
 
     prediction_type: str
@@ -64,6 +66,7 @@ class TypeSpec:
     min_history_days: int = 28
     short_series: str = "rule"
     lgbm: tuple[tuple[str, object], ...] = ()
+    topdown: tuple[tuple[str, object], ...] = ()
     prophet_jobs: int = 1
 
     @property
@@ -71,7 +74,11 @@ class TypeSpec:
         return self.slot == "weekday_hour"
 
 
-def make_candidate(name: str, spec: TypeSpec):
+TOPDOWN = (TopDown.name, LGBMTopDownBlend.name)
+
+
+def make_candidate(name: str, spec: TypeSpec, context: RestaurantContext | None = None):
+    """An unfitted candidate; the top-down ones need the restaurants' daily history (``context``)."""
     if name == "seasonal_naive":
         return SeasonalNaive(season=spec.slot)
     if name == "seasonal_average":
@@ -85,6 +92,15 @@ def make_candidate(name: str, spec: TypeSpec):
             lgbm={"slot": spec.slot, "horizon_days": spec.horizon_days, **dict(spec.lgbm)},
             prophet={"hourly": spec.hourly, "n_jobs": spec.prophet_jobs},
         )
+    if name in TOPDOWN:
+        from models.demand import DAILY  # the restaurant daily model's settings, over this horizon
+
+        topdown = {"restaurant": {"slot": "weekday", **dict(DAILY.lgbm), "horizon_days": spec.horizon_days},
+                   **dict(spec.topdown)}
+        if name == TopDown.name:
+            return TopDown(context, **topdown)
+        return LGBMTopDownBlend(context, lgbm={"slot": spec.slot, "horizon_days": spec.horizon_days,
+                                               **dict(spec.lgbm)}, topdown=topdown)
     raise ValueError(f"unknown candidate {name!r}")
 
 
@@ -130,6 +146,14 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     records: list[ModelRecord] = []
     backtest = None
     version = model_version(spec, scope)
+    context = restaurant_context(features, spec)
+
+    def make(name: str):
+        if name in TOPDOWN:
+            return make_candidate(name, spec, context)
+        if name == "lightgbm" and context is not None and LGBMTopDownBlend.name in spec.candidates:
+            return SharedFit(make_candidate(name, spec), context)  # fitted once per fold for it and the blend
+        return make_candidate(name, spec)
 
     # 1. the model chosen by the backtest -----------------------------------------------
     if seasoned:
@@ -143,7 +167,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                                 f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
                                 f"({selection.version})")
             else:
-                factories = {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates}
+                factories = {n: (lambda n=n: make(n)) for n in spec.candidates}
                 backtest = rolling_origin(
                     h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
                     pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly,
@@ -154,7 +178,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                 chosen = backtest.chosen
                 res = backtest.residuals[chosen]
                 intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
-            model = make_candidate(chosen, spec).fit(h_s)
+            model = make(chosen).fit(h_s)
             pred = model.predict(out.loc[f_mask], history=h_s)
             _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
             if save:
@@ -163,7 +187,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
             log.warning("%s: model step failed", spec.prediction_type, exc_info=True)
             messages.append(f"{spec.prediction_type}: model step failed ({type(exc).__name__}: {exc}); "
                             "falling back to the previous model")
-            _previous_model(out, f_mask, h_s, spec, scope, messages)
+            _previous_model(out, f_mask, h_s, spec, scope, messages, context)
 
     # 2./3. rule for series with some history but no forecast yet -----------------------
     missing = out["yhat"].isna()
@@ -201,6 +225,13 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     _not_open_yet(out, hist, series, scope, spec, messages)
     out["closed_pattern"] = out["model_name"].eq("closure_rule")
     return Outcome(out, records, messages, backtest)
+
+
+def restaurant_context(features: DemandHistory, spec: TypeSpec) -> RestaurantContext | None:
+    """The restaurants' daily orders for top-down candidates (item types), or None."""
+    if features.context is None or features.context.empty:
+        return None
+    return RestaurantContext(features.context, features.series.set_index("series_id")["restaurant_id"])
 
 
 def _not_open_yet(out: pd.DataFrame, hist: pd.DataFrame, series: pd.DataFrame, scope: Scope, spec: TypeSpec,
@@ -340,7 +371,7 @@ def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) ->
     return None
 
 
-def _previous_model(out, mask, history, spec, scope, messages) -> None:
+def _previous_model(out, mask, history, spec, scope, messages, context=None) -> None:
     reg = scope.registry
     if reg is None or reg.empty or not mask.any():
         messages.append(f"{spec.prediction_type}: no previous model registered")
@@ -352,7 +383,7 @@ def _previous_model(out, mask, history, spec, scope, messages) -> None:
     for rec in rows.itertuples(index=False):
         try:
             model, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
-            pred = model.predict(out.loc[mask], history=history)
+            pred = with_context(model, context).predict(out.loc[mask], history=history)
         except Exception as exc:
             messages.append(f"{spec.prediction_type}: previous model {rec.name} {rec.version} unusable: {exc}")
             continue

@@ -55,3 +55,25 @@ def as_history(frame: pd.DataFrame, series: pd.DataFrame, cut: str, horizon_days
     fut = held.drop(columns=["y", "level", "mu"]).copy()
     fut["target_start"] = fut["ds"].dt.tz_localize("UTC")
     return DemandHistory(hist.reset_index(drop=True), fut.reset_index(drop=True), series, "day"), held.reset_index(drop=True)
+
+
+def planted_items(n_restaurants=4, items=3, days=300, item_days=120, end="2026-10-01", seed=0, dispersion=30.0):
+    """Restaurants' daily orders (as ``planted_daily``) and their items' units: each item sells
+    Poisson(its share x the restaurant's orders that day), over the last ``item_days`` days only.
+
+    Returns (restaurant frame with mu, item frame with mu, item series) where the item frames'
+    series_id are 100 x restaurant + item number.
+    """
+    rng = np.random.default_rng(seed)
+    rest, _ = planted_daily(n_series=n_restaurants, days=days, end=end, seed=seed, dispersion=dispersion)
+    recent = rest[rest["ds"] >= rest["ds"].max() - pd.Timedelta(days=item_days - 1)]
+    frames, rows = [], []
+    for rid, part in recent.groupby("series_id"):
+        for j in range(1, items + 1):
+            share = rng.uniform(0.05, 0.4)
+            sid = 100 * int(rid) + j
+            frames.append(part.assign(series_id=sid, mu=share * part["y"],
+                                      y=rng.poisson(share * part["y"].to_numpy()).astype(float)))
+            rows.append({"series_id": sid, "restaurant_id": int(rid), "country_code": "GB",
+                         "timezone": "Europe/London", "peer_group": f"{rid}:mains", "category": "mains"})
+    return rest, pd.concat(frames, ignore_index=True), pd.DataFrame(rows)

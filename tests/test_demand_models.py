@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demand import DemandHistory, checked_zones, gap_messages, idle_slots, known_closures, mark_closed_days
+from features.demand import (DemandHistory, checked_zones, gap_messages, idle_slots, known_closures, mark_closed_days,
+                             mark_outliers)
 from models.artifacts import ArtifactChecksumError, load_artifact, save_artifact
 from models.demand import DAILY
 from models.forecasting import forecast
@@ -368,3 +369,80 @@ def test_origin_features_are_window_means_of_usable_history_known_before_the_ori
     assert f.loc[1, "level_d28"] == pytest.approx(10.0) and f.loc[1, "age_days"] == 3.0
     assert np.isnan(f.loc[1, "trend_d28"])
     assert f.loc[2, ["level_d28", "slot_share_w4", "age_days"]].isna().all()
+
+
+def _planted_items(seed=0, **kw):
+    """Item DemandHistory (restaurants' daily orders as its context) and the restaurant frame."""
+    from tests.demand_planted import planted_items
+
+    rest, items, series = planted_items(seed=seed, **kw)
+    feats, held = as_history(items, series, CUT, 14)
+    context = mark_outliers(mark_closed_days(rest.drop(columns=["level", "mu"])))  # every day, after CUT too
+    return replace(feats, context=context), held, rest
+
+
+def test_topdown_forecasts_only_from_days_before_its_origin():
+    from models.backtest import rolling_origin
+    from models.demand import ITEMS
+    from models.forecasting import make_candidate, restaurant_context
+
+    feats, _, _ = _planted_items(seed=5, n_restaurants=3, items=2, days=200, item_days=90)
+    hist = feats.history
+    cut = pd.Timestamp(CUT)
+
+    def run(context: pd.DataFrame, history: pd.DataFrame) -> dict[str, np.ndarray]:
+        f = replace(feats, context=context, history=history)
+        ctx = restaurant_context(f, ITEMS)
+        got = {}
+        for name in ("topdown", "lightgbm+topdown"):
+            model = make_candidate(name, ITEMS, ctx).fit(history)
+            got[name] = model.predict(feats.future, history=history)["yhat"].to_numpy()
+        bt = rolling_origin(history, {n: (lambda n=n: make_candidate(n, ITEMS, ctx)) for n in ("topdown",)},
+                            pd.Timedelta(days=14), folds=2, step=pd.Timedelta(days=7))
+        res = bt.residuals["topdown"]
+        got["oldest_fold"] = res.loc[res["fold"] == 1, "yhat"].to_numpy()
+        return got
+
+    base = run(feats.context, hist)
+    assert np.isfinite(base["topdown"]).all() and (base["topdown"] > 0).all()
+    # orders after the origin move (a busy fortnight, one day emptied): no forecast changes
+    moved = feats.context.copy()
+    after = moved["ds"] >= cut
+    moved.loc[after, "y"] = moved.loc[after, "y"] * 3
+    moved.loc[moved.index[after][0], "y"] = 0.0
+    for name, values in run(moved, hist).items():
+        np.testing.assert_allclose(values, base[name], err_msg=name)
+    # nor does a restaurant history that stops at the origin
+    for name, values in run(feats.context[~after], hist).items():
+        np.testing.assert_allclose(values, base[name], err_msg=name)
+    # the oldest backtest fold (origin 21 days before CUT) does not see the last three weeks of
+    # either history: orders and item units moved in them leave its forecasts alone
+    fold_origin = cut - pd.Timedelta(days=21)
+    late_items = hist.copy()
+    late = late_items["ds"] >= fold_origin
+    late_items.loc[late, "y"] = late_items.loc[late, "y"][::-1].to_numpy()
+    late_orders = feats.context.copy()
+    late_orders.loc[late_orders["ds"] >= fold_origin, "y"] *= 0.5
+    np.testing.assert_allclose(run(late_orders, late_items)["oldest_fold"], base["oldest_fold"])
+
+
+def test_topdown_is_offered_to_the_item_backtest_and_wins_where_items_follow_their_restaurant(tmp_path):
+    from models.demand import ITEMS
+    from models.forecasting import restaurant_context
+    from models.topdown import with_context
+
+    feats, held, _ = _planted_items(seed=1, n_restaurants=4, items=3, days=300, item_days=120)
+    outcome = forecast(feats, ITEMS, make_scope(feats.series["series_id"]))
+    scores = outcome.backtest.scores
+    assert {"lightgbm", "topdown", "lightgbm+topdown"} <= set(scores)
+    # units are Poisson(share x the restaurant's orders): the restaurant's long history knows more
+    assert outcome.backtest.chosen in ("topdown", "lightgbm+topdown")
+    assert min(scores["topdown"]["wape"], scores["lightgbm+topdown"]["wape"]) < scores["lightgbm"]["wape"]
+    out = outcome.frame
+    assert (out["method"] == "model").all() and (out["model_name"] == outcome.backtest.chosen).all()
+    assert (out["lower"] <= out["yhat"]).all() and (out["yhat"] <= out["upper"]).all()
+    # the artifact carries no history: the previous-model fallback hands it the run's restaurant days
+    (record,) = outcome.models
+    model, _ = load_artifact(Path(record.artifact_path), record.sha256)
+    again = with_context(model, restaurant_context(feats, ITEMS)).predict(feats.future, history=feats.history)
+    np.testing.assert_allclose(again["yhat"].to_numpy(), out["yhat"].to_numpy(), rtol=1e-9)
