@@ -21,6 +21,7 @@ and the marketing opt-in flag; names, emails, phones and birth dates are never r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -58,6 +59,7 @@ anchored AS (
            OR (c.home_restaurant_id IS NULL AND c.organization_id = ANY(:orgs)))
       AND {valid_c}
       AND coalesce(c.home_restaurant_id, last.restaurant_id) = ANY(:rids)
+      AND mod(c.id * 7919, 1000) < :keep_per_mille
 )
 """
 
@@ -67,12 +69,13 @@ def _anchored_cte() -> str:
                             valid_c=valid("customers_customerprofile", "c"))
 
 
-def _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, **more) -> dict:
+def _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, keep_per_mille: int = 1000, **more) -> dict:
     return {
         "rids": [int(i) for i in restaurant_ids],
         "orgs": [int(i) for i in organization_ids],
         "anchor_as_of": anchor_as_of,
         "valid_until": valid_until,
+        "keep_per_mille": int(keep_per_mille),
         **more,
     }
 
@@ -85,6 +88,7 @@ def customer_rfm(
     anchor_as_of: datetime,
     valid_until: datetime,
     history_days: int = 730,
+    keep_per_mille: int = 1000,
 ) -> pd.DataFrame:
     """Per anchored customer, aggregates of their purchases in [cutoff - history_days, cutoff).
 
@@ -95,6 +99,8 @@ def customer_rfm(
         anchor_as_of: the run's as-of, which fixes each customer's anchor restaurant.
         valid_until: latest plausible timestamp (malformed-row rule), UTC.
         history_days: how far back purchases count (days).
+        keep_per_mille: read only the customers whose id hashes below this (of 1000): a fixed,
+            uniform sample of people (``training_sample_per_mille``); 1000 reads everyone.
 
     Returns one row per anchored customer (also those without purchases, ``n_orders`` 0):
     customer_id, restaurant_id (anchor), organization_id, anchored_by_last_order, loyalty_tier,
@@ -170,7 +176,8 @@ def customer_rfm(
     """
     frame = reader.frame(
         sql,
-        _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, cutoff=cutoff, history_days=int(history_days)),
+        _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, keep_per_mille, cutoff=cutoff,
+                history_days=int(history_days)),
     )
     return _typed_rfm(frame)
 
@@ -203,11 +210,12 @@ def customer_window(
     end: datetime,
     anchor_as_of: datetime,
     valid_until: datetime,
+    keep_per_mille: int = 1000,
 ) -> pd.DataFrame:
     """Purchases and spend per anchored customer in [start, end): the labels of a cutoff.
 
     Returns customer_id, orders (count), spend (sum of totals); customers without purchases in
-    the window are absent (read them as zero).
+    the window are absent (read them as zero). ``keep_per_mille``: as in ``customer_rfm``.
     """
     frame = reader.frame(
         f"""
@@ -218,7 +226,7 @@ def customer_window(
         WHERE o.created_at >= :start AND o.created_at < :end AND {PURCHASE} AND {valid('orders_order', 'o')}
         GROUP BY a.customer_id
         """,
-        _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, start=start, end=end),
+        _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, keep_per_mille, start=start, end=end),
     )
     frame["customer_id"] = frame["customer_id"].astype("int64")
     frame["orders"] = frame["orders"].astype("float64")
@@ -254,6 +262,13 @@ def customers_only_later(
 
 
 # --------------------------------------------------------------------------- pure transforms
+HOME_RESTAURANT_FEATURES: tuple[str, ...] = ("anchor_return_rate", "anchor_lapse_rate")
+"""Rates of the customer's anchor restaurant (``add_anchor_rates``). Churn reads them; LTV does not:
+its training cutoff lies a year back, where a young chain's sites had other rates than now, and
+a model that learnt "this rate, this spend" then mispredicted today's customers (on the bench
+chain, read from a 54 % sample of customers, its mean prediction fell to a fifth of the
+observed and the trust check refused it)."""
+
 MODEL_FEATURES: tuple[str, ...] = (
     "recency_days",
     "tenure_days",
@@ -295,8 +310,7 @@ MODEL_FEATURES: tuple[str, ...] = (
     "first_order_failed",
     # the home restaurant: guests of an airport or tourist-street site come back less than a
     # neighbourhood place's, and a site losing its regulars loses them all at once
-    "anchor_return_rate",
-    "anchor_lapse_rate",
+    *HOME_RESTAURANT_FEATURES,
 )
 """Model inputs. ``loyalty_tier`` is read but deliberately not among them: the replica stores only
 today's tier, which at a training cutoff would encode purchases made after it (a leak); the tier
@@ -467,16 +481,18 @@ def labelled_frame(
     anchor_as_of: datetime,
     valid_until: datetime,
     history_days: int = 730,
+    keep_per_mille: int = 1000,
 ) -> pd.DataFrame:
     """Features as of ``cutoff`` with the labels of [cutoff, cutoff + window_days), for customers
-    with at least one purchase before the cutoff.
+    with at least one purchase before the cutoff (of the ``keep_per_mille`` sample, see
+    ``customer_rfm``).
 
     Adds future_orders and future_spend (currency units) to ``rfm_transform``'s columns, and
     trailing_spend (spend in the window_days before the cutoff: the naive baseline). Labels
     end at the later of the window end and ``anchor_as_of``'s knowledge: callers keep
     cutoff + window_days <= as-of so that every label is observed in full.
     """
-    common = dict(anchor_as_of=anchor_as_of, valid_until=valid_until)
+    common = dict(anchor_as_of=anchor_as_of, valid_until=valid_until, keep_per_mille=keep_per_mille)
     frame = rfm_transform(
         customer_rfm(reader, restaurant_ids, organization_ids, cutoff, history_days=history_days, **common), cutoff
     )
@@ -495,6 +511,19 @@ TRAINING_CUTOFFS = 3
 CUTOFF_STEP_DAYS = 14
 
 
+def training_cutoffs(last_cutoff: pd.Timestamp, first_order: pd.Timestamp | None = None,
+                     cutoffs: int = TRAINING_CUTOFFS, step_days: int = CUTOFF_STEP_DAYS) -> list[pd.Timestamp]:
+    """``last_cutoff`` and up to ``cutoffs - 1`` earlier ones ``step_days`` apart, leaving out those
+    with less than ``MIN_FEATURE_HISTORY_DAYS`` of history after ``first_order`` (never the last)."""
+    out = []
+    for k in range(max(1, cutoffs)):
+        cut = last_cutoff - pd.Timedelta(days=k * step_days)
+        if k and first_order is not None and (cut - first_order) < pd.Timedelta(days=MIN_FEATURE_HISTORY_DAYS):
+            break
+        out.append(cut)
+    return out
+
+
 def training_frame(
     reader: ReplicaReader,
     restaurant_ids: list[int],
@@ -507,6 +536,7 @@ def training_frame(
     history_days: int = 730,
     cutoffs: int = TRAINING_CUTOFFS,
     step_days: int = CUTOFF_STEP_DAYS,
+    keep_per_mille: int = 1000,
 ) -> pd.DataFrame:
     """``labelled_frame`` at ``last_cutoff`` and up to ``cutoffs - 1`` earlier ones, stacked.
 
@@ -516,12 +546,9 @@ def training_frame(
     ``first_order``, the earliest purchase) is left out, except the last one. Adds ``cutoff``.
     """
     frames = []
-    for k in range(max(1, cutoffs)):
-        cut = last_cutoff - pd.Timedelta(days=k * step_days)
-        if k and first_order is not None and (cut - first_order) < pd.Timedelta(days=MIN_FEATURE_HISTORY_DAYS):
-            break
+    for cut in training_cutoffs(last_cutoff, first_order, cutoffs, step_days):
         f = labelled_frame(reader, restaurant_ids, organization_ids, cut, window_days, anchor_as_of, valid_until,
-                           history_days)
+                           history_days, keep_per_mille)
         frames.append(f.assign(cutoff=cut))
     return pd.concat(frames, ignore_index=True)
 
@@ -569,6 +596,26 @@ def house_accounts(frame: pd.DataFrame) -> pd.Series:
     return (frame["n_365d"] / days > HOUSE_ACCOUNT_PURCHASES_PER_DAY) & (frame["n_365d"] >= HOUSE_ACCOUNT_MIN_PURCHASES)
 
 
+def training_sample_per_mille(first_orders: pd.Series, cutoffs: list[pd.Timestamp], max_rows: int | None = None) -> int:
+    """Which share of the shard's customers (per mille) to read for training.
+
+    Args:
+        first_orders: each scored customer's first purchase (UTC), from the as-of read.
+        cutoffs: the training cutoffs (``training_cutoffs``); a customer is a row at each cutoff
+            after their first purchase.
+        max_rows: the cap (default ``MAX_TRAIN_ROWS``).
+
+    Why: every training cutoff reads one aggregate row per customer, and the read, not the fit,
+    is what a shard of hundreds of thousands of customers holds in memory; ``capped_training``
+    alone samples only after the read. Reading a fixed hash sample of people (ids, so the same
+    people at every cutoff and in both label windows) keeps about ``max_rows`` x 1.2 rows, which
+    ``capped_training`` then trims exactly. 1000 (everyone) when that is no saving.
+    """
+    max_rows = MAX_TRAIN_ROWS if max_rows is None else max_rows
+    expected = sum(int((first_orders < cut).sum()) for cut in cutoffs)
+    return int(min(1000, math.ceil(1000 * 1.2 * max_rows / max(expected, 1))))
+
+
 def scorable(current: pd.DataFrame) -> pd.Series:
     """Customers that get churn and LTV rows: a purchase before the as-of, and not a house account."""
     house = current["house_account"].astype(bool) if "house_account" in current else False
@@ -600,12 +647,17 @@ def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
     first = current.loc[~house, "first_order_at"].min() if len(current) else None
     first = None if first is None or pd.isna(first) else first
 
+    buyers = current.loc[(current["n_orders"] > 0) & ~house, "first_order_at"]
     churn_cut = as_of - pd.Timedelta(days=CHURN_WINDOW_DAYS)
-    churn_train = training_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, first_order=first, **common)
+    keep_churn = training_sample_per_mille(buyers, training_cutoffs(churn_cut, first))
+    churn_train = training_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, first_order=first,
+                                 keep_per_mille=keep_churn, **common)
     churn_train = churn_train[~churn_train["customer_id"].isin(house_ids)].reset_index(drop=True)
     churn_train["churned"] = (churn_train["future_orders"] == 0).astype(int)
     ltv_days = ltv_label_window(as_of, first)
-    ltv_train = training_frame(reader, rids, orgs, as_of - pd.Timedelta(days=ltv_days), ltv_days, first_order=first,
+    ltv_cut = as_of - pd.Timedelta(days=ltv_days)
+    keep_ltv = training_sample_per_mille(buyers, training_cutoffs(ltv_cut, first))
+    ltv_train = training_frame(reader, rids, orgs, ltv_cut, ltv_days, first_order=first, keep_per_mille=keep_ltv,
                                **common)
     ltv_train = ltv_train[~ltv_train["customer_id"].isin(house_ids)].reset_index(drop=True)
 
@@ -624,6 +676,8 @@ def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
         "refunded_orders_excluded": int(current["n_refunded"].sum()),
         "customers_anchored_by_last_order": int(current["anchored_by_last_order"].sum()),
         "house_accounts": len(house_ids),
+        "churn_training_customers_per_mille": keep_churn,
+        "ltv_training_customers_per_mille": keep_ltv,
     }
     return CustomerData(
         as_of=as_of,

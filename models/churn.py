@@ -357,6 +357,9 @@ def predict_churn(data, scope: Scope) -> UnitResult:
                         "purchases a day: a till's catch-all profile, not a guest) neither scored nor trained on")
     if c.get("refunded_orders_excluded"):
         messages.append(f"churn: {c['refunded_orders_excluded']} refunded order(s) not counted as purchases")
+    if c.get("churn_training_customers_per_mille", 1000) < 1000:
+        messages.append(f"churn: training read {c['churn_training_customers_per_mille'] / 10:g} % of the shard's customers "
+                        "(a fixed sample by id); everyone is scored")
     if c.get("churn_training_rows_sampled_from"):
         messages.append(f"churn: trained on a sample of {len(data.churn_train)} of "
                         f"{c['churn_training_rows_sampled_from']} training rows")

@@ -29,7 +29,16 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.customers import HOUSE_ACCOUNT_PURCHASES_PER_DAY, LTV_HORIZON_DAYS, MODEL_FEATURES, scorable
+from features.customers import (
+    HOME_RESTAURANT_FEATURES,
+    HOUSE_ACCOUNT_PURCHASES_PER_DAY,
+    LTV_HORIZON_DAYS,
+    MODEL_FEATURES,
+    scorable,
+)
+
+# without the home restaurant's rates: see features.customers.HOME_RESTAURANT_FEATURES
+LTV_FEATURES = tuple(f for f in MODEL_FEATURES if f not in HOME_RESTAURANT_FEATURES)
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, GammaGamma, add_btyd_features
 from models.artifacts import load_model, saved_record, shard_version
@@ -55,7 +64,7 @@ class LtvRegressor:
 
     name = "ltv_lgbm"
 
-    def __init__(self, features: tuple[str, ...] = MODEL_FEATURES + BTYD_FEATURES, num_boost_round: int = 300,
+    def __init__(self, features: tuple[str, ...] = LTV_FEATURES + BTYD_FEATURES, num_boost_round: int = 300,
                  learning_rate: float = 0.05, num_leaves: int = 15, min_data_in_leaf: int = 200,
                  num_threads: int = 1, seed: int = 7):
         """
@@ -228,6 +237,9 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
     if data.counts.get("house_accounts"):
         messages.append(f"ltv: {data.counts['house_accounts']} house account(s) (over {HOUSE_ACCOUNT_PURCHASES_PER_DAY:g} "
                         "purchases a day) neither scored nor trained on")
+    if data.counts.get("ltv_training_customers_per_mille", 1000) < 1000:
+        messages.append(f"ltv: training read {data.counts['ltv_training_customers_per_mille'] / 10:g} % of the shard's "
+                        "customers (a fixed sample by id); everyone is scored")
     if data.counts.get("ltv_training_rows_sampled_from"):
         messages.append(f"ltv: trained on a sample of {len(data.ltv_train)} of "
                         f"{data.counts['ltv_training_rows_sampled_from']} training rows")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
@@ -311,3 +312,35 @@ def test_a_house_account_is_neither_scored_nor_trained_on(replica_engine, tmp_pa
         assert cid not in set(result.rows["entity_id"])
         assert any(m.startswith(f"{name}: 1 house account") for m in result.messages), result.messages
         assert len(result.rows) == int(((data.current["n_orders"] > 0) & ~data.current["house_account"]).sum())
+
+
+def test_a_large_shard_reads_a_fixed_sample_of_people_for_training(replica_engine):
+    """The training read, not the fit, is what a shard of hundreds of thousands of customers holds
+    in memory; it reads a hash sample of ids: the same people at every cutoff, with the same
+    features and labels as in a full read."""
+    from features.customers import MAX_TRAIN_ROWS, training_frame, training_sample_per_mille
+
+    cuts = [pd.Timestamp("2026-09-01", tz="UTC") - pd.Timedelta(days=14 * k) for k in range(3)]
+    early = pd.Series(pd.Timestamp("2025-01-01", tz="UTC"), index=range(400_000))
+    late = pd.Series(pd.Timestamp("2026-09-05", tz="UTC"), index=range(400_000))  # first bought after every cutoff
+    assert training_sample_per_mille(early.iloc[:10_000], cuts) == 1000  # a small shard reads everyone
+    assert training_sample_per_mille(early, cuts) == 100  # 1.2 x the cap's rows over 3 cutoffs
+    assert training_sample_per_mille(early, cuts) * 400_000 * 3 / 1000 >= MAX_TRAIN_ROWS
+    assert training_sample_per_mille(late, cuts) == 1000  # no history at any cutoff: no rows to save
+
+    reader = _reader(replica_engine)
+    rids, orgs = [1, 2], [1]
+    args = (reader, rids, orgs, CUTOFF - pd.Timedelta(days=60), 60, AS_OF, VALID_UNTIL)
+    full = training_frame(*args)
+    part = training_frame(*args, keep_per_mille=300)
+    assert 0.2 < part["customer_id"].nunique() / full["customer_id"].nunique() < 0.4
+    people = part.groupby("cutoff")["customer_id"].apply(set)
+    mine = set(part["customer_id"])
+    for cut, ids in full.groupby("cutoff")["customer_id"]:
+        assert people[cut] == set(ids) & mine  # everyone sampled who has history at that cutoff
+    key = ["customer_id", "cutoff"]
+    cols = ["n_orders", "spend", "recency_days", "future_orders", "future_spend", "trailing_spend"]
+    joined = part[key + cols].merge(full[key + cols], on=key, suffixes=("", "_full"))
+    assert len(joined) == len(part)
+    for c in cols:
+        assert np.allclose(joined[c], joined[f"{c}_full"], equal_nan=True), c

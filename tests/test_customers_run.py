@@ -98,6 +98,9 @@ def test_training_rows_above_the_cap_are_sampled_and_everyone_is_still_scored(se
     record = runs.execute_run("weekly", AS_OF, [3], run_id="00000000-0000-0000-0000-0000000c0003")
     assert record["status"] == "succeeded", record
     for ptype in ("churn", "ltv"):
+        # the read takes a sample of people (~1.2 x the cap's rows), the fit exactly the cap
+        assert any(m.startswith(f"{ptype}: training read ") and "of the shard's customers" in m
+                   for m in record["messages"]), record["messages"]
         assert any(m.startswith(f"{ptype}: trained on a sample of 220 of ") for m in record["messages"]), record["messages"]
     rows = q("SELECT prediction_type, method, count(*) FROM m_l_predictions GROUP BY 1, 2")
     with db.replica_engine().connect() as conn:
