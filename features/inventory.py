@@ -133,8 +133,10 @@ def stock_on_hand(
 ) -> pd.DataFrame:
     """Stock per item at ``as_of``: current batch stock minus the (signed) movements since then.
 
-    Returns inventory_item_id, on_hand (item units, floored at 0), recorded (the same before the
-    floor: below zero when the books hold more use than receipts, i.e. deliveries never booked),
+    Returns inventory_item_id, on_hand (item units, floored at 0; batches with a negative
+    ``quantity_remaining`` are malformed and left out), recorded (the books as kept, those batches
+    included, before the floor: below zero when more use was booked than receipts, i.e.
+    deliveries never booked),
     moved_since (movements at or after ``as_of``: 0 when ``as_of`` is now, so batch-level stock
     can be trusted as recorded).
     """
@@ -142,9 +144,13 @@ def stock_on_hand(
         f"""
         WITH items AS (SELECT id FROM inventory_inventoryitem WHERE restaurant_id = ANY(:rids)),
         cur AS (
-            SELECT b.inventory_item_id, sum(b.quantity_remaining)::float8 AS q
+            SELECT b.inventory_item_id,
+                   coalesce(sum(b.quantity_remaining) FILTER (WHERE {valid('inventory_batch', 'b')}), 0)::float8 AS q,
+                   -- the books as the RMS keeps them: a batch driven below zero is malformed for the
+                   -- stock, but it says use was booked against receipts that never were
+                   sum(b.quantity_remaining)::float8 AS books
             FROM inventory_batch b JOIN items ON items.id = b.inventory_item_id
-            WHERE {valid('inventory_batch', 'b')}
+            WHERE b.received_at IS NOT NULL AND b.received_at <= :valid_until AND b.quantity_received >= 0
             GROUP BY 1
         ),
         since AS (
@@ -155,7 +161,7 @@ def stock_on_hand(
         )
         SELECT items.id AS inventory_item_id,
                greatest(coalesce(cur.q, 0) - coalesce(since.q, 0), 0) AS on_hand,
-               coalesce(cur.q, 0) - coalesce(since.q, 0) AS recorded,
+               coalesce(cur.books, 0) - coalesce(since.q, 0) AS recorded,
                coalesce(since.n, 0) AS moved_since
         FROM items LEFT JOIN cur ON cur.inventory_item_id = items.id
         LEFT JOIN since ON since.inventory_item_id = items.id

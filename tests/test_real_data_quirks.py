@@ -29,6 +29,16 @@ INACTIVE = 2       # America/Los_Angeles, predicted once, then deactivated
 QUIRKY = 3         # Europe/London: nullable NULLs, odd items, boundary timestamps, kitchen and stock quirks
 NO_ORDERS = 5      # a restaurant with a menu, a station and stock but not one order; country 'XX'
 TWO_DAYS = 6       # a restaurant whose only orders are the last two days' (copied from CONTROL)
+HOUSE_ACCOUNT = 900_000  # the quirky restaurant's catch-all profile for anonymous orders
+# the quirky restaurant's busiest non-perishable ingredient with a recipe (not the one driven below zero)
+GRAMS_ITEM = f"""
+    SELECT m.inventory_item_id FROM inventory_stockmovement m
+    JOIN inventory_inventoryitem i ON i.id = m.inventory_item_id
+    WHERE i.restaurant_id = {QUIRKY} AND NOT i.is_perishable AND m.movement_type = 'consumption'
+      AND EXISTS (SELECT 1 FROM menu_recipeingredient r WHERE r.inventory_item_id = i.id)
+      AND i.id <> (SELECT id FROM inventory_inventoryitem WHERE restaurant_id = {QUIRKY} AND NOT is_perishable
+                   ORDER BY id OFFSET 8 LIMIT 1)
+    GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"""
 LOCAL_MIDNIGHT = "2026-10-19T23:00:00Z"   # 00:00 Europe/London (BST)
 DST_INSTANT = "2026-10-25T01:00:00Z"      # Europe/London falls back from 02:00 BST to 01:00 GMT
 BEFORE_DST = "2026-10-25T00:30:00Z"       # 01:30 BST, the first of that night's two 01:30s
@@ -111,6 +121,23 @@ UPDATE inventory_batch SET expires_at = TIMESTAMPTZ '{END - dt.timedelta(days=3)
     quantity_remaining = greatest(quantity_remaining, 1) WHERE id = (
     SELECT b.id FROM inventory_batch b JOIN inventory_inventoryitem i ON i.id = b.inventory_item_id
     WHERE i.restaurant_id = {QUIRKY} AND i.is_perishable ORDER BY b.received_at DESC OFFSET 1 LIMIT 1);
+
+-- Books the way real kitchens keep them: a till's catch-all profile holding the anonymous orders,
+-- the oldest purchase order never closed, an item whose batches were driven below zero, tickets
+-- nobody bumped, and one item's recipes in grams for stock counted in kilograms.
+INSERT INTO customers_customerprofile (id, organization_id, home_restaurant_id, date_joined, loyalty_tier,
+    loyalty_points, marketing_opt_in) VALUES ({HOUSE_ACCOUNT}, 1, {QUIRKY}, TIMESTAMPTZ '2026-01-01 00:00Z', 'none', 0, false);
+UPDATE orders_order SET customer_id = {HOUSE_ACCOUNT} WHERE restaurant_id = {QUIRKY} AND customer_id IS NULL;
+UPDATE inventory_purchaseorder SET status = 'sent', received_at = NULL WHERE id = (
+    SELECT id FROM inventory_purchaseorder WHERE restaurant_id = {QUIRKY} ORDER BY ordered_at LIMIT 1);
+UPDATE inventory_batch SET quantity_remaining = 0 WHERE inventory_item_id = (
+    SELECT id FROM inventory_inventoryitem WHERE restaurant_id = {QUIRKY} AND NOT is_perishable ORDER BY id OFFSET 8 LIMIT 1);
+UPDATE inventory_batch SET quantity_remaining = -4 WHERE id = (
+    SELECT max(b.id) FROM inventory_batch b WHERE b.inventory_item_id = (
+        SELECT id FROM inventory_inventoryitem WHERE restaurant_id = {QUIRKY} AND NOT is_perishable ORDER BY id OFFSET 8 LIMIT 1));
+UPDATE kitchen_orderitemstation SET prep_time_minutes = 400 WHERE status = 'completed' AND id % 40 = 0
+    AND station_id IN (SELECT id FROM kitchen_station WHERE restaurant_id = {QUIRKY});
+UPDATE menu_recipeingredient SET quantity_per_unit = quantity_per_unit * 1000 WHERE inventory_item_id = ({GRAMS_ITEM});
 
 -- A menu item sold at price 0, and one whose every order was cancelled.
 UPDATE menu_menuitem SET price = 0 WHERE id = (SELECT id FROM menu_menuitem WHERE restaurant_id = {QUIRKY} ORDER BY id OFFSET 5 LIMIT 1);
@@ -462,3 +489,29 @@ def test_restaurants_without_their_own_history_are_named_and_priced(quirky_runs)
     assert any(f"restaurant {TWO_DAYS}" in m or f"[{TWO_DAYS}]" in m for m in messages), messages
     for rid in (NO_ORDERS, TWO_DAYS):
         assert all(d["revenue"] > 0 for _, _, _, d in details("demand_daily", restaurant_id=rid)), rid
+
+
+def test_books_kept_the_real_way_are_read_the_right_way(quirky_runs):
+    """The catch-all profile is not scored, the never-closed order is not stock on its way, the
+    item driven below zero says so, unbumped tickets stay out of the prep model, and the recipe in
+    grams does not make its kilogram stock run out today."""
+    url, records = quirky_runs["url"], quirky_runs["records"]
+    daily, weekly = records["daily"]["messages"], records["weekly"]["messages"]
+    for ptype in ("churn", "ltv"):
+        assert any(m.startswith(f"{ptype}: 1 house account(s)") for m in weekly), weekly
+        assert details(ptype, entity_id=HOUSE_ACCOUNT) == []
+    assert any(m.startswith("stockout: 1 open purchase-order line") or "open purchase-order line(s) placed over" in m
+               for m in daily), daily
+    (below,), = replica(url, f"""
+        SELECT id FROM inventory_inventoryitem WHERE restaurant_id = {QUIRKY} AND NOT is_perishable ORDER BY id OFFSET 8 LIMIT 1""")
+    (_, _, _, d), = details("stockout", entity_id=below)
+    assert d["recorded_stock_below_zero"] is True and d["current_stock"] == 0
+    assert any("recorded stock below zero" in m for m in daily), daily
+    assert any(m.startswith("prep_time: ") and "left unbumped on the screen" in m for m in daily), daily
+    (grams,), = replica(url, GRAMS_ITEM)
+    (_, _, _, d), = details("stockout", entity_id=grams)
+    (used,), = replica(url, f"""
+        SELECT coalesce(sum(-quantity), 0) / 28.0 FROM inventory_stockmovement
+        WHERE inventory_item_id = {grams} AND movement_type = 'consumption'
+          AND occurred_at >= TIMESTAMPTZ '{AS_OF}' - interval '28 days' AND occurred_at < TIMESTAMPTZ '{AS_OF}'""")
+    assert float(used) > 0 and d["daily_usage_forecast"] < 3 * float(used), (d, used)  # not 1000x its use
