@@ -622,6 +622,28 @@ def scorable(current: pd.DataFrame) -> pd.Series:
     return (current["n_orders"] > 0) & ~house
 
 
+def read_messages(unit: str, counts: dict, trained_rows: int) -> list[str]:
+    """What the run record says about the shard's customer read, for ``unit`` ("churn" or "ltv").
+
+    Args:
+        counts: ``CustomerData.counts``; trained_rows: the unit's training rows after the cap.
+    """
+    out = []
+    if counts.get("customers_without_purchase"):
+        out.append(f"{unit}: {counts['customers_without_purchase']} anchored customer(s) without a purchase before "
+                   f"as-of skipped ({counts.get('customers_only_later_orders', 0)} with orders only at or after it)")
+    if counts.get("house_accounts"):
+        out.append(f"{unit}: {counts['house_accounts']} house account(s) (over {HOUSE_ACCOUNT_PURCHASES_PER_DAY:g} "
+                   "purchases a day: a till's catch-all profile, not a guest) neither scored nor trained on")
+    if counts.get(f"{unit}_training_customers_per_mille", 1000) < 1000:
+        out.append(f"{unit}: training read {counts[f'{unit}_training_customers_per_mille'] / 10:g} % of the shard's "
+                   "customers (a fixed sample by id); everyone is scored")
+    if counts.get(f"{unit}_training_rows_sampled_from"):
+        out.append(f"{unit}: trained on a sample of {trained_rows} of {counts[f'{unit}_training_rows_sampled_from']} "
+                   "training rows")
+    return out
+
+
 def capped_training(frame: pd.DataFrame, max_rows: int | None = None, seed: int = 7) -> pd.DataFrame:
     """At most ``max_rows`` (default ``MAX_TRAIN_ROWS``) training rows: a uniform, seeded sample,
     so label rates and the cutoffs' mix are kept in expectation and reruns fit the same model."""
@@ -647,38 +669,33 @@ def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
     first = current.loc[~house, "first_order_at"].min() if len(current) else None
     first = None if first is None or pd.isna(first) else first
 
-    buyers = current.loc[(current["n_orders"] > 0) & ~house, "first_order_at"]
-    churn_cut = as_of - pd.Timedelta(days=CHURN_WINDOW_DAYS)
-    keep_churn = training_sample_per_mille(buyers, training_cutoffs(churn_cut, first))
-    churn_train = training_frame(reader, rids, orgs, churn_cut, CHURN_WINDOW_DAYS, first_order=first,
-                                 keep_per_mille=keep_churn, **common)
-    churn_train = churn_train[~churn_train["customer_id"].isin(house_ids)].reset_index(drop=True)
+    buyers = current.loc[scorable(current), "first_order_at"]
+    counts: dict[str, int] = {}
+
+    def training(unit: str, last_cut: pd.Timestamp, window: int) -> pd.DataFrame:
+        """One model's training rows: a hash sample of people when the shard is large, house
+        accounts out, capped at ``MAX_TRAIN_ROWS``; what was sampled goes into ``counts``."""
+        keep = training_sample_per_mille(buyers, training_cutoffs(last_cut, first))
+        frame = training_frame(reader, rids, orgs, last_cut, window, first_order=first, keep_per_mille=keep, **common)
+        frame = frame[~frame["customer_id"].isin(house_ids)].reset_index(drop=True)
+        counts[f"{unit}_training_customers_per_mille"] = keep
+        if len(frame) > MAX_TRAIN_ROWS:
+            counts[f"{unit}_training_rows_sampled_from"] = int(len(frame))
+        return capped_training(frame)
+
+    churn_train = training("churn", as_of - pd.Timedelta(days=CHURN_WINDOW_DAYS), CHURN_WINDOW_DAYS)
     churn_train["churned"] = (churn_train["future_orders"] == 0).astype(int)
     ltv_days = ltv_label_window(as_of, first)
-    ltv_cut = as_of - pd.Timedelta(days=ltv_days)
-    keep_ltv = training_sample_per_mille(buyers, training_cutoffs(ltv_cut, first))
-    ltv_train = training_frame(reader, rids, orgs, ltv_cut, ltv_days, first_order=first, keep_per_mille=keep_ltv,
-                               **common)
-    ltv_train = ltv_train[~ltv_train["customer_id"].isin(house_ids)].reset_index(drop=True)
+    ltv_train = training("ltv", as_of - pd.Timedelta(days=ltv_days), ltv_days)
 
-    sampled = {}
-    for name in ("churn", "ltv"):
-        frame = churn_train if name == "churn" else ltv_train
-        if len(frame) > MAX_TRAIN_ROWS:
-            sampled[f"{name}_training_rows_sampled_from"] = int(len(frame))
-    churn_train, ltv_train = capped_training(churn_train), capped_training(ltv_train)
-
-    counts = {
-        **sampled,
+    counts.update({
         "customers_anchored": int(len(current)),
         "customers_without_purchase": int((current["n_orders"] == 0).sum()),
         "customers_only_later_orders": customers_only_later(reader, rids, orgs, as_of, scope.valid_until),
         "refunded_orders_excluded": int(current["n_refunded"].sum()),
         "customers_anchored_by_last_order": int(current["anchored_by_last_order"].sum()),
         "house_accounts": len(house_ids),
-        "churn_training_customers_per_mille": keep_churn,
-        "ltv_training_customers_per_mille": keep_ltv,
-    }
+    })
     return CustomerData(
         as_of=as_of,
         current=current,

@@ -26,7 +26,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.customers import HOUSE_ACCOUNT_PURCHASES_PER_DAY, MODEL_FEATURES, scorable
+from features.customers import MODEL_FEATURES, read_messages, scorable
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
 from models.artifacts import load_model, saved_record, shard_key, shard_version
@@ -347,22 +347,9 @@ def predict_churn(data, scope: Scope) -> UnitResult:
     """
     current = data.current
     scored = current[scorable(current)].reset_index(drop=True)
-    messages = []
-    c = data.counts
-    if c.get("customers_without_purchase"):
-        messages.append(f"churn: {c['customers_without_purchase']} anchored customer(s) without a purchase before "
-                        f"as-of skipped ({c.get('customers_only_later_orders', 0)} with orders only at or after it)")
-    if c.get("house_accounts"):
-        messages.append(f"churn: {c['house_accounts']} house account(s) (over {HOUSE_ACCOUNT_PURCHASES_PER_DAY:g} "
-                        "purchases a day: a till's catch-all profile, not a guest) neither scored nor trained on")
-    if c.get("refunded_orders_excluded"):
-        messages.append(f"churn: {c['refunded_orders_excluded']} refunded order(s) not counted as purchases")
-    if c.get("churn_training_customers_per_mille", 1000) < 1000:
-        messages.append(f"churn: training read {c['churn_training_customers_per_mille'] / 10:g} % of the shard's customers "
-                        "(a fixed sample by id); everyone is scored")
-    if c.get("churn_training_rows_sampled_from"):
-        messages.append(f"churn: trained on a sample of {len(data.churn_train)} of "
-                        f"{c['churn_training_rows_sampled_from']} training rows")
+    messages = read_messages("churn", data.counts, len(data.churn_train))
+    if data.counts.get("refunded_orders_excluded"):
+        messages.append(f"churn: {data.counts['refunded_orders_excluded']} refunded order(s) not counted as purchases")
     scope_ids = current["customer_id"].astype("int64").tolist()
     window = data.churn_window_days
     if scored.empty:

@@ -31,9 +31,9 @@ import pandas as pd
 
 from features.customers import (
     HOME_RESTAURANT_FEATURES,
-    HOUSE_ACCOUNT_PURCHASES_PER_DAY,
     LTV_HORIZON_DAYS,
     MODEL_FEATURES,
+    read_messages,
     scorable,
 )
 
@@ -230,19 +230,7 @@ def predict_ltv(data, scope: Scope) -> UnitResult:
     current = data.current
     scored = current[scorable(current)].reset_index(drop=True)
     scope_ids = current["customer_id"].astype("int64").tolist()
-    messages = []
-    if data.counts.get("customers_without_purchase"):
-        messages.append(f"ltv: {data.counts['customers_without_purchase']} anchored customer(s) without a purchase "
-                        f"before as-of skipped")
-    if data.counts.get("house_accounts"):
-        messages.append(f"ltv: {data.counts['house_accounts']} house account(s) (over {HOUSE_ACCOUNT_PURCHASES_PER_DAY:g} "
-                        "purchases a day) neither scored nor trained on")
-    if data.counts.get("ltv_training_customers_per_mille", 1000) < 1000:
-        messages.append(f"ltv: training read {data.counts['ltv_training_customers_per_mille'] / 10:g} % of the shard's "
-                        "customers (a fixed sample by id); everyone is scored")
-    if data.counts.get("ltv_training_rows_sampled_from"):
-        messages.append(f"ltv: trained on a sample of {len(data.ltv_train)} of "
-                        f"{data.counts['ltv_training_rows_sampled_from']} training rows")
+    messages = read_messages("ltv", data.counts, len(data.ltv_train))
     if scored.empty:
         return UnitResult(rows=ltv_rows(scored, np.zeros(0), np.zeros(0), model_name=MODEL_NAME, version="none",
                                         method="model", window_days=data.ltv_window_days),
