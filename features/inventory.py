@@ -358,6 +358,22 @@ def supplier_recent_orders(reader: ReplicaReader, supplier_ids: list[int], as_of
     return frame
 
 
+def supplier_history(reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime, settings):
+    """The shard's suppliers, their lead-time history and their recent orders, as of ``as_of``:
+    what ``models.lead_time.SupplierLeadTime`` fits on, for the weekly lead_time unit and the
+    daily stock plan alike.
+
+    Args:
+        settings: ``worker.settings.InventorySettings`` (lead_time_history_days, lead_time_recent_days).
+    Returns (``shard_suppliers``, ``supplier_lead_times``, ``supplier_recent_orders``).
+    """
+    suppliers = shard_suppliers(reader, restaurant_ids)
+    sids = [int(s) for s in suppliers["supplier_id"]]
+    history = supplier_lead_times(reader, sids, as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of)
+    recent = supplier_recent_orders(reader, sids, as_of, settings.lead_time_recent_days)
+    return suppliers, history, recent
+
+
 def received_orders(
     reader: ReplicaReader, supplier_ids: list[int], start: datetime, end: datetime
 ) -> pd.DataFrame:
@@ -542,20 +558,21 @@ def open_where_only_counted(usage: pd.DataFrame, menu_units: pd.DataFrame | None
     restaurant that records consumption keeps its rule (a day without any is a gap, not a zero).
 
     Args:
-        usage: ``usage_grid``'s frame; menu_units: ``menu_unit_grid`` over the same days.
+        usage: ``usage_grid``'s frame; menu_units: ``menu_unit_grid`` over the same days (its
+            ``open``: the restaurant sold anything that day).
     Returns ``usage`` with ``open`` replaced for those restaurants.
     """
     if menu_units is None or usage.empty or menu_units.empty:
         return usage
     recorded = usage.groupby("restaurant_id")["consumption"].sum()
-    counted = set(recorded[recorded <= 0].index)
-    if not counted:
+    counted = recorded.index[recorded <= 0]
+    if not len(counted):
         return usage
-    sold = menu_units[menu_units["restaurant_id"].isin(counted)].groupby(["restaurant_id", "ds"])["units"].sum()
-    sold_days = set(sold[sold > 0].index)
+    key = ["restaurant_id", "ds"]
+    sold = pd.MultiIndex.from_frame(menu_units.loc[menu_units["open"].astype(bool), key])
     out = usage.copy()
     rows = out["restaurant_id"].isin(counted)
-    out.loc[rows, "open"] = [(int(r), d) in sold_days for r, d in zip(out.loc[rows, "restaurant_id"], out.loc[rows, "ds"])]
+    out.loc[rows, "open"] = pd.MultiIndex.from_frame(out.loc[rows, key]).isin(sold)
     return out
 
 
@@ -601,11 +618,7 @@ def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatu
     on_hand = stock_on_hand(reader, rids, as_of, scope.valid_until)
     lots = allocate_batches(expiring_batches(reader, rids, as_of, scope.valid_until), on_hand)
     orders = open_purchase_orders(reader, rids, as_of, scope.valid_until)
-    suppliers = shard_suppliers(reader, rids)
-    lead = supplier_lead_times(
-        reader, [int(s) for s in suppliers["supplier_id"]], as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of
-    )
-    recent = supplier_recent_orders(reader, [int(s) for s in suppliers["supplier_id"]], as_of, settings.lead_time_recent_days)
+    suppliers, lead, recent = supplier_history(reader, rids, as_of, settings)
     future = pd.concat(futures, ignore_index=True) if futures else pd.DataFrame()
     return InventoryFeatures(items, usage, on_hand, lots, orders, suppliers, lead, future, as_of,
                              recipes, menu_units, usage_midpoint_hour(share), recent_orders=recent)

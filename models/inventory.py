@@ -56,9 +56,8 @@ def stale_orders(orders: pd.DataFrame, lead: pd.DataFrame, as_of: pd.Timestamp) 
     """
     if orders.empty:
         return pd.Series(False, index=orders.index)
-    expected = orders["supplier_id"].map(lead.set_index("supplier_id")["expected_days"]) if len(lead) else None
-    if expected is None:
-        expected = pd.Series(np.nan, index=orders.index)
+    estimate = lead.set_index("supplier_id")["expected_days"] if len(lead) else pd.Series(dtype=float)
+    expected = orders["supplier_id"].map(estimate)
     own = (orders["expected_at"] - orders["ordered_at"]) / pd.Timedelta(days=1)
     expected = expected.fillna(own).fillna(0.0).clip(lower=0.0)
     elapsed = (as_of - orders["ordered_at"]) / pd.Timedelta(days=1)
@@ -440,7 +439,6 @@ class InventoryPlan:
     items: pd.DataFrame  # one row per item: stockout_* and reorder fields
     lead: pd.DataFrame  # SupplierLeadTime estimates
     stale_order_lines: int = 0  # open order lines left out as never closed (``stale_orders``)
-    books_below_zero: int = 0  # items whose recorded stock is below zero (receipts never booked)
 
 
 def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPlan:
@@ -454,9 +452,8 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
     from models.lead_time import SupplierLeadTime
 
     items = features.items
-    lead = SupplierLeadTime(
-        min_orders=settings.lead_time_min_orders, recent_prior_orders=settings.lead_time_recent_prior_orders
-    ).fit(features.suppliers, features.lead_times, features.recent_orders).estimates_
+    lead = SupplierLeadTime.from_settings(settings).fit(features.suppliers, features.lead_times,
+                                                         features.recent_orders).estimates_
     if items.empty or features.future.empty:
         return InventoryPlan(pd.DataFrame(), pd.DataFrame(), lead)
     use, _ = usage_forecast(features)
@@ -573,7 +570,7 @@ def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPl
             }
         )
     daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
-    return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()), len(below_zero & set(items["inventory_item_id"])))
+    return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()))
 
 
 def _base(frame: pd.DataFrame, model_name: str) -> dict:

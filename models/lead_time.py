@@ -79,6 +79,11 @@ class SupplierLeadTime:
         self.prior_orders = prior_orders
         self.recent_prior_orders = recent_prior_orders
 
+    @classmethod
+    def from_settings(cls, settings) -> Self:
+        """Unfitted, with ``worker.settings.InventorySettings``' lead-time priors."""
+        return cls(min_orders=settings.lead_time_min_orders, recent_prior_orders=settings.lead_time_recent_prior_orders)
+
     def fit(self, suppliers: pd.DataFrame, history: pd.DataFrame, recent: pd.DataFrame | None = None) -> Self:
         """Learn per supplier.
 

@@ -133,22 +133,19 @@ class RecipeUsageForecaster:
         hist = usage[usage["open"].astype(bool)].merge(implied, on=["inventory_item_id", "ds"], how="left")
         hist["implied"] = hist["implied"].fillna(0.0)
         hist = hist[~ran_out(hist)]
-        hist = hist.assign(used=actual_use(hist))
-        tot = hist.groupby("inventory_item_id")[["used", "implied"]].sum()
+        hist = hist.assign(used=actual_use(hist),
+                           books=hist["records_use"].astype(bool) if "records_use" in hist else True,
+                           counted=hist["adjusted"] if "adjusted" in hist else 0.0)
+        tot = hist.groupby("inventory_item_id").agg(used=("used", "sum"), implied=("implied", "sum"),
+                                                    books=("books", "any"), counted=("counted", "sum"))
         ratio = tot["used"] / tot["implied"].where(tot["implied"] > 0)
         # an item booked by nobody (no consumption, no count losing stock) is used as the recipes say
-        if "records_use" in hist:
-            counted_loss = hist.groupby("inventory_item_id")["adjusted"].sum() if "adjusted" in hist else None
-            silent = ~hist.groupby("inventory_item_id")["records_use"].first().astype(bool)
-            if counted_loss is not None:
-                silent &= counted_loss.reindex(silent.index).fillna(0.0) <= 0
-            ratio[ratio.index.isin(silent[silent].index) & (tot["implied"] > 0)] = 1.0
+        ratio[~tot["books"] & (tot["counted"] <= 0) & (tot["implied"] > 0)] = 1.0
         ratio = ratio.dropna()
         # recipe in grams, stock in kilograms (or portions vs packs): the ratio is the conversion
         # and is kept whole; clipped, it would put such an item's use 500x off
         converted = (ratio < 1.0 / self.unit_gap) | (ratio > self.unit_gap)
         self.ratio_ = ratio.clip(self.min_ratio, self.max_ratio).where(~converted, ratio)
-        self.unit_converted_ = sorted(int(i) for i in ratio.index[converted])
         return self
 
     def predict(self, items: pd.DataFrame, future: pd.DataFrame) -> pd.DataFrame:

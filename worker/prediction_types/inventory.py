@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.inventory import inventory_features
+from features.inventory import inventory_features, supplier_history
 from models.inventory import (
     STALE_ORDER_LEAD_MULTIPLE,
     STALE_ORDER_MIN_DAYS,
@@ -92,9 +92,10 @@ def predict_stockout(features, scope: Scope) -> UnitResult:
             f"stockout: {plan.stale_order_lines} open purchase-order line(s) placed over "
             f"{STALE_ORDER_LEAD_MULTIPLE:g}x their supplier's lead time (and {STALE_ORDER_MIN_DAYS:g} days) ago "
             "are taken as never closed in the RMS, not as stock on its way (stock_daily, stockout and reorder)")
-    if plan.books_below_zero:
+    below_zero = int(plan.items["recorded_stock_below_zero"].sum()) if len(plan.items) else 0
+    if below_zero:
         messages.append(
-            f"stockout: {plan.books_below_zero} item(s) have recorded stock below zero (more used than ever "
+            f"stockout: {below_zero} item(s) have recorded stock below zero (more used than ever "
             "received: deliveries never booked); projected from zero, so they show as out until a count or "
             "the missing receipts correct the books (details.recorded_stock_below_zero)")
     return UnitResult(rows=stockout_rows(plan), scope_entity_ids=_item_ids(features), messages=messages)
@@ -106,29 +107,14 @@ def predict_reorder(features, scope: Scope) -> UnitResult:
 
 
 def lead_time_features(reader, scope: Scope):
-    from features.inventory import shard_suppliers, supplier_lead_times, supplier_recent_orders
-
-    settings = get_settings().inventory
-    suppliers = shard_suppliers(reader, scope.restaurant_ids)
-    sids = [int(s) for s in suppliers["supplier_id"]]
-    history = supplier_lead_times(
-        reader,
-        sids,
-        scope.as_of - pd.Timedelta(days=settings.lead_time_history_days),
-        scope.as_of,
-    )
-    recent = supplier_recent_orders(reader, sids, scope.as_of, settings.lead_time_recent_days)
-    return suppliers, history, recent
+    return supplier_history(reader, scope.restaurant_ids, scope.as_of, get_settings().inventory)
 
 
 def predict_lead_time(features, scope: Scope) -> UnitResult:
     """Rows only for the suppliers this shard owns (see ``features.inventory.shard_suppliers``)."""
     suppliers, history, recent = features
     owned = suppliers.loc[suppliers["owned"], "supplier_id"]
-    settings = get_settings().inventory
-    model = SupplierLeadTime(
-        min_orders=settings.lead_time_min_orders, recent_prior_orders=settings.lead_time_recent_prior_orders
-    ).fit(suppliers[suppliers["owned"]], history, recent)
+    model = SupplierLeadTime.from_settings(get_settings().inventory).fit(suppliers[suppliers["owned"]], history, recent)
     rows = lead_time_rows(model.estimates_, owned)
     models = []
     if len(rows):
