@@ -8,6 +8,7 @@ documented interval level. Fitted state ends in ``_``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol, Self
 
@@ -30,6 +31,20 @@ class Forecaster(Protocol):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Rebuild a fitted model from ``save``'s files (checksum already checked by the caller)."""
+
+
+def write_params(directory: Path, name: str, params: dict) -> None:
+    """Create ``directory`` and write its ``params.json``: the model's class name (what
+    ``models.artifacts`` dispatches on when loading) and its constructor arguments."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "params.json").write_text(json.dumps({"class": name, **params}, default=list))
+
+
+def read_params(directory: Path) -> dict:
+    """The constructor arguments ``write_params`` saved (the class name left out)."""
+    params = json.loads((directory / "params.json").read_text())
+    params.pop("class", None)
+    return params
 
 
 def point_forecast(future: pd.DataFrame, yhat) -> pd.DataFrame:

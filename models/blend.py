@@ -11,14 +11,13 @@ cost (Prophet fits series by series); it is listed for demand_daily, whose shard
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 import pandas as pd
 
-from models.base import point_forecast
+from models.base import point_forecast, read_params, write_params
 from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
 
@@ -55,15 +54,13 @@ class LGBMProphetBlend:
                 "prophet": self.prophet, "weight": self.weight}
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "params.json").write_text(json.dumps({"class": self.name, "weight": self.weight,
-                                                            "lgbm": self.lgbm, "prophet": self.prophet}))
+        write_params(directory, self.name, {"weight": self.weight, "lgbm": self.lgbm, "prophet": self.prophet})
         self.lgbm_.save(directory / "lightgbm")
         self.prophet_.save(directory / "prophet")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        params = json.loads((directory / "params.json").read_text())
+        params = read_params(directory)
         model = cls(params["lgbm"], params["prophet"], params["weight"])
         model.lgbm_ = GlobalLGBM.load(directory / "lightgbm")
         model.prophet_ = ProphetPerSeries.load(directory / "prophet")

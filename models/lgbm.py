@@ -13,7 +13,6 @@ each with targets 1..horizon periods ahead, so the model is trained exactly as i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Self
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.demand import OriginFeatures
-from models.base import point_forecast
+from models.base import point_forecast, read_params, write_params
 
 CALENDAR = ["dow", "month", "doy_sin", "doy_cos", "is_weekend", "is_holiday", "is_holiday_eve", "is_holiday_after"]
 MIN_LEVEL = 1e-3
@@ -172,14 +171,11 @@ class GlobalLGBM:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(self, k)) for k in keys)}
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "params.json").write_text(json.dumps({"class": self.name, **self.params()}))
+        write_params(directory, self.name, self.params())
         self.booster_.save_model(str(directory / "booster.txt"))
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        params = json.loads((directory / "params.json").read_text())
-        params.pop("class", None)
-        model = cls(**params)
+        model = cls(**read_params(directory))
         model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
         return model

@@ -18,7 +18,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from models.base import point_forecast
+from models.base import point_forecast, read_params, write_params
 
 MIN_POINTS = 14
 
@@ -101,15 +101,11 @@ class ProphetPerSeries:
         return point_forecast(future, yhat)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        params = {"class": self.name, "hourly": self.hourly, "n_jobs": self.n_jobs, "holidays": self.holidays}
-        (directory / "params.json").write_text(json.dumps(params))
+        write_params(directory, self.name, {"hourly": self.hourly, "n_jobs": self.n_jobs, "holidays": self.holidays})
         (directory / "models.json").write_text(json.dumps({str(k): v for k, v in self.models_.items()}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        params = json.loads((directory / "params.json").read_text())
-        params.pop("class", None)
-        model = cls(**params)
+        model = cls(**read_params(directory))
         model.models_ = {int(k): v for k, v in json.loads((directory / "models.json").read_text()).items()}
         return model

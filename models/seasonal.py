@@ -9,12 +9,13 @@ naive is the same with a window of one: "same as last Tuesday". Closed days (see
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 import pandas as pd
+
+from models.base import read_params, write_params
 
 SEASONS = {
     "weekday": lambda ds: ds.dt.day_of_week,
@@ -67,16 +68,12 @@ class SeasonalAverage:
         return out
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        params = {"class": self.name, "season": self.season, "window": self.window, "level": self.level}
-        (directory / "params.json").write_text(json.dumps(params))
+        write_params(directory, self.name, {"season": self.season, "window": self.window, "level": self.level})
         self.profile_.to_csv(directory / "profile.csv", index=False)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        params = json.loads((directory / "params.json").read_text())
-        params.pop("class", None)
-        model = cls(**params)
+        model = cls(**read_params(directory))
         model.profile_ = pd.read_csv(directory / "profile.csv")
         return model
 

@@ -33,7 +33,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from models.base import point_forecast
+from models.base import point_forecast, read_params, write_params
 from models.lgbm import GlobalLGBM
 
 DAY = pd.Timedelta(days=1)
@@ -184,15 +184,12 @@ class TopDown:
                 "weekday_prior_days": self.weekday_prior_days}
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "params.json").write_text(json.dumps({"class": self.name, **self.params()}, default=list))
+        write_params(directory, self.name, self.params())
         self.restaurant_.save(directory / "restaurant")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        params = json.loads((directory / "params.json").read_text())
-        params.pop("class", None)
-        model = cls(**params)
+        model = cls(**read_params(directory))
         model.restaurant_ = GlobalLGBM.load(directory / "restaurant")
         return model
 
@@ -226,14 +223,13 @@ class LGBMTopDownBlend:
         return {"lgbm": self.lgbm, "topdown": self.topdown, "weight": self.weight}
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "params.json").write_text(json.dumps({"class": self.name, **self.params()}, default=list))
+        write_params(directory, self.name, self.params())
         self.lgbm_.save(directory / "lightgbm")
         self.topdown_.save(directory / "topdown")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        params = json.loads((directory / "params.json").read_text())
+        params = read_params(directory)
         model = cls(None, params["lgbm"], params["topdown"], params["weight"])
         model.lgbm_ = GlobalLGBM.load(directory / "lightgbm")
         model.topdown_ = TopDown.load(directory / "topdown")
