@@ -7,6 +7,7 @@ synthetic replica with the generator.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from datetime import date
@@ -53,6 +54,19 @@ def use_replica(url: str) -> str:
     get_settings.cache_clear()
     db.reset_engines()
     return previous
+
+
+@contextlib.contextmanager
+def cleared_run_lock(schedule: str):
+    """The Redis run lock (``worker.locks.RunLock``) with ``schedule``'s key removed before and after."""
+    from worker.locks import RunLock
+
+    lock = RunLock.from_settings()
+    lock.client.delete(lock.key(schedule))
+    try:
+        yield lock
+    finally:
+        lock.client.delete(lock.key(schedule))
 
 
 # The small chain most tests run on: fixed end date, so every session sees the same data.

@@ -10,6 +10,7 @@ import uuid
 import pytest
 import redis
 
+from tests.conftest import cleared_run_lock
 from worker.celery_app import app
 from worker.locks import RunLock
 from worker.queues import Queue
@@ -51,10 +52,8 @@ def test_visibility_timeout_below_the_shard_limit_is_refused_at_load(tmp_path):
 
 @pytest.fixture()
 def lock():
-    lk = RunLock.from_settings()
-    lk.client.delete(lk.key("test-schedule"))
-    yield lk
-    lk.client.delete(lk.key("test-schedule"))
+    with cleared_run_lock("test-schedule") as lk:
+        yield lk
 
 
 def test_lock_admits_one_run_per_schedule_and_reenters_for_the_holder(lock):

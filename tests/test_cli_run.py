@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from tests.conftest import cleared_run_lock
 from worker import db
 from worker.cli import app
 from worker.locks import RunLock
@@ -17,10 +18,8 @@ AS_OF = "2026-11-01T05:15:00Z"
 
 @pytest.fixture()
 def lock():
-    lock = RunLock.from_settings()
-    lock.client.delete(lock.key("monthly"))
-    yield lock
-    lock.client.delete(lock.key("monthly"))
+    with cleared_run_lock("monthly") as lk:
+        yield lk
 
 
 def _runs() -> int:
