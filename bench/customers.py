@@ -39,7 +39,7 @@ from models.prep_time import evaluate_prep
 from synthetic import ChainConfig, seed_database
 from synthetic.scratch import drop_database, recreate_database
 from worker.db import make_replica_engine
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 SCRATCH_DB = "rmsml_bench_customers"
 END = dt.date(2026, 11, 1)

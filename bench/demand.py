@@ -41,9 +41,9 @@ from models.demand import DAILY, HOURLY, ITEMS
 from models.forecasting import forecast, make_candidate, restaurant_context
 from models.intervals import coverage, wape
 from worker.db import make_replica_engine
-from worker.replica import ReplicaReader
-from worker.settings import ForecastSettings
-from worker.units import Scope
+from core.replica import ReplicaReader
+from core.settings import ForecastSettings
+from core.units import Scope
 
 DB = "rmsml_bench_demand" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
 END = date(2026, 11, 1)

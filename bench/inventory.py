@@ -53,7 +53,7 @@ SCRATCH_DB = "rmsml_bench_inventory" + os.environ.get("RMSML_TEST_DB_SUFFIX", ""
 
 def _scope(restaurants: pd.DataFrame, as_of: pd.Timestamp):
     from worker.settings import get_settings
-    from worker.units import Scope
+    from core.units import Scope
 
     return Scope("bench", "daily", as_of, restaurants.reset_index(drop=True), get_settings().forecast,
                  Path("/tmp/rmsml-bench-models"), datetime.now(timezone.utc))
@@ -450,7 +450,7 @@ def anomaly_scores(reader, restaurants: pd.DataFrame, ground_truth, start: pd.Ti
 def evaluate(replica_url: str, ground_truth) -> dict:
     """Every figure of the benchmark on an already seeded replica."""
     from features.restaurants import load_restaurants
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     truth = _truth(ground_truth)
     reader = ReplicaReader(create_engine(replica_url))

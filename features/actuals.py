@@ -30,7 +30,7 @@ import pandas as pd
 from features.demand import daily_orders, hourly_orders
 from features.items import item_daily_units, menu_items
 from features.quality import valid
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 CHURN_WINDOW = pd.Timedelta(days=60)
 STATUSES = ("scored", "awaiting_actuals", "closed", "no_actual")

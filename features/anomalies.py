@@ -15,7 +15,7 @@ from features.inventory import daily_item_usage
 from features.prices import daily_item_sales
 from features.quality import valid
 from features.timegrid import local_date
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 
 def daily_restaurant_orders(reader: ReplicaReader, restaurant_ids: list[int], start, end, valid_until) -> pd.DataFrame:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from features.quality import valid
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 PURCHASE = "o.status NOT IN ('cancelled', 'refunded')"
 TIERS = {"none": 0, "silver": 1, "gold": 2, "platinum": 3}

@@ -23,7 +23,7 @@ import pandas as pd
 from features.calendar import add_calendar, add_holidays
 from features.quality import valid
 from features.timegrid import future_days, future_hours, hour_grid, local_date
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 # Orders the kitchen saw: cancelled orders never reached it; refunded ones did.
 _COUNTED = "o.status <> 'cancelled'"

@@ -19,7 +19,7 @@ from features.demand import checked_zones
 from features.items import item_daily_units, menu_items
 from features.quality import valid
 from features.timegrid import future_days, local_date
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 # Purchase orders that were really placed with the supplier ('draft' never left the building).
 _PLACED = "po.status IN ('sent', 'received')"
@@ -580,7 +580,7 @@ def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatu
     """Read one shard's inventory state at ``scope.as_of``.
 
     Args:
-        scope: the shard's ``worker.units.Scope``.
+        scope: the shard's ``core.units.Scope``.
         settings: ``worker.settings.InventorySettings`` (history lengths, horizons).
     """
     rids = scope.restaurant_ids

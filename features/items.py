@@ -27,7 +27,7 @@ from features.demand import (
 )
 from features.quality import valid
 from features.timegrid import future_days, local_date
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 ITEM_HISTORY_DAYS = 182
 

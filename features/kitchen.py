@@ -16,7 +16,7 @@ from datetime import datetime
 import pandas as pd
 
 from features.quality import valid
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 TICKET_HISTORY_DAYS = 90  # rows for the model: one quarter of tickets is plenty and keeps memory bounded
 MEDIAN_HISTORY_DAYS = 365  # medians (the fallbacks) look further back: a rarely sold item still has one

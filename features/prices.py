@@ -14,7 +14,7 @@ from datetime import datetime
 import pandas as pd
 
 from features.quality import valid
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 _SOLD = "o.status <> 'cancelled'"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 # Predicates over a table alias ``{a}``. ``:valid_until`` is the wall-clock now plus a small
 # tolerance: a row stamped after it cannot have happened yet.

@@ -7,7 +7,7 @@ from zoneinfo import available_timezones
 
 import pandas as pd
 
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 _ZONES = frozenset(available_timezones())
 

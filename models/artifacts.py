@@ -63,7 +63,7 @@ def saved_record(model, directory: Path, *, name: str, version: str, training_st
         training_start, training_end: the span of history the model learnt from (UTC datetimes).
         metrics, params: JSON-safe dicts the registry keeps beside the artifact.
     """
-    from worker.units import ModelRecord
+    from core.units import ModelRecord
 
     sha = save_artifact(model, intervals, directory)
     return ModelRecord(name=name, version=version, artifact_path=str(directory), sha256=sha,

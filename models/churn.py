@@ -30,7 +30,7 @@ from features.customers import MODEL_FEATURES, read_messages, scorable
 from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, add_btyd_features
 from models.artifacts import load_model, saved_record, shard_key, shard_version
-from worker.units import ModelRecord, Scope, UnitResult
+from core.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "churn_lgbm"
 FALLBACK_NAME = "churn_bgnbd"

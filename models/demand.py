@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.demand import DemandHistory
 from models.forecasting import Outcome, TypeSpec, forecast
-from worker.units import Scope, UnitResult
+from core.units import Scope, UnitResult
 
 INTERVAL_LEVEL = 0.8
 

@@ -33,7 +33,7 @@ from models.lgbm import GlobalLGBM
 from models.prophet_model import ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
 from models.topdown import LGBMTopDownBlend, RestaurantContext, SharedFit, TopDown, with_context
-from worker.units import ModelRecord, Scope
+from core.units import ModelRecord, Scope
 
 log = logging.getLogger(__name__)
 

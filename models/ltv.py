@@ -43,7 +43,7 @@ from models.btyd import BTYD_FEATURES
 from models.btyd import BetaGeo, GammaGamma, add_btyd_features
 from models.artifacts import load_model, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX, bgnbd_inputs, fit_bgnbd, previous_records
-from worker.units import ModelRecord, Scope, UnitResult
+from core.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "ltv_lgbm"
 FALLBACK_NAME = "ltv_bgnbd_gg"

@@ -34,7 +34,7 @@ from features.kitchen import (
 )
 from models.artifacts import saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
-from worker.units import ModelRecord, Scope, UnitResult
+from core.units import ModelRecord, Scope, UnitResult
 
 MODEL_NAME = "prep_time_lgbm"
 FALLBACK_NAME = "prep_time_median"

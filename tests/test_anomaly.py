@@ -36,7 +36,7 @@ def test_spike_and_drop_are_flagged_closures_and_holidays_are_not():
 def test_planted_restaurant_anomalies_precision_and_recall(seeded_replica):
     from bench.inventory import anomaly_scores
     from features.restaurants import load_restaurants
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     truth = seeded_replica["ground_truth"]
     reader = ReplicaReader(db.replica_engine())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from worker.contract import MODULE_OF_TABLE, contract_tables
+from core.contract import MODULE_OF_TABLE, contract_tables
 
 SHARED_CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "rms_replica.sql"
 

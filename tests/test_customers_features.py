@@ -12,7 +12,7 @@ import pytest
 
 from features.customers import customer_rfm, customer_unit_features, customer_window, labelled_frame
 from tests.conftest import CHAIN_END, REPLICA_URL
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 
 AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 CUTOFF = AS_OF - pd.Timedelta(days=60)
@@ -45,8 +45,8 @@ def _new_profile(cur, cid: int, joined: dt.datetime) -> None:
 
 def _restaurant_1_scope(reader, run_id: str, model_store):
     from features.restaurants import load_restaurants
-    from worker.settings import ForecastSettings
-    from worker.units import Scope
+    from core.settings import ForecastSettings
+    from core.units import Scope
 
     return Scope(run_id=run_id, schedule="weekly", as_of=AS_OF, restaurants=load_restaurants(reader, [1]).restaurants,
                  forecast=ForecastSettings(), model_store=model_store, valid_until=VALID_UNTIL)

@@ -13,9 +13,9 @@ from features.restaurants import load_restaurants
 from models.churn import RISK_HIGH, evaluate_churn, predict_churn, risk_level
 from models.ltv import evaluate_ltv, predict_ltv
 from tests.conftest import CHAIN_END
-from worker.replica import ReplicaReader
-from worker.settings import ForecastSettings
-from worker.units import Scope
+from core.replica import ReplicaReader
+from core.settings import ForecastSettings
+from core.units import Scope
 
 AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 VALID_UNTIL = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)

@@ -21,8 +21,8 @@ from models.intervals import ConformalIntervals, coverage, wape
 from models.lgbm import GlobalLGBM
 from models.seasonal import SeasonalAverage, SeasonalNaive
 from tests.demand_planted import HOLIDAY_MULT, as_history, planted_daily
-from worker.settings import ForecastSettings
-from worker.units import Scope
+from core.settings import ForecastSettings
+from core.units import Scope
 
 CUT = "2026-09-03"
 SPEC = replace(DAILY, candidates=("seasonal_naive", "seasonal_average", "lightgbm"))

@@ -159,7 +159,7 @@ def test_reorder_formulas_respect_par_level_and_min_order_quantity():
 def test_stockout_dates_and_lead_times_on_the_planted_chain(seeded_replica):
     from bench.inventory import lead_time_mae, stockout_accuracy
     from features.restaurants import load_restaurants
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     truth = seeded_replica["ground_truth"]
     reader = ReplicaReader(db.replica_engine())
@@ -193,7 +193,7 @@ def test_recipe_based_usage_beats_naive_usage_on_held_out_days(seeded_replica):
     from features.inventory import daily_item_usage, inventory_features
     from features.restaurants import load_restaurants
     from models.usage import RECIPE, usage_forecast
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -257,7 +257,7 @@ def test_expired_batches_are_written_off_on_their_expiry_day(seeded_replica):
     # non-perishable stock never expires
     assert q_replica("""SELECT count(*) FROM inventory_stockmovement m JOIN inventory_batch b ON b.id = m.batch_id
                         WHERE m.movement_type = 'waste' AND b.expires_at IS NULL""")[0][0] == 0
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     end = pd.Timestamp(str(seeded_replica["ground_truth"]["end"]), tz="UTC")
@@ -363,7 +363,7 @@ def test_a_kitchen_that_only_counts_stock_still_gets_its_usage_from_the_recipes(
     from features.inventory import inventory_features, open_where_only_counted
     from features.restaurants import load_restaurants
     from models.usage import RECIPE, usage_forecast
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -412,7 +412,7 @@ def test_an_order_nobody_closed_is_not_stock_on_its_way(seeded_replica):
     from features.restaurants import load_restaurants
     from models.inventory import plan_inventory, stale_orders
     from worker.prediction_types.inventory import predict_stockout
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -461,7 +461,7 @@ def test_a_recipe_in_grams_for_stock_in_kilograms_is_converted_not_clipped(seede
     from features.inventory import inventory_features, open_where_only_counted
     from features.restaurants import load_restaurants
     from models.usage import usage_forecast
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -494,7 +494,7 @@ def test_stock_recorded_below_zero_is_flagged_not_hidden(seeded_replica):
     from features.restaurants import load_restaurants
     from models.inventory import plan_inventory, stockout_rows
     from worker.prediction_types import inventory as unit
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants

@@ -12,9 +12,9 @@ from features.kitchen import KitchenData, kitchen_unit_features
 from features.restaurants import load_restaurants
 from models.prep_time import QUEUE_SIZES, PrepTimeModel, evaluate_prep, predict_prep_time
 from tests.conftest import CHAIN_END
-from worker.replica import ReplicaReader
-from worker.settings import ForecastSettings
-from worker.units import Scope
+from core.replica import ReplicaReader
+from core.settings import ForecastSettings
+from core.units import Scope
 
 AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 pytestmark = pytest.mark.slow

@@ -116,7 +116,7 @@ def _estimates(reader, as_of):
 def test_a_receipt_after_the_instant_does_not_move_the_estimate(seeded_replica):
     """An order open at as_of: wherever its receipt lands after as_of, nothing changes; received
     before as_of instead, it does count (the test can see a change)."""
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     end = pd.Timestamp(str(seeded_replica["ground_truth"]["end"])).tz_localize("UTC")

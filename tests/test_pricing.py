@@ -53,7 +53,7 @@ def test_noisy_items_are_pulled_towards_their_category_and_unchanged_items_borro
 def test_elasticities_recover_the_planted_ones_better_than_a_naive_estimate(seeded_replica):
     from bench.inventory import elasticity_error
     from features.restaurants import load_restaurants
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     truth = seeded_replica["ground_truth"]
     reader = ReplicaReader(db.replica_engine())

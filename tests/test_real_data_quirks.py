@@ -357,9 +357,9 @@ def test_outlier_order_does_not_drive_the_item_forecast(quirky_runs):
 def test_the_outlier_order_is_flagged_as_a_menu_item_spike_the_morning_after(quirky_runs):
     """The forecast ignores the 10,000-unit order; the anomaly report must not: it counts units."""
     from worker.prediction_types.anomaly import UNITS
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
     from worker.settings import get_settings
-    from worker.units import Scope
+    from core.units import Scope
 
     (item,), = replica(quirky_runs["url"], f"SELECT menu_item_id FROM orders_orderitem WHERE quantity = {HUGE_QUANTITY}")
     reader = ReplicaReader(db.replica_engine())
@@ -452,7 +452,7 @@ def test_midnight_and_dst_orders_land_in_their_local_day_and_hour(quirky_runs):
     import pandas as pd
 
     from features.demand import daily_orders, hourly_orders
-    from worker.replica import ReplicaReader
+    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     zones = {QUIRKY: "Europe/London"}

@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database
 from worker.db import make_replica_engine
-from worker.replica import ReplicaReader, Requirement
+from core.replica import ReplicaReader, Requirement
 
 
 @pytest.mark.parametrize(

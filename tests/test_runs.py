@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database, use_replica
 from worker import db, runs
-from worker.units import PredictionUnit
+from core.units import PredictionUnit
 
 AS_OF = "2026-10-31T04:15:00Z"
 

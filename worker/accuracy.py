@@ -29,7 +29,7 @@ from features.restaurants import load_restaurants
 from models import accuracy as acc
 from models.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
 from worker import db, records
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 from worker.settings import Settings, get_settings
 from worker.writer import PredictionWriter
 

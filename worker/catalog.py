@@ -9,7 +9,7 @@ from __future__ import annotations
 from worker.prediction_types import demand
 from worker.prediction_types import anomaly, inventory, pricing
 from worker.prediction_types import customers, kitchen
-from worker.units import PredictionUnit
+from core.units import PredictionUnit
 
 SCHEDULES = ("daily", "weekly", "monthly")
 

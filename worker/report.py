@@ -34,7 +34,7 @@ from features.restaurants import load_restaurants  # noqa: E402
 from models.accuracy import BUCKET_ORDER  # noqa: E402
 from worker import db, records  # noqa: E402
 from worker.accuracy import accuracy_frame, accuracy_over_time, alerts_frame  # noqa: E402
-from worker.replica import ReplicaReader  # noqa: E402
+from core.replica import ReplicaReader  # noqa: E402
 from worker.settings import Settings, get_settings  # noqa: E402
 from worker.webhooks import scrub_reason  # noqa: E402
 from worker.writer import PredictionWriter  # noqa: E402

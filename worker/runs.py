@@ -26,9 +26,9 @@ from features.quality import count_malformed
 from features.restaurants import inactive_restaurant_ids, load_restaurants
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
-from worker.replica import ReplicaReader
+from core.replica import ReplicaReader
 from worker.settings import Settings, get_settings
-from worker.units import PredictionUnit, Scope
+from core.units import PredictionUnit, Scope
 from worker.webhooks import emit_run_completed
 from worker.writer import PredictionWriter
 

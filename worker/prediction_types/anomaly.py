@@ -15,9 +15,9 @@ from features.anomalies import anomaly_series
 from features.timegrid import local_date, local_midnight
 from models.anomaly import RobustWeekdayZ, anomaly_rows, empty_rows
 from worker.prediction_types.inventory import MOVEMENTS, ITEMS
-from worker.replica import Requirement
+from core.replica import Requirement
 from worker.settings import get_settings
-from worker.units import PredictionUnit, Scope, UnitResult
+from core.units import PredictionUnit, Scope, UnitResult
 
 ORDERS = Requirement("orders_order", ("id", "restaurant_id", "status", "created_at"))
 LINES = Requirement("orders_orderitem", ("order_id", "menu_item_id", "quantity", "unit_price", "created_at"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from features.customers import customer_unit_features
 from models.churn import predict_churn
 from models.ltv import predict_ltv
-from worker.replica import Requirement
-from worker.units import PredictionUnit
+from core.replica import Requirement
+from core.units import PredictionUnit
 
 CUSTOMERS = Requirement(
     "customers_customerprofile",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from features.demand import daily_demand_features, hourly_demand_features
 from features.items import item_demand_features
 from models.demand import predict_demand_daily, predict_demand_hourly, predict_item_demand_daily
-from worker.replica import Requirement
-from worker.units import PredictionUnit
+from core.replica import Requirement
+from core.units import PredictionUnit
 
 ORDERS = Requirement("orders_order", ("id", "restaurant_id", "status", "total", "subtotal", "created_at"))
 ORDER_ITEMS = Requirement("orders_orderitem", ("order_id", "menu_item_id", "quantity", "unit_price", "created_at"))

@@ -19,9 +19,9 @@ from models.inventory import (
     stockout_rows,
 )
 from models.lead_time import SupplierLeadTime, lead_time_rows
-from worker.replica import Requirement
+from core.replica import Requirement
 from worker.settings import get_settings
-from worker.units import ModelRecord, PredictionUnit, Scope, UnitResult
+from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
 
 ITEMS = Requirement(
     "inventory_inventoryitem",

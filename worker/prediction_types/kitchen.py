@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from features.kitchen import kitchen_unit_features
 from models.prep_time import predict_prep_time
-from worker.replica import Requirement
-from worker.units import PredictionUnit
+from core.replica import Requirement
+from core.units import PredictionUnit
 
 UNITS: tuple[PredictionUnit, ...] = (
     PredictionUnit(

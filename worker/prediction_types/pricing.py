@@ -7,9 +7,9 @@ import pandas as pd
 from features.prices import pricing_features
 from models.pricing import ElasticityEstimator, price_rows
 from worker.prediction_types.inventory import saved_model
-from worker.replica import Requirement
+from core.replica import Requirement
 from worker.settings import get_settings
-from worker.units import PredictionUnit, Scope, UnitResult
+from core.units import PredictionUnit, Scope, UnitResult
 
 MENU = Requirement("menu_menuitem", ("id", "restaurant_id", "category", "price", "cost", "is_active"))
 ORDERS = Requirement("orders_order", ("id", "restaurant_id", "status", "created_at"))

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from worker.replica import ReplicaReader, Requirement
-from worker.settings import ForecastSettings
+from core.replica import ReplicaReader, Requirement
+from core.settings import ForecastSettings
 
 
 @dataclass(frozen=True)

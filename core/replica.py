@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from worker.contract import MODULE_OF_TABLE, contract_tables
+from core.contract import MODULE_OF_TABLE, contract_tables
 
 
 @dataclass(frozen=True)
