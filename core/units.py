@@ -4,6 +4,9 @@ A unit says which schedule runs it, which replica tables it needs, how its featu
 (``features``: reader + scope -> anything) and how rows are made from them (``predict``: features +
 scope -> ``UnitResult``, no connection). The run loop in ``worker.runs`` executes whatever units a
 schedule names; adding a prediction type means adding a unit, not changing the loop.
+
+Units that read the same thing say so (``shares``): the loop reads it once per shard and hands the
+same object to each, instead of each domain keeping a process-global cache.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from core.replica import ReplicaReader, Requirement
-from core.settings import ForecastSettings
+from core.settings import ForecastSettings, InventorySettings
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Scope:
     model_store: Path
     valid_until: datetime  # wall-clock now plus tolerance: later timestamps are malformed
     registry: pd.DataFrame = field(default_factory=pd.DataFrame)  # earlier registered models
+    inventory: InventorySettings = field(default_factory=InventorySettings)  # inventory/pricing/anomaly policy
 
     @property
     def restaurant_ids(self) -> list[int]:
@@ -72,6 +76,12 @@ class PredictionUnit:
     requires: tuple[Requirement, ...]
     features: Callable[[ReplicaReader, Scope], Any]
     predict: Callable[[Any, Scope], UnitResult]
+    # Units of a shard with the same key share one ``features`` result: the loop calls the first
+    # unit's ``features`` once and hands its result to the others (their ``features`` must be the
+    # same function). None: the unit reads for itself.
+    shares: str | None = None
+    # Whether realised accuracy scores this type (its rows are kept in the prediction history).
+    scored: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:

@@ -8,17 +8,20 @@ inventory aggregates, so "an order" means the same thing everywhere.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 
+from core.replica import ReplicaReader
 from features.calendar import holiday_table
 from features.inventory import daily_item_usage
 from features.prices import daily_item_sales
 from features.quality import valid
 from features.timegrid import local_date
-from core.replica import ReplicaReader
 
 
-def daily_restaurant_orders(reader: ReplicaReader, restaurant_ids: list[int], start, end, valid_until) -> pd.DataFrame:
+def daily_restaurant_orders(reader: ReplicaReader, restaurant_ids: list[int], start: pd.Timestamp, end: pd.Timestamp,
+                            valid_until: datetime) -> pd.DataFrame:
     """Orders (not cancelled) per restaurant and local date in [start, end): restaurant_id, local_date, orders."""
     frame = reader.frame(
         f"""
@@ -57,7 +60,7 @@ def anomaly_series(
     restaurants: pd.DataFrame,
     start: pd.Timestamp,
     end: pd.Timestamp,
-    valid_until,
+    valid_until: datetime,
     kinds: tuple[str, ...] = ("restaurant", "menu_item", "inventory_item"),
 ) -> dict[str, pd.DataFrame]:
     """Daily series per entity kind, local days fully inside [start, end) (UTC instants).

@@ -28,8 +28,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from features.quality import valid
 from core.replica import ReplicaReader
+from core.units import Scope
+from features.quality import valid
 
 PURCHASE = "o.status NOT IN ('cancelled', 'refunded')"
 TIERS = {"none": 0, "silver": 1, "gold": 2, "platinum": 3}
@@ -553,23 +554,13 @@ def training_frame(
     return pd.concat(frames, ignore_index=True)
 
 
-_LAST_READ: dict[tuple, CustomerData] = {}
-
-
-def customer_unit_features(reader: ReplicaReader, scope) -> CustomerData:
+def customer_unit_features(reader: ReplicaReader, scope: Scope) -> CustomerData:
     """Read the current features and both training sets for the shard's anchored customers.
 
-    The churn and LTV units of one shard read the same data one after the other; the read is
-    kept for the second unit (one entry, keyed by run, restaurants and as-of) and released when
-    it takes it, so a long-lived worker does not hold a shard's customers between tasks.
+    The churn and LTV units share this read (``shares`` in ``prediction_types.customers``): the
+    run loop reads it once per shard and drops it when the shard's last unit is done.
     """
-    key = (str(scope.run_id), tuple(scope.restaurant_ids), str(scope.as_of))
-    if key in _LAST_READ:
-        return _LAST_READ.pop(key)
-    data = _read_customer_data(reader, scope)
-    _LAST_READ.clear()
-    _LAST_READ[key] = data
-    return data
+    return _read_customer_data(reader, scope)
 
 
 # Training rows kept per model and shard. A shard of large restaurants can hold hundreds of
@@ -653,7 +644,7 @@ def capped_training(frame: pd.DataFrame, max_rows: int | None = None, seed: int 
     return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
 
 
-def _read_customer_data(reader: ReplicaReader, scope) -> CustomerData:
+def _read_customer_data(reader: ReplicaReader, scope: Scope) -> CustomerData:
     rids = scope.restaurant_ids
     orgs = sorted({int(o) for o in scope.restaurants["organization_id"]}) if len(scope.restaurants) else []
     as_of = scope.as_of

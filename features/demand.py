@@ -20,10 +20,11 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
+from core.replica import ReplicaReader
+from core.units import Scope
 from features.calendar import add_calendar, add_holidays
 from features.quality import valid
 from features.timegrid import future_days, future_hours, hour_grid, local_date
-from core.replica import ReplicaReader
 
 # Orders the kitchen saw: cancelled orders never reached it; refunded ones did.
 _COUNTED = "o.status <> 'cancelled'"
@@ -242,7 +243,7 @@ def decorate(frame: pd.DataFrame, series: pd.DataFrame) -> pd.DataFrame:
     return add_holidays(add_calendar(frame), countries)
 
 
-def daily_demand_features(reader: ReplicaReader, scope, raw: pd.DataFrame | None = None) -> DemandHistory:
+def daily_demand_features(reader: ReplicaReader, scope: Scope, raw: pd.DataFrame | None = None) -> DemandHistory:
     """Complete local days strictly before the as-of day; the first, partial day is dropped.
 
     ``raw``: ``daily_orders`` from ``scope.history_start`` to ``scope.as_of`` when the caller has
@@ -280,7 +281,7 @@ def daily_demand_features(reader: ReplicaReader, scope, raw: pd.DataFrame | None
     return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages)
 
 
-def hourly_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
+def hourly_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory:
     """Every local hour (zeros included) of the last ``HOURLY_HISTORY_DAYS`` complete local days.
 
     Closed and outlier flags come from the day each hour belongs to: an hour at 3 am with no

@@ -15,11 +15,13 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from core.replica import ReplicaReader
+from core.settings import InventorySettings
+from core.units import Scope
 from features.demand import checked_zones
 from features.items import item_daily_units, menu_items
 from features.quality import valid
 from features.timegrid import future_days, local_date
-from core.replica import ReplicaReader
 
 # Purchase orders that were really placed with the supplier ('draft' never left the building).
 _PLACED = "po.status IN ('sent', 'received')"
@@ -358,13 +360,18 @@ def supplier_recent_orders(reader: ReplicaReader, supplier_ids: list[int], as_of
     return frame
 
 
-def supplier_history(reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime, settings):
+# (suppliers, lead-time history, recent orders): see ``supplier_history``.
+SupplierHistory = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+
+
+def supplier_history(reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime,
+                     settings: InventorySettings) -> SupplierHistory:
     """The shard's suppliers, their lead-time history and their recent orders, as of ``as_of``:
     what ``models.lead_time.SupplierLeadTime`` fits on, for the weekly lead_time unit and the
     daily stock plan alike.
 
     Args:
-        settings: ``worker.settings.InventorySettings`` (lead_time_history_days, lead_time_recent_days).
+        settings: ``core.settings.InventorySettings`` (lead_time_history_days, lead_time_recent_days).
     Returns (``shard_suppliers``, ``supplier_lead_times``, ``supplier_recent_orders``).
     """
     suppliers = shard_suppliers(reader, restaurant_ids)
@@ -576,12 +583,12 @@ def open_where_only_counted(usage: pd.DataFrame, menu_units: pd.DataFrame | None
     return out
 
 
-def inventory_features(reader: ReplicaReader, scope, settings) -> InventoryFeatures:
+def inventory_features(reader: ReplicaReader, scope: Scope, settings: InventorySettings) -> InventoryFeatures:
     """Read one shard's inventory state at ``scope.as_of``.
 
     Args:
         scope: the shard's ``core.units.Scope``.
-        settings: ``worker.settings.InventorySettings`` (history lengths, horizons).
+        settings: ``core.settings.InventorySettings`` (history lengths, horizons).
     """
     rids = scope.restaurant_ids
     as_of = scope.as_of

@@ -14,20 +14,21 @@ from datetime import datetime
 
 import pandas as pd
 
+from core.replica import ReplicaReader
+from core.units import Scope
 from features.demand import (
     DemandHistory,
+    _concat,
+    _typed,
     checked_zones,
     daily_demand_features,
     daily_orders,
     decorate,
     mark_closed_days,
     mark_outliers,
-    _concat,
-    _typed,
 )
 from features.quality import valid
 from features.timegrid import future_days, local_date
-from core.replica import ReplicaReader
 
 ITEM_HISTORY_DAYS = 182
 
@@ -90,7 +91,7 @@ def item_daily_units(
     return frame
 
 
-def item_demand_features(reader: ReplicaReader, scope) -> DemandHistory:
+def item_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory:
     """Complete item-day histories (zeros filled from each item's first full day) and futures."""
     zones, messages = checked_zones(scope.restaurants)
     start = scope.as_of - pd.Timedelta(days=min(ITEM_HISTORY_DAYS, scope.forecast.history_days))

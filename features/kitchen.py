@@ -15,8 +15,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from features.quality import valid
 from core.replica import ReplicaReader
+from core.units import Scope
+from features.quality import valid
 
 TICKET_HISTORY_DAYS = 90  # rows for the model: one quarter of tickets is plenty and keeps memory bounded
 MEDIAN_HISTORY_DAYS = 365  # medians (the fallbacks) look further back: a rarely sold item still has one
@@ -209,7 +210,7 @@ class KitchenData:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def kitchen_unit_features(reader: ReplicaReader, scope) -> KitchenData:
+def kitchen_unit_features(reader: ReplicaReader, scope: Scope) -> KitchenData:
     rids = scope.restaurant_ids
     as_of = scope.as_of
     tickets = prep_tickets(reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until)

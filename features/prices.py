@@ -13,8 +13,10 @@ from datetime import datetime
 
 import pandas as pd
 
-from features.quality import valid
 from core.replica import ReplicaReader
+from core.settings import InventorySettings
+from core.units import Scope
+from features.quality import valid
 
 _SOLD = "o.status <> 'cancelled'"
 
@@ -66,7 +68,7 @@ def daily_item_sales(
     return frame
 
 
-def pricing_features(reader: ReplicaReader, scope, settings) -> dict[str, pd.DataFrame]:
+def pricing_features(reader: ReplicaReader, scope: Scope, settings: InventorySettings) -> dict[str, pd.DataFrame]:
     """Items and their daily sales over ``settings.price_history_days`` before ``scope.as_of``."""
     start = scope.as_of - pd.Timedelta(days=settings.price_history_days)
     return {

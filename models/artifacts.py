@@ -11,8 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
+import pandas as pd
+
+from core.units import ModelRecord, Scope
+from models.base import SavedModel
 from models.blend import LGBMProphetBlend
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM
@@ -26,6 +32,7 @@ MODEL_CLASSES = {
                                TopDown, LGBMTopDownBlend)
 }
 INTERVALS_FILE = "intervals.json"
+M = TypeVar("M", bound=SavedModel)
 
 
 class ArtifactChecksumError(RuntimeError):
@@ -40,7 +47,7 @@ def directory_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def save_artifact(model, intervals: ConformalIntervals | None, directory: Path) -> str:
+def save_artifact(model: SavedModel, intervals: ConformalIntervals | None, directory: Path) -> str:
     """Write the model (and its calibrated intervals) into ``directory``; returns the sha256.
 
     The directory is written fresh: leftovers of an earlier attempt would change the digest.
@@ -55,16 +62,15 @@ def save_artifact(model, intervals: ConformalIntervals | None, directory: Path) 
     return directory_sha256(directory)
 
 
-def saved_record(model, directory: Path, *, name: str, version: str, training_start, training_end,
-                 metrics: dict, params: dict | None = None, intervals: ConformalIntervals | None = None):
+def saved_record(model: SavedModel, directory: Path, *, name: str, version: str,
+                 training_start: datetime | None, training_end: datetime | None, metrics: dict[str, Any],
+                 params: dict[str, Any] | None = None, intervals: ConformalIntervals | None = None) -> ModelRecord:
     """Save ``model`` into ``directory`` and describe it for the registry, sha256 included.
 
     Args:
         training_start, training_end: the span of history the model learnt from (UTC datetimes).
         metrics, params: JSON-safe dicts the registry keeps beside the artifact.
     """
-    from core.units import ModelRecord
-
     sha = save_artifact(model, intervals, directory)
     return ModelRecord(name=name, version=version, artifact_path=str(directory), sha256=sha,
                        training_start=training_start, training_end=training_end, metrics=metrics,
@@ -86,19 +92,19 @@ def verify_artifact(directory: Path, sha256: str) -> Path:
     return directory
 
 
-def load_model(cls, directory: Path, sha256: str):
+def load_model(cls: type[M], directory: Path, sha256: str) -> M:
     """Load a model of class ``cls`` (any class with the ``load(dir)`` interface), checksum first."""
     return cls.load(verify_artifact(directory, sha256))
 
 
-def shard_key(scope) -> str:
+def shard_key(scope: Scope) -> str:
     """A short hash of the shard's restaurants: the last part of every registry version, so a
     later run finds the models this shard registered (and never another shard's)."""
     key = ",".join(str(i) for i in sorted(scope.restaurant_ids))
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
-def shard_version(prefix: str, scope) -> str:
+def shard_version(prefix: str, scope: Scope) -> str:
     """A registry version unique per run and shard: prefix, as-of day, run id, hash of the restaurants.
 
     The registry key is (name, version) and shards of one run fit separate models, so the
@@ -107,7 +113,7 @@ def shard_version(prefix: str, scope) -> str:
     return f"{prefix}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
 
 
-def load_artifact(directory: Path, sha256: str):
+def load_artifact(directory: Path, sha256: str) -> tuple[SavedModel, ConformalIntervals | None]:
     """The demand model and intervals saved in ``directory``, after checking its digest."""
     directory = verify_artifact(directory, sha256)
     name = json.loads((directory / "params.json").read_text())["class"]
@@ -115,3 +121,21 @@ def load_artifact(directory: Path, sha256: str):
     path = directory / INTERVALS_FILE
     intervals = ConformalIntervals.load(path) if path.exists() else None
     return model, intervals
+
+
+def saved_model(model: SavedModel, scope: Scope, prediction_type: str, *, training_start: pd.Timestamp | datetime,
+                metrics: dict[str, Any]) -> ModelRecord:
+    """Save a model fitted for one shard under the model store and describe it for the registry.
+
+    One artifact and one registry version per (type, run, shard): the registry is keyed on name +
+    version, so a constant version would leave only the last shard's model registered.
+
+    Args:
+        training_start: the start of the history it learnt from (UTC); it learnt up to the as-of.
+    """
+    version = shard_version(prediction_type, scope)
+    return saved_record(
+        model, scope.model_store / prediction_type / version, name=model.name, version=version,
+        training_start=pd.Timestamp(training_start).to_pydatetime(), training_end=scope.as_of.to_pydatetime(),
+        metrics=metrics,
+    )

@@ -1,4 +1,6 @@
-"""The interface every forecaster shares, so the run loop can swap them.
+"""The interfaces the models share: every saved model (``SavedModel``: a name, ``save(dir)``,
+``load(dir)``, which ``models.artifacts`` checksums), and every demand forecaster (``Forecaster``,
+which ``models.forecasting`` backtests, swaps and falls back between).
 
 Frames are long: one row per (series_id, ds). ``ds`` is naive LOCAL wall time of the period start
 (Prophet rejects aware timestamps, and seasonality lives in local time); ``y`` is the target in
@@ -16,14 +18,8 @@ import numpy as np
 import pandas as pd
 
 
-class Forecaster(Protocol):
+class SavedModel(Protocol):
     name: str
-
-    def fit(self, history: pd.DataFrame) -> Self:
-        """Learn from columns series_id, ds, y (and any exogenous columns the model documents)."""
-
-    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
-        """For columns series_id, ds: return them with yhat, lower, upper (never negative counts)."""
 
     def save(self, directory: Path) -> None:
         """Write fitted state as plain files (JSON, LightGBM text) into ``directory``."""
@@ -31,6 +27,15 @@ class Forecaster(Protocol):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Rebuild a fitted model from ``save``'s files (checksum already checked by the caller)."""
+
+
+class Forecaster(SavedModel, Protocol):
+
+    def fit(self, history: pd.DataFrame) -> Self:
+        """Learn from columns series_id, ds, y (and any exogenous columns the model documents)."""
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        """For columns series_id, ds: return them with yhat, lower, upper (never negative counts)."""
 
 
 def write_params(directory: Path, name: str, params: dict) -> None:
@@ -47,7 +52,7 @@ def read_params(directory: Path) -> dict:
     return params
 
 
-def point_forecast(future: pd.DataFrame, yhat) -> pd.DataFrame:
+def point_forecast(future: pd.DataFrame, yhat: np.ndarray | pd.Series) -> pd.DataFrame:
     """The ``predict`` frame of a model without its own interval: series_id, ds, yhat and NaN
     bounds (``models.intervals`` calibrates them afterwards from backtest residuals)."""
     out = future.loc[:, ["series_id", "ds"]].copy()

@@ -27,6 +27,7 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
@@ -79,7 +80,7 @@ class BetaGeo:
         )
         return a1 + a2, alive, dead
 
-    def fit(self, x, t_x, T, *, seed: int = 0) -> Self:
+    def fit(self, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *, seed: int = 0) -> Self:
         """Fit on customers' RFM summaries.
 
         Args:
@@ -120,13 +121,13 @@ class BetaGeo:
             raise RuntimeError("BetaGeo is not fitted")
         return self.r_, self.alpha_, self.a_, self.b_
 
-    def p_alive(self, x, t_x, T) -> np.ndarray:
+    def p_alive(self, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(still active | history). 1 for one-time buyers by construction: not a churn score."""
         x = np.asarray(x, dtype=float)
         _, alive, dead = self._parts(self.params_, x, _weeks(t_x), _weeks(T))
         return np.exp(alive - np.logaddexp(alive, dead))
 
-    def prob_no_purchase(self, t_days: float, x, t_x, T) -> np.ndarray:
+    def prob_no_purchase(self, t_days: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(no purchase in the next ``t_days`` days | history): the churn baseline.
 
         Mixes the dead state (no purchase for sure) with the alive state, whose rate posterior is
@@ -140,7 +141,7 @@ class BetaGeo:
         quiet_if_alive = alive + (r + x) * (np.log(alpha + T) - np.log(alpha + T + t))
         return np.exp(np.logaddexp(quiet_if_alive, dead) - np.logaddexp(alive, dead))
 
-    def expected_purchases(self, t_days: float, x, t_x, T) -> np.ndarray:
+    def expected_purchases(self, t_days: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """E[purchases in the next ``t_days`` days | history] (Fader et al. 2005, eq. 10)."""
         r, alpha, a, b = self.params_
         x = np.asarray(x, dtype=float)
@@ -187,7 +188,7 @@ class GammaGamma:
     q_: float | None = None
     v_: float | None = None
 
-    def fit(self, n, m, *, seed: int = 0) -> Self:
+    def fit(self, n: ArrayLike, m: ArrayLike, *, seed: int = 0) -> Self:
         """Args: n purchases per customer (>= 1), m mean purchase value (currency units, > 0)."""
         n = np.asarray(n, dtype=float)
         m = np.asarray(m, dtype=float)
@@ -217,7 +218,7 @@ class GammaGamma:
         self.p_, self.q_, self.v_ = float(p), float(q), float(v * scale)
         return self
 
-    def expected_value(self, n, m) -> np.ndarray:
+    def expected_value(self, n: ArrayLike, m: ArrayLike) -> np.ndarray:
         """E[mean order value | n purchases with mean m]; the population mean when n = 0."""
         if self.p_ is None:
             raise RuntimeError("GammaGamma is not fitted")

@@ -25,12 +25,10 @@ from typing import Self
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from features.customers import MODEL_FEATURES, read_messages, scorable
-from models.btyd import BTYD_FEATURES
-from models.btyd import BetaGeo, add_btyd_features
-from models.artifacts import load_model, saved_record, shard_key, shard_version
-from core.units import ModelRecord, Scope, UnitResult
+from features.customers import MODEL_FEATURES
+from models.btyd import BTYD_FEATURES, BetaGeo, add_btyd_features
 
 MODEL_NAME = "churn_lgbm"
 FALLBACK_NAME = "churn_bgnbd"
@@ -55,7 +53,7 @@ DEFAULT_BGNBD = dict(r_=0.5, alpha_=4.0, a_=0.8, b_=2.5)
 
 
 # --------------------------------------------------------------------------- shared helpers
-def roc_auc(y, score) -> float:
+def roc_auc(y: ArrayLike, score: ArrayLike) -> float:
     """ROC AUC by ranks (ties averaged); NaN when only one class is present."""
     from scipy.stats import rankdata
 
@@ -67,11 +65,11 @@ def roc_auc(y, score) -> float:
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def brier(y, p) -> float:
+def brier(y: ArrayLike, p: ArrayLike) -> float:
     return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
-def calibration_table(y, p, bins: int = 10) -> list[dict]:
+def calibration_table(y: ArrayLike, p: ArrayLike, bins: int = 10) -> list[dict]:
     """Mean predicted vs observed churn per probability decile bin (equal width)."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
@@ -159,7 +157,7 @@ class ChurnClassifier:
             return np.zeros(len(frame))
         return _logit(frame[self.offset].to_numpy(float))
 
-    def fit(self, frame: pd.DataFrame, y) -> Self:
+    def fit(self, frame: pd.DataFrame, y: ArrayLike) -> Self:
         """Learn P(churn) from ``frame[features]`` and 0/1 labels ``y`` (1 = no purchase in window).
 
         Calibration (Platt): a logistic map of out-of-fold margins from ``folds`` boosters (folds
@@ -239,7 +237,7 @@ def fit_bgnbd(frame: pd.DataFrame) -> tuple[BetaGeo, bool]:
 
 
 # --------------------------------------------------------------------------- rules
-def risk_level(p) -> np.ndarray:
+def risk_level(p: ArrayLike) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     return np.where(p >= RISK_HIGH, "high", np.where(p >= RISK_MEDIUM, "medium", "low"))
 
@@ -285,32 +283,7 @@ def churn_rows(scored: pd.DataFrame, p: np.ndarray, *, model_name: str, version:
     })
 
 
-def previous_records(scope: Scope, prediction_type: str, name: str) -> pd.DataFrame:
-    """Registered models of this type and name for the same shard, newest first.
-
-    Same shard: the version ends with the hash of the shard's restaurants (``shard_version``),
-    so a model trained on other restaurants' customers is never borrowed. Models of the current
-    run, retired ones and any trained on data after this run's as-of (a replay of an older day)
-    are left out.
-    """
-    reg = scope.registry
-    if reg is None or reg.empty:
-        return pd.DataFrame()
-    shard = shard_key(scope)
-    rows = reg[(reg["prediction_type"] == prediction_type) & (reg["name"] == name)]
-    version = rows["version"].astype(str)
-    rows = rows[version.str.endswith("." + shard) & ~version.str.contains(str(scope.run_id)[:8], regex=False)]
-    if "status" in rows:
-        rows = rows[rows["status"].isin(["active", "candidate"])]
-    if "training_end" in rows and len(rows):
-        end = pd.to_datetime(rows["training_end"], utc=True)
-        rows = rows[end.isna() | (end <= scope.as_of)]
-    if "created_at" in rows and len(rows):
-        rows = rows.sort_values("created_at", ascending=False)
-    return rows
-
-
-def _trust_problem(model: ChurnClassifier, train: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> str | None:
+def trust_problem(model: ChurnClassifier, train: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> str | None:
     """Why a freshly fitted model must not be used, or None when it can be."""
     if not np.isfinite(p).all():
         return "non-finite probabilities"
@@ -321,82 +294,6 @@ def _trust_problem(model: ChurnClassifier, train: pd.DataFrame, y: np.ndarray, p
     if np.isfinite(base) and auc < base - TRUST_TOLERANCE_AUC:
         return f"out-of-fold AUC {auc:.3f} below BG/NBD's {base:.3f} on the same customers"
     return None
-
-
-def _previous_churn(scored: pd.DataFrame, scope: Scope, window_days: int, messages: list[str]):
-    """(probabilities, record) from the newest usable registered model of this shard, else None."""
-    for rec in previous_records(scope, "churn", MODEL_NAME).itertuples(index=False):
-        try:
-            model = load_model(ChurnClassifier, Path(rec.artifact_path), rec.sha256)
-            p = model.predict(add_btyd_features(scored, window_days))
-            if not np.isfinite(p).all():
-                raise ValueError("non-finite probabilities")
-        except Exception as exc:  # a missing, tampered or incompatible artifact: try the next one
-            messages.append(f"churn: previous model {rec.name} {rec.version} unusable ({type(exc).__name__}: {exc})")
-            continue
-        return p, rec
-    return None
-
-
-def predict_churn(data, scope: Scope) -> UnitResult:
-    """Rows for every anchored customer with a purchase before the as-of (see features.customers).
-
-    Fallback chain, one method per shard: ``model`` (fitted now, if there are enough customers
-    and the fit is trusted), ``previous_model`` (the newest checksum-verified model registered
-    for this shard by an earlier run), ``rule`` (BG/NBD); the run messages name the step used.
-    """
-    current = data.current
-    scored = current[scorable(current)].reset_index(drop=True)
-    messages = read_messages("churn", data.counts, len(data.churn_train))
-    if data.counts.get("refunded_orders_excluded"):
-        messages.append(f"churn: {data.counts['refunded_orders_excluded']} refunded order(s) not counted as purchases")
-    scope_ids = current["customer_id"].astype("int64").tolist()
-    window = data.churn_window_days
-    if scored.empty:
-        return UnitResult(rows=churn_rows(scored, np.zeros(0), model_name=MODEL_NAME, version="none", method="model",
-                                          window_days=window),
-                          scope_entity_ids=scope_ids, messages=messages)
-    version = shard_version(MODEL_VERSION_PREFIX, scope)
-    train = data.churn_train
-    y = train["churned"].to_numpy() if len(train) else np.zeros(0)
-    enough = len(train) >= MIN_TRAIN_CUSTOMERS and min((y == 1).sum(), (y == 0).sum()) >= MIN_PER_CLASS
-    models: list[ModelRecord] = []
-    if enough:
-        try:
-            train = add_btyd_features(train, window)
-            model = ChurnClassifier().fit(train, y)
-            p = model.predict(add_btyd_features(scored, window))
-            problem = _trust_problem(model, train, y, p)
-        except Exception as exc:
-            problem = f"fit failed ({type(exc).__name__}: {exc})"
-        if problem is None:
-            models.append(saved_record(
-                model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
-                training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
-                training_end=data.as_of.to_pydatetime(),
-                metrics={k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                         for k, v in model.holdout_.items()},
-                params={"window_days": window, "features": list(model.features), "offset": model.offset},
-            ))
-            rows = churn_rows(scored, p, model_name=MODEL_NAME, version=version, method="model", window_days=window)
-            return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
-        messages.append(f"churn: classifier not used: {problem}; falling back to the previous model")
-    else:
-        messages.append(f"churn: {len(train)} training customer(s) ({int(y.sum())} churned) are too few for the "
-                        f"classifier; falling back to the previous model")
-    previous = _previous_churn(scored, scope, window, messages)
-    if previous is not None:
-        p, rec = previous
-        messages.append(f"churn: scored with previous model {rec.name} {rec.version}")
-        rows = churn_rows(scored, p, model_name=rec.name, version=rec.version, method="previous_model",
-                          window_days=window)
-        return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
-    bg, fitted = fit_bgnbd(scored)
-    p = bg.prob_no_purchase(window, *bgnbd_inputs(scored))
-    messages.append(f"churn: no usable previous model for this shard; BG/NBD "
-                    f"{'fitted on the shard' if fitted else 'default parameters'} used")
-    rows = churn_rows(scored, p, model_name=FALLBACK_NAME, version=version, method="rule", window_days=window)
-    return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
 
 
 # --------------------------------------------------------------------------- held-out evaluation

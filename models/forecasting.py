@@ -54,7 +54,9 @@ class TypeSpec:
         short_series: what a series with less history gets: "rule" (own seasonal average) or
             "average" (peer average: new menu items borrow from their category).
         lgbm: extra GlobalLGBM arguments.
-        topdown: extra TopDown arguments (item types; the restaurant model is demand_daily's).
+        topdown: extra TopDown arguments (item types).
+        restaurant_lgbm: GlobalLGBM arguments of the restaurant orders model under the top-down
+            candidates (item types take demand_daily's, see ``models.demand.ITEMS``).
     """
 
     prediction_type: str
@@ -67,6 +69,7 @@ class TypeSpec:
     short_series: str = "rule"
     lgbm: tuple[tuple[str, object], ...] = ()
     topdown: tuple[tuple[str, object], ...] = ()
+    restaurant_lgbm: tuple[tuple[str, object], ...] = ()
     prophet_jobs: int = 1
 
     @property
@@ -93,9 +96,7 @@ def make_candidate(name: str, spec: TypeSpec, context: RestaurantContext | None 
             prophet={"hourly": spec.hourly, "n_jobs": spec.prophet_jobs},
         )
     if name in TOPDOWN:
-        from models.demand import DAILY  # the restaurant daily model's settings, over this horizon
-
-        topdown = {"restaurant": {"slot": "weekday", **dict(DAILY.lgbm), "horizon_days": spec.horizon_days},
+        topdown = {"restaurant": {"slot": "weekday", **dict(spec.restaurant_lgbm), "horizon_days": spec.horizon_days},
                    **dict(spec.topdown)}
         if name == TopDown.name:
             return TopDown(context, **topdown)

@@ -21,6 +21,7 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 
 class ConformalIntervals:
@@ -147,20 +148,20 @@ class ConformalIntervals:
         return cls.from_dict(json.loads(path.read_text()))
 
 
-def coverage(y, lower, upper) -> float:
+def coverage(y: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
     """Share of actuals inside [lower, upper]."""
     y, lower, upper = (np.asarray(a, float) for a in (y, lower, upper))
     return float(np.mean((y >= lower) & (y <= upper))) if len(y) else float("nan")
 
 
-def wape(y, yhat) -> float:
+def wape(y: ArrayLike, yhat: ArrayLike) -> float:
     """Weighted absolute percentage error: sum |y - yhat| / sum y (NaN when nothing was sold)."""
     y, yhat = np.asarray(y, float), np.asarray(yhat, float)
     total = np.abs(y).sum()
     return float(np.abs(y - yhat).sum() / total) if total > 0 else float("nan")
 
 
-def mae(y, yhat) -> float:
+def mae(y: ArrayLike, yhat: ArrayLike) -> float:
     y, yhat = np.asarray(y, float), np.asarray(yhat, float)
     return float(np.mean(np.abs(y - yhat))) if len(y) else float("nan")
 

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from core.settings import InventorySettings
+from features.inventory import InventoryFeatures
 from models.usage import usage_forecast
 
 Z80 = 1.2815515655446004
@@ -441,12 +443,12 @@ class InventoryPlan:
     stale_order_lines: int = 0  # open order lines left out as never closed (``stale_orders``)
 
 
-def plan_inventory(features, settings, restaurants: pd.DataFrame) -> InventoryPlan:
+def plan_inventory(features: InventoryFeatures, settings: InventorySettings, restaurants: pd.DataFrame) -> InventoryPlan:
     """Project every item of the shard and decide its stockout and reorder figures.
 
     Args:
         features: ``features.inventory.InventoryFeatures``.
-        settings: ``worker.settings.InventorySettings``.
+        settings: ``core.settings.InventorySettings``.
         restaurants: the scope's restaurants (id, timezone).
     """
     from models.lead_time import SupplierLeadTime

@@ -43,6 +43,8 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
+from core.settings import InventorySettings
+
 PRIOR_CV = 0.25  # assumed spread of a supplier with no history, relative to its promise
 RECENT_CLIP = np.log(4.0)  # one order counts at most 4x (or 1/4 of) the usual lead time
 
@@ -80,8 +82,8 @@ class SupplierLeadTime:
         self.recent_prior_orders = recent_prior_orders
 
     @classmethod
-    def from_settings(cls, settings) -> Self:
-        """Unfitted, with ``worker.settings.InventorySettings``' lead-time priors."""
+    def from_settings(cls, settings: InventorySettings) -> Self:
+        """Unfitted, with ``core.settings.InventorySettings``' lead-time priors."""
         return cls(min_orders=settings.lead_time_min_orders, recent_prior_orders=settings.lead_time_recent_prior_orders)
 
     def fit(self, suppliers: pd.DataFrame, history: pd.DataFrame, recent: pd.DataFrame | None = None) -> Self:

@@ -33,17 +33,14 @@ from features.customers import (
     HOME_RESTAURANT_FEATURES,
     LTV_HORIZON_DAYS,
     MODEL_FEATURES,
-    read_messages,
-    scorable,
 )
 
 # without the home restaurant's rates: see features.customers.HOME_RESTAURANT_FEATURES
 LTV_FEATURES = tuple(f for f in MODEL_FEATURES if f not in HOME_RESTAURANT_FEATURES)
-from models.btyd import BTYD_FEATURES
-from models.btyd import BetaGeo, GammaGamma, add_btyd_features
-from models.artifacts import load_model, saved_record, shard_version
-from models.churn import MODEL_VERSION_PREFIX, bgnbd_inputs, fit_bgnbd, previous_records
-from core.units import ModelRecord, Scope, UnitResult
+from numpy.typing import ArrayLike
+
+from models.btyd import BTYD_FEATURES, BetaGeo, GammaGamma, add_btyd_features
+from models.churn import bgnbd_inputs, fit_bgnbd
 
 MODEL_NAME = "ltv_lgbm"
 FALLBACK_NAME = "ltv_bgnbd_gg"
@@ -96,7 +93,7 @@ class LtvRegressor:
         spend = orders * frame["gg_expected_value"].to_numpy(float)
         return np.log(np.nan_to_num(spend, nan=0.0) + SPEND_FLOOR), np.log(np.nan_to_num(orders, nan=0.0) + ORDERS_FLOOR)
 
-    def fit(self, frame: pd.DataFrame, spend, orders) -> Self:
+    def fit(self, frame: pd.DataFrame, spend: ArrayLike, orders: ArrayLike) -> Self:
         """Args: frame with the features and ``models.btyd.add_btyd_features`` columns (for the
         same window); spend (currency units) and orders (count) of each customer in the window."""
         X = frame.loc[:, list(self.features)].astype(float)
@@ -189,7 +186,7 @@ def ltv_rows(scored: pd.DataFrame, spend: np.ndarray, orders: np.ndarray, *, mod
     })
 
 
-def _trust_problem(pred: pd.DataFrame, train: pd.DataFrame) -> str | None:
+def trust_problem(pred: pd.DataFrame, train: pd.DataFrame) -> str | None:
     """Why a freshly fitted model's predictions must not be used, or None when they can be."""
     values = pred[["spend", "orders"]].to_numpy(float)
     if not np.isfinite(values).all():
@@ -199,89 +196,6 @@ def _trust_problem(pred: pd.DataFrame, train: pd.DataFrame) -> str | None:
     if seen > 0 and not (seen / TRUST_SPEND_FACTOR <= got <= seen * TRUST_SPEND_FACTOR):
         return f"mean predicted spend {got:.2f} against {seen:.2f} observed in training"
     return None
-
-
-def _previous_ltv(scored: pd.DataFrame, scope: Scope, window: int, bg: BetaGeo, messages: list[str]):
-    """(spend, orders, record) over 12 months from the newest usable registered model of this shard."""
-    for rec in previous_records(scope, "ltv", MODEL_NAME).itertuples(index=False):
-        try:
-            model = load_model(LtvRegressor, Path(rec.artifact_path), rec.sha256)
-            metrics = rec.metrics if isinstance(rec.metrics, dict) else {}
-            w = int(metrics.get("label_window_days") or window)  # the window it was trained for
-            pred = model.predict(add_btyd_features(scored, w))
-            if not np.isfinite(pred[["spend", "orders"]].to_numpy(float)).all():
-                raise ValueError("non-finite predictions")
-        except Exception as exc:  # a missing, tampered or incompatible artifact: try the next one
-            messages.append(f"ltv: previous model {rec.name} {rec.version} unusable ({type(exc).__name__}: {exc})")
-            continue
-        ratio = horizon_ratio(bg, scored, w)
-        return pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio, rec
-    return None
-
-
-def predict_ltv(data, scope: Scope) -> UnitResult:
-    """12-month spend for every anchored customer with a purchase before the as-of.
-
-    Fallback chain, one method per shard: ``model`` (fitted now when there are enough customers
-    and its predictions are plausible), ``previous_model`` (the newest checksum-verified model
-    registered for this shard by an earlier run), ``rule`` (BG/NBD x Gamma-Gamma); the run
-    messages name the step used.
-    """
-    current = data.current
-    scored = current[scorable(current)].reset_index(drop=True)
-    scope_ids = current["customer_id"].astype("int64").tolist()
-    messages = read_messages("ltv", data.counts, len(data.ltv_train))
-    if scored.empty:
-        return UnitResult(rows=ltv_rows(scored, np.zeros(0), np.zeros(0), model_name=MODEL_NAME, version="none",
-                                        method="model", window_days=data.ltv_window_days),
-                          scope_entity_ids=scope_ids, messages=messages)
-    version = shard_version(MODEL_VERSION_PREFIX, scope)
-    window = data.ltv_window_days
-    bg, _ = fit_bgnbd(scored)
-    train = data.ltv_train
-    models: list[ModelRecord] = []
-    if len(train) >= MIN_TRAIN_CUSTOMERS:
-        try:
-            train = add_btyd_features(train, window)
-            model = LtvRegressor().fit(train, train["future_spend"], train["future_orders"])
-            pred = model.predict(add_btyd_features(scored, window))
-            problem = _trust_problem(pred, train)
-        except Exception as exc:
-            problem = f"fit failed ({type(exc).__name__}: {exc})"
-        if problem is None:
-            ratio = horizon_ratio(bg, scored, window)
-            spend, orders = pred["spend"].to_numpy() * ratio, pred["orders"].to_numpy() * ratio
-            models.append(saved_record(
-                model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
-                training_start=(data.as_of - pd.Timedelta(days=scope.forecast.history_days)).to_pydatetime(),
-                training_end=data.as_of.to_pydatetime(),
-                metrics={"n_train": int(len(train)), "label_window_days": int(window),
-                         "train_mean_spend": float(train["future_spend"].mean())},
-                params={"features": list(model.features), "horizon_days": LTV_HORIZON_DAYS},
-            ))
-            if window < LTV_HORIZON_DAYS:
-                messages.append(f"ltv: {window}-day label window (history too short for 12 months), "
-                                f"extrapolated to {LTV_HORIZON_DAYS} days with BG/NBD ratios")
-            rows = ltv_rows(scored, spend, orders, model_name=MODEL_NAME, version=version, method="model",
-                            window_days=window)
-            return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
-        messages.append(f"ltv: regressor not used: {problem}; falling back to the previous model")
-    else:
-        messages.append(f"ltv: {len(train)} training customer(s) are too few for the regressor; "
-                        f"falling back to the previous model")
-    previous = _previous_ltv(scored, scope, window, bg, messages)
-    if previous is not None:
-        spend, orders, rec = previous
-        messages.append(f"ltv: scored with previous model {rec.name} {rec.version}")
-        rows = ltv_rows(scored, spend, orders, model_name=rec.name, version=rec.version, method="previous_model",
-                        window_days=window)
-        return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
-    gg = fit_gamma_gamma(scored)
-    spend, orders = bgnbd_gg_ltv(bg, gg, scored, LTV_HORIZON_DAYS)
-    messages.append("ltv: no usable previous model for this shard; BG/NBD x Gamma-Gamma used")
-    rows = ltv_rows(scored, spend, orders, model_name=FALLBACK_NAME, version=version, method="rule",
-                    window_days=window)
-    return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
 
 
 def evaluate_ltv(train: pd.DataFrame, test: pd.DataFrame, window_days: int) -> dict:

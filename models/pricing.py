@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
@@ -187,7 +188,7 @@ class ElasticityEstimator:
         self.tau_ = math.sqrt(tau2)
         return est
 
-    def predict(self, menu_item_ids) -> pd.DataFrame:
+    def predict(self, menu_item_ids: Iterable[int]) -> pd.DataFrame:
         return self.estimates_[self.estimates_["menu_item_id"].isin(list(menu_item_ids))].reset_index(drop=True)
 
     def save(self, directory: Path) -> None:

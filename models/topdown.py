@@ -33,7 +33,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from models.base import point_forecast, read_params, write_params
+from models.base import SavedModel, point_forecast, read_params, write_params
 from models.lgbm import GlobalLGBM
 
 DAY = pd.Timedelta(days=1)
@@ -59,7 +59,7 @@ class RestaurantContext:
         """Restaurant days strictly before ``end`` (the item history's origin)."""
         return self.history[self.history["ds"] < end]
 
-    def fitted(self, model, history: pd.DataFrame):
+    def fitted(self, model: GlobalLGBM, history: pd.DataFrame) -> GlobalLGBM:
         """``model`` fitted on ``history`` (item days), once per (class, parameters, training
         frame): the backtest hands every candidate of a fold the same frame object, so the item
         LightGBM that is a candidate and a part of the blend is fitted once per fold."""
@@ -71,7 +71,7 @@ class RestaurantContext:
         self._fits[key] = (history, fitted)
         return fitted
 
-    def restaurant_fit(self, model, end: pd.Timestamp):
+    def restaurant_fit(self, model: GlobalLGBM, end: pd.Timestamp) -> GlobalLGBM:
         """The restaurant model fitted on restaurant days before ``end``, once per ``end``."""
         key = ("restaurant", type(model).__name__, json.dumps(model.params(), sort_keys=True, default=str),
                pd.Timestamp(end))
@@ -236,7 +236,7 @@ class LGBMTopDownBlend:
         return model
 
 
-def with_context(model, context: RestaurantContext | None):
+def with_context(model: SavedModel, context: RestaurantContext | None) -> SavedModel:
     """Hand a loaded top-down model (an artifact carries no history) the run's restaurant days."""
     if isinstance(model, (TopDown, LGBMTopDownBlend)):
         model.context = context

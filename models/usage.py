@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.inventory import InventoryFeatures
+
 
 @dataclass
 class UsageForecaster:
@@ -196,7 +198,7 @@ RECIPE = RecipeUsageForecaster.name
 OWN = "own_usage_history"
 
 
-def usage_forecast(features, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def usage_forecast(features: InventoryFeatures, holdout_days: int = USAGE_HOLDOUT_DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Daily usage mean and sd per inventory item, recipe-based or own-history, chosen per item.
 
     Backtest: both forecasters are fitted on the history before the last ``holdout_days`` and

@@ -285,8 +285,7 @@ def test_a_house_account_is_neither_scored_nor_trained_on(replica_engine, tmp_pa
     """POS systems park anonymous orders on one catch-all profile ("Walk-in"). Here restaurant 1's
     anonymous orders of the last 120 days are put on such a profile: it is named in the run, gets
     no churn or LTV row and stays out of both training sets; real guests are scored as before."""
-    from models.churn import predict_churn
-    from models.ltv import predict_ltv
+    from prediction_types.customers import predict_churn, predict_ltv
 
     reader = _reader(replica_engine)
     since = AS_OF.to_pydatetime() - dt.timedelta(days=120)

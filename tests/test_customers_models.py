@@ -10,8 +10,9 @@ import pytest
 
 from features.customers import customer_unit_features, labelled_frame, training_frame
 from features.restaurants import load_restaurants
-from models.churn import RISK_HIGH, evaluate_churn, predict_churn, risk_level
-from models.ltv import evaluate_ltv, predict_ltv
+from models.churn import RISK_HIGH, evaluate_churn, risk_level
+from models.ltv import evaluate_ltv
+from prediction_types.customers import predict_churn, predict_ltv
 from tests.conftest import CHAIN_END
 from core.replica import ReplicaReader
 from core.settings import ForecastSettings

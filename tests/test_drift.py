@@ -108,7 +108,7 @@ def _plant_unregistered_prediction(item_id: int) -> None:
                          "value": 5.0, "lower": 2.0, "upper": 9.0, "model_name": "lightgbm",
                          "model_version": "item_demand_daily.gone", "method": "model"})
     writer.replace_predictions(rid, "item_demand_daily", "menu_item", rows, generated_at=as_of.to_pydatetime(),
-                               expires_at=as_of.to_pydatetime())
+                               expires_at=as_of.to_pydatetime(), keep_history=True)
     writer.finish_run(rid)
 
 

@@ -411,7 +411,7 @@ def test_an_order_nobody_closed_is_not_stock_on_its_way(seeded_replica):
     from features.inventory import inventory_features
     from features.restaurants import load_restaurants
     from models.inventory import plan_inventory, stale_orders
-    from worker.prediction_types.inventory import predict_stockout
+    from prediction_types.inventory import StockPlan, predict_stockout
     from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
@@ -441,11 +441,7 @@ def test_an_order_nobody_closed_is_not_stock_on_its_way(seeded_replica):
     ghost_plan = plan_inventory(with_ghost, settings, scope.restaurants)
     assert ghost_plan.stale_order_lines == 1
     assert ghost_plan.items.set_index("inventory_item_id").loc[iid, "stockout_days"] == items.loc[iid, "stockout_days"]
-    from worker.prediction_types import inventory as unit
-
-    unit._cache.clear()
-    result = predict_stockout(with_ghost, dataclasses.replace(scope, run_id="ghost-order"))
-    unit._cache.clear()
+    result = predict_stockout(StockPlan(with_ghost, ghost_plan), dataclasses.replace(scope, run_id="ghost-order"))
     assert any(m.startswith("stockout: 1 open purchase-order line(s)") for m in result.messages), result.messages
 
 
@@ -493,7 +489,7 @@ def test_stock_recorded_below_zero_is_flagged_not_hidden(seeded_replica):
     from features.inventory import inventory_features
     from features.restaurants import load_restaurants
     from models.inventory import plan_inventory, stockout_rows
-    from worker.prediction_types import inventory as unit
+    from prediction_types import inventory as unit
     from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
@@ -511,7 +507,5 @@ def test_stock_recorded_below_zero_is_flagged_not_hidden(seeded_replica):
     rows = stockout_rows(plan).set_index("entity_id")
     assert rows.loc[iid, "details"]["recorded_stock_below_zero"] is True
     assert not any(d["recorded_stock_below_zero"] for d in rows.drop(index=iid)["details"])
-    unit._cache.clear()
-    result = unit.predict_stockout(short, dataclasses.replace(scope, run_id="books-below-zero"))
-    unit._cache.clear()
+    result = unit.predict_stockout(unit.StockPlan(short, plan), dataclasses.replace(scope, run_id="books-below-zero"))
     assert any(m.startswith("stockout: 1 item(s) have recorded stock below zero") for m in result.messages)

@@ -10,7 +10,8 @@ import pytest
 
 from features.kitchen import KitchenData, kitchen_unit_features
 from features.restaurants import load_restaurants
-from models.prep_time import QUEUE_SIZES, PrepTimeModel, evaluate_prep, predict_prep_time
+from models.prep_time import QUEUE_SIZES, PrepTimeModel, evaluate_prep
+from prediction_types.kitchen import predict_prep_time
 from tests.conftest import CHAIN_END
 from core.replica import ReplicaReader
 from core.settings import ForecastSettings

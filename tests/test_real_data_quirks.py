@@ -356,7 +356,7 @@ def test_outlier_order_does_not_drive_the_item_forecast(quirky_runs):
 
 def test_the_outlier_order_is_flagged_as_a_menu_item_spike_the_morning_after(quirky_runs):
     """The forecast ignores the 10,000-unit order; the anomaly report must not: it counts units."""
-    from worker.prediction_types.anomaly import UNITS
+    from prediction_types.anomaly import UNITS
     from core.replica import ReplicaReader
     from worker.settings import get_settings
     from core.units import Scope

@@ -1,4 +1,4 @@
-"""Every prediction type the pipeline produces, gathered from ``worker.prediction_types``.
+"""Every prediction type the pipeline produces, gathered from ``prediction_types``.
 
 The run loop reads only this. A new prediction type is a new unit in a domain module there,
 plus one line here.
@@ -6,9 +6,9 @@ plus one line here.
 
 from __future__ import annotations
 
-from worker.prediction_types import demand
-from worker.prediction_types import anomaly, inventory, pricing
-from worker.prediction_types import customers, kitchen
+from prediction_types import demand
+from prediction_types import anomaly, inventory, pricing
+from prediction_types import customers, kitchen
 from core.units import PredictionUnit
 
 SCHEDULES = ("daily", "weekly", "monthly")

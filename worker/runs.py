@@ -63,6 +63,43 @@ def _engines(settings: Settings) -> tuple[Engine, Engine]:
     return db.replica_engine(), db.predictions_engine()
 
 
+class SharedReads:
+    """The shard's reads that several units declared they share (``PredictionUnit.shares``).
+
+    The first unit with a key reads; the others get the same object; the read is dropped as soon
+    as the last unit sharing it has taken it, so a long-lived worker never holds a shard's data
+    between tasks. A read that failed is not retried by the next unit (it would fail the same way
+    and cost the same time): that unit fails with the same error.
+    """
+
+    def __init__(self, units: list[PredictionUnit]):
+        self._left: dict[str, int] = {}
+        for unit in units:
+            if unit.shares:
+                self._left[unit.shares] = self._left.get(unit.shares, 0) + 1
+        self._held: dict[str, object] = {}
+        self._failed: dict[str, BaseException] = {}
+
+    def features(self, unit: PredictionUnit, reader: ReplicaReader, scope: Scope) -> object:
+        key = unit.shares
+        if key is None:
+            return unit.features(reader, scope)
+        self._left[key] -= 1
+        try:
+            if key in self._failed:
+                raise self._failed[key]
+            if key not in self._held:
+                try:
+                    self._held[key] = unit.features(reader, scope)
+                except Exception as exc:
+                    self._failed[key] = exc
+                    raise
+            return self._held[key]
+        finally:
+            if self._left[key] == 0:
+                self._held.pop(key, None)
+
+
 def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
     """How the run record names a unit: its type, plus the entity type when a type has several units."""
     if sum(u.prediction_type == unit.prediction_type for u in units) > 1:
@@ -184,16 +221,18 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
             as_of=pd.Timestamp(run["as_of"]).tz_convert("UTC"),
             restaurants=found.restaurants,
             forecast=settings.forecast,
+            inventory=settings.inventory,
             model_store=settings.model_store.path,
             valid_until=valid_until,
             registry=records.registry_frame(predictions, [u.prediction_type for u in units]),
         )
         generated_at = datetime.now(timezone.utc)
         expires_at = generated_at + pd.Timedelta(hours=settings.forecast.expires_after_hours).to_pytimedelta()
+        shared = SharedReads(units)
         for unit in units:
             unit_started = time.monotonic()
             try:
-                result = unit.predict(unit.features(reader, scope), scope)
+                result = unit.predict(shared.features(unit, reader, scope), scope)
                 written[unit.prediction_type] = written.get(unit.prediction_type, 0) + writer.replace_predictions(
                     run_id,
                     unit.prediction_type,
@@ -202,6 +241,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
                     generated_at=generated_at,
                     expires_at=expires_at,
                     scope_entity_ids=result.scope_entity_ids,
+                    keep_history=unit.scored,
                 )
                 for model in result.models:
                     writer.register_model(prediction_type=unit.prediction_type, run_id=run_id, **vars(model))

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "prediction_type",
@@ -81,6 +81,7 @@ class PredictionWriter:
         generated_at: datetime,
         expires_at: datetime,
         scope_entity_ids: Iterable[int] = (),
+        keep_history: bool = False,
     ) -> int:
         """Make ``rows`` the complete set of this type's rows for every entity they cover.
 
@@ -89,6 +90,9 @@ class PredictionWriter:
         the same run (a retried shard, a redelivered message) leaves exactly one row per key.
         Entities listed in ``scope_entity_ids`` that have no new rows lose their old ones (an
         item discontinued since the last run stops showing a forecast).
+
+        ``keep_history``: also append the rows to ``ml_prediction_history`` (types scored for
+        realised accuracy: ``PredictionUnit.scored``), in the same transaction.
 
         Returns the number of rows written.
         """
@@ -128,7 +132,8 @@ class PredictionWriter:
                 f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
                 f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
             )
-            self._append_history(conn, prediction_type)
+            if keep_history:
+                self._append_history(conn)
             conn.execute(*stale)
         return len(frame)
 
@@ -597,17 +602,13 @@ class PredictionWriter:
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
 
-    def _append_history(self, conn, prediction_type: str) -> None:
+    def _append_history(self, conn: Connection) -> None:
         """Append the staged rows of a scored type to ``ml_prediction_history``, in the caller's
         transaction, so history and m_l_predictions never disagree about what a run predicted.
 
         INSERT ... SELECT from the staged table: no second trip of the rows. A re-run of the same
         run overwrites its own rows (same key) and never touches another run's.
         """
-        from models.accuracy import SCORED_TYPES
-
-        if prediction_type not in SCORED_TYPES:
-            return
         cols = ", ".join(self._HISTORY_COLUMNS)
         staged = ", ".join(f"s.{c}" for c in self._HISTORY_COLUMNS)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("as_of", *self._HISTORY_COLUMNS[3:]))

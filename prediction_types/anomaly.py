@@ -9,40 +9,43 @@ day is anomalous; the others lose yesterday's row (``scope_entity_ids``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 
+from core.replica import ReplicaReader
+from core.tables import INVENTORY_ITEMS, ORDER_ITEMS, ORDERS, STOCK_MOVEMENTS
+from core.units import PredictionUnit, Scope, UnitResult
 from features.anomalies import anomaly_series
 from features.timegrid import local_date, local_midnight
 from models.anomaly import RobustWeekdayZ, anomaly_rows, empty_rows
-from worker.prediction_types.inventory import MOVEMENTS, ITEMS
-from core.replica import Requirement
-from worker.settings import get_settings
-from core.units import PredictionUnit, Scope, UnitResult
 
-ORDERS = Requirement("orders_order", ("id", "restaurant_id", "status", "created_at"))
-LINES = Requirement("orders_orderitem", ("order_id", "menu_item_id", "quantity", "unit_price", "created_at"))
-INVENTORY = (ITEMS, MOVEMENTS)
+INVENTORY = (INVENTORY_ITEMS, STOCK_MOVEMENTS)
+
+# What one kind's read hands its prediction: the kind's series, or why the kind was skipped.
+AnomalyInput = dict[str, Any]
 
 
-def _features_for(kind: str):
-    def features(reader, scope: Scope):
+def _features_for(kind: str) -> Callable[[ReplicaReader, Scope], AnomalyInput]:
+    def features(reader: ReplicaReader, scope: Scope) -> AnomalyInput:
         if kind == "inventory_item":
             missing = reader.missing(INVENTORY)
             if missing:
                 return {"skipped": "; ".join(missing)}
-        days = get_settings().inventory.anomaly_history_days + 7 * 8 + 2
+        days = scope.inventory.anomaly_history_days + 7 * 8 + 2
         series = anomaly_series(reader, scope.restaurants, scope.as_of - pd.Timedelta(days=days), scope.as_of, scope.valid_until, (kind,))
         return {"series": series.get(kind, pd.DataFrame())}
 
     return features
 
 
-def _predict_for(kind: str):
-    def predict(features, scope: Scope) -> UnitResult:
+def _predict_for(kind: str) -> Callable[[AnomalyInput, Scope], UnitResult]:
+    def predict(features: AnomalyInput, scope: Scope) -> UnitResult:
         if "skipped" in features:
             return UnitResult(rows=empty_rows(), messages=[f"anomaly ({kind}) skipped: {features['skipped']}"])
         series = features["series"]
-        model = RobustWeekdayZ(threshold=get_settings().inventory.anomaly_z)
+        model = RobustWeekdayZ(threshold=scope.inventory.anomaly_z)
         scored = model.score(series)
         last_day, starts = {}, {}
         for r in scope.restaurants.itertuples(index=False):
@@ -67,7 +70,7 @@ UNITS: tuple[PredictionUnit, ...] = tuple(
     )
     for kind, requires in (
         ("restaurant", (ORDERS,)),
-        ("menu_item", (ORDERS, LINES)),
+        ("menu_item", (ORDERS, ORDER_ITEMS)),
         ("inventory_item", (ORDERS,)),
     )
 )

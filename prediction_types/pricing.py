@@ -1,27 +1,23 @@
-"""Pricing unit: price_recommendation (monthly, per active menu item). See models.pricing."""
+"""Pricing: price_recommendation per active menu item, monthly. See models.pricing and docs/pricing.md."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from features.prices import pricing_features
-from models.pricing import ElasticityEstimator, price_rows
-from worker.prediction_types.inventory import saved_model
-from core.replica import Requirement
-from worker.settings import get_settings
+from core.replica import ReplicaReader
+from core.tables import MENU_ITEMS, ORDER_ITEMS, ORDERS
 from core.units import PredictionUnit, Scope, UnitResult
-
-MENU = Requirement("menu_menuitem", ("id", "restaurant_id", "category", "price", "cost", "is_active"))
-ORDERS = Requirement("orders_order", ("id", "restaurant_id", "status", "created_at"))
-LINES = Requirement("orders_orderitem", ("order_id", "menu_item_id", "quantity", "unit_price", "created_at"))
-
-
-def _features(reader, scope: Scope):
-    return pricing_features(reader, scope, get_settings().inventory)
+from features.prices import pricing_features
+from models.artifacts import saved_model
+from models.pricing import ElasticityEstimator, price_rows
 
 
-def predict_price(features, scope: Scope) -> UnitResult:
-    settings = get_settings().inventory
+def read_prices(reader: ReplicaReader, scope: Scope) -> dict[str, pd.DataFrame]:
+    return pricing_features(reader, scope, scope.inventory)
+
+
+def predict_price(features: dict[str, pd.DataFrame], scope: Scope) -> UnitResult:
+    settings = scope.inventory
     items = features["items"]
     model = ElasticityEstimator().fit(items, features["sales"])
     rows = price_rows(items, model.estimates_, settings.price_max_change_pct)
@@ -43,8 +39,8 @@ UNITS: tuple[PredictionUnit, ...] = (
         prediction_type="price_recommendation",
         entity_type="menu_item",
         schedules=("monthly",),
-        requires=(MENU, ORDERS, LINES),
-        features=_features,
+        requires=(MENU_ITEMS, ORDERS, ORDER_ITEMS),
+        features=read_prices,
         predict=predict_price,
     ),
 )

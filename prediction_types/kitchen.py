@@ -1,0 +1,153 @@
+"""Kitchen: prep time per menu item (minutes for one unit at an idle station, and how a queue
+stretches it), daily.
+
+Path: ``features.kitchen.kitchen_unit_features`` reads the shard's tickets (SQL, bounded history)
+and menu; ``models.prep_time.PrepTimeModel`` is fitted when there are enough tickets; the rows
+below fall back per item to the item's, then the station's median (``method`` ``average``), and
+the run messages count what was skipped or kept out of training. Details in docs/kitchen.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.tables import KITCHEN_TICKETS, MENU_ITEMS, ORDER_ITEMS, STATIONS
+from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
+from features.kitchen import (
+    UNBUMPED_EXTRA_MINUTES,
+    UNBUMPED_RATIO,
+    KitchenData,
+    add_item_reference,
+    kitchen_unit_features,
+    left_unbumped,
+)
+from models.artifacts import saved_record, shard_version
+from models.churn import MODEL_VERSION_PREFIX
+from models.prep_time import (
+    FALLBACK_NAME,
+    FEATURES,
+    MIN_ITEM_TICKETS,
+    MIN_TICKETS,
+    MODEL_NAME,
+    QUEUE_SIZES,
+    PrepTimeModel,
+    scenario_minutes,
+)
+
+
+def _details(station_id: int, by_queue: dict, extra: float | None, fallback: str | None, tickets: int) -> dict:
+    d = {"station_id": int(station_id), "minutes_by_queue": {str(k): round(float(v), 2) for k, v in by_queue.items()},
+         "extra_minutes_per_unit": None if extra is None else round(float(extra), 2), "tickets": int(tickets),
+         "interval_level": 0.8}
+    if fallback:
+        d["fallback"] = fallback
+    return d
+
+
+def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
+    """Rows for every active menu item of the shard that has a station with prep history."""
+    menu = data.menu
+    scope_ids = menu["menu_item_id"].astype("int64").tolist()
+    active = menu[menu["is_active"]].copy()
+    # An item without a station on the menu is placed at the station its tickets went to most.
+    if len(data.tickets):
+        usual = data.tickets.groupby("menu_item_id")["station_id"].agg(lambda s: s.value_counts().index[0])
+        missing = active["station_id"].isna()
+        active.loc[missing, "station_id"] = active.loc[missing, "menu_item_id"].map(usual)
+    messages: list[str] = []
+    no_station = active["station_id"].isna()
+    if no_station.any():
+        messages.append(f"prep_time: {int(no_station.sum())} active item(s) without a station skipped")
+    active = active[~no_station].copy()
+    active["station_id"] = active["station_id"].astype("int64")
+    active = active.drop(columns=["station_type"]).merge(data.stations[["station_id", "station_type"]],
+                                                         on="station_id", how="left")
+    med = data.medians
+    item_med = med[med["level"] == "item"].set_index(["menu_item_id", "station_id"])
+    station_med = med[med["level"] == "station"].set_index("station_id")
+    key = list(zip(active["menu_item_id"].astype(float), active["station_id"]))
+    active["item_ref"] = [item_med["median_minutes"].get(k, np.nan) for k in key]
+    active["item_tickets"] = [int(item_med["tickets"].get(k, 0)) for k in key]
+    active["station_ref"] = active["station_id"].map(station_med["median_minutes"])
+    active["station_tickets"] = active["station_id"].map(station_med["tickets"]).fillna(0).astype(int)
+
+    idle = data.stations[~data.stations["station_id"].isin(station_med.index)]
+    if len(idle):
+        messages.append("prep_time: station(s) " + ", ".join(str(s) for s in idle["station_id"])
+                        + " have no completed tickets; their items fall back or are skipped")
+    version = shard_version(MODEL_VERSION_PREFIX, scope)
+    models: list[ModelRecord] = []
+    model = None
+    tickets = add_item_reference(data.tickets, med) if len(data.tickets) else data.tickets
+    if len(tickets):
+        unbumped = left_unbumped(tickets)
+        if unbumped.any():
+            messages.append(f"prep_time: {int(unbumped.sum())} ticket(s) open over {UNBUMPED_RATIO:g}x their item's "
+                            f"median or {UNBUMPED_EXTRA_MINUTES:g} minutes beyond it (left unbumped on the screen) "
+                            "kept out of training")
+            tickets = tickets[~unbumped]
+    if len(tickets) >= MIN_TICKETS:
+        model = PrepTimeModel().fit(tickets)
+        models.append(saved_record(
+            model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
+            training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),
+            metrics={"holdout_mae_minutes": model.holdout_mae_, "tickets": int(len(tickets))},
+            params={"features": list(FEATURES), "queue_sizes": list(QUEUE_SIZES)},
+        ))
+    else:
+        messages.append(f"prep_time: {len(tickets)} completed ticket(s) are too few for the model; medians used")
+
+    modelled = active[(active["item_tickets"] >= MIN_ITEM_TICKETS) & active["item_ref"].notna()] if model else active.iloc[:0]
+    rows = []
+    mult_by_type: dict[str, dict] = {}
+    if len(modelled):
+        sc = scenario_minutes(model, tickets, modelled[["menu_item_id", "station_id", "station_type", "item_ref", "station_ref"]])
+        sc = modelled.merge(sc, on="menu_item_id")
+        for r in sc.itertuples(index=False):
+            by_queue = {q: getattr(r, f"q{q}") for q in QUEUE_SIZES}
+            rows.append({"entity_id": r.menu_item_id, "restaurant_id": r.restaurant_id, "value": round(float(r.q0), 2),
+                         "lower": round(float(r.q0 * model.ratio_q10_), 2), "upper": round(float(r.q0 * model.ratio_q90_), 2),
+                         "details": _details(r.station_id, by_queue, r.two_units - r.q0, None, r.item_tickets),
+                         "model_name": MODEL_NAME, "model_version": version, "method": "model"})
+        # Queue and extra-unit effects per station type, relative to idle: for the fallback items.
+        rel = sc.assign(**{f"m{q}": sc[f"q{q}"] / sc["q0"] for q in QUEUE_SIZES}, extra=(sc["two_units"] - sc["q0"]) / sc["q0"])
+        for st, g in rel.groupby("station_type"):
+            mult_by_type[st] = {"by_queue": {q: float(g[f"m{q}"].mean()) for q in QUEUE_SIZES}, "extra": float(g["extra"].mean())}
+
+    rest = active[~active["menu_item_id"].isin(modelled["menu_item_id"])]
+    skipped = 0
+    for r in rest.itertuples(index=False):
+        if pd.notna(r.item_ref) and r.item_tickets > 0:
+            value, fallback, n = float(r.item_ref), "item_median", r.item_tickets
+        elif pd.notna(r.station_ref):
+            value, fallback, n = float(r.station_ref), "station_median", r.station_tickets
+        else:
+            skipped += 1
+            continue
+        mult = mult_by_type.get(r.station_type)
+        by_queue = {q: value * (mult["by_queue"][q] if mult else 1.0) for q in QUEUE_SIZES}
+        extra = value * mult["extra"] if mult else None
+        rows.append({"entity_id": r.menu_item_id, "restaurant_id": r.restaurant_id, "value": round(value, 2),
+                     "lower": None, "upper": None, "details": _details(r.station_id, by_queue, extra, fallback, n),
+                     "model_name": FALLBACK_NAME, "model_version": version, "method": "average"})
+    if skipped:
+        messages.append(f"prep_time: {skipped} active item(s) skipped: no completed tickets for the item or its station")
+    frame = pd.DataFrame(rows, columns=["entity_id", "restaurant_id", "value", "lower", "upper", "details",
+                                        "model_name", "model_version", "method"])
+    frame["entity_id"] = frame["entity_id"].astype("int64")
+    return UnitResult(rows=frame, scope_entity_ids=scope_ids, messages=messages, models=models)
+
+
+UNITS: tuple[PredictionUnit, ...] = (
+    PredictionUnit(
+        prediction_type="prep_time",
+        entity_type="menu_item",
+        schedules=("daily",),
+        requires=(KITCHEN_TICKETS, STATIONS, ORDER_ITEMS, MENU_ITEMS),
+        features=kitchen_unit_features,
+        predict=predict_prep_time,
+    ),
+)
