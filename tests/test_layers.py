@@ -23,6 +23,7 @@ LAYER = {
     "features": 1,
     "models": 1,
     "synthetic": 1,
+    "sales_import": 1,
     "prediction_types": 2,
     "webhooks": 2,
     "reporting": 2,

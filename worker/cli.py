@@ -375,6 +375,73 @@ def report(
     _summary_table("report", ["", ""], [["run", run_id], ["file", path], ["size", f"{path.stat().st_size:,} bytes"]])
 
 
+# ---------------------------------------------------------------------- bring your own sales (issue 17)
+@app.command("import-sales")
+def import_sales_command(
+    file: Path = typer.Argument(..., help="the POS line export, CSV or Parquet (docs/import.md)"),
+    timezone_name: str = typer.Option(..., "--timezone", help="IANA zone of the tills' wall clock, e.g. Europe/London"),
+    restaurant_name: Optional[str] = typer.Option(None, "--restaurant-name",
+                                                  help="the restaurant (the organisation with --site-col); "
+                                                       "default the file name; the same name appends"),
+    country: Optional[str] = typer.Option(None, help="ISO 3166 code for public holidays; default the zone's country"),
+    currency: Optional[str] = typer.Option(None, help="ISO 4217 code of the prices (checked, shown; not stored)"),
+    dsn: Optional[str] = typer.Option(None, help="replica-schema database URL; default the embedded PostgreSQL"),
+    date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the date or timestamp"),
+    timestamp_col: Optional[str] = typer.Option(None, "--timestamp-col"),
+    date_col: Optional[str] = typer.Option(None, "--date-col"),
+    time_col: Optional[str] = typer.Option(None, "--time-col"),
+    ticket_col: Optional[str] = typer.Option(None, "--ticket-col"),
+    item_col: Optional[str] = typer.Option(None, "--item-col"),
+    quantity_col: Optional[str] = typer.Option(None, "--quantity-col"),
+    price_col: Optional[str] = typer.Option(None, "--price-col"),
+    customer_col: Optional[str] = typer.Option(None, "--customer-col"),
+    site_col: Optional[str] = typer.Option(None, "--site-col"),
+    line_col: Optional[str] = typer.Option(None, "--line-col"),
+    category_col: Optional[str] = typer.Option(None, "--category-col"),
+) -> None:
+    """Import a POS line export as restaurants, menu items, orders and order items (one transaction).
+
+    Unusable lines are counted by reason and skipped; importing again adds only new lines.
+    Exit codes: 0 imported, 2 the file or an option cannot be imported (nothing written).
+    """
+    _setup_logging()
+    from sales_import import SalesImportError, check_timezone, import_sales
+
+    columns = {"timestamp": timestamp_col, "date": date_col, "time": time_col, "ticket": ticket_col,
+               "item": item_col, "quantity": quantity_col, "price": price_col, "customer": customer_col,
+               "site": site_col, "line": line_col, "category": category_col}
+    embedded = dsn is None
+    try:
+        check_timezone(timezone_name)  # before an embedded server is started for nothing
+        if embedded:
+            from worker.embedded import embedded_urls
+            from worker.settings import get_settings
+
+            dsn, predictions_url = embedded_urls(get_settings().embedded.data_dir)
+        rep = import_sales(file, dsn, timezone=timezone_name, restaurant_name=restaurant_name, country=country,
+                           currency=currency, columns=columns, date_format=date_format)
+    except SalesImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{rep.file}: {rep.lines_read} lines, {rep.tickets_in_file} tickets, {rep.items_in_file} item names")
+    typer.echo("columns: " + ", ".join(f"{role}={col}" for role, col in rep.columns.items()))
+    typer.echo(f"{'lines':<50} {'count':>8}")
+    typer.echo(f"{'imported':<50} {rep.lines_imported:>8}")
+    for reason, n in rep.skip_table():
+        typer.echo(f"{'skipped: ' + reason:<50} {n:>8}")
+    for note, n in rep.notes.items():
+        typer.echo(f"{'kept, ' + note.replace('_', ' ') + ' (docs/import.md)':<50} {n:>8}")
+    typer.echo("new rows: " + ", ".join(f"{t} {n}" for t, n in rep.inserted.items())
+               + (f"; orders re-totalled {rep.orders_updated}" if rep.orders_updated else ""))
+    for name, rid in rep.restaurants.items():
+        typer.echo(f"restaurant {name!r}: id {rid}, {rep.timezone}, {rep.country}, "
+                   f"local days {rep.first_local_day} .. {rep.last_local_day}")
+    env = f"RMSML_REPLICA__URL='{dsn}' " + (f"RMSML_PREDICTIONS__URL='{predictions_url}' " if embedded else "")
+    typer.echo("forecast it (docs/import.md):")
+    typer.echo(f"  {env}python -m worker migrate")
+    typer.echo(f"  {env}python -m worker run --schedule daily --as-of {rep.next_as_of} --no-lock")
+
+
 def main() -> None:
     from pydantic import ValidationError
 
