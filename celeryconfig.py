@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from kombu import Queue as KombuQueue
 
-from worker.queues import Queue
+from worker.queues import TASK_ROUTES, Queue
 from worker.schedule import beat_schedule as _beat_schedule
 from worker.settings import get_settings
 
@@ -66,12 +66,7 @@ task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 task_default_queue = Queue.RUNS.value
 task_create_missing_queues = False
 # By name too, so `send_task`, Flower's send-task and beat route the same as `.delay()`.
-task_routes = {
-    "rmsml.runs.start": {"queue": Queue.RUNS.value},
-    "rmsml.runs.finish": {"queue": Queue.RUNS.value},
-    "rmsml.runs.shard": {"queue": Queue.SCORING.value},
-    "rmsml.webhooks.*": {"queue": Queue.WEBHOOKS.value},
-}
+task_routes = {name: {"queue": queue.value} for name, queue in TASK_ROUTES.items()}
 
 timezone = _settings.schedules.timezone
 enable_utc = True

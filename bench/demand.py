@@ -9,7 +9,7 @@ Seeds a synthetic chain into its own database (--quick: 4 restaurants x 300 days
 issue's 20 restaurants x 450 days), reads features as of (end - 28 days) through the same SQL the
 run uses, and compares on the held-out tail, per prediction type: seasonal naive, Prophet fitted
 series by series, and the model the pipeline chooses (backtest + selection + conformal intervals).
-Hourly rows are scored on the hours each restaurant serves (``features.demand.idle_slots``: an
+Hourly rows are scored on the hours each restaurant serves (``features.model_frames.idle_slots``: an
 hour without an order in the last 4 weeks is not demand, as a closed day is not); the coverage
 over every hour is reported too. Speed: fitting and forecasting every item series with the global
 LightGBM (1 thread) against Prophet per series (2 processes), side by side in this process, and
@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.demand import DemandHistory, daily_demand_features, hourly_demand_features, idle_slots
+from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
+from features.model_frames import idle_slots
 from features.items import item_demand_features
 from features.restaurants import load_restaurants
 from models.demand import DAILY, HOURLY, ITEMS
@@ -161,7 +162,7 @@ def _evaluate(url: str, quick: bool, restaurants: int, days: int) -> dict:
             timings["items.lightgbm_fit_predict_s"] = round(t_lgbm, 2)
             prophet_s = timings["item_demand_daily.prophet_s"]
             # the chosen candidate alone (a top-down one fits the restaurant model too)
-            best = make_candidate(chosen.backtest.chosen, spec, restaurant_context(feats, spec))
+            best = make_candidate(chosen.backtest.chosen, spec, restaurant_context(feats))
             _, t_best = timed(lambda: best.fit(feats.history).predict(future, history=feats.history))
             timings["items.chosen_fit_predict_s"] = round(t_best, 2)
             result["speedup_vs_prophet_chosen"] = round(prophet_s / t_best, 2)

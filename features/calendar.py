@@ -15,10 +15,6 @@ import numpy as np
 import pandas as pd
 import holidays as holidays_lib
 
-CALENDAR_COLUMNS = ("dow", "month", "doy_sin", "doy_cos", "is_weekend")
-HOLIDAY_COLUMNS = ("is_holiday", "is_holiday_eve", "is_holiday_after")
-
-
 @lru_cache(maxsize=256)
 def _country_holidays(country_code: str, years: tuple[int, ...]) -> dict:
     try:

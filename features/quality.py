@@ -84,10 +84,6 @@ def valid(table: str, alias: str) -> str:
     return "(" + _VALID[table].format(a=alias) + ")"
 
 
-def checked_tables() -> tuple[str, ...]:
-    return tuple(_VALID)
-
-
 def count_malformed(
     reader: ReplicaReader,
     tables: Iterable[str],

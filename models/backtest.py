@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.demand import idle_slots
+from features.model_frames import idle_slots
 from models.intervals import ConformalIntervals, coverage, mae, wape
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def rolling_origin(
         folds: number of origins; step: time between them.
         level: interval level whose coverage is reported (as ``coverage80`` for 0.8).
         skip_idle_hours: hourly series: do not score hours the restaurant was not serving in
-            the weeks before the fold (``features.demand.idle_slots``).
+            the weeks before the fold (``features.model_frames.idle_slots``).
     Closed days are never scored (they are not demand); outlier days are (they happen).
     """
     messages: list[str] = []

@@ -11,7 +11,7 @@
    average of their own history (too little for a model, enough for a profile).
 4. ``average``: the rest (new or all-zero series) get the mean forecast of their peers
    (the chain for restaurants, the category at the restaurant for menu items).
-Known closures (``features.demand.known_closures``) are then set to zero as a ``rule``.
+Known closures (``features.model_frames.known_closures``) are then set to zero as a ``rule``.
 A series' rows always come from one step, so a reader never mixes methods within a day.
 """
 
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.demand import DemandHistory, known_closures
+from features.demand import DemandHistory
+from features.model_frames import known_closures
 from models.artifacts import load_artifact, saved_record, shard_key
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend
@@ -147,7 +148,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     records: list[ModelRecord] = []
     backtest = None
     version = model_version(spec, scope)
-    context = restaurant_context(features, spec)
+    context = restaurant_context(features)
 
     def make(name: str):
         if name in TOPDOWN:
@@ -228,7 +229,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     return Outcome(out, records, messages, backtest)
 
 
-def restaurant_context(features: DemandHistory, spec: TypeSpec) -> RestaurantContext | None:
+def restaurant_context(features: DemandHistory) -> RestaurantContext | None:
     """The restaurants' daily orders for top-down candidates (item types), or None."""
     if features.context is None or features.context.empty:
         return None

@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.demand import OriginFeatures
+from features.model_frames import OriginFeatures
 from models.base import point_forecast, read_params, write_params
 
 CALENDAR = ["dow", "month", "doy_sin", "doy_cos", "is_weekend", "is_holiday", "is_holiday_eve", "is_holiday_after"]

@@ -20,34 +20,20 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import time
 import uuid
 from datetime import date, datetime
 from typing import Any
 
-import kombu.exceptions
-import redis.exceptions
-import sqlalchemy.exc
 from celery import chord
 
+from tasks.base import task
 from worker import runs
-from worker.celery_app import app
 from worker.locks import RunLock
-from worker.queues import SHARD_QUEUE, Queue
-from worker.runs import RunInputError
+from worker.queues import SHARD_QUEUE
+from worker.runs import LockHeld, RunInputError
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-# Errors that may pass on their own. Everything else (bad data, bugs) fails at once.
-TRANSIENT = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    kombu.exceptions.OperationalError,
-)
-RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, retry_jitter=True, max_retries=6)
 
 # How often `finish` looks again while a redelivered shard is still being written.
 FINISH_POLL_S = 5
@@ -99,7 +85,7 @@ def parse_start_args(schedule: Any, as_of: Any, restaurant_ids: Any, trigger: An
     return {"schedule": schedule, "as_of": as_of or None, "restaurant_ids": restaurant_ids, "trigger": trigger[:64]}
 
 
-@app.task(bind=True, name="rmsml.runs.start", queue=Queue.RUNS.value, soft_time_limit=240, time_limit=300, **RETRY)
+@task("rmsml.runs.start", soft_time_limit=240, time_limit=300)
 def start_run(
     self,
     schedule: str,
@@ -122,10 +108,6 @@ def start_run(
     except RunInputError as exc:
         runs.reject_run(rid, str(schedule), None, trigger=str(trigger)[:64], error=str(exc))
         raise
-    if args["schedule"] not in runs.SCHEDULES:
-        error = f"unknown schedule {args['schedule']!r}; expected one of {', '.join(runs.SCHEDULES)}"
-        runs.reject_run(rid, args["schedule"], args["as_of"], trigger=args["trigger"], error=error)
-        raise RunInputError(error)
 
     lock = RunLock.from_settings()
     earlier = lock.dispatched(self.request.id) if self.request.id else None
@@ -133,26 +115,15 @@ def start_run(
         # the same message again, after its shards went out: they are running or done
         log.warning("start %s redelivered after its shards were dispatched; not sending them again", self.request.id)
         return {**earlier, "redelivered": True}
-    taken = lock.acquire(args["schedule"], rid)
-    if not taken.acquired:
-        log.warning("%s run not started: run %s still holds the lock", args["schedule"], taken.holder)
+    plan = runs.begin_locked(lock, args["schedule"], args["as_of"], args["restaurant_ids"],
+                             trigger=args["trigger"], run_id=rid)
+    if isinstance(plan, LockHeld):
         return {
             "status": "skipped",
-            "schedule": args["schedule"],
-            "running_run_id": taken.holder,
-            "reason": f"a {args['schedule']} run ({taken.holder}) is still running",
+            "schedule": plan.schedule,
+            "running_run_id": plan.holder,
+            "reason": f"a {plan.schedule} run ({plan.holder}) is still running",
         }
-    try:
-        plan = runs.begin_run(
-            args["schedule"], args["as_of"], args["restaurant_ids"], trigger=args["trigger"], run_id=rid
-        )
-    except RunInputError as exc:
-        lock.release(args["schedule"], rid)
-        runs.reject_run(rid, args["schedule"], args["as_of"], trigger=args["trigger"], error=str(exc))
-        raise
-    except BaseException:
-        lock.release(args["schedule"], rid)  # a retry re-takes it under the same run id
-        raise
 
     queue = SHARD_QUEUE[plan.schedule].value
     # Task ids name the run and shard; the dispatch suffix keeps a re-run of the same run id from
@@ -184,14 +155,7 @@ def start_run(
     return result
 
 
-@app.task(
-    bind=True,
-    name="rmsml.runs.shard",
-    queue=Queue.SCORING.value,
-    soft_time_limit=_limits.shard_soft_time_limit_s,
-    time_limit=_limits.shard_time_limit_s,
-    **RETRY,
-)
+@task("rmsml.runs.shard", soft_time_limit=_limits.shard_soft_time_limit_s, time_limit=_limits.shard_time_limit_s)
 def shard_run(self, run_id: str, shard_no: int, schedule: str | None = None) -> dict[str, Any]:
     """Predict and write one shard of restaurants; safe to run again (the writer upserts)."""
     rid = str(uuid.UUID(str(run_id)))
@@ -201,15 +165,13 @@ def shard_run(self, run_id: str, shard_no: int, schedule: str | None = None) -> 
     lock = RunLock.from_settings(settings)
     if schedule:
         lock.refresh(schedule, rid)
-    if settings.tasks.drill_shard_pause_s > 0:
-        time.sleep(settings.tasks.drill_shard_pause_s)
     result = runs.run_shard(rid, shard_no, settings=settings)
     if schedule:
         lock.refresh(schedule, rid)
     return {**_json_safe(result), "worker": self.request.hostname}
 
 
-@app.task(bind=True, name="rmsml.runs.finish", queue=Queue.RUNS.value, soft_time_limit=240, time_limit=300, **RETRY)
+@task("rmsml.runs.finish", soft_time_limit=240, time_limit=300)
 def finish_run(self, run_id: str) -> dict[str, Any]:
     """Close the run from committed rows, free its lock, emit the completion event.
 

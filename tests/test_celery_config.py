@@ -31,16 +31,28 @@ def test_queues_declared_once_and_every_task_routed_with_limits():
     assert sorted(q.name for q in conf.task_queues) == sorted(q.value for q in Queue)
     assert conf.task_default_queue == Queue.RUNS.value and conf.task_create_missing_queues is False
     app.loader.import_default_modules()
-    ours = {n: t for n, t in app.tasks.items() if n.startswith("rmsml.runs.")}
+    ours = {n: t for n, t in app.tasks.items() if n.startswith("rmsml.")}
+    assert {"rmsml.runs.start", "rmsml.runs.shard", "rmsml.runs.finish", "rmsml.webhooks.deliver"} <= set(ours)
     for name, task in ours.items():
-        assert task.queue in {q.value for q in Queue}, name
-        assert conf.task_routes[name]["queue"] == task.queue, name
+        # routed by task_routes (the per-task ``queue`` attribute goes in Celery 6)
+        routed = app.amqp.router.route({}, name)["queue"].name
+        assert routed in {q.value for q in Queue}, name
         assert task.soft_time_limit < task.time_limit, name
         assert task.acks_late is not False
         assert set(task.autoretry_for) and all(issubclass(e, Exception) for e in task.autoretry_for)
         assert not any(e in task.autoretry_for for e in (Exception, ValueError)), "retry only errors that may pass"
         assert task.retry_jitter and task.retry_backoff
-    assert ours["rmsml.runs.shard"].queue == Queue.SCORING.value
+    assert app.amqp.router.route({}, "rmsml.runs.shard")["queue"].name == Queue.SCORING.value
+    assert app.amqp.router.route({}, "rmsml.webhooks.deliver")["queue"].name == Queue.WEBHOOKS.value
+
+
+def test_a_task_without_a_route_or_with_limits_upside_down_is_refused():
+    from tasks.base import task
+
+    with pytest.raises(ValueError, match="no route"):
+        task("other.thing", soft_time_limit=1, time_limit=2)
+    with pytest.raises(ValueError, match="below time_limit"):
+        task("rmsml.runs.start", soft_time_limit=5, time_limit=5)
 
 
 def test_visibility_timeout_below_the_shard_limit_is_refused_at_load(tmp_path):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demand import (DemandHistory, checked_zones, gap_messages, idle_slots, known_closures, mark_closed_days,
-                             mark_outliers)
+from features.demand import DemandHistory, checked_zones, gap_messages, mark_closed_days, mark_outliers
+from features.model_frames import idle_slots, known_closures
 from models.artifacts import ArtifactChecksumError, load_artifact, save_artifact
 from models.demand import DAILY
 from models.forecasting import forecast
@@ -313,7 +313,7 @@ def test_year_on_year_momentum_is_last_years_change_per_series():
     origin = pd.Timestamp("2026-05-18")  # a year (364 days) earlier: 2025-05-19
     targets = pd.DataFrame({"series_id": [1, 2, 1], "ds": pd.to_datetime(["2026-06-20", "2026-06-20", "2026-05-20"]),
                             "origin": origin})
-    from features.demand import OriginFeatures
+    from features.model_frames import OriginFeatures
 
     ratio = OriginFeatures()._yoy(hist, targets)
     assert np.allclose(ratio, [2.0, 1.0, 1.0])
@@ -346,7 +346,7 @@ def test_blend_is_the_weighted_mean_of_its_parts_and_reloads_through_the_checksu
 
 
 def test_origin_features_are_window_means_of_usable_history_known_before_the_origin():
-    from features.demand import OriginFeatures
+    from features.model_frames import OriginFeatures
 
     ds = pd.date_range("2026-06-01", periods=70, freq="D")  # a Monday
     y = np.where(ds.day_of_week == 5, 20.0, 10.0)  # Saturdays double
@@ -392,7 +392,7 @@ def test_topdown_forecasts_only_from_days_before_its_origin():
 
     def run(context: pd.DataFrame, history: pd.DataFrame) -> dict[str, np.ndarray]:
         f = replace(feats, context=context, history=history)
-        ctx = restaurant_context(f, ITEMS)
+        ctx = restaurant_context(f)
         got = {}
         for name in ("topdown", "lightgbm+topdown"):
             model = make_candidate(name, ITEMS, ctx).fit(history)
@@ -444,5 +444,5 @@ def test_topdown_is_offered_to_the_item_backtest_and_wins_where_items_follow_the
     # the artifact carries no history: the previous-model fallback hands it the run's restaurant days
     (record,) = outcome.models
     model, _ = load_artifact(Path(record.artifact_path), record.sha256)
-    again = with_context(model, restaurant_context(feats, ITEMS)).predict(feats.future, history=feats.history)
+    again = with_context(model, restaurant_context(feats)).predict(feats.future, history=feats.history)
     np.testing.assert_allclose(again["yhat"].to_numpy(), out["yhat"].to_numpy(), rtol=1e-9)

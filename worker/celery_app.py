@@ -1,20 +1,18 @@
 """The Celery app: ``celery -A worker.celery_app worker|beat|flower``.
 
 Configuration lives in ``celeryconfig`` (read from settings); tasks live in ``tasks/`` and are
-thin wrappers over ``worker.runs``. The webhook tasks register themselves once ``tasks.webhooks``
-exists, so this module does not change when they land.
+thin wrappers over ``worker.runs`` and ``webhooks``, named here by module (the app must not import
+them: tasks sit above the worker).
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 from celery import Celery
 from celery.signals import worker_process_init
 
 from worker.settings import Settings, get_settings
 
-TASK_MODULES = [m for m in ("tasks.runs", "tasks.webhooks") if importlib.util.find_spec(m) is not None]
+TASK_MODULES = ["tasks.runs", "tasks.webhooks"]
 
 app = Celery("rmsml", include=TASK_MODULES)
 app.config_from_object("celeryconfig")

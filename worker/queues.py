@@ -7,6 +7,7 @@ workers on its queue (docs/operations.md shows which compose service consumes wh
 from __future__ import annotations
 
 from enum import Enum
+from fnmatch import fnmatchcase
 
 
 class Queue(str, Enum):
@@ -32,5 +33,19 @@ SHARD_QUEUE: dict[str, Queue] = {
 }
 
 
-def all_queue_names() -> list[str]:
-    return [q.value for q in Queue]
+# Where each task goes (celeryconfig.task_routes). Shards are sent to their schedule's queue at
+# dispatch (SHARD_QUEUE); the route here is their default.
+TASK_ROUTES: dict[str, Queue] = {
+    "rmsml.runs.start": Queue.RUNS,
+    "rmsml.runs.finish": Queue.RUNS,
+    "rmsml.runs.shard": Queue.SCORING,
+    "rmsml.webhooks.*": Queue.WEBHOOKS,
+}
+
+
+def queue_of(task_name: str) -> Queue | None:
+    """The queue ``TASK_ROUTES`` sends a task to (glob patterns as Celery reads them), or None."""
+    for pattern, queue in TASK_ROUTES.items():
+        if fnmatchcase(task_name, pattern):
+            return queue
+    return None

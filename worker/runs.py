@@ -24,8 +24,10 @@ from sqlalchemy import Engine
 
 from features.quality import count_malformed
 from features.restaurants import inactive_restaurant_ids, load_restaurants
+from reporting.accuracy import after_run
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
+from worker.locks import RunLock
 from core.replica import ReplicaReader
 from worker.settings import Settings, get_settings
 from core.units import PredictionUnit, Scope
@@ -40,6 +42,14 @@ FUTURE_TOLERANCE = pd.Timedelta(hours=1)
 
 class RunInputError(ValueError):
     """The run was asked for something that cannot be run (bad schedule, unknown restaurant)."""
+
+
+@dataclass(frozen=True)
+class LockHeld:
+    """A run was not started: another run of the schedule holds its lock."""
+
+    schedule: str
+    holder: str
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,8 @@ def parse_as_of(as_of: str | datetime | None) -> pd.Timestamp:
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("s")
 
 
-def _engines(settings: Settings) -> tuple[Engine, Engine]:
+def _engines() -> tuple[Engine, Engine]:
+    """The replica and predictions engines (cached per process by ``worker.db``)."""
     return db.replica_engine(), db.predictions_engine()
 
 
@@ -116,7 +127,7 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> 
     recorded for the webhook sweep, so the RMS hears about every run that ended.
     """
     settings = settings or get_settings()
-    _, predictions = _engines(settings)
+    _, predictions = _engines()
     writer = PredictionWriter(predictions)
     closed = []
     silent_for = settings.tasks.run_lock_ttl_s
@@ -140,7 +151,7 @@ def begin_run(
 ) -> RunPlan:
     """Create the run record and its shards. Raises ``RunInputError`` for bad input, recorded as failed."""
     settings = settings or get_settings()
-    replica, predictions = _engines(settings)
+    replica, predictions = _engines()
     writer = PredictionWriter(predictions)
     run_id = str(run_id or uuid.uuid4())
     when = parse_as_of(as_of)
@@ -191,10 +202,48 @@ def begin_run(
     return RunPlan(run_id, schedule, when, shards, types)
 
 
+def begin_locked(
+    lock: RunLock,
+    schedule: str,
+    as_of: str | datetime | None = None,
+    restaurant_ids: list[int] | None = None,
+    *,
+    trigger: str,
+    run_id: str,
+    settings: Settings | None = None,
+) -> RunPlan | LockHeld:
+    """Begin a run under its schedule's lock: the one start protocol of beat, Flower and the CLI.
+
+    - another run of the schedule holds the lock: nothing is recorded, ``LockHeld`` is returned;
+    - bad input: the trigger is recorded as a failed run (``reject_run``), the lock freed, and
+      ``RunInputError`` raised;
+    - any other error: the lock is freed (a retry re-takes it under the same run id) and the
+      error raised.
+    On success the caller holds the lock until the run is finished.
+    """
+    if schedule not in SCHEDULES:
+        error = f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}"
+        reject_run(run_id, schedule, as_of, trigger=trigger, error=error, settings=settings)
+        raise RunInputError(error)
+    taken = lock.acquire(schedule, run_id)
+    if not taken.acquired:
+        log.warning("%s run not started: run %s still holds the lock", schedule, taken.holder)
+        return LockHeld(schedule, str(taken.holder))
+    try:
+        return begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+    except RunInputError as exc:
+        lock.release(schedule, run_id)
+        reject_run(run_id, schedule, as_of, trigger=trigger, error=str(exc), settings=settings)
+        raise
+    except BaseException:
+        lock.release(schedule, run_id)
+        raise
+
+
 def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -> dict:
     """Compute and write every unit of the run's schedule for one shard of restaurants."""
     settings = settings or get_settings()
-    replica, predictions = _engines(settings)
+    replica, predictions = _engines()
     run = records.get_run(predictions, run_id)
     shard = records.get_shard(predictions, run_id, shard_no)
     if run is None or shard is None:
@@ -279,15 +328,14 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
     """Close the run from what was committed and return its record.
 
     Then score earlier runs' predictions, raise drift alerts and write the run report
-    (``worker.accuracy.after_run``, never raises): the record gains alerts, retrain, accuracy and
+    (``reporting.accuracy.after_run``, never raises): the record gains alerts, retrain, accuracy and
     report_path, which the completion webhook carries.
     """
     settings = settings or get_settings()
-    _, predictions = _engines(settings)
+    replica, predictions = _engines()
     record = PredictionWriter(predictions).finish_run(run_id)
-    from worker.accuracy import after_run
-
-    record.update(after_run(str(run_id), settings=settings))
+    record.update(after_run(str(run_id), engine=predictions, reader=ReplicaReader(replica),
+                            settings=settings.accuracy, model_store=settings.model_store.path))
     return record
 
 
@@ -306,7 +354,7 @@ def reject_run(
     that ``begin_run`` already recorded (and failed) is left as it is.
     """
     settings = settings or get_settings()
-    _, predictions = _engines(settings)
+    _, predictions = _engines()
     if records.get_run(predictions, run_id) is not None:
         return
     try:
@@ -322,7 +370,7 @@ def reject_run(
 def unfinished_shards(run_id: str, *, settings: Settings | None = None) -> list[int]:
     """Shards of the run still pending or running: a finishing step waits for these."""
     settings = settings or get_settings()
-    _, predictions = _engines(settings)
+    _, predictions = _engines()
     return [
         n
         for n in records.shard_numbers(predictions, run_id)
@@ -339,8 +387,13 @@ def execute_run(
     run_id: str | None = None,
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-) -> dict:
+    lock: RunLock | None = None,
+) -> dict | LockHeld:
     """Run a whole schedule in this process: the CLI's and the demo's path.
+
+    ``lock``: take the schedule's run lock as beat and Flower runs do (``begin_locked``), keep it
+    fresh after every shard and free it at the end; ``LockHeld`` is returned when another run
+    holds it. None runs without one (no workers share the databases).
 
     ``progress(step, done, total)`` is told after each shard ("shards") and at the finishing
     step ("finish"), for a progress bar.
@@ -348,19 +401,32 @@ def execute_run(
     Like the Celery finishing step, it ends by announcing the run to the webhook receivers (sent
     inline, within the webhooks' inline budget; a dead receiver never fails the run).
     """
-    plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
-    for shard_no in range(len(plan.shards)):
-        run_shard(plan.run_id, shard_no, settings=settings)
+    run_id = str(run_id or uuid.uuid4())
+    if lock is None:
+        plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+    else:
+        started = begin_locked(lock, schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        if isinstance(started, LockHeld):
+            return started
+        plan = started
+    try:
+        for shard_no in range(len(plan.shards)):
+            run_shard(plan.run_id, shard_no, settings=settings)
+            if lock is not None:
+                lock.refresh(schedule, plan.run_id)  # a long in-process run keeps its lock, as shards do
+            if progress:
+                progress("shards", shard_no + 1, len(plan.shards))
         if progress:
-            progress("shards", shard_no + 1, len(plan.shards))
-    if progress:
-        progress("finish", 0, 1)
-    record = finish_run(plan.run_id, settings=settings)
+            progress("finish", 0, 1)
+        record = finish_run(plan.run_id, settings=settings)
+    finally:
+        if lock is not None:
+            lock.release(schedule, plan.run_id)
     record["webhook_deliveries"] = emit_run_completed(record, send="inline", settings=settings)
     return record
 
 
 __all__ = [
-    "SCHEDULES", "RunInputError", "RunPlan", "begin_run", "run_shard", "finish_run", "execute_run",
+    "SCHEDULES", "RunInputError", "RunPlan", "LockHeld", "begin_run", "begin_locked", "run_shard", "finish_run", "execute_run",
     "reject_run", "unfinished_shards",
 ]

@@ -1,0 +1,238 @@
+"""The model-feature transforms of the demand types: DataFrame in, DataFrame out, no SQL.
+
+Kept apart from the readers (``features.demand``, ``features.items``), as mlforecast keeps its
+feature engineering apart from fitting: the statistics a model learns from each origin (lags,
+windowed means, year-over-year ratios, named from their parameters), which slots were closed or
+idle, all computed from the history frames the readers built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+# --------------------------------------------------------------------------- origin statistics
+SLOTS = {
+    "weekday": lambda ds: ds.dt.day_of_week,
+    "weekday_hour": lambda ds: ds.dt.day_of_week * 24 + ds.dt.hour,
+}
+
+
+class _Windows:
+    """Means of usable history over [start, end) windows per target row, by binary search.
+
+    Why: the features of every (series, origin, target) row are window means; one sort of the
+    history plus prefix sums answers all of them at once, where grouping the history per origin
+    cost more than the boosting on item shards with thousands of series.
+    """
+
+    _SPAN = np.int64(1) << np.int64(40)  # seconds: keys are (group code, seconds since the first ds)
+
+    def __init__(self, usable: pd.DataFrame, history: pd.DataFrame, targets: pd.DataFrame):
+        self.usable, self.targets = usable, targets
+        self.t0 = history["ds"].min() if len(history) else pd.Timestamp(0)
+        codes = pd.Index(pd.unique(pd.concat([history["series_id"], targets["series_id"]])))
+        self.codes = codes
+        self.u_code = codes.get_indexer(usable["series_id"]).astype(np.int64)
+        self.t_code = codes.get_indexer(targets["series_id"]).astype(np.int64)
+        self.cache: dict = {}
+
+    def _seconds(self, ts: pd.Series) -> np.ndarray:
+        """Seconds since the first history period, clipped into one key span (nothing lies before)."""
+        seconds = (pd.to_datetime(ts) - self.t0).dt.total_seconds().to_numpy()
+        return np.clip(np.nan_to_num(seconds, nan=0.0), 0, float(self._SPAN - 1)).astype(np.int64)
+
+    def _table(self, slot):
+        if slot in self.cache:
+            return self.cache[slot]
+        u = self.usable
+        g = self.u_code if slot is None else self.u_code * 200 + slot(u["ds"]).to_numpy(np.int64)
+        keys = g * self._SPAN + self._seconds(u["ds"])
+        order = np.argsort(keys, kind="stable")
+        y = u["y"].to_numpy(float)[order]
+        table = (keys[order], np.concatenate([[0.0], np.cumsum(y)]),
+                 np.concatenate([[0.0], np.cumsum(y <= 0)]))
+        self.cache[slot] = table
+        return table
+
+    def mean(self, slot, start: pd.Series, end: pd.Series, zeros: bool = False) -> pd.Series:
+        """Per target row: mean y (or share of zero y) of its series' usable rows in [start, end),
+        restricted to the target's own slot when ``slot`` is given; NaN without rows."""
+        keys, csum, czero = self._table(slot)
+        g = self.t_code if slot is None else self.t_code * 200 + slot(self.targets["ds"]).to_numpy(np.int64)
+        lo = np.searchsorted(keys, g * self._SPAN + self._seconds(start), side="left")
+        hi = np.searchsorted(keys, g * self._SPAN + self._seconds(end), side="left")
+        n = (hi - lo).astype(float)
+        total = (czero if zeros else csum)[hi] - (czero if zeros else csum)[lo]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(n > 0, total / n, np.nan)
+        value[self.t_code < 0] = np.nan
+        return pd.Series(value, index=self.targets.index)
+
+
+@dataclass(frozen=True)
+class OriginFeatures:
+    """Recent-history statistics of each series as seen from a forecast origin.
+
+    Why origins rather than plain lags: one model forecasts 1 to 90 days ahead, so it may only use
+    what was known at the origin. Each target row (series, ds, origin) gets the series' level, its
+    recent weekly (and daily) shape relative to that level, its trend and last year's momentum,
+    all computed from open, non-outlier periods strictly before the origin. Column names derive
+    from the parameters, so two configurations never silently share a name.
+
+    Args:
+        slot: "weekday" (daily series) or "weekday_hour" (hourly series): the seasonal slot.
+        level_days: days of history averaged for the level (orders or units per period).
+        short_days: days of the short level compared with the long one (momentum).
+        slot_weeks: weeks of same-slot history for the slot's share of the level (one column
+            each: a short window follows change, a long one is less noisy).
+        yoy: add last year's momentum (needs a year of history; missing values stay NaN).
+    """
+
+    slot: str = "weekday"
+    level_days: int = 28
+    short_days: int = 7
+    slot_weeks: tuple[int, ...] = (4, 12)
+    yoy: bool = True
+
+    @property
+    def level_column(self) -> str:
+        return f"level_d{self.level_days}"
+
+    @property
+    def columns(self) -> list[str]:
+        L, S = self.level_days, self.short_days
+        cols = [
+            self.level_column,
+            f"level_ratio_d{S}_d{L}",
+            f"trend_d{L}",
+            *(f"slot_share_w{w}" for w in self.slot_weeks),
+            f"zero_share_d{L}",
+            "age_days",
+            "h_days",
+        ]
+        if self.slot == "weekday_hour":
+            cols.append(f"hour_share_d{L}")
+        if self.yoy:
+            cols.append("yoy_momentum_364")
+        return cols
+
+    def transform(self, history: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+        """Add the feature columns to ``targets``.
+
+        Args:
+            history: series_id, ds, y, closed, outlier (naive local period starts).
+            targets: series_id, ds, origin (naive local instant; only history before it is used).
+        Returns targets (same row order) with ``columns`` added; a series without usable history
+        before its origin gets NaN level.
+        """
+        L, S = self.level_days, self.short_days
+        day = pd.Timedelta(days=1)
+        result = targets.copy()
+        o = pd.to_datetime(targets["origin"])
+        usable = history[~(history["closed"] | history["outlier"])]
+        win = _Windows(usable, history, targets)
+        level = win.mean(None, o - L * day, o)
+        lvl = level.where(level > 0)
+        result[self.level_column] = level
+        result[f"level_ratio_d{S}_d{L}"] = win.mean(None, o - S * day, o) / lvl
+        result[f"trend_d{L}"] = level / win.mean(None, o - 2 * L * day, o - L * day).where(lambda v: v > 0)
+        result[f"zero_share_d{L}"] = win.mean(None, o - L * day, o, zeros=True)
+        slot_of = SLOTS[self.slot]
+        for w in self.slot_weeks:
+            result[f"slot_share_w{w}"] = win.mean(slot_of, o - 7 * w * day, o) / lvl
+        if self.slot == "weekday_hour":
+            result[f"hour_share_d{L}"] = win.mean(lambda ds: ds.dt.hour, o - L * day, o) / lvl
+        result["age_days"] = (o - targets["series_id"].map(history.groupby("series_id")["ds"].min())).dt.total_seconds() / 86400.0
+        result["h_days"] = (targets["ds"] - o).dt.total_seconds() / 86400.0
+        if self.yoy:
+            result["yoy_momentum_364"] = self._yoy(history, result)
+        return result
+
+    def _yoy(self, history: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+        """Last year's change from (origin - 28 days .. origin) to (target +/- 7 days), a ratio.
+
+        Vectorised over series (one wide date x series table, rolled once): item shards have
+        thousands of series, and a loop per series cost more than the boosting itself.
+        """
+        year = pd.Timedelta(days=364)
+        if history.empty or history["ds"].max() - history["ds"].min() < year:
+            return np.full(len(targets), np.nan)
+        day = history["ds"].dt.normalize()
+        y = history["y"].where(~(history["closed"] | history["outlier"]))
+        daily = y.groupby([day.rename("date"), history["series_id"]]).sum(min_count=1).unstack("series_id")
+        daily = daily.reindex(pd.date_range(daily.index.min(), daily.index.max(), freq="D"))
+        centred = daily.rolling(15, center=True, min_periods=7).mean().stack(future_stack=True)
+        trailing = daily.rolling(self.level_days, min_periods=self.level_days // 2).mean().shift(1)
+        trailing = trailing.stack(future_stack=True)
+        tkey = pd.MultiIndex.from_arrays([targets["ds"].dt.normalize() - year, targets["series_id"]])
+        okey = pd.MultiIndex.from_arrays([pd.to_datetime(targets["origin"]).dt.normalize() - year,
+                                          targets["series_id"]])
+        c = centred.reindex(tkey).to_numpy(float)
+        t = trailing.reindex(okey).to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(t > 0, c / t, np.nan)
+
+
+def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) -> pd.Series:
+    """Which future rows fall on a day the restaurant is known to be closed; a boolean per row.
+
+    Evidence, not guesses: a public holiday (by name) closed on every one of its occurrences in
+    the history (e.g. closed every Christmas), or a weekday closed on each of its last ``weeks``
+    occurrences while other days of those weeks were open (closed every Monday). A restaurant
+    closed outright for the last weeks (refurbishment) is not a pattern: its reopening date is
+    unknown, so it is forecast as open.
+
+    Args:
+        history: series_id, ds, closed, holiday_name (daily or hourly rows).
+        future: series_id, ds, holiday_name.
+    """
+    if history.empty or future.empty:
+        return pd.Series(False, index=future.index)
+    day = history["ds"].dt.normalize()
+    days = (
+        history.assign(day=day)
+        .groupby(["series_id", "day"], as_index=False)
+        .agg(closed=("closed", "all"), holiday_name=("holiday_name", "first"))
+    )
+    # vectorised over series: item shards have thousands of them
+    hol = days[days["holiday_name"] != ""]
+    closed_holidays = hol.groupby(["series_id", "holiday_name"])["closed"].all()
+    closed_holidays = closed_holidays[closed_holidays]
+    last = days[days["day"] > days.groupby("series_id")["day"].transform("max") - pd.Timedelta(days=7 * weeks)]
+    per_series = last.groupby("series_id")["closed"].agg(["size", "all"])
+    pattern = per_series.index[(per_series["size"] >= 7 * weeks) & ~per_series["all"]]
+    last = last[last["series_id"].isin(pattern)]
+    weekday = last.groupby([last["series_id"], last["day"].dt.day_of_week.rename("wd")])["closed"].agg(["size", "all"])
+    closed_weekdays = weekday[(weekday["size"] >= weeks) & weekday["all"]]
+    sid = future["series_id"].astype("int64")
+    on_holiday = pd.MultiIndex.from_arrays([sid, future["holiday_name"]]).isin(closed_holidays.index)
+    on_weekday = pd.MultiIndex.from_arrays([sid, future["ds"].dt.normalize().dt.day_of_week]).isin(
+        closed_weekdays.index)
+    flags = np.asarray(on_holiday) | np.asarray(on_weekday)
+    return pd.Series(flags, index=future.index, dtype=bool)
+
+
+def idle_slots(history: pd.DataFrame, rows: pd.DataFrame, weeks: int = 4) -> pd.Series:
+    """Which ``rows`` fall on an hourly slot (weekday x local hour) without a single order in the
+    series' last ``weeks`` weeks of ``history``: hours the restaurant is not serving, a boolean per row.
+
+    Why: a 3 am hour at a restaurant closed at night is zero by construction; scoring it, or
+    calibrating intervals on it, counts certain zeros as forecast skill and pulls the interval
+    width of the open hours towards nothing (as closed days, they are not demand).
+
+    Args:
+        history: series_id, ds (naive local hour starts), y (orders), before the rows' periods.
+        rows: series_id, ds (hours to classify).
+    """
+    if history.empty or rows.empty:
+        return pd.Series(False, index=rows.index)
+    cut = history.groupby("series_id")["ds"].transform("max") - pd.Timedelta(days=7 * weeks)
+    recent = history[history["ds"] > cut]
+    slot = SLOTS["weekday_hour"]
+    served = recent.groupby([recent["series_id"], slot(recent["ds"]).rename("slot")])["y"].sum()
+    key = pd.MultiIndex.from_arrays([rows["series_id"], slot(rows["ds"])])
+    return pd.Series(served.reindex(key).fillna(0.0).to_numpy() <= 0, index=rows.index)
