@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from models.accuracy import horizon_bucket, horizon_days, metrics, score
-from models.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
+from reporting.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
 from tests.conftest import REPLICA_URL
 from worker import db, runs
 

@@ -362,12 +362,16 @@ def report(
 ) -> None:
     """Write a run's HTML report (summary, accuracy, alerts, plots; no PII) and print its path."""
     _setup_logging()
-    from worker.report import ReportError, write_report
+    from core.replica import ReplicaReader
+    from reporting.report import ReportError, write_report
+    from worker import db
+    from worker.settings import get_settings
 
     try:
         with _progress() as (bar, task):
             bar.update(task, description=f"report for run {run_id}")
-            path = write_report(run_id, path=out)
+            path = write_report(run_id, engine=db.predictions_engine(), reader=ReplicaReader(db.replica_engine()),
+                                model_store=get_settings().model_store.path, path=out)
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.settings import AccuracySettings
 from models.accuracy import ALL
 
 DEMAND_TYPES = ("demand_hourly", "demand_daily", "item_demand_daily")
@@ -62,7 +64,7 @@ class DriftPolicy:
     menu_new_share: float = 0.2
 
     @classmethod
-    def from_settings(cls, settings) -> "DriftPolicy":
+    def from_settings(cls, settings: AccuracySettings) -> "DriftPolicy":
         """Take every field of the same name from ``settings`` (an ``AccuracySettings``)."""
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
 
@@ -192,7 +194,7 @@ def retrain_types(alerts: list[Alert]) -> list[str]:
     return sorted({t for a in alerts for t in a.retrain if t in MODEL_TYPES})
 
 
-def _num(x) -> float | None:
+def _num(x: Any) -> float | None:
     try:
         x = float(x)
     except (TypeError, ValueError):

@@ -9,6 +9,9 @@ interval coverage by horizon.
 
 No PII: the page shows ids and numbers only (no restaurant, item or customer names are read),
 and every free text (messages, errors) goes through the webhook's scrubber first.
+
+The caller hands in the predictions engine, a reader on the replica and the model store's path;
+the SQL is in ``reporting.records``.
 """
 
 from __future__ import annotations
@@ -27,17 +30,15 @@ import matplotlib
 matplotlib.use("Agg")  # no display on workers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from sqlalchemy import Engine, text  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
 
+from core.replica import ReplicaReader  # noqa: E402
 from features.demand import daily_orders  # noqa: E402
 from features.restaurants import load_restaurants  # noqa: E402
 from models.accuracy import BUCKET_ORDER  # noqa: E402
-from worker import db, records  # noqa: E402
-from worker.accuracy import accuracy_frame, accuracy_over_time, alerts_frame  # noqa: E402
-from core.replica import ReplicaReader  # noqa: E402
-from worker.settings import Settings, get_settings  # noqa: E402
+from reporting import records  # noqa: E402
 from worker.webhooks import scrub_reason  # noqa: E402
-from worker.writer import PredictionWriter  # noqa: E402
 
 SECTIONS = ("summary", "steps", "skipped", "alerts", "accuracy", "plots")
 PLOT_DAYS = 28
@@ -48,7 +49,7 @@ class ReportError(LookupError):
     """The report cannot be built (no such run)."""
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -157,13 +158,8 @@ def coverage_plot(accuracy: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------------ data
-def _frame(engine: Engine, sql: str, params: dict) -> pd.DataFrame:
-    with engine.connect() as conn:
-        result = conn.execute(text(sql), params)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
-def _forecast_data(engine: Engine, reader: ReplicaReader, run: dict, accuracy: pd.DataFrame):
+def _forecast_data(engine: Engine, reader: ReplicaReader, run: dict[str, Any], accuracy: pd.DataFrame
+                   ) -> tuple[int | None, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The restaurant to plot (the worst-scored one, else the first) and its three series."""
     rids = [int(i) for i in run["restaurant_ids"] or []]
     if not rids:
@@ -181,13 +177,7 @@ def _forecast_data(engine: Engine, reader: ReplicaReader, run: dict, accuracy: p
     valid_until = datetime.now(timezone.utc)
     actual = daily_orders(reader, {rid: tz}, start.to_pydatetime(), as_of.to_pydatetime(), valid_until)
     actual = actual[["local_date", "orders"]].iloc[1:] if len(actual) else actual  # first day is partial
-    hist = _frame(
-        engine,
-        "SELECT run_id::text AS run_id, as_of, target_start, value, lower, upper FROM ml_prediction_history "
-        "WHERE prediction_type = 'demand_daily' AND restaurant_id = :rid AND target_start >= :start "
-        "AND as_of <= :as_of ORDER BY target_start, as_of",
-        {"rid": rid, "start": start.to_pydatetime(), "as_of": as_of.to_pydatetime()},
-    )
+    hist = records.demand_daily_history(engine, rid, start.to_pydatetime(), as_of.to_pydatetime())
     past = future = pd.DataFrame(columns=["local_date", "value", "lower", "upper"])
     if len(hist):
         hist["target_start"] = pd.to_datetime(hist["target_start"], utc=True)
@@ -212,22 +202,24 @@ th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 """
 
 
-def build_report(run_id: str, *, engine: Engine | None = None, reader: ReplicaReader | None = None) -> str:
-    """The report of one run as an HTML string. Raises ``ReportError`` for an unknown run."""
+def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
+    """The report of one run as an HTML string. Raises ``ReportError`` for an unknown run.
+
+    Args:
+        engine: the predictions database (run record, shards, accuracy, alerts, history).
+        reader: the replica, read-only (the plotted restaurant's actual orders).
+    """
     try:
         run_id = str(uuid.UUID(str(run_id)))
     except ValueError:
         raise ReportError(f"run id must be a UUID, got {run_id!r}") from None
-    engine = engine or db.predictions_engine()
-    reader = reader or ReplicaReader(db.replica_engine())
     run = records.get_run(engine, run_id)
     if run is None:
         raise ReportError(f"no run {run_id}")
-    shards = _frame(engine, "SELECT shard_no, restaurant_ids, status, attempts, started_at, finished_at, step_seconds, "
-                            "error FROM ml_run_shard WHERE run_id = :id ORDER BY shard_no", {"id": str(run_id)})
-    accuracy = accuracy_frame(engine, str(run_id))
-    alerts = alerts_frame(engine, str(run_id))
-    over_time = accuracy_over_time(engine, run["as_of"])
+    shards = records.shards_frame(engine, str(run_id))
+    accuracy = records.accuracy_frame(engine, str(run_id))
+    alerts = records.alerts_frame(engine, str(run_id))
+    over_time = records.accuracy_over_time(engine, run["as_of"])
     rid, actual, past, future = _forecast_data(engine, reader, run, accuracy)
 
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Run {_esc(run['id'])}</title>"
@@ -332,23 +324,29 @@ def build_report(run_id: str, *, engine: Engine | None = None, reader: ReplicaRe
     return "".join(parts)
 
 
-def report_path(run_id: str, settings: Settings | None = None) -> Path:
-    """Where a run's report lives in the artifact store."""
-    settings = settings or get_settings()
-    return Path(settings.model_store.path) / "reports" / f"run-{run_id}.html"
+def report_path(run_id: str, model_store: Path) -> Path:
+    """Where a run's report lives in the artifact store (``model_store``: its root)."""
+    return Path(model_store) / "reports" / f"run-{run_id}.html"
 
 
-def write_report(run_id: str, *, settings: Settings | None = None, path: Path | None = None) -> Path:
-    """Build the report, write it (atomically) into the artifact store or ``path``, record where."""
-    settings = settings or get_settings()
+def write_report(run_id: str, *, engine: Engine, reader: ReplicaReader, model_store: Path,
+                 path: Path | None = None) -> Path:
+    """Build the report, write it (atomically) into the artifact store or ``path``, record where.
+
+    Args:
+        engine: the predictions database (read, and the report's path recorded on the run).
+        reader: the replica, read-only.
+        model_store: the artifact store's root; the report goes to ``<model_store>/reports/``.
+        path: write here instead.
+    """
     started = time.monotonic()
-    page = build_report(str(run_id))
-    target = Path(path) if path else report_path(str(run_id), settings)
+    page = build_report(str(run_id), engine=engine, reader=reader)
+    target = Path(path) if path else report_path(str(run_id), model_store)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(target)
-    PredictionWriter(db.predictions_engine()).record_report(str(run_id), str(target), time.monotonic() - started)
+    records.record_report(engine, str(run_id), str(target), time.monotonic() - started)
     return target
 
 

@@ -9,8 +9,11 @@ Steps (docs/accuracy.md): read the history rows whose targets ended in the last
 ``accuracy.window_days`` before the run's as_of (``ml_prediction_history``); read their actuals
 from the replica (``features.actuals``); score them per type, restaurant and horizon bucket
 (``models.accuracy``); compare with the backtest figures the registry holds for the models that
-made them and look at the inputs (``models.drift``); store accuracy and alerts and retire the
-models of the types to retrain (``worker.writer``); then write the HTML report (``worker.report``).
+made them and look at the inputs (``reporting.drift``); store accuracy and alerts and retire the
+models of the types to retrain (``reporting.records``); then write the HTML report
+(``reporting.report``).
+
+The caller hands in the predictions engine, a reader on the replica and the accuracy settings.
 """
 
 from __future__ import annotations
@@ -19,92 +22,25 @@ import logging
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from core.replica import ReplicaReader
+from core.settings import AccuracySettings
 from features.actuals import input_signals, match, read_actuals, target_ends
 from features.restaurants import load_restaurants
 from models import accuracy as acc
-from models.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
-from worker import db, records
-from core.replica import ReplicaReader
-from worker.settings import Settings, get_settings
-from worker.writer import PredictionWriter
+from reporting import records
+from reporting.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
+from reporting.report import write_report
 
 log = logging.getLogger(__name__)
 
 FUTURE_TOLERANCE = pd.Timedelta(hours=1)
 MODEL_METHODS = ("model", "previous_model")
-
-
-# ------------------------------------------------------------------------------------ reads
-def history_for_window(engine: Engine, restaurant_ids: list[int], window_start: pd.Timestamp,
-                       as_of: pd.Timestamp) -> pd.DataFrame:
-    """History rows that may have ended in [window_start, as_of), made before ``as_of``.
-
-    Daily targets start up to a day before they end, churn windows 60 days before: the bounds
-    are widened by that much and the exact ends are checked afterwards (``target_ends``).
-    """
-    with engine.connect() as conn:
-        result = conn.execute(
-            text(
-                """
-                SELECT run_id::text AS run_id, as_of, prediction_type, entity_id, restaurant_id, target_start,
-                       value::float8 AS value, lower::float8 AS lower, upper::float8 AS upper,
-                       model_name, model_version, method
-                FROM ml_prediction_history
-                WHERE restaurant_id = ANY(:rids) AND as_of < :as_of AND (
-                    (prediction_type <> 'churn' AND target_start >= :lo AND target_start < :as_of)
-                    OR (prediction_type = 'churn' AND as_of >= :churn_lo AND as_of <= :churn_hi))
-                """
-            ),
-            {
-                "rids": restaurant_ids,
-                "as_of": as_of.to_pydatetime(),
-                "lo": (window_start - pd.Timedelta(days=2)).to_pydatetime(),
-                "churn_lo": (window_start - acc.CHURN_WINDOW - pd.Timedelta(days=1)).to_pydatetime(),
-                "churn_hi": (as_of - acc.CHURN_WINDOW).to_pydatetime(),
-            },
-        )
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    if len(frame):
-        frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
-        frame["target_start"] = pd.to_datetime(frame["target_start"], utc=True)
-        frame["entity_id"] = frame["entity_id"].astype("int64")
-    return frame
-
-
-def accuracy_frame(engine: Engine, run_id: str) -> pd.DataFrame:
-    """One run's rows of ``ml_accuracy``."""
-    with engine.connect() as conn:
-        result = conn.execute(text("SELECT * FROM ml_accuracy WHERE run_id = :id ORDER BY id"), {"id": str(run_id)})
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
-def accuracy_over_time(engine: Engine, before: datetime, days: int = 120) -> pd.DataFrame:
-    """Chain-wide overall accuracy of every scoring run in the ``days`` up to ``before``."""
-    with engine.connect() as conn:
-        result = conn.execute(
-            text(
-                "SELECT as_of, prediction_type, wape, coverage80, backtest_wape, n FROM ml_accuracy "
-                "WHERE restaurant_id IS NULL AND horizon = 'all' AND as_of <= :before "
-                "AND as_of > CAST(:before AS timestamptz) - make_interval(days => :days) ORDER BY as_of"
-            ),
-            {"before": before, "days": int(days)},
-        )
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
-def alerts_frame(engine: Engine, run_id: str) -> pd.DataFrame:
-    with engine.connect() as conn:
-        result = conn.execute(
-            text("SELECT kind, signal, prediction_type, restaurant_id, observed, reference, threshold, retrain, message "
-                 "FROM ml_drift_alert WHERE run_id = :id ORDER BY id"),
-            {"id": str(run_id)},
-        )
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def backtest_figures(registry: pd.DataFrame) -> dict[tuple[str, str], tuple[float | None, float | None]]:
@@ -118,29 +54,32 @@ def backtest_figures(registry: pd.DataFrame) -> dict[tuple[str, str], tuple[floa
 
 
 # ------------------------------------------------------------------------------------ scoring
-def assess_run(run_id: str, *, settings: Settings | None = None) -> dict[str, Any] | None:
+def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader,
+               settings: AccuracySettings) -> dict[str, Any] | None:
     """Score the predictions whose targets ended in the window before the run's as_of and raise
     alerts; store both. Returns what the run record carries, or None for schedules that do not
-    score (``accuracy.score_schedules``)."""
-    settings = settings or get_settings()
+    score (``settings.score_schedules``).
+
+    Args:
+        engine: the predictions database (history, registry, run record; results written here).
+        reader: the replica, read-only (actuals and input signals).
+        settings: window, thresholds and retention.
+    """
     started = time.monotonic()
-    cfg = settings.accuracy
-    replica, predictions = db.replica_engine(), db.predictions_engine()
-    run = records.get_run(predictions, run_id)
+    run = records.get_run(engine, run_id)
     if run is None:
         raise LookupError(f"no run {run_id}")
-    if run["schedule"] not in cfg.score_schedules:
+    if run["schedule"] not in settings.score_schedules:
         return None
     as_of = pd.Timestamp(run["as_of"]).tz_convert("UTC")
-    window_start = as_of - pd.Timedelta(days=cfg.window_days)
+    window_start = as_of - pd.Timedelta(days=settings.window_days)
     valid_until = datetime.now(timezone.utc) + FUTURE_TOLERANCE.to_pytimedelta()
-    reader = ReplicaReader(replica)
     found = load_restaurants(reader, [int(i) for i in run["restaurant_ids"]]) if run["restaurant_ids"] else None
     restaurants = found.restaurants if found is not None else pd.DataFrame(columns=["id", "timezone"])
     zones = {int(r.id): str(r.timezone) for r in restaurants.itertuples(index=False)}
     messages: list[str] = []
 
-    history = history_for_window(predictions, list(zones), window_start, as_of) if zones else pd.DataFrame()
+    history = records.history_for_window(engine, list(zones), window_start, as_of) if zones else pd.DataFrame()
     if len(history):
         history["target_end"] = target_ends(history, zones)
         history = history[(history["target_end"] > window_start) & (history["target_end"] <= as_of)].reset_index(drop=True)
@@ -151,7 +90,7 @@ def assess_run(run_id: str, *, settings: Settings | None = None) -> dict[str, An
     else:
         matched = pd.DataFrame(columns=["prediction_type", "restaurant_id", "status"])
 
-    registry = records.registry_frame(predictions, list(acc.SCORED_TYPES))
+    registry = records.registry_frame(engine, list(acc.SCORED_TYPES))
     figures = backtest_figures(registry)
     scored = matched[matched["status"] == "scored"].copy() if len(matched) else matched
     if len(matched):
@@ -172,17 +111,17 @@ def assess_run(run_id: str, *, settings: Settings | None = None) -> dict[str, An
         excluded = {}
     accuracy = acc.score(scored) if len(scored) else acc.score(pd.DataFrame())
 
-    policy = DriftPolicy.from_settings(cfg)
+    policy = DriftPolicy.from_settings(settings)
     alerts = degradation_alerts(accuracy, policy)
     if zones:
         daily, items, last_day = input_signals(reader, zones, as_of, valid_until,
-                                               cfg.volume_recent_days + cfg.volume_baseline_days)
+                                               settings.volume_recent_days + settings.volume_baseline_days)
         alerts += volume_alerts(daily, last_day, policy)
         alerts += menu_alerts(items, as_of, policy)
     retrain = retrain_types(alerts)
     # The evidence starts with the scoring window (degradation) or the recent days (input drift):
     # a model whose training data ended before that never saw the change.
-    retire_before = max(window_start, as_of - pd.Timedelta(days=cfg.volume_recent_days))
+    retire_before = max(window_start, as_of - pd.Timedelta(days=settings.volume_recent_days))
     if retrain:
         messages.append(f"accuracy: retraining {', '.join(retrain)} (drift alerts); models trained on data "
                         f"ending before {retire_before:%Y-%m-%d %H:%M} UTC are retired")
@@ -193,7 +132,8 @@ def assess_run(run_id: str, *, settings: Settings | None = None) -> dict[str, An
         "excluded": {t: dict(c) for (t, r), c in sorted(excluded.items(), key=lambda kv: kv[0][0]) if r is None},
     }
     alert_dicts = [a.as_dict() for a in alerts]
-    PredictionWriter(predictions).record_assessment(
+    records.record_assessment(
+        engine,
         run_id,
         as_of=as_of.to_pydatetime(),
         window_start=window_start.to_pydatetime(),
@@ -205,7 +145,7 @@ def assess_run(run_id: str, *, settings: Settings | None = None) -> dict[str, An
         retire_before=retire_before.to_pydatetime(),
         messages=messages,
         step_seconds={"accuracy": time.monotonic() - started},
-        history_cutoff=(as_of - pd.Timedelta(days=cfg.history_retention_days)).to_pydatetime(),
+        history_cutoff=(as_of - pd.Timedelta(days=settings.history_retention_days)).to_pydatetime(),
     )
     return {"alerts": alert_dicts, "retrain": retrain, "accuracy": summary}
 
@@ -246,33 +186,33 @@ def _explain(matched: pd.DataFrame) -> tuple[dict[tuple[str, int | None], Counte
 
 
 # ------------------------------------------------------------------------------------ the step
-def after_run(run_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
+def after_run(run_id: str, *, engine: Engine, reader: ReplicaReader, settings: AccuracySettings,
+              model_store: Path) -> dict[str, Any]:
     """Scoring, alerts and the report for a finished run; what to add to its run record.
 
     Never raises: each part that fails is logged and explained in the run's messages.
+
+    Args:
+        engine: the predictions database. reader: the replica, read-only.
+        settings: the accuracy settings (``settings.report``: write the HTML report or not).
+        model_store: the artifact store; the report goes to ``<model_store>/reports/``.
     """
-    settings = settings or get_settings()
-    predictions = db.predictions_engine()
-    writer = PredictionWriter(predictions)
     problems: list[str] = []
     try:
-        assess_run(run_id, settings=settings)
+        assess_run(run_id, engine=engine, reader=reader, settings=settings)
     except Exception as exc:
         log.exception("run %s: the accuracy step failed", run_id)
         problems.append(f"accuracy: scoring failed ({type(exc).__name__}: {exc}); predictions are unaffected")
-    if settings.accuracy.report:
+    if settings.report:
         try:
-            from worker.report import write_report
-
-            write_report(run_id, settings=settings)
+            write_report(run_id, engine=engine, reader=reader, model_store=model_store)
         except Exception as exc:
             log.exception("run %s: the run report failed", run_id)
             problems.append(f"report: not written ({type(exc).__name__}: {exc})")
     if problems:
-        writer.append_run_messages(run_id, problems)
-    run = records.get_run(predictions, run_id) or {}
+        records.append_run_messages(engine, run_id, problems)
+    run = records.get_run(engine, run_id) or {}
     return {k: run.get(k) for k in ("alerts", "retrain", "accuracy", "report_path", "step_seconds", "messages")}
 
 
-__all__ = ["assess_run", "after_run", "history_for_window", "accuracy_frame", "accuracy_over_time", "alerts_frame",
-           "backtest_figures"]
+__all__ = ["assess_run", "after_run", "backtest_figures"]
