@@ -1,6 +1,6 @@
 """Realised accuracy: how far earlier predictions were from what then happened.
 
-Pure functions on frames (no connection): the run's scoring step (``worker.accuracy``) hands them
+Pure functions on frames (no connection): the run's scoring step (``reporting.accuracy``) hands them
 predictions already matched with their actuals (``features.actuals``). The metrics are the ones
 the backtest reports (``models.backtest``: WAPE, MAE, 80 % coverage), so a realised figure can be
 set against the backtest figure of the model that made the prediction, plus the bias, which a
@@ -15,9 +15,11 @@ prediction) is its own bucket, "60d"; "all" pools every bucket.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 SCORED_TYPES: tuple[str, ...] = ("demand_hourly", "demand_daily", "item_demand_daily", "stock_daily", "churn")
 CHURN_WINDOW = pd.Timedelta(days=60)
@@ -61,7 +63,8 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def metrics(y, yhat, lower=None, upper=None) -> dict:
+def metrics(y: ArrayLike, yhat: ArrayLike, lower: ArrayLike | None = None,
+            upper: ArrayLike | None = None) -> dict[str, Any]:
     """WAPE, MAE, bias and 80 % interval coverage of one group.
 
     Args:
