@@ -14,7 +14,7 @@ import re
 import pytest
 from sqlalchemy import text
 
-from tests.test_celery_harness import flush_redis, start_worker, stop_shared_workers, wait_for
+from tests.celery_harness import flush_redis, start_worker, stop_shared_workers, wait_for
 from worker import db, runs
 from worker.celery_app import app
 from worker.locks import RunLock
@@ -52,7 +52,7 @@ def test_killed_worker_mid_shard_leaves_rows_readable_and_the_run_completes_once
     baseline = rows_by_restaurant_and_run()
     assert earlier["status"] == "succeeded" and baseline
 
-    doomed = start_worker("doomed", tmp_path, {**LIMITS, "RMSML_TASKS__DRILL_SHARD_PAUSE_S": "4"})
+    doomed = start_worker("doomed", tmp_path, {**LIMITS, "RMSML_TEST_SHARD_PAUSE_S": "4"})
     started = app.send_task("rmsml.runs.start", kwargs={"schedule": "monthly", "as_of": AS_OF}).get(timeout=60)
     run_id, shard_ids = started["run_id"], started["shard_task_ids"]
     assert len(shard_ids) >= 2

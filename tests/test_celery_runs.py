@@ -1,7 +1,7 @@
 """Runs through a real Celery worker pair on the test Redis and PostgreSQL.
 
 Two workers (one process each) consume the same queues; every shard pauses a second
-(``tasks.drill_shard_pause_s``) so that both workers are needed for a run and a second trigger
+(``RMSML_TEST_SHARD_PAUSE_S``, ``tests/celery_drill.py``) so that both workers are needed for a run and a second trigger
 arrives while the first run is still going. Runs use the monthly schedule: its prediction type is
 quick to compute, and the orchestration around it is the same for every schedule.
 """
@@ -13,7 +13,7 @@ import pickle
 import pytest
 from sqlalchemy import text
 
-from tests.test_celery_harness import (
+from tests.celery_harness import (
     WORKER_ENV,
     flush_redis,
     predictions_count,
@@ -172,7 +172,7 @@ def test_cli_trigger_runs_on_the_workers_and_reports_bad_input(workers, clean_pr
     import subprocess
     import sys
 
-    from tests.test_celery_harness import ROOT
+    from tests.celery_harness import ROOT
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "worker", "trigger", *args], cwd=ROOT, capture_output=True,

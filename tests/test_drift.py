@@ -97,19 +97,20 @@ def drift_chain(predictions_url):
 
 def _plant_unregistered_prediction(item_id: int) -> None:
     """An earlier run's item forecasts from a model version no registry row describes."""
+    from worker.records import RunRecords
     from worker.writer import PredictionWriter
 
     writer = PredictionWriter(db.predictions_engine())
     rid = uuid.uuid4()
     as_of = SHIFT + pd.Timedelta(days=1)
-    writer.create_run(rid, "daily", as_of.to_pydatetime(), trigger="test", restaurant_ids=[1], prediction_types=[])
+    RunRecords(db.predictions_engine()).create_run(rid, "daily", as_of.to_pydatetime(), trigger="test", restaurant_ids=[1], prediction_types=[])
     days = pd.date_range("2026-10-17", periods=3, freq="D").tz_localize("America/New_York").tz_convert("UTC")
     rows = pd.DataFrame({"entity_id": item_id, "restaurant_id": 1, "target_start": days, "granularity": "day",
                          "value": 5.0, "lower": 2.0, "upper": 9.0, "model_name": "lightgbm",
                          "model_version": "item_demand_daily.gone", "method": "model"})
     writer.replace_predictions(rid, "item_demand_daily", "menu_item", rows, generated_at=as_of.to_pydatetime(),
                                expires_at=as_of.to_pydatetime(), keep_history=True)
-    writer.finish_run(rid)
+    RunRecords(db.predictions_engine()).finish_run(rid)
 
 
 def test_demand_shift_fires_degradation_and_volume_alerts_and_retrains(drift_chain):

@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 
-from tests.test_celery_harness import WORKER_ENV, Proc, flush_redis, runs_table, shared_workers, wait_for
+from tests.celery_harness import WORKER_ENV, Proc, flush_redis, runs_table, shared_workers, wait_for
 from worker.celery_app import flower_command
 from worker.settings import get_settings
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.test_celery_harness import flush_redis, start_worker, wait_for
+from tests.celery_harness import flush_redis, start_worker, wait_for
 from tests.test_webhooks import ScriptedReceiver, finished_run, gaps, hook_settings, new_secret
 from worker import db, webhooks
 from worker.celery_app import app

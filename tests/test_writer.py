@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from worker.records import RunRecords
 from worker.writer import InvalidPredictionRows, PredictionWriter
 
 NOW = datetime(2026, 11, 1, 4, 0, tzinfo=timezone.utc)
@@ -139,15 +140,16 @@ def test_reader_never_sees_a_half_written_entity(clean_predictions, predictions_
 def test_run_record_counts_come_from_committed_rows(clean_predictions, predictions_engine):
     writer = PredictionWriter(predictions_engine)
     run_id = uuid.uuid4()
-    writer.create_run(run_id, "daily", NOW, trigger="test", restaurant_ids=[1, 2],
+    run_records = RunRecords(predictions_engine)
+    run_records.create_run(run_id, "daily", NOW, trigger="test", restaurant_ids=[1, 2],
                       prediction_types=["demand_hourly"], rows_skipped={"restaurants_restaurant": 1})
-    writer.plan_shards(run_id, [[1], [2]])
+    run_records.plan_shards(run_id, [[1], [2]])
     for shard_no, rid in enumerate([1, 2]):
-        writer.start_shard(run_id, shard_no, [rid])
+        run_records.start_shard(run_id, shard_no, [rid])
         write(writer, run_id, hourly_rows([rid]))
-        writer.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_hourly": 168},
+        run_records.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_hourly": 168},
                             rows_skipped={"orders_order": 2}, modules_skipped={}, messages=[])
-    record = writer.finish_run(run_id)
+    record = run_records.finish_run(run_id)
     assert record["status"] == "succeeded"
     assert record["rows_written"] == {"demand_hourly": 336}
     assert record["rows_skipped"] == {"restaurants_restaurant": 1, "orders_order": 4}

@@ -1,14 +1,304 @@
-"""Reads of the pipeline's own records (runs, shards, registry) from the predictions database.
+"""The pipeline's own records in the predictions database: runs, their shards, the model registry.
 
-Reads only; writes go through ``worker.writer``.
+``RunRecords`` is the one writer of ``ml_run``, ``ml_run_shard`` and ``ml_model_registry`` (the
+report step adds its path through ``reporting.records``); the functions below read them.
+Predictions themselves are written by ``worker.writer`` only.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, text
+
+from core.jsonb import dumps
+
+
+def _merge_counts(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    for key, n in more.items():
+        into[key] = int(into.get(key, 0)) + int(n)
+    return into
+
+
+class RunRecords:
+    """Writes the run, shard and registry records; every method is one transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def create_run(
+        self,
+        run_id: uuid.UUID,
+        schedule: str,
+        as_of: datetime,
+        *,
+        trigger: str,
+        restaurant_ids: list[int],
+        prediction_types: list[str],
+        rows_skipped: Mapping[str, int] | None = None,
+        modules_skipped: Mapping[str, str] | None = None,
+        messages: list[str] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_run (id, schedule, as_of, status, trigger, restaurant_ids,
+                                        prediction_types, rows_skipped, modules_skipped, messages)
+                    VALUES (:id, :schedule, :as_of, 'running', :trigger, CAST(:rids AS jsonb),
+                            CAST(:types AS jsonb), CAST(:skipped AS jsonb),
+                            CAST(:modules AS jsonb), CAST(:messages AS jsonb))
+                    ON CONFLICT (id) DO UPDATE SET status = 'running', heartbeat_at = now(),
+                        finished_at = NULL, error = NULL
+                    """
+                ),
+                {
+                    "id": str(run_id),
+                    "schedule": schedule,
+                    "as_of": as_of,
+                    "trigger": trigger,
+                    "rids": dumps(restaurant_ids),
+                    "types": dumps(prediction_types),
+                    "skipped": dumps(dict(rows_skipped or {})),
+                    "modules": dumps(dict(modules_skipped or {})),
+                    "messages": dumps(list(messages or [])),
+                },
+            )
+
+    def plan_shards(self, run_id: uuid.UUID | str, shards: list[list[int]]) -> None:
+        """Record the run's shards as pending, so a finishing step knows what to wait for."""
+        with self.engine.begin() as conn:
+            for shard_no, ids in enumerate(shards):
+                conn.execute(
+                    text(
+                        "INSERT INTO ml_run_shard (run_id, shard_no, restaurant_ids, status) "
+                        "VALUES (:run_id, :shard_no, CAST(:rids AS jsonb), 'pending') "
+                        "ON CONFLICT (run_id, shard_no) DO NOTHING"
+                    ),
+                    {"run_id": str(run_id), "shard_no": shard_no, "rids": dumps(ids)},
+                )
+
+    def abandon_unfinished_shards(self, run_id: uuid.UUID | str, reason: str) -> int:
+        """Mark a dead run's pending or running shards failed, so the run can be closed."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                text(
+                    "UPDATE ml_run_shard SET status = 'failed', error = :reason, finished_at = now() "
+                    "WHERE run_id = :id AND status IN ('pending', 'running')"
+                ),
+                {"id": str(run_id), "reason": reason[:4000]},
+            ).rowcount
+
+    def fail_run(self, run_id: uuid.UUID | str, error: str) -> None:
+        """Record a run that could not start or finish; its predictions stay as they were."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE ml_run SET status = 'failed', error = :error, finished_at = now() "
+                    "WHERE id = :id"
+                ),
+                {"id": str(run_id), "error": error[:4000]},
+            )
+
+    def start_shard(self, run_id: uuid.UUID | str, shard_no: int, restaurant_ids: list[int]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_run_shard (run_id, shard_no, restaurant_ids, status, attempts, started_at)
+                    VALUES (:run_id, :shard_no, CAST(:rids AS jsonb), 'running', 1, now())
+                    ON CONFLICT (run_id, shard_no) DO UPDATE SET status = 'running',
+                        attempts = ml_run_shard.attempts + 1, started_at = now(), error = NULL
+                    """
+                ),
+                {"run_id": str(run_id), "shard_no": shard_no, "rids": dumps(restaurant_ids)},
+            )
+            conn.execute(text("UPDATE ml_run SET heartbeat_at = now() WHERE id = :id"), {"id": str(run_id)})
+
+    def finish_shard(
+        self,
+        run_id: uuid.UUID | str,
+        shard_no: int,
+        *,
+        status: str,
+        rows_written: Mapping[str, int],
+        rows_skipped: Mapping[str, int],
+        modules_skipped: Mapping[str, str],
+        messages: list[str],
+        error: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    UPDATE ml_run_shard SET status = :status, finished_at = now(),
+                        rows_written = CAST(:written AS jsonb), rows_skipped = CAST(:skipped AS jsonb),
+                        modules_skipped = CAST(:modules AS jsonb), messages = CAST(:messages AS jsonb),
+                        error = :error
+                    WHERE run_id = :run_id AND shard_no = :shard_no
+                    """
+                ),
+                {
+                    "run_id": str(run_id),
+                    "shard_no": shard_no,
+                    "status": status,
+                    "written": dumps(dict(rows_written)),
+                    "skipped": dumps(dict(rows_skipped)),
+                    "modules": dumps(dict(modules_skipped)),
+                    "messages": dumps(messages),
+                    "error": error[:4000] if error else None,
+                },
+            )
+
+    def finish_run(self, run_id: uuid.UUID | str) -> dict[str, Any]:
+        """Close the run from what was committed: row counts come from the table, not from memory.
+
+        Status: ``succeeded`` when every shard and prediction type succeeded, ``partial`` when some
+        failed but rows were written, ``failed`` otherwise.
+        """
+        rid = str(run_id)
+        with self.engine.begin() as conn:
+            run = conn.execute(
+                text("SELECT rows_skipped, modules_skipped, messages FROM ml_run WHERE id = :id FOR UPDATE"),
+                {"id": rid},
+            ).mappings().one()
+            written = {
+                t: int(n)
+                for t, n in conn.execute(
+                    text(
+                        "SELECT prediction_type, count(*) FROM m_l_predictions WHERE run_id = :id "
+                        "GROUP BY prediction_type ORDER BY prediction_type"
+                    ),
+                    {"id": rid},
+                )
+            }
+            shards = conn.execute(
+                text(
+                    "SELECT shard_no, restaurant_ids, status, rows_skipped, modules_skipped, messages, error "
+                    "FROM ml_run_shard WHERE run_id = :id ORDER BY shard_no"
+                ),
+                {"id": rid},
+            ).mappings().all()
+            skipped: dict[str, int] = dict(run["rows_skipped"])
+            modules: dict[str, str] = dict(run["modules_skipped"])
+            messages: list[str] = list(run["messages"])
+            failed: list[dict[str, Any]] = []
+            for shard in shards:
+                _merge_counts(skipped, shard["rows_skipped"])
+                modules.update(shard["modules_skipped"])
+                messages.extend(m for m in shard["messages"] if m not in messages)
+                if shard["status"] != "succeeded":
+                    failed.append(
+                        {
+                            "shard": shard["shard_no"],
+                            "restaurant_ids": shard["restaurant_ids"],
+                            "error": shard["error"] or f"shard {shard['status']}",
+                        }
+                    )
+            any_written = sum(written.values()) > 0
+            if not failed:
+                status = "succeeded"
+            elif any_written:
+                status = "partial"
+            else:
+                status = "failed"
+            error = "; ".join(f["error"] for f in failed)[:4000] or None
+            row = conn.execute(
+                text(
+                    """
+                    UPDATE ml_run SET status = :status, finished_at = now(), heartbeat_at = now(),
+                        rows_written = CAST(:written AS jsonb), rows_skipped = CAST(:skipped AS jsonb),
+                        modules_skipped = CAST(:modules AS jsonb), messages = CAST(:messages AS jsonb),
+                        failed = CAST(:failed AS jsonb), error = :error
+                    WHERE id = :id
+                    RETURNING id, schedule, as_of, status, started_at, finished_at, restaurant_ids,
+                              rows_written, rows_skipped, modules_skipped, messages, failed, error
+                    """
+                ),
+                {
+                    "id": rid,
+                    "status": status,
+                    "written": dumps(written),
+                    "skipped": dumps(skipped),
+                    "modules": dumps(modules),
+                    "messages": dumps(messages),
+                    "failed": dumps(failed),
+                    "error": error,
+                },
+            ).mappings().one()
+        return dict(row)
+
+    def register_model(
+        self,
+        *,
+        name: str,
+        version: str,
+        prediction_type: str,
+        artifact_path: str,
+        sha256: str,
+        training_start: datetime | None,
+        training_end: datetime | None,
+        metrics: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        run_id: uuid.UUID | str | None = None,
+        status: str = "active",
+    ) -> None:
+        """Record a saved artifact; re-registering the same name and version updates it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO ml_model_registry (name, version, prediction_type, artifact_path, sha256,
+                        training_start, training_end, metrics, params, status, run_id)
+                    VALUES (:name, :version, :ptype, :path, :sha, :tstart, :tend,
+                            CAST(:metrics AS jsonb), CAST(:params AS jsonb), :status, :run_id)
+                    ON CONFLICT ON CONSTRAINT ml_model_registry_name_version DO UPDATE SET
+                        artifact_path = EXCLUDED.artifact_path, sha256 = EXCLUDED.sha256,
+                        training_start = EXCLUDED.training_start, training_end = EXCLUDED.training_end,
+                        metrics = EXCLUDED.metrics, params = EXCLUDED.params, status = EXCLUDED.status,
+                        run_id = EXCLUDED.run_id
+                    """
+                ),
+                {
+                    "name": name,
+                    "version": version,
+                    "ptype": prediction_type,
+                    "path": artifact_path,
+                    "sha": sha256,
+                    "tstart": training_start,
+                    "tend": training_end,
+                    "metrics": dumps(dict(metrics)),
+                    "params": dumps(dict(params or {})),
+                    "status": status,
+                    "run_id": str(run_id) if run_id else None,
+                },
+            )
+
+    def record_step_seconds(self, run_id: uuid.UUID | str, shard_no: int, seconds: Mapping[str, float]) -> None:
+        """Time each unit took in a shard, for the run report."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE ml_run_shard SET step_seconds = CAST(:s AS jsonb) WHERE run_id = :id AND shard_no = :n"),
+                {"id": str(run_id), "n": int(shard_no), "s": dumps({k: round(float(v), 3) for k, v in seconds.items()})},
+            )
+
+    def append_run_messages(self, run_id: uuid.UUID | str, messages: list[str]) -> None:
+        """Add messages (each once) to a finished run's record: a failed scoring step says so there."""
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": str(run_id)}
+            ).scalar()
+            merged = list(current or [])
+            merged.extend(m for m in messages if m not in merged)
+            conn.execute(
+                text("UPDATE ml_run SET messages = CAST(:m AS jsonb) WHERE id = :id"),
+                {"id": str(run_id), "m": dumps(merged)},
+            )
+
 
 
 def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:

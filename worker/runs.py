@@ -32,6 +32,7 @@ from core.replica import ReplicaReader
 from worker.settings import Settings, get_settings
 from core.units import PredictionUnit, Scope
 from worker.webhooks import emit_run_completed
+from worker.records import RunRecords
 from worker.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,11 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> 
     """
     settings = settings or get_settings()
     _, predictions = _engines()
-    writer = PredictionWriter(predictions)
+    run_records = RunRecords(predictions)
     closed = []
     silent_for = settings.tasks.run_lock_ttl_s
     for run_id in records.stale_runs(predictions, schedule, silent_for):
-        writer.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
+        run_records.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
         record = finish_run(run_id, settings=settings)
         emit_run_completed(record, send="none", settings=settings)
         log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
@@ -152,7 +153,7 @@ def begin_run(
     """Create the run record and its shards. Raises ``RunInputError`` for bad input, recorded as failed."""
     settings = settings or get_settings()
     replica, predictions = _engines()
-    writer = PredictionWriter(predictions)
+    run_records = RunRecords(predictions)
     run_id = str(run_id or uuid.uuid4())
     when = parse_as_of(as_of)
     try:
@@ -178,7 +179,7 @@ def begin_run(
     size = max(1, settings.schedules.shard_size)
     shards = [ids[i : i + size] for i in range(0, len(ids), size)]
     types = [u.prediction_type for u in units]
-    writer.create_run(
+    run_records.create_run(
         uuid.UUID(run_id),
         schedule,
         when.to_pydatetime(),
@@ -191,13 +192,13 @@ def begin_run(
     )
     if found.unknown_ids:
         error = f"unknown restaurant id(s): {found.unknown_ids}"
-        writer.fail_run(run_id, error)
+        run_records.fail_run(run_id, error)
         raise RunInputError(error)
-    writer.plan_shards(run_id, shards)
+    run_records.plan_shards(run_id, shards)
     if restaurant_ids is None:
         retired = inactive_restaurant_ids(reader)
-        if writer.retire_restaurants(retired, types):
-            writer.append_run_messages(run_id, [f"restaurants deactivated in the RMS lose their predictions: {retired}"])
+        if PredictionWriter(predictions).retire_restaurants(retired, types):
+            run_records.append_run_messages(run_id, [f"restaurants deactivated in the RMS lose their predictions: {retired}"])
     log.info("run %s (%s, as of %s): %d restaurants in %d shards", run_id, schedule, when, len(ids), len(shards))
     return RunPlan(run_id, schedule, when, shards, types)
 
@@ -249,7 +250,8 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
     if run is None or shard is None:
         raise RunInputError(f"no shard {shard_no} in run {run_id}")
     writer = PredictionWriter(predictions)
-    writer.start_shard(run_id, shard_no, shard["restaurant_ids"])
+    run_records = RunRecords(predictions)
+    run_records.start_shard(run_id, shard_no, shard["restaurant_ids"])
     reader = ReplicaReader(replica)
     valid_until = datetime.now(timezone.utc) + FUTURE_TOLERANCE.to_pytimedelta()
     scheduled = units_for(run["schedule"])
@@ -293,7 +295,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
                     keep_history=unit.scored,
                 )
                 for model in result.models:
-                    writer.register_model(prediction_type=unit.prediction_type, run_id=run_id, **vars(model))
+                    run_records.register_model(prediction_type=unit.prediction_type, run_id=run_id, **vars(model))
                 messages.extend(result.messages)
             except SoftTimeLimitExceeded:
                 # Out of time: record what was done, then let the task stop before the hard kill.
@@ -308,7 +310,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         errors.append(f"shard: {type(exc).__name__}: {exc}")
         log.error("run %s shard %d failed:\n%s", run_id, shard_no, traceback.format_exc())
     status = "failed" if errors else "succeeded"
-    writer.finish_shard(
+    run_records.finish_shard(
         run_id,
         shard_no,
         status=status,
@@ -318,7 +320,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         messages=messages,
         error="; ".join(errors) or None,
     )
-    writer.record_step_seconds(run_id, shard_no, seconds)
+    run_records.record_step_seconds(run_id, shard_no, seconds)
     if out_of_time:
         raise SoftTimeLimitExceeded(f"run {run_id} shard {shard_no}")
     return {"run_id": run_id, "shard_no": shard_no, "status": status, "rows_written": written, "errors": errors}
@@ -333,7 +335,7 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
     """
     settings = settings or get_settings()
     replica, predictions = _engines()
-    record = PredictionWriter(predictions).finish_run(run_id)
+    record = RunRecords(predictions).finish_run(run_id)
     record.update(after_run(str(run_id), engine=predictions, reader=ReplicaReader(replica),
                             settings=settings.accuracy, model_store=settings.model_store.path))
     return record
@@ -361,10 +363,10 @@ def reject_run(
         when = parse_as_of(as_of)
     except (TypeError, ValueError):
         when = parse_as_of(None)
-    writer = PredictionWriter(predictions)
-    writer.create_run(uuid.UUID(run_id), str(schedule)[:64], when.to_pydatetime(), trigger=trigger,
+    run_records = RunRecords(predictions)
+    run_records.create_run(uuid.UUID(run_id), str(schedule)[:64], when.to_pydatetime(), trigger=trigger,
                       restaurant_ids=[], prediction_types=[])
-    writer.fail_run(run_id, error)
+    run_records.fail_run(run_id, error)
 
 
 def unfinished_shards(run_id: str, *, settings: Settings | None = None) -> list[int]:

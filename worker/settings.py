@@ -53,9 +53,6 @@ class TaskSettings(BaseModel):
     # Every shard refreshes the lock, so this only needs to outlast one shard; it is how long a
     # run whose workers all died keeps blocking the next trigger of its schedule.
     run_lock_ttl_s: int = 2 * 3600
-    # Drills and tests only: sleep this long in each shard task before it runs, so a worker can be
-    # killed mid-shard deterministically. Never set in production.
-    drill_shard_pause_s: float = 0.0
 
 
 def _check_webhook_url(url: str) -> str:

@@ -25,7 +25,7 @@ QUEUES = "runs,scoring,training"
 # finishing step records deliveries; nobody consumes the webhooks queue here, so none is sent.
 WORKER_ENV = {
     "RMSML_SCHEDULES__SHARD_SIZE": "1",
-    "RMSML_TASKS__DRILL_SHARD_PAUSE_S": "1",
+    "RMSML_TEST_SHARD_PAUSE_S": "1",
     "RMSML_WEBHOOKS__URLS": '["http://127.0.0.1:9/never-called"]',
 }
 
@@ -106,7 +106,7 @@ def start_workers(names: list[str], log_dir: Path, env: dict[str, str] | None = 
     procs = []
     for name in names:
         argv = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            sys.executable, "-m", "celery", "-A", "tests.celery_drill", "worker",
             "-Q", queues, "-c", "1", "-P", "prefork", "-n", f"{name}@%h",
             "--without-gossip", "--without-mingle", "-l", "INFO",
         ]
