@@ -16,6 +16,12 @@ LightGBM (1 thread) against Prophet per series (2 processes), side by side in th
 the whole pipeline (backtest of 3 candidates x 3 folds, refit, intervals) against the same Prophet,
 and the pipeline of the following nights (the shard's selection and intervals reused within
 ``forecast.reselect_days``, only the chosen model refit).
+The public block (``"public"``): the real Edinburgh bakery of ../shared/data/public, imported
+with ``sales_import`` into its own scratch database, its last 28 days held out and scored the same
+way; skipped with a message when ../shared is absent. Every block also scores the four-week mean
+(``four_week_mean``, the seasonal average) and a plain global LightGBM Poisson with lags of 28 days
+and more plus calendar (``lgbm_plain``, ``PlainLGBM``), and gives ``bias`` = forecast total /
+actual total per method. ``--only synthetic|public`` runs one block.
 Prints one JSON line last.
 """
 
@@ -47,6 +53,9 @@ from core.settings import ForecastSettings
 from core.units import Scope
 
 DB = "rmsml_bench_demand" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
+PUBLIC_DB = "rmsml_bench_demand_public" + os.environ.get("RMSML_TEST_DB_SUFFIX", "")
+# the real bakery (read ../shared/data/public/README.md); a user's clone has no ../shared
+PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public" / "bread_basket.csv"
 END = date(2026, 11, 1)
 TAIL_DAYS = 28
 TYPES = {
@@ -82,6 +91,57 @@ def held_out(full: DemandHistory, cut: DemandHistory, days: int) -> pd.DataFrame
     return fut.merge(actual, on=["series_id", "ds"])
 
 
+class PlainLGBM:
+    """The plain global LightGBM a data scientist would try first: Poisson, one model over every
+    series, direct lags of 28 days and more (so every target of a 28-day horizon has them known)
+    plus calendar and the series as a category. No offsets, no origins, no tuning."""
+
+    LAGS_WEEKS = (4, 5, 6, 7, 8)
+
+    def __init__(self, slot: str = "weekday"):
+        self.slot = slot
+
+    def _frame(self, rows: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+        src = history.assign(y=history["y"].where(~history["closed"].astype(bool)))[["series_id", "ds", "y"]]
+        src = src.drop_duplicates(["series_id", "ds"]).set_index(["series_id", "ds"])["y"]
+        out = rows[["series_id", "ds"]].copy()
+        for w in self.LAGS_WEEKS:
+            key = pd.MultiIndex.from_arrays([out["series_id"], out["ds"] - pd.Timedelta(days=7 * w)])
+            out[f"lag_w{w}"] = src.reindex(key).to_numpy(float)
+        lags = out[[f"lag_w{w}" for w in self.LAGS_WEEKS]]
+        out["lag_mean"] = lags.mean(axis=1)
+        daily = src.groupby([src.index.get_level_values(0), src.index.get_level_values(1).normalize()]).sum(min_count=1)
+        level = daily.groupby(level=0).transform(lambda s: s.rolling(28, min_periods=7).mean())
+        key = pd.MultiIndex.from_arrays([out["series_id"], out["ds"].dt.normalize() - pd.Timedelta(days=28)])
+        out["level_lag28"] = level.reindex(key).to_numpy(float)
+        for col in ("dow", "month", "doy_sin", "doy_cos", "is_holiday", "is_holiday_eve", "is_holiday_after", "hour"):
+            if col in rows:
+                out[col] = rows[col].to_numpy(float)
+        out["series"] = pd.Categorical(out["series_id"].where(out["series_id"].isin(self.series_)),
+                                       categories=self.series_)
+        return out.drop(columns=["series_id", "ds"])
+
+    def fit(self, history: pd.DataFrame) -> "PlainLGBM":
+        import lightgbm as lgb
+
+        self.series_ = sorted(history["series_id"].unique())
+        train = history[~(history["closed"].astype(bool))]
+        x = self._frame(train, history)
+        keep = x["lag_mean"].notna().to_numpy()
+        params = {"objective": "poisson", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
+                  "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "num_threads": 1,
+                  "seed": 7, "verbosity": -1, "deterministic": True, "force_col_wise": True}
+        self.booster_ = lgb.train(params, lgb.Dataset(x[keep], label=train["y"].to_numpy(float)[keep]),
+                                  num_boost_round=300)
+        return self
+
+    def predict(self, future: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+        pred = self.booster_.predict(self._frame(future, history))
+        out = future[["series_id", "ds"]].copy()
+        out["yhat"] = pred
+        return out
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -92,25 +152,39 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a small chain (4 restaurants, 300 days)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--only", choices=("synthetic", "public"), help="run one block only")
     args = parser.parse_args(argv)
     restaurants, days = (4, 300) if args.quick else (20, 450)
-    url = seed(restaurants, days)
-    try:
-        return _evaluate(url, args.quick, restaurants, days)
-    finally:
-        if not args.keep:
-            from synthetic.scratch import drop_database
-
-            drop_database(DB)
-
-
-def _evaluate(url: str, quick: bool, restaurants: int, days: int) -> dict:
-    reader = ReplicaReader(make_replica_engine(url))
+    result = {"bench": "demand", "quick": args.quick, "restaurants": restaurants, "days": days}
+    timings: dict = {}
     store = Path(tempfile.mkdtemp(prefix="bench-demand-"))
-    end = pd.Timestamp(END, tz="UTC")
+    if args.only != "public":
+        url = seed(restaurants, days)
+        try:
+            reader = ReplicaReader(make_replica_engine(url))
+            result["types"] = score_types(reader, pd.Timestamp(END, tz="UTC"), store, timings, speed=True,
+                                          result=result)
+        finally:
+            if not args.keep:
+                from synthetic.scratch import drop_database
+
+                drop_database(DB)
+    if args.only != "synthetic":
+        result["public"] = public_block(store, timings)
+    result["timings"] = timings
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # the machine is shared: the 1-minute load at the end says how contended the timings were
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    result["cpus"] = os.cpu_count()
+    print(json.dumps(result))
+    return result
+
+
+def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: dict, *, speed: bool,
+                result: dict, prefix: str = "") -> dict:
+    """Per type: the pipeline's chosen model and the baselines on the last ``TAIL_DAYS`` before ``end``."""
     cut = end - pd.Timedelta(days=TAIL_DAYS)
-    result = {"bench": "demand", "quick": quick, "restaurants": restaurants, "days": days, "types": {}}
-    timings = {}
+    types = {}
     for ptype, (features, spec, days_ahead) in TYPES.items():
         scope = scope_for(reader, cut, store)
         feats = features(reader, scope)
@@ -125,38 +199,51 @@ def _evaluate(url: str, quick: bool, restaurants: int, days: int) -> dict:
                                     on=["series_id", "ds"])
         chosen, t_chosen = timed(lambda: forecast(
             replace(feats, future=future), spec, scope, save=True))
-        # the next nights: the shard's selection is reused (forecast.reselect_days), only a refit
-        registry = pd.DataFrame([{**vars(m), "prediction_type": ptype, "status": "active"} for m in chosen.models])
-        later = replace(scope, run_id="bench1111-demand", registry=registry)
-        refit, t_refit = timed(lambda: forecast(replace(feats, future=future), spec, later, save=False))
-        timings[f"{ptype}.pipeline_refit_s"] = round(t_refit, 2)
         rows = chosen.frame.merge(truth, on=["series_id", "ds"])
-        wapes = {}
-        for name in ("seasonal_naive", "seasonal_average", "prophet"):
+        wapes, bias = {}, {}
+        for name in ("seasonal_naive", "seasonal_average", "prophet", "lgbm_plain"):
             cand = replace(spec, prophet_jobs=2)
-            model = make_candidate(name, cand)
+            model = PlainLGBM(slot=spec.slot) if name == "lgbm_plain" else make_candidate(name, cand)
             pred, t = timed(lambda: model.fit(feats.history).predict(future, history=feats.history))
-            timings[f"{ptype}.{name}_s"] = round(t, 2)
+            timings[f"{prefix}{ptype}.{name}_s"] = round(t, 2)
             p = pred.merge(truth, on=["series_id", "ds"])
             wapes[name] = round(wape(p["y"], p["yhat"].fillna(0.0)), 4)
+            bias[name] = round(float(p["yhat"].fillna(0.0).sum() / max(p["y"].sum(), 1e-9)), 4)
+        # the spreadsheet: mean of the same weekday (and hour) over the last 4 weeks
+        wapes["four_week_mean"], bias["four_week_mean"] = wapes["seasonal_average"], bias["seasonal_average"]
         wapes["chosen"] = round(wape(rows["y"], rows["yhat"]), 4)
-        result["types"][ptype] = {
+        bias["chosen"] = round(float(rows["yhat"].sum() / max(rows["y"].sum(), 1e-9)), 4)
+        types[ptype] = {
             "wape": wapes,
+            "bias": bias,
             "coverage80": round(coverage(rows["y"], rows["lower"], rows["upper"]), 4),
             "chosen_model": chosen.backtest.chosen if chosen.backtest else None,
+            "backtest": ({n: round(s["wape"], 4) for n, s in chosen.backtest.scores.items()}
+                         if chosen.backtest else None),
             "methods": rows["method"].value_counts().to_dict(),
             "series": int(feats.series["series_id"].nunique()),
             "held_out_rows": int(len(rows)),
             "vs_naive": round(1 - wapes["chosen"] / wapes["seasonal_naive"], 4),
             "vs_seasonal_average": round(1 - wapes["chosen"] / wapes["seasonal_average"], 4),
             "vs_prophet": round(1 - wapes["chosen"] / wapes["prophet"], 4),
+            "vs_lgbm_plain": round(1 - wapes["chosen"] / wapes["lgbm_plain"], 4),
         }
+        if ptype == "item_demand_daily":
+            by_method = rows.groupby("method")[["y", "yhat"]].sum().round(1)
+            types[ptype]["totals_by_method"] = {m: {"actual": float(r.y), "forecast": float(r.yhat)}
+                                                for m, r in by_method.iterrows()}
         if all_hours is not None:
             every = chosen.frame.merge(all_hours, on=["series_id", "ds"])
-            result["types"][ptype]["coverage80_all_hours"] = round(
+            types[ptype]["coverage80_all_hours"] = round(
                 coverage(every["y"], every["lower"], every["upper"]), 4)
-        timings[f"{ptype}.pipeline_s"] = round(t_chosen, 2)
-        if ptype == "item_demand_daily":
+        timings[f"{prefix}{ptype}.pipeline_s"] = round(t_chosen, 2)
+        if speed:
+            # the next nights: the shard's selection is reused (forecast.reselect_days), only a refit
+            registry = pd.DataFrame([{**vars(m), "prediction_type": ptype, "status": "active"} for m in chosen.models])
+            later = replace(scope, run_id="bench1111-demand", registry=registry)
+            refit, t_refit = timed(lambda: forecast(replace(feats, future=future), spec, later, save=False))
+            timings[f"{prefix}{ptype}.pipeline_refit_s"] = round(t_refit, 2)
+        if speed and ptype == "item_demand_daily":
             lgbm = make_candidate("lightgbm", spec)
             _, t_lgbm = timed(lambda: lgbm.fit(feats.history).predict(future, history=feats.history))
             timings["items.lightgbm_fit_predict_s"] = round(t_lgbm, 2)
@@ -170,14 +257,32 @@ def _evaluate(url: str, quick: bool, restaurants: int, days: int) -> dict:
             result["speedup_vs_prophet_incl_backtest"] = round(prophet_s / t_chosen, 2)
             result["speedup_vs_prophet_daily_refit"] = round(prophet_s / t_refit, 2)
             result["refit_reused_selection"] = refit.backtest is None
-        print(ptype, json.dumps(result["types"][ptype]), file=sys.stderr, flush=True)
-    result["timings"] = timings
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    # the machine is shared: the 1-minute load at the end says how contended the timings were
-    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    result["cpus"] = os.cpu_count()
-    print(json.dumps(result))
-    return result
+        print(prefix + ptype, json.dumps(types[ptype]), file=sys.stderr, flush=True)
+    return types
+
+
+def public_block(store: Path, timings: dict) -> dict:
+    """The real bakery (../shared/data/public): imported with the importer into a scratch database,
+    its last ``TAIL_DAYS`` held out; skipped with a message when ../shared is absent."""
+    if not PUBLIC.exists():
+        print(f"public block skipped: {PUBLIC} not found", file=sys.stderr, flush=True)
+        return {"skipped": f"{PUBLIC.name} not found (../shared absent)"}
+    from sales_import import import_sales
+    from synthetic.scratch import drop_database, recreate_database
+
+    url = recreate_database(PUBLIC_DB)
+    try:
+        (rep, t_import) = timed(lambda: import_sales(PUBLIC, url, timezone="Europe/London",
+                                                     restaurant_name="The Bread Basket"))
+        timings["public.import_s"] = round(t_import, 2)
+        end = pd.Timestamp(rep.next_as_of)
+        reader = ReplicaReader(make_replica_engine(url))
+        block = {"data": PUBLIC.name, "as_of": str(end), "held_out_from": str(end - pd.Timedelta(days=TAIL_DAYS)),
+                 "order_items": rep.inserted.get("orders_orderitem")}
+        block["types"] = score_types(reader, end, store, timings, speed=False, result=block, prefix="public.")
+        return block
+    finally:
+        drop_database(PUBLIC_DB)
 
 
 if __name__ == "__main__":
