@@ -216,6 +216,42 @@ def known_closures(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) 
     return pd.Series(flags, index=future.index, dtype=bool)
 
 
+def dormant_days(history: pd.DataFrame, floor_days: int = 28, gap_factor: float = 2.0) -> pd.Series:
+    """Days since the last sale of each series that has gone quiet for longer than it plausibly
+    does: more than ``gap_factor`` x its own longest gap between sales, and at least ``floor_days``.
+
+    Why: an item taken off the till but left active on the menu (or a seasonal special) has
+    months of zeros; a model or its category's average still forecasts it a little every day,
+    phantom units that add up over a menu. Its own rhythm says how long it may stay silent: an
+    item that sells every few days is dead after four weeks, one that sold every five weeks only
+    after ten. A sale resets the count, so an item that sells again comes back to the model.
+
+    Args:
+        history: series_id, ds (local days), y, closed.
+        floor_days: never dormant after fewer silent days than this (a slow month is not death).
+        gap_factor: how many of its longest gaps an item may stay silent.
+    Returns days without a sale (to the history's last day) of the dormant series, by series_id;
+    a series that never sold counts from its first day. Gaps count calendar days.
+    """
+    if history.empty:
+        return pd.Series(dtype=float)
+    day = history["ds"].dt.normalize()
+    frame = history.assign(day=day)
+    last_day = frame.groupby("series_id")["day"].max()
+    first_day = frame.groupby("series_id")["day"].min()
+    sold = frame[(frame["y"] > 0) & ~frame["closed"].astype(bool)].drop_duplicates(["series_id", "day"])
+    sold = sold.sort_values(["series_id", "day"])
+    gaps = sold.groupby("series_id")["day"].diff().dt.days
+    lead = (sold.groupby("series_id")["day"].min() - first_day.reindex(sold["series_id"].unique())).dt.days
+    longest = pd.concat([gaps.groupby(sold["series_id"]).max(), lead], axis=1).max(axis=1)
+    last_sale = sold.groupby("series_id")["day"].max()
+    silent = (last_day - last_sale.reindex(last_day.index)).dt.days
+    silent = silent.fillna((last_day - first_day).dt.days + 1)  # never sold in its history
+    limit = np.maximum(float(floor_days), gap_factor * longest.reindex(last_day.index).fillna(0.0))
+    out = silent[silent > limit]
+    return out.astype(float).rename("dormant_days")
+
+
 def idle_slots(history: pd.DataFrame, rows: pd.DataFrame, weeks: int = 4) -> pd.Series:
     """Which ``rows`` fall on an hourly slot (weekday x local hour) without a single order in the
     series' last ``weeks`` weeks of ``history``: hours the restaurant is not serving, a boolean per row.

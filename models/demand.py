@@ -28,7 +28,11 @@ HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21,
 # (models/topdown.py): the restaurant's orders forecast (the daily LightGBM above, on the
 # restaurants' long history) x the item's units per order over 8 weeks, alone and blended
 # equally with the item LightGBM; they bring the restaurant's season, trend and holidays.
+# Items silent for more than 2x their own longest gap between sales (and at least 28 days) are
+# forecast 0 (``features.model_frames.dormant_days``): taken off the till, still active on the menu.
+# A new item borrows the median of its category's forecasts: a menu's mean is its bestsellers'.
 ITEMS = TypeSpec("item_demand_daily", "weekday", 14, min_history_days=14, short_series="average",
+                 dormant=(28, 2.0), peer_statistic="median",
                  candidates=("seasonal_naive", "seasonal_average", "lightgbm", "topdown", "lightgbm+topdown"),
                  lgbm=(("origins", 20), ("num_boost_round", 80), ("learning_rate", 0.12), ("num_leaves", 15),
                        ("min_data_in_leaf", 100), ("tweedie_variance_power", 1.5)),

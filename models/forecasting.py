@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.demand import DemandHistory
-from features.model_frames import known_closures
+from features.model_frames import dormant_days, known_closures
 from models.artifacts import load_artifact, saved_record, shard_key
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend
@@ -58,6 +58,10 @@ class TypeSpec:
         topdown: extra TopDown arguments (item types).
         restaurant_lgbm: GlobalLGBM arguments of the restaurant orders model under the top-down
             candidates (item types take demand_daily's, see ``models.demand.ITEMS``).
+        dormant: (floor days, gap factor) of the dormant rule (``features.model_frames.dormant_days``):
+            series silent for longer than that are forecast 0 as a ``rule``; None: no such rule.
+        peer_statistic: "mean" or "median" of the peers' forecasts for the ``average`` step (items:
+            the median, as a menu's mean is its bestsellers').
     """
 
     prediction_type: str
@@ -72,6 +76,8 @@ class TypeSpec:
     topdown: tuple[tuple[str, object], ...] = ()
     restaurant_lgbm: tuple[tuple[str, object], ...] = ()
     prophet_jobs: int = 1
+    dormant: tuple[int, float] | None = None
+    peer_statistic: str = "mean"
 
     @property
     def hourly(self) -> bool:
@@ -143,7 +149,19 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         return Outcome(out, [], messages)
     days = open_days(hist)
     totals = hist.groupby("series_id")["y"].sum() if len(hist) else pd.Series(dtype=float)
-    sids = series["series_id"]
+    out["dormant_days"] = np.nan
+    dormant = pd.Series(dtype=float)
+    if spec.dormant is not None and len(hist):
+        dormant = dormant_days(hist, *spec.dormant)
+        dead = out["series_id"].isin(dormant.index)
+        out.loc[dead, "dormant_days"] = out.loc[dead, "series_id"].map(dormant)
+        out.loc[dead, ["yhat", "lower", "upper"]] = 0.0
+        out.loc[dead, ["method", "model_name", "model_version"]] = ["rule", "dormant_rule", "rule"]
+        if len(dormant):
+            messages.append(f"{spec.prediction_type}: {len(dormant)} series without a sale for longer than their "
+                            f"own longest gap x {spec.dormant[1]:g} (at least {spec.dormant[0]} days) forecast 0 "
+                            f"until they sell again")
+    sids = series["series_id"][~series["series_id"].isin(dormant.index)]
     seasoned = [int(s) for s in sids if days.get(s, 0) >= spec.min_history_days and totals.get(s, 0) > 0]
     records: list[ModelRecord] = []
     backtest = None
@@ -216,7 +234,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
             shown = ", ".join(map(str, short[:20])) + (", ..." if len(short) > 20 else "")
             messages.append(f"{spec.prediction_type}: {len(short)} series with under {spec.min_history_days} open "
                             f"days of history forecast from their peers' average: [{shown}]")
-        _peer_average(out, missing, series, spec, messages)
+        _peer_average(out, missing, series, spec, messages, exclude=out["dormant_days"].notna())
 
     # closures known from evidence --------------------------------------------------------
     if "holiday_name" in out.columns and len(hist):
@@ -395,18 +413,21 @@ def _previous_model(out, mask, history, spec, scope, messages, context=None) -> 
     messages.append(f"{spec.prediction_type}: no usable previous model")
 
 
-def _peer_average(out, missing, series, spec, messages) -> None:
-    """Mean forecast of the series' peers on the same local period; else of every series."""
+def _peer_average(out, missing, series, spec, messages, exclude=None) -> None:
+    """Mean forecast of the series' peers on the same local period; else of every series.
+    ``exclude``: rows that are no peers' evidence (dormant series' zeros)."""
     groups = series.set_index("series_id")["peer_group"]
     out_group = out["series_id"].map(groups)
-    done = out[~missing].assign(peer_group=out_group[~missing])
+    peers = ~missing if exclude is None else ~missing & ~exclude
+    done = out[peers].assign(peer_group=out_group[peers])
     if done.empty:
         out.loc[missing, ["yhat", "lower", "upper"]] = 0.0
         out.loc[missing, ["method", "model_name", "model_version"]] = ["average", "peer_average", "average"]
         messages.append(f"{spec.prediction_type}: no series with a forecast to average; zero forecast")
         return
-    by_group = done.groupby(["peer_group", "ds"])[["yhat", "lower", "upper"]].mean()
-    overall = done.groupby("ds")[["yhat", "lower", "upper"]].mean()
+    stat = spec.peer_statistic
+    by_group = done.groupby(["peer_group", "ds"])[["yhat", "lower", "upper"]].agg(stat)
+    overall = done.groupby("ds")[["yhat", "lower", "upper"]].agg(stat)
     target = out.loc[missing]
     key = pd.MultiIndex.from_arrays([out_group[missing], target["ds"]])
     vals = by_group.reindex(key).to_numpy()

@@ -103,8 +103,9 @@ def predict_item_demand_daily(features: DemandHistory, scope: Scope) -> UnitResu
     )
     rows = _rows(out, "day")
     rows["details"] = [
-        {"interval_level": INTERVAL_LEVEL, "category": str(cat), "closed": bool(c)}
-        for cat, c in zip(out["category"], out["closed_pattern"])
+        {"interval_level": INTERVAL_LEVEL, "category": str(cat), "closed": bool(c),
+         **({"dormant_days": int(d)} if pd.notna(d) else {})}
+        for cat, c, d in zip(out["category"], out["closed_pattern"], out["dormant_days"])
     ]
     scope_ids = sorted({int(i) for i in features.series["series_id"]} | set(features.retired_ids))
     return _result(outcome, rows, scope_ids)
