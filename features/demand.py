@@ -24,7 +24,7 @@ from core.replica import ReplicaReader
 from core.units import Scope
 from features.calendar import add_calendar, add_holidays
 from features.quality import valid
-from features.timegrid import future_days, future_hours, hour_grid, local_date
+from features.timegrid import future_days, future_hours, hour_grid, local_date, local_midnight
 
 # Orders the kitchen saw: cancelled orders never reached it; refunded ones did.
 _COUNTED = "o.status <> 'cancelled'"
@@ -47,6 +47,23 @@ def checked_zones(restaurants: pd.DataFrame) -> tuple[dict[int, str], list[str]]
             messages.append(f"restaurant {r.id}: unknown timezone {r.timezone!r}; bucketed in UTC")
         zones[int(r.id)] = tz or "UTC"
     return zones, messages
+
+
+def local_window(zones: dict[int, str], as_of: pd.Timestamp, days: int) -> tuple[dict[int, pd.Timestamp], pd.Timestamp]:
+    """A history window anchored on local dates: per restaurant the first local day of the
+    ``days - 1`` complete local days before the as-of day, and the UTC instant to read orders from
+    (the earliest of those days' local midnights).
+
+    Why local dates: ``as_of - N days`` in UTC lands on a different local day depending on the hour
+    the run starts and on a DST change inside the window, so two runs of one local day would read
+    windows a day apart and forecast differently from the same data.
+    """
+    as_of = pd.Timestamp(as_of)
+    firsts = {rid: local_date(as_of, tz) - pd.Timedelta(days=days - 1) for rid, tz in zones.items()}
+    if not firsts:
+        return firsts, as_of - pd.Timedelta(days=days)
+    start = min(local_midnight(firsts[rid], tz).tz_convert("UTC") for rid, tz in zones.items())
+    return firsts, start
 
 
 def _zone_params(zones: dict[int, str]) -> dict:
@@ -244,20 +261,22 @@ def decorate(frame: pd.DataFrame, series: pd.DataFrame) -> pd.DataFrame:
 
 
 def daily_demand_features(reader: ReplicaReader, scope: Scope, raw: pd.DataFrame | None = None) -> DemandHistory:
-    """Complete local days strictly before the as-of day; the first, partial day is dropped.
+    """Complete local days strictly before the as-of day, from the local day ``history_days - 1``
+    days before it (``local_window``) or the first day with orders.
 
-    ``raw``: ``daily_orders`` from ``scope.history_start`` to ``scope.as_of`` when the caller has
+    ``raw``: ``daily_orders`` from ``local_window``'s start to ``scope.as_of`` when the caller has
     read them already (the item features do).
     """
     zones, messages = checked_zones(scope.restaurants)
+    firsts, start = local_window(zones, scope.as_of, scope.forecast.history_days)
     if raw is None:
-        raw = daily_orders(reader, zones, scope.history_start, scope.as_of, scope.valid_until)
+        raw = daily_orders(reader, zones, start, scope.as_of, scope.valid_until)
     series = _restaurant_series(scope, zones)
     histories, futures = [], []
     for sid, tz in zones.items():
         rows = raw[raw["restaurant_id"] == sid]
         last = local_date(scope.as_of, tz) - pd.Timedelta(days=1)
-        first = local_date(scope.history_start, tz) + pd.Timedelta(days=1)
+        first = firsts[sid]
         if len(rows):
             first = max(first, rows["local_date"].min())
         days = pd.date_range(first, last, freq="D")
@@ -288,13 +307,13 @@ def hourly_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory
     orders is a closed hour of an open day (real zero demand), a day without any order is not.
     """
     zones, messages = checked_zones(scope.restaurants)
-    start = scope.as_of - pd.Timedelta(days=min(HOURLY_HISTORY_DAYS, scope.forecast.history_days))
+    firsts, start = local_window(zones, scope.as_of, min(HOURLY_HISTORY_DAYS, scope.forecast.history_days))
     raw = hourly_orders(reader, zones, start, scope.as_of, scope.valid_until)
     series = _restaurant_series(scope, zones)
     histories, futures = [], []
     for sid, tz in zones.items():
         rows = raw[raw["restaurant_id"] == sid]
-        first = local_date(start, tz) + pd.Timedelta(days=1)
+        first = firsts[sid]
         if len(rows):
             first = max(first, rows["local_hour_start"].min().normalize())
         grid = hour_grid(tz, first, scope.as_of)

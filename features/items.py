@@ -24,6 +24,7 @@ from features.demand import (
     daily_demand_features,
     daily_orders,
     decorate,
+    local_window,
     mark_closed_days,
     mark_outliers,
 )
@@ -94,18 +95,20 @@ def item_daily_units(
 def item_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory:
     """Complete item-day histories (zeros filled from each item's first full day) and futures."""
     zones, messages = checked_zones(scope.restaurants)
-    start = scope.as_of - pd.Timedelta(days=min(ITEM_HISTORY_DAYS, scope.forecast.history_days))
+    # windows start at local dates (features.demand.local_window): the hour of the run does not matter
+    firsts, start = local_window(zones, scope.as_of, min(ITEM_HISTORY_DAYS, scope.forecast.history_days))
     items = menu_items(reader, scope.restaurant_ids)
     units = item_daily_units(reader, zones, start, scope.as_of, scope.valid_until)
     # the restaurants' orders over the full history window: the closed days of the item window, and
     # the top-down candidates' restaurant history (below)
-    orders = daily_orders(reader, zones, scope.history_start, scope.as_of, scope.valid_until)
+    orders = daily_orders(reader, zones, local_window(zones, scope.as_of, scope.forecast.history_days)[1],
+                          scope.as_of, scope.valid_until)
     retired = [int(i) for i in items.loc[~items["is_active"], "id"]]
     active = items[items["is_active"]]
     countries = scope.restaurants.set_index("id")["country_code"]
     histories, futures = [], []
     for rid, tz in zones.items():
-        first = local_date(start, tz) + pd.Timedelta(days=1)
+        first = firsts[rid]
         last = local_date(scope.as_of, tz) - pd.Timedelta(days=1)
         days = pd.date_range(first, last, freq="D")
         rest = orders[orders["restaurant_id"] == rid].set_index("local_date")["orders"].reindex(days, fill_value=0.0)
