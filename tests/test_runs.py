@@ -172,3 +172,82 @@ def test_abandoned_run_is_closed_and_announced_before_the_next_one(seeded_replic
     assert q("SELECT count(*) FROM m_l_predictions WHERE run_id = :id", id=plan.run_id)[0][0] > 0
     # A run that is merely slow (recent heartbeat) is left alone.
     assert runs.close_abandoned_runs("daily") == []
+
+
+def _db_error(sqlstate: str, message: str, cls=None):
+    """A SQLAlchemy error as a dropped connection or a bad statement raises it (class, pgcode, SQL)."""
+    import psycopg2
+    import sqlalchemy.exc
+
+    class _Orig(psycopg2.OperationalError):
+        pgcode = sqlstate
+
+    wrapper = cls or sqlalchemy.exc.OperationalError
+    return wrapper("SELECT secret_column FROM orders_order WHERE id = %(id)s", {"id": 424242}, _Orig(message))
+
+
+def test_a_dropped_connection_in_a_unit_is_retried_not_recorded_failed(seeded_replica, clean_predictions, demand_only,
+                                                                       monkeypatch):
+    """The fault drill terminated one replica connection mid-query: the unit swallowed it and the
+    shard failed after one attempt. A transient error is retried in place; one that persists leaves
+    the shard for the task's retry; the record never holds the statement or its parameters."""
+    from worker import failures
+
+    monkeypatch.setattr(failures, "UNIT_RETRY_PAUSES_S", (0.0, 0.0))
+    real_units_for = runs.units_for
+    calls = {"n": 0}
+
+    def flaky(features, scope):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _db_error("57P01", "terminating connection due to administrator command")
+        return real_hourly(features, scope)
+
+    hourly = next(u for u in real_units_for("daily") if u.prediction_type == "demand_hourly")
+    real_hourly = hourly.predict
+
+    def with_unit(predict):
+        def units_for(schedule):
+            return [PredictionUnit(u.prediction_type, u.entity_type, u.schedules, u.requires, u.features,
+                                   predict if u.prediction_type == "demand_hourly" else u.predict)
+                    for u in real_units_for(schedule)]
+        return units_for
+
+    monkeypatch.setattr(runs, "units_for", with_unit(flaky))
+    record = runs.execute_run("daily", AS_OF)
+    assert record["status"] == "succeeded" and calls["n"] == 2
+    assert record["rows_written"]["demand_hourly"] == 168 * CHAIN["restaurants"]
+
+    def always_down(features, scope):
+        raise _db_error("57P01", "terminating connection due to administrator command")
+
+    monkeypatch.setattr(runs, "units_for", with_unit(always_down))
+    plan = runs.begin_run("daily", "2026-10-31T06:15:00Z")
+    import sqlalchemy.exc
+
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        runs.run_shard(plan.run_id, 0)  # the task's path: left to the shard's retry
+    assert q("SELECT status FROM ml_run_shard WHERE run_id = :id AND shard_no = 0", id=plan.run_id) == [("running",)]
+
+    def bad_sql(features, scope):
+        raise _db_error("42703", 'column "secret_column" does not exist\nLINE 1: SELECT secret_column ...',
+                        cls=sqlalchemy.exc.ProgrammingError)
+
+    monkeypatch.setattr(runs, "units_for", with_unit(bad_sql))
+    failed = runs.execute_run("daily", "2026-10-31T07:15:00Z")
+    assert failed["status"] == "partial"
+    assert "demand_hourly: _Orig: column \"secret_column\" does not exist" in failed["error"]
+    assert "SELECT" not in failed["error"] and "424242" not in failed["error"]
+
+
+def test_transient_errors_are_told_from_ones_that_will_fail_again():
+    import sqlalchemy.exc
+
+    from worker import failures
+
+    assert failures.is_transient(_db_error("40P01", "deadlock detected"))
+    assert failures.is_transient(_db_error("40001", "could not serialize access"))
+    assert failures.is_transient(_db_error("57P01", "terminating connection"))
+    assert not failures.is_transient(_db_error("57014", "canceling statement due to statement timeout"))
+    assert not failures.is_transient(_db_error("42703", "no such column", cls=sqlalchemy.exc.ProgrammingError))
+    assert not failures.is_transient(RuntimeError("model exploded"))

@@ -154,3 +154,52 @@ def test_run_record_counts_come_from_committed_rows(clean_predictions, predictio
     assert record["rows_written"] == {"demand_hourly": 336}
     assert record["rows_skipped"] == {"restaurants_restaurant": 1, "orders_order": 4}
     assert record["finished_at"] is not None
+
+
+def test_finishing_a_run_twice_records_the_same_figures(clean_predictions, predictions_engine):
+    """A redelivered finish message must not merge the shards' malformed-row counts again (the
+    fault drill saw orders_order 8 -> 16), and a re-run under the same id starts from its new
+    begin figures."""
+    from worker import runs
+
+    run_records = RunRecords(predictions_engine)
+    run_id = uuid.uuid4()
+    run_records.create_run(run_id, "daily", NOW, trigger="test", restaurant_ids=[1],
+                           prediction_types=["demand_hourly"], rows_skipped={"restaurants_restaurant": 1})
+    run_records.plan_shards(run_id, [[1]])
+    run_records.start_shard(run_id, 0, [1])
+    write(PredictionWriter(predictions_engine), run_id, hourly_rows([1]))
+    run_records.finish_shard(run_id, 0, status="succeeded", rows_written={"demand_hourly": 168},
+                             rows_skipped={"orders_order": 8}, modules_skipped={}, messages=[])
+    first = runs.finish_run(str(run_id))
+    again = runs.finish_run(str(run_id))
+    assert first["rows_skipped"] == again["rows_skipped"] == {"restaurants_restaurant": 1, "orders_order": 8}
+    assert again["finished_at"] == first["finished_at"] and again["status"] == first["status"] == "succeeded"
+
+    run_records.create_run(run_id, "daily", NOW, trigger="test", restaurant_ids=[1],
+                           prediction_types=["demand_hourly"], rows_skipped={})
+    rerun = run_records.finish_run(run_id)
+    assert rerun["rows_skipped"] == {"orders_order": 8}
+
+
+def test_an_older_as_of_never_replaces_a_newer_runs_rows(clean_predictions, predictions_engine):
+    """Re-running an old run (as of an earlier instant) replaced every row of a newer run in the
+    fault drill. Entities holding a newer run's rows keep them; the others are written."""
+    run_records = RunRecords(predictions_engine)
+    newer, older = uuid.uuid4(), uuid.uuid4()
+    for rid, as_of in ((newer, NOW), (older, NOW - timedelta(days=3))):
+        run_records.create_run(rid, "daily", as_of, trigger="test", restaurant_ids=[1, 2, 3],
+                               prediction_types=["demand_hourly"])
+    writer = PredictionWriter(predictions_engine)
+    write(writer, newer, hourly_rows([1, 2], value=20))
+    assert write(writer, older, hourly_rows([1, 2, 3], value=5), scope_entity_ids=[1, 2, 3]) == 168
+    assert writer.kept_newer == {"demand_hourly": 2}
+    with predictions_engine.connect() as conn:
+        by_entity = dict(conn.execute(text(
+            "SELECT entity_id, min(run_id::text) FROM m_l_predictions GROUP BY entity_id")).all())
+    assert by_entity == {1: str(newer), 2: str(newer), 3: str(older)}
+    # the newer run, re-run, still replaces what the older one wrote
+    write(writer, newer, hourly_rows([3], value=21))
+    with predictions_engine.connect() as conn:
+        assert conn.execute(text("SELECT DISTINCT run_id::text FROM m_l_predictions WHERE entity_id = 3")).all() == [
+            (str(newer),)]

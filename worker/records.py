@@ -53,7 +53,8 @@ class RunRecords:
                             CAST(:types AS jsonb), CAST(:skipped AS jsonb),
                             CAST(:modules AS jsonb), CAST(:messages AS jsonb))
                     ON CONFLICT (id) DO UPDATE SET status = 'running', heartbeat_at = now(),
-                        finished_at = NULL, error = NULL
+                        finished_at = NULL, error = NULL, rows_skipped = EXCLUDED.rows_skipped,
+                        modules_skipped = EXCLUDED.modules_skipped, messages = EXCLUDED.messages
                     """
                 ),
                 {
@@ -153,6 +154,25 @@ class RunRecords:
                     "error": error[:4000] if error else None,
                 },
             )
+
+    def closed_record(self, run_id: uuid.UUID | str) -> dict[str, Any] | None:
+        """The record of a run that is no longer running (as ``finish_run`` returned it, with what
+        the finishing step added), or None while it runs.
+
+        Why: finishing is redelivered (a finish message after a worker loss, the chord's error
+        callback); a closed run must not merge its shards' counts into its totals a second time.
+        A re-run under the same id reopens it first (``create_run`` resets its begin figures).
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT id, schedule, as_of, status, started_at, finished_at, restaurant_ids, rows_written, "
+                    "rows_skipped, modules_skipped, messages, failed, error, alerts, retrain, accuracy, report_path, "
+                    "step_seconds FROM ml_run WHERE id = :id AND status <> 'running'"
+                ),
+                {"id": str(run_id)},
+            ).mappings().first()
+        return dict(row) if row else None
 
     def finish_run(self, run_id: uuid.UUID | str) -> dict[str, Any]:
         """Close the run from what was committed: row counts come from the table, not from memory.

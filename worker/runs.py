@@ -22,17 +22,18 @@ import pandas as pd
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 
+from core.replica import ReplicaReader
+from core.units import PredictionUnit, Scope
 from features.quality import count_malformed
 from features.restaurants import inactive_restaurant_ids, load_restaurants
 from reporting.accuracy import after_run
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
+from worker.failures import failure_reason, is_transient, with_retries
 from worker.locks import RunLock
-from core.replica import ReplicaReader
-from worker.settings import Settings, get_settings
-from core.units import PredictionUnit, Scope
-from worker.webhooks import emit_run_completed
 from worker.records import RunRecords
+from worker.settings import Settings, get_settings
+from worker.webhooks import emit_run_completed
 from worker.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ class SharedReads:
 
     The first unit with a key reads; the others get the same object; the read is dropped as soon
     as the last unit sharing it has taken it, so a long-lived worker never holds a shard's data
-    between tasks. A read that failed is not retried by the next unit (it would fail the same way
-    and cost the same time): that unit fails with the same error.
+    between tasks. A read that failed is tried again by the next unit that needs it.
     """
 
     def __init__(self, units: list[PredictionUnit]):
@@ -90,24 +90,17 @@ class SharedReads:
             if unit.shares:
                 self._left[unit.shares] = self._left.get(unit.shares, 0) + 1
         self._held: dict[str, object] = {}
-        self._failed: dict[str, BaseException] = {}
 
     def features(self, unit: PredictionUnit, reader: ReplicaReader, scope: Scope) -> object:
         key = unit.shares
         if key is None:
             return unit.features(reader, scope)
-        self._left[key] -= 1
         try:
-            if key in self._failed:
-                raise self._failed[key]
             if key not in self._held:
-                try:
-                    self._held[key] = unit.features(reader, scope)
-                except Exception as exc:
-                    self._failed[key] = exc
-                    raise
+                self._held[key] = unit.features(reader, scope)
             return self._held[key]
         finally:
+            self._left[key] -= 1
             if self._left[key] == 0:
                 self._held.pop(key, None)
 
@@ -241,8 +234,16 @@ def begin_locked(
         raise
 
 
-def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -> dict:
-    """Compute and write every unit of the run's schedule for one shard of restaurants."""
+def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
+              escalate_transient: bool = True) -> dict:
+    """Compute and write every unit of the run's schedule for one shard of restaurants.
+
+    A unit failing with a transient error (connection lost, deadlock) is retried in place; if it
+    still fails, the error leaves this function (``escalate_transient``) so that the shard task's
+    own retry runs the shard again, instead of recording the shard failed after one attempt.
+    ``escalate_transient=False`` (the in-process run, which has no task retry) records it failed.
+    Errors that will not pass fail only their unit.
+    """
     settings = settings or get_settings()
     replica, predictions = _engines()
     run = records.get_run(predictions, run_id)
@@ -283,7 +284,8 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
         for unit in units:
             unit_started = time.monotonic()
             try:
-                result = unit.predict(shared.features(unit, reader, scope), scope)
+                result = with_retries(lambda unit=unit: unit.predict(shared.features(unit, reader, scope), scope),
+                                       f"run {run_id} shard {shard_no}: {unit.prediction_type}")
                 written[unit.prediction_type] = written.get(unit.prediction_type, 0) + writer.replace_predictions(
                     run_id,
                     unit.prediction_type,
@@ -303,12 +305,23 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None) -
                 out_of_time = True
                 break
             except Exception as exc:  # one unit failing must not take the others down
+                if escalate_transient and is_transient(exc):
+                    raise
                 log.exception("run %s shard %d: %s failed", run_id, shard_no, unit.prediction_type)
-                errors.append(f"{unit.prediction_type}: {type(exc).__name__}: {exc}")
+                errors.append(f"{unit.prediction_type}: {failure_reason(exc)}")
             seconds[unit_key(unit, units)] = time.monotonic() - unit_started
     except Exception as exc:
-        errors.append(f"shard: {type(exc).__name__}: {exc}")
+        if escalate_transient and is_transient(exc):
+            # Still failing after the retries in place: the shard's own retry (the task's, with
+            # backoff) runs it again; its record stays running until then.
+            log.warning("run %s shard %d: transient error, left to the shard's retry: %s", run_id, shard_no,
+                        failure_reason(exc))
+            raise
+        errors.append(f"shard: {failure_reason(exc)}")
         log.error("run %s shard %d failed:\n%s", run_id, shard_no, traceback.format_exc())
+    for prediction_type, n in writer.kept_newer.items():
+        messages.append(f"{prediction_type}: {n} entit{'y' if n == 1 else 'ies'} kept the rows of a run with a later "
+                        "as-of; an older as-of never replaces newer predictions")
     status = "failed" if errors else "succeeded"
     run_records.finish_shard(
         run_id,
@@ -332,10 +345,19 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
     Then score earlier runs' predictions, raise drift alerts and write the run report
     (``reporting.accuracy.after_run``, never raises): the record gains alerts, retrain, accuracy and
     report_path, which the completion webhook carries.
+
+    Idempotent: a run already closed is returned as recorded, not counted again.
     """
     settings = settings or get_settings()
     replica, predictions = _engines()
-    record = RunRecords(predictions).finish_run(run_id)
+    run_records = RunRecords(predictions)
+    closed = run_records.closed_record(run_id)
+    if closed is not None:
+        # Finished before (a redelivered finish message): the same figures, nothing recounted, so
+        # the completion event keeps its webhook-id and no receiver hears of it twice.
+        log.info("run %s was already closed (%s); its record is returned unchanged", run_id, closed["status"])
+        return closed
+    record = run_records.finish_run(run_id)
     record.update(after_run(str(run_id), engine=predictions, reader=ReplicaReader(replica),
                             settings=settings.accuracy, model_store=settings.model_store.path))
     return record
@@ -413,7 +435,7 @@ def execute_run(
         plan = started
     try:
         for shard_no in range(len(plan.shards)):
-            run_shard(plan.run_id, shard_no, settings=settings)
+            run_shard(plan.run_id, shard_no, settings=settings, escalate_transient=False)
             if lock is not None:
                 lock.refresh(schedule, plan.run_id)  # a long in-process run keeps its lock, as shards do
             if progress:

@@ -60,9 +60,20 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
+# Entities of this type whose rows come from a run with a later as-of than this run's (a run not
+# in ml_run, as in some tests, has no as-of and is taken as the newest).
+_HELD_BY_NEWER_RUN = text(
+    "SELECT DISTINCT p.entity_id FROM m_l_predictions p JOIN ml_run r ON r.id = p.run_id "
+    "WHERE p.prediction_type = :ptype AND p.entity_type = :etype AND p.entity_id = ANY(:ids) "
+    "AND p.run_id <> :run_id AND r.as_of > (SELECT as_of FROM ml_run WHERE id = :run_id)"
+)
+
+
 class PredictionWriter:
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Entities per type left with a newer run's rows (see replace_predictions).
+        self.kept_newer: dict[str, int] = {}
 
     # ------------------------------------------------------------------ predictions
     def replace_predictions(
@@ -88,6 +99,10 @@ class PredictionWriter:
         ``keep_history``: also append the rows to ``ml_prediction_history`` (types scored for
         realised accuracy: ``PredictionUnit.scored``), in the same transaction.
 
+        Rows never go back in time: an entity whose current rows come from a run with a later
+        as-of (a newer run, while an old run is re-run or replayed) keeps them; such entities are
+        counted per type in ``kept_newer`` for the run record.
+
         Returns the number of rows written.
         """
         if entity_type not in ENTITY_TYPES:
@@ -99,36 +114,39 @@ class PredictionWriter:
         entity_ids = sorted(set(int(e) for e in frame["entity_id"]) | {int(e) for e in scope_entity_ids})
         if not entity_ids:
             return 0
-        stale = (
-            text(
-                "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
-                "AND entity_type = :etype AND entity_id = ANY(:ids) AND run_id <> :run_id"
-            ),
-            {"ptype": prediction_type, "etype": entity_type, "ids": entity_ids, "run_id": str(run_id)},
-        )
-        if frame.empty:
-            with self.engine.begin() as conn:
-                conn.execute(*stale)
-            return 0
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S%z")
-        buffer.seek(0)
+        key = {"ptype": prediction_type, "etype": entity_type, "run_id": str(run_id)}
         cols = ", ".join(PREDICTION_COLUMNS)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in PREDICTION_COLUMNS[3:])
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
-                f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
-            )
-            cursor = conn.connection.driver_connection.cursor()
-            cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", buffer)
-            conn.exec_driver_sql(
-                f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
-                f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
-            )
-            if keep_history:
-                self._append_history(conn)
-            conn.execute(*stale)
+            newer = {int(e) for (e,) in conn.execute(_HELD_BY_NEWER_RUN, {**key, "ids": entity_ids})}
+            if newer:
+                self.kept_newer[prediction_type] = self.kept_newer.get(prediction_type, 0) + len(newer)
+                frame = frame[~frame["entity_id"].isin(newer)]
+                entity_ids = [e for e in entity_ids if e not in newer]
+            if len(frame):
+                buffer = io.StringIO()
+                frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S%z")
+                buffer.seek(0)
+                conn.exec_driver_sql(
+                    f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
+                    f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
+                )
+                cursor = conn.connection.driver_connection.cursor()
+                cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", buffer)
+                conn.exec_driver_sql(
+                    f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
+                    f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
+                )
+                if keep_history:
+                    self._append_history(conn)
+            if entity_ids:
+                conn.execute(
+                    text(
+                        "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
+                        "AND entity_type = :etype AND entity_id = ANY(:ids) AND run_id <> :run_id"
+                    ),
+                    {**key, "ids": entity_ids},
+                )
         return len(frame)
 
     @staticmethod
