@@ -38,7 +38,7 @@ from features.demand import daily_orders  # noqa: E402
 from features.restaurants import load_restaurants  # noqa: E402
 from models.accuracy import BUCKET_ORDER  # noqa: E402
 from reporting import records  # noqa: E402
-from worker.webhooks import scrub_reason  # noqa: E402
+from webhooks.payload import scrub_reason  # noqa: E402
 
 SECTIONS = ("summary", "steps", "skipped", "alerts", "accuracy", "plots")
 PLOT_DAYS = 28
