@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from worker import webhooks
 from worker.settings import Settings, WebhookReceiver, WebhookSettings
 from worker.webhook_receiver import CompletionReceiver, ReceiverHandler, make_server
+from worker.records import RunRecords
 from worker.writer import PredictionWriter
 
 CONTRACT_DATA_FIELDS = {
@@ -128,23 +129,24 @@ def hook_settings(receivers: list[tuple[str, str, list[str]]], **overrides) -> S
 
 # ----------------------------------------------------------------------------- a real run record
 def finished_run(engine, *, failing_error: str | None = None) -> dict:
-    """A run recorded through the writer as the run loop does: two shards, rows committed by the
-    writer, a prediction type skipped for a missing module, malformed rows counted; finish_run
-    counts what was committed."""
+    """A run recorded as the run loop does: two shards, rows committed by the writer, a prediction
+    type skipped for a missing module, malformed rows counted; finish_run counts what was
+    committed."""
     writer = PredictionWriter(engine)
+    run_records = RunRecords(engine)
     run_id = uuid.uuid4()
     as_of = datetime(2026, 11, 1, 4, 15, tzinfo=timezone.utc)
-    writer.create_run(
+    run_records.create_run(
         run_id, "daily", as_of, trigger="test", restaurant_ids=[1, 2], prediction_types=["demand_daily"],
         rows_skipped={"orders": 2}, modules_skipped={"prep_time": "kitchen module missing: no table kitchen_tickets"},
     )
-    writer.plan_shards(run_id, [[1], [2]])
+    run_records.plan_shards(run_id, [[1], [2]])
     now = datetime.now(timezone.utc)
     for shard_no, rid in enumerate((1, 2)):
-        writer.start_shard(run_id, shard_no, [rid])
+        run_records.start_shard(run_id, shard_no, [rid])
         if failing_error and shard_no == 1:
-            writer.finish_shard(run_id, 1, status="failed", rows_written={}, rows_skipped={}, modules_skipped={},
-                                messages=[], error=failing_error)
+            run_records.finish_shard(run_id, 1, status="failed", rows_written={}, rows_skipped={},
+                                     modules_skipped={}, messages=[], error=failing_error)
             continue
         days = 3 if rid == 1 else 2
         rows = pd.DataFrame({
@@ -159,9 +161,9 @@ def finished_run(engine, *, failing_error: str | None = None) -> dict:
         })
         n = writer.replace_predictions(run_id, "demand_daily", "restaurant", rows, generated_at=now,
                                        expires_at=now + timedelta(hours=36))
-        writer.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_daily": n},
-                            rows_skipped={}, modules_skipped={}, messages=[])
-    return writer.finish_run(run_id)
+        run_records.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_daily": n},
+                                 rows_skipped={}, modules_skipped={}, messages=[])
+    return run_records.finish_run(run_id)
 
 
 @pytest.fixture()
