@@ -18,7 +18,6 @@ Failure handling:
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import uuid
 from datetime import date, datetime
@@ -26,8 +25,10 @@ from typing import Any
 
 from celery import chord
 
+from tasks import webhooks as webhook_tasks
 from tasks.base import task
-from worker import runs
+from webhooks.deliveries import emit_run_completed
+from worker import db, runs
 from worker.locks import RunLock
 from worker.queues import SHARD_QUEUE
 from worker.runs import LockHeld, RunInputError
@@ -192,15 +193,19 @@ def finish_run(self, run_id: str) -> dict[str, Any]:
 
 
 def on_run_finished(record: dict[str, Any]) -> list[str]:
-    """Hook point for the completion event: ``worker.webhooks.emit_run_completed`` (issue 6).
+    """Hook point for the completion event: ``webhooks.deliveries.emit_run_completed`` (issue 6).
 
     Called with the JSON-safe run record each time a run is closed; returns the delivery ids
     (one per receiver) enqueued on the webhooks queue. Calling it again for the same outcome (a
     redelivered finish) returns the recorded deliveries instead of duplicating them, and it never
     raises: a webhook problem must not undo a finished run.
     """
-    if importlib.util.find_spec("worker.webhooks") is None:
-        return []
-    from worker.webhooks import emit_run_completed
-
-    return list(emit_run_completed(record, send="enqueue"))
+    return list(
+        emit_run_completed(
+            record,
+            send="enqueue",
+            engine=db.predictions_engine(),
+            settings=get_settings().webhooks,
+            enqueue=webhook_tasks.enqueue,
+        )
+    )

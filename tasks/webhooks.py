@@ -1,5 +1,6 @@
-"""Celery tasks for the completion webhook, on the ``webhooks`` queue. Thin: they parse ids and call
-``worker.webhooks``, which the CLI calls too.
+"""Celery tasks for the completion webhook, on the ``webhooks`` queue. Thin: they parse ids, hand
+the engine and settings to ``webhooks.deliveries``, which the CLI calls too, and hand it
+``enqueue`` (this module's deliver task), since the package below cannot import the task.
 
 Why retries are scheduled from the result and not by ``autoretry_for``: the sender never raises,
 and the wait depends on the answer (``Retry-After`` of a 429, the attempt number). The attempt
@@ -14,9 +15,11 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from worker import webhooks
+from webhooks import deliveries, records
+from worker import db
 from worker.celery_app import app
 from worker.queues import Queue
+from worker.settings import get_settings
 
 QUEUE = Queue.WEBHOOKS.value
 # A database that blinks may come back; bad ids or settings will not.
@@ -37,7 +40,9 @@ _TRANSIENT = (OperationalError, InterfaceError)
 )
 def deliver(self, delivery_id: str) -> dict[str, Any]:
     """One attempt of one delivery; schedules the next one itself when the delivery stays pending."""
-    result = webhooks.attempt_delivery(str(delivery_id))
+    result = deliveries.attempt_delivery(
+        str(delivery_id), engine=db.predictions_engine(), settings=get_settings().webhooks
+    )
     if result.attempt_no is not None and result.delivery_status == "pending":
         raise self.retry(countdown=result.retry_in_s or 0.0)
     send = result.send
@@ -48,6 +53,11 @@ def deliver(self, delivery_id: str) -> dict[str, Any]:
         "response_status": send.status_code if send else None,
         "error": send.error if send else None,
     }
+
+
+def enqueue(delivery_id: str, countdown_s: float) -> object:
+    """``webhooks.deliveries.Enqueue`` for the Celery path: one ``deliver`` message."""
+    return deliver.apply_async(args=[delivery_id], countdown=countdown_s)
 
 
 @app.task(
@@ -63,7 +73,14 @@ def deliver(self, delivery_id: str) -> dict[str, Any]:
 def redeliver(delivery_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """An admin's redelivery of one delivery or of every undelivered one of a run (from Flower:
     ``POST /api/task/async-apply/rmsml.webhooks.redeliver`` with ``{"kwargs": {"run_id": "…"}}``)."""
-    ids = webhooks.redeliver(delivery_id, run_id=run_id, send="enqueue")
+    ids = deliveries.redeliver(
+        delivery_id,
+        run_id=run_id,
+        send="enqueue",
+        engine=db.predictions_engine(),
+        settings=get_settings().webhooks,
+        enqueue=enqueue,
+    )
     return {"redelivered": ids}
 
 
@@ -77,8 +94,6 @@ def redeliver(delivery_id: str | None = None, run_id: str | None = None) -> dict
 def deliver_due(overdue_s: float = 120.0) -> dict[str, Any]:
     """The safety net for beat: re-enqueue pending deliveries whose next attempt is overdue (left by
     the inline budget, a broker outage or a worker that died mid-attempt)."""
-    from worker import db
-
-    ids = webhooks.due_delivery_ids(db.predictions_engine(), overdue_s=float(overdue_s))
-    enqueued = [d for d in ids if webhooks.enqueue_delivery(d)]
+    ids = records.due_delivery_ids(db.predictions_engine(), overdue_s=float(overdue_s))
+    enqueued = [d for d in ids if deliveries.enqueue_delivery(d, enqueue)]
     return {"due": len(ids), "enqueued": len(enqueued)}

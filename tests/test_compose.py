@@ -102,4 +102,4 @@ def test_build_files_exist_and_the_receiver_compiles(compose):
     text = dockerfile.read_text()
     assert text.startswith("#") and "FROM python:3.11" in text and "USER " in text
     assert compose["services"]["webhook-receiver"]["command"] == [
-        "python", "-m", "worker.webhook_receiver", "--port", "8000"]
+        "python", "-m", "webhooks.receiver", "--port", "8000"]

@@ -132,7 +132,7 @@ def test_demand_shift_fires_degradation_and_volume_alerts_and_retrains(drift_cha
 
 
 def test_webhook_body_carries_alerts_and_accuracy_without_renaming(drift_chain):
-    from worker.webhooks import build_body
+    from webhooks.payload import build_body
 
     data = json.loads(build_body(drift_chain["b"]))["data"]
     for field in ("run_id", "schedule", "status", "started_at", "finished_at", "prediction_types", "restaurant_ids", "failed"):

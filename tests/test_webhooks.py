@@ -21,10 +21,12 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from worker import webhooks
-from worker.settings import Settings, WebhookReceiver, WebhookSettings
-from worker.webhook_receiver import CompletionReceiver, ReceiverHandler, make_server
+from core.settings import WebhookReceiver, WebhookSettings
+from webhooks import deliveries, payload, records, signing, transport
+from webhooks.receiver import CompletionReceiver, ReceiverHandler, make_server
+from webhooks.records import DeliveryRecords
 from worker.records import RunRecords
+from worker.settings import Settings
 from worker.writer import PredictionWriter
 
 CONTRACT_DATA_FIELDS = {
@@ -115,16 +117,15 @@ def receivers():
         box.close()
 
 
-def hook_settings(receivers: list[tuple[str, str, list[str]]], **overrides) -> Settings:
+def hook_settings(receivers: list[tuple[str, str, list[str]]], **overrides) -> WebhookSettings:
     values = dict(
         connect_timeout_s=0.5, timeout_s=0.5, max_attempts=4, backoff_base_s=0.05, backoff_max_s=2.0,
         inline_budget_s=15.0,
     )
     values.update(overrides)
-    hooks = WebhookSettings(
+    return WebhookSettings(
         receivers=[WebhookReceiver(name=n, url=u, secrets=s) for n, u, s in receivers], **values
     )
-    return Settings(webhooks=hooks)
 
 
 # ----------------------------------------------------------------------------- a real run record
@@ -189,9 +190,9 @@ def test_run_gets_exactly_one_verified_delivery_per_receiver(engine, receivers):
         ("rms-eu", already_new.url(), [new, old]),
     ])
     record = finished_run(engine)
-    ids = webhooks.emit_run_completed(record, send="inline", settings=settings, engine=engine)
+    ids = deliveries.emit_run_completed(record, send="inline", settings=settings, engine=engine)
     # The finishing step running twice (a redelivered message) is the same event: no new send.
-    again = webhooks.emit_run_completed(record, send="inline", settings=settings, engine=engine)
+    again = deliveries.emit_run_completed(record, send="inline", settings=settings, engine=engine)
 
     assert again == ids and len(set(ids)) == 2
     for box, delivery_id in ((still_old, ids[0]), (already_new, ids[1])):
@@ -199,7 +200,7 @@ def test_run_gets_exactly_one_verified_delivery_per_receiver(engine, receivers):
         assert box.requests[0].headers["webhook-id"] == delivery_id
         assert len(box.requests[0].headers["webhook-signature"].split(" ")) == 2
         assert len(box.events) == 1
-        row = webhooks.get_delivery(engine, delivery_id)
+        row = records.get_delivery(engine, delivery_id)
         assert row["status"] == "delivered" and row["attempt_count"] == 1 and row["delivered_at"]
     event = still_old.events[0]
     assert event["type"] == "predictions.completed"
@@ -210,14 +211,14 @@ def test_run_gets_exactly_one_verified_delivery_per_receiver(engine, receivers):
     assert event["data"]["restaurant_ids"] == [1, 2]
     assert {e["kind"] for e in event["data"]["failed"]} == {"prediction_type", "rows"}
     # The bytes sent are the bytes recorded.
-    assert still_old.requests[0].body == webhooks.get_delivery(engine, ids[0], with_payload=True)["payload"].encode()
+    assert still_old.requests[0].body == records.get_delivery(engine, ids[0], with_payload=True)["payload"].encode()
 
 
 def test_body_counts_committed_rows_lists_failures_and_carries_no_pii(engine):
     record = finished_run(
         engine, failing_error="demand_daily: ValueError: bad row for jane.doe@example.com, phone +44 20 7946 0958"
     )
-    body = webhooks.build_body(record)
+    body = payload.build_body(record)
     event = json.loads(body)
     assert set(event) == {"type", "timestamp", "data"}
     assert set(event["data"]) == CONTRACT_DATA_FIELDS | ADDED_DATA_FIELDS
@@ -233,7 +234,7 @@ def test_500_twice_then_200_is_three_attempts_with_one_webhook_id_and_backoff(en
     secret = new_secret()
     box = receivers(secret, script=[("status", 500), ("status", 500)])
     settings = hook_settings([("rms", box.url(), [secret])], backoff_base_s=0.1)
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
 
     assert len(box.requests) == 3 and all(r.verified for r in box.requests)
     assert {r.headers["webhook-id"] for r in box.requests} == {delivery_id}
@@ -241,12 +242,12 @@ def test_500_twice_then_200_is_three_attempts_with_one_webhook_id_and_backoff(en
     # Equal jitter: never sooner than half the nominal wait (0.1 s, then 0.2 s).
     first_gap, second_gap = gaps(box.requests)
     assert first_gap >= 0.05 and second_gap >= 0.1
-    attempts = webhooks.list_attempts(engine, delivery_id)
+    attempts = records.list_attempts(engine, delivery_id)
     assert [(a["attempt_no"], a["status"], a["response_status"]) for a in attempts] == [
         (1, "retry", 500), (2, "retry", 500), (3, "delivered", 200)
     ]
     assert all(a["finished_at"] and a["duration_ms"] is not None for a in attempts)
-    row = webhooks.get_delivery(engine, delivery_id)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "delivered" and row["attempt_count"] == 3 and row["last_error"] is None
 
 
@@ -254,25 +255,25 @@ def test_429_retry_after_is_honoured(engine, receivers):
     secret = new_secret()
     box = receivers(secret, script=[("status", 429, {"Retry-After": "1"})])
     settings = hook_settings([("rms", box.url(), [secret])], backoff_base_s=0.01)
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
 
     assert len(box.requests) == 2
     assert gaps(box.requests)[0] >= 1.0  # backoff alone would have waited ~0.01 s
-    attempts = webhooks.list_attempts(engine, delivery_id)
+    attempts = records.list_attempts(engine, delivery_id)
     assert [a["response_status"] for a in attempts] == [429, 200]
-    assert webhooks.get_delivery(engine, delivery_id)["status"] == "delivered"
+    assert records.get_delivery(engine, delivery_id)["status"] == "delivered"
 
 
 def test_400_is_not_retried(engine, receivers):
     secret = new_secret()
     box = receivers(secret, default=("status", 400))
     settings = hook_settings([("rms", box.url(), [secret])])
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
 
     assert len(box.requests) == 1
-    row = webhooks.get_delivery(engine, delivery_id)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "failed" and row["attempt_count"] == 1 and "400" in row["last_error"]
-    [attempt] = webhooks.list_attempts(engine, delivery_id)
+    [attempt] = records.list_attempts(engine, delivery_id)
     assert attempt["response_status"] == 400 and '"scripted": 400' in attempt["response_body"]
 
 
@@ -280,12 +281,12 @@ def test_redirect_is_not_followed(engine, receivers):
     secret = new_secret()
     box = receivers(secret, script=[("redirect",)])
     settings = hook_settings([("rms", box.url(), [secret])])
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
 
     assert [r.path for r in box.requests] == ["/hooks/ml"]  # nothing reached /elsewhere
-    row = webhooks.get_delivery(engine, delivery_id)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "failed" and "redirect" in row["last_error"]
-    assert [a["response_status"] for a in webhooks.list_attempts(engine, delivery_id)] == [302]
+    assert [a["response_status"] for a in records.list_attempts(engine, delivery_id)] == [302]
 
 
 def test_silent_receiver_times_out_exhausts_then_is_redelivered(engine, receivers):
@@ -293,40 +294,40 @@ def test_silent_receiver_times_out_exhausts_then_is_redelivered(engine, receiver
     box = receivers(secret, default=("hang",))
     settings = hook_settings([("rms", box.url(), [secret])], max_attempts=2, timeout_s=0.3)
     record = finished_run(engine)
-    [delivery_id] = webhooks.emit_run_completed(record, send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(record, send="inline", settings=settings, engine=engine)
 
-    row = webhooks.get_delivery(engine, delivery_id)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "exhausted" and row["attempt_count"] == 2
-    attempts = webhooks.list_attempts(engine, delivery_id)
+    attempts = records.list_attempts(engine, delivery_id)
     assert [a["status"] for a in attempts] == ["retry", "retry"]
     assert all("timeout (read)" in a["error"] for a in attempts)
-    assert [d["id"] for d in webhooks.list_deliveries(engine, failed_only=True)] == [delivery_id]
+    assert [d["id"] for d in records.list_deliveries(engine, failed_only=True)] == [delivery_id]
 
     box.default = None  # the receiver is back, shaky at first
     box.script[:] = [("status", 500)]
     box.release.set()
-    assert webhooks.redeliver(run_id=str(record["id"]), send="none", settings=settings, engine=engine) == [delivery_id]
-    first = webhooks.attempt_delivery(delivery_id, settings=settings, engine=engine)
+    assert deliveries.redeliver(run_id=str(record["id"]), send="none", settings=settings, engine=engine) == [delivery_id]
+    first = deliveries.attempt_delivery(delivery_id, settings=settings, engine=engine)
     # Attempt 3 is the first of the new budget: it waits like a first retry (<= base), not a third.
     assert first.attempt_no == 3 and first.delivery_status == "pending" and first.retry_in_s <= 0.05
-    webhooks.deliver_inline([delivery_id], settings=settings, engine=engine)
-    row = webhooks.get_delivery(engine, delivery_id)
+    deliveries.deliver_inline([delivery_id], settings=settings, engine=engine)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "delivered" and row["attempt_count"] == 4
     assert box.requests[-1].verified and box.requests[-1].headers["webhook-id"] == delivery_id
     assert len(box.events) == 1
-    assert webhooks.list_deliveries(engine, failed_only=True) == []
+    assert records.list_deliveries(engine, failed_only=True) == []
     # Redelivering a delivered event is a no-op; the receiver would drop it anyway.
-    assert webhooks.redeliver(delivery_id, settings=settings, engine=engine) == []
+    assert deliveries.redeliver(delivery_id, settings=settings, engine=engine) == []
 
 
 def test_wrong_secret_and_tampered_body_fail_verification_at_the_receiver(engine, receivers):
     ours, theirs = new_secret(), new_secret()
     box = receivers(theirs)
     settings = hook_settings([("rms", box.url(), [ours])])
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="inline", settings=settings, engine=engine)
 
     assert len(box.requests) == 1 and not box.requests[0].verified and box.events == []
-    row = webhooks.get_delivery(engine, delivery_id)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "failed" and "401" in row["last_error"]  # 4xx: not retried
 
     # A correctly signed request verifies; one changed byte in the body does not.
@@ -345,9 +346,9 @@ def test_receiver_drops_duplicates_by_webhook_id():
     events: list[dict] = []
     receiver = CompletionReceiver(secret, on_event=events.append)
     body = '{"type":"predictions.completed","timestamp":"2026-11-22T03:12:09Z","data":{}}'
-    headers = webhooks.sign_headers("msg_1", body, [secret])
+    headers = signing.sign_headers("msg_1", body, [secret])
     assert receiver.handle(body.encode(), headers) == (200, {"ok": True})
-    later = webhooks.sign_headers("msg_1", body, [secret], at=datetime.now(timezone.utc) + timedelta(seconds=5))
+    later = signing.sign_headers("msg_1", body, [secret], at=datetime.now(timezone.utc) + timedelta(seconds=5))
     assert receiver.handle(body.encode(), later) == (200, {"duplicate": True})
     assert len(events) == 1
 
@@ -363,15 +364,15 @@ def test_unreachable_receiver_leaves_the_delivery_pending_and_the_run_untouched(
         inline_budget_s=0.5,
     )
     record = finished_run(engine)
-    [delivery_id] = webhooks.emit_run_completed(record, send="inline", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(record, send="inline", settings=settings, engine=engine)
 
-    row = webhooks.get_delivery(engine, delivery_id)
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "pending" and 1 <= row["attempt_count"] < 8  # the budget stopped retrying here
     assert "network error" in row["last_error"]
-    assert webhooks.due_delivery_ids(engine, overdue_s=-60) == [delivery_id]  # the sweep will find it
-    from worker import records
+    assert records.due_delivery_ids(engine, overdue_s=-60) == [delivery_id]  # the sweep will find it
+    from worker.records import get_run
 
-    assert records.get_run(engine, str(record["id"]))["status"] == "succeeded"
+    assert get_run(engine, str(record["id"]))["status"] == "succeeded"
 
 
 def test_backoff_grows_with_jitter_floor_retry_after_and_cap():
@@ -380,16 +381,16 @@ def test_backoff_grows_with_jitter_floor_retry_after_and_cap():
     rng = random.Random(1)
     for n in range(1, 6):
         nominal = 0.5 * 2 ** (n - 1)
-        delays = [webhooks.backoff_delay(n, base_s=0.5, max_s=100, rng=rng) for _ in range(50)]
+        delays = [transport.backoff_delay(n, base_s=0.5, max_s=100, rng=rng) for _ in range(50)]
         assert all(nominal / 2 <= d <= nominal for d in delays) and len(set(delays)) > 1
-    assert webhooks.backoff_delay(1, base_s=0.5, max_s=100, retry_after_s=7, rng=rng) == 7
-    assert webhooks.backoff_delay(30, base_s=0.5, max_s=60, rng=rng) <= 60
-    assert webhooks.backoff_delay(1, base_s=0.5, max_s=60, retry_after_s=3600, rng=rng) == 60
+    assert transport.backoff_delay(1, base_s=0.5, max_s=100, retry_after_s=7, rng=rng) == 7
+    assert transport.backoff_delay(30, base_s=0.5, max_s=60, rng=rng) <= 60
+    assert transport.backoff_delay(1, base_s=0.5, max_s=60, retry_after_s=3600, rng=rng) == 60
     soon = datetime.now(timezone.utc) + timedelta(seconds=120)
     from email.utils import format_datetime
 
-    assert 100 < webhooks.parse_retry_after(format_datetime(soon, usegmt=True)) <= 120
-    assert webhooks.parse_retry_after("garbage") is None
+    assert 100 < transport.parse_retry_after(format_datetime(soon, usegmt=True)) <= 120
+    assert transport.parse_retry_after("garbage") is None
 
 
 @pytest.mark.parametrize(
@@ -432,7 +433,9 @@ def test_cli_lists_failed_deliveries_and_redelivers_them(engine, receivers, monk
     get_settings.cache_clear()
     try:
         record = finished_run(engine)
-        [delivery_id] = webhooks.emit_run_completed(record, send="inline", engine=engine)
+        [delivery_id] = deliveries.emit_run_completed(
+            record, send="inline", engine=engine, settings=get_settings().webhooks
+        )
         runner = CliRunner()
         listed = runner.invoke(app, ["webhooks", "list", "--failed"])
         assert listed.exit_code == 0, listed.output
@@ -443,7 +446,7 @@ def test_cli_lists_failed_deliveries_and_redelivers_them(engine, receivers, monk
         again = runner.invoke(app, ["webhooks", "redeliver", "--run", str(record["id"])])
         assert again.exit_code == 0, again.output
         assert json.loads(again.stdout)["redelivered"] == [delivery_id]
-        assert webhooks.get_delivery(engine, delivery_id)["status"] == "delivered"
+        assert records.get_delivery(engine, delivery_id)["status"] == "delivered"
         assert runner.invoke(app, ["webhooks", "redeliver", "msg_nope"]).exit_code == 2
     finally:
         get_settings.cache_clear()
@@ -453,13 +456,13 @@ def test_attempt_cut_short_by_a_dead_worker_stays_visible_and_is_redelivered(eng
     secret = new_secret()
     box = receivers(secret)
     settings = hook_settings([("rms", box.url(), [secret])], max_attempts=1)
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="none", settings=settings, engine=engine)
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="none", settings=settings, engine=engine)
     # A worker claims the only attempt and dies before sending (lease 0: already over).
-    assert PredictionWriter(engine).claim_delivery_attempt(delivery_id, lease_s=0)["attempt_count"] == 1
+    assert DeliveryRecords(engine).claim_attempt(delivery_id, lease_s=0)["attempt_count"] == 1
     time.sleep(0.01)
 
-    assert [d["id"] for d in webhooks.list_deliveries(engine, failed_only=True)] == [delivery_id]
-    assert [a["status"] for a in webhooks.list_attempts(engine, delivery_id)] == ["sending"]
-    assert webhooks.redeliver(delivery_id, settings=settings, engine=engine) == [delivery_id]
-    row = webhooks.get_delivery(engine, delivery_id)
+    assert [d["id"] for d in records.list_deliveries(engine, failed_only=True)] == [delivery_id]
+    assert [a["status"] for a in records.list_attempts(engine, delivery_id)] == ["sending"]
+    assert deliveries.redeliver(delivery_id, settings=settings, engine=engine) == [delivery_id]
+    row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "delivered" and row["attempt_count"] == 2 and len(box.events) == 1

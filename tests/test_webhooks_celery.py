@@ -10,7 +10,9 @@ import pytest
 
 from tests.celery_harness import flush_redis, start_worker, wait_for
 from tests.test_webhooks import ScriptedReceiver, finished_run, gaps, hook_settings, new_secret
-from worker import db, webhooks
+from tasks.webhooks import enqueue
+from webhooks import deliveries, records
+from worker import db
 from worker.celery_app import app
 
 BACKOFF = {"RMSML_WEBHOOKS__BACKOFF_BASE_S": "0.2", "RMSML_WEBHOOKS__MAX_ATTEMPTS": "3"}
@@ -45,7 +47,7 @@ def settings(receiver):
 
 def status_of(delivery_id: str, wanted: str):
     def check():
-        row = webhooks.get_delivery(db.predictions_engine(), delivery_id)
+        row = records.get_delivery(db.predictions_engine(), delivery_id)
         return row if row and row["status"] == wanted else None
 
     return check
@@ -55,7 +57,9 @@ def test_worker_retries_500_twice_then_delivers(hooks_worker, receiver, settings
     engine = db.predictions_engine()
     receiver.requests.clear()
     receiver.script[:] = [("status", 500), ("status", 500)]
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="enqueue", settings=settings)
+    [delivery_id] = deliveries.emit_run_completed(
+        finished_run(engine), send="enqueue", engine=engine, settings=settings, enqueue=enqueue
+    )
 
     row = wait_for(status_of(delivery_id, "delivered"), 60, "the worker to deliver")
     assert row["attempt_count"] == 3
@@ -63,7 +67,7 @@ def test_worker_retries_500_twice_then_delivers(hooks_worker, receiver, settings
     assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery_id}
     first_gap, second_gap = gaps(receiver.requests)
     assert first_gap >= 0.1 and second_gap >= 0.2  # half the nominal 0.2 s, then 0.4 s
-    assert [a["response_status"] for a in webhooks.list_attempts(engine, delivery_id)] == [500, 500, 200]
+    assert [a["response_status"] for a in records.list_attempts(engine, delivery_id)] == [500, 500, 200]
 
 
 def test_exhausted_delivery_is_redelivered_by_the_admin_task(hooks_worker, receiver, settings, clean_predictions):
@@ -71,10 +75,12 @@ def test_exhausted_delivery_is_redelivered_by_the_admin_task(hooks_worker, recei
     receiver.requests.clear()
     receiver.default = ("status", 503)
     record = finished_run(engine)
-    [delivery_id] = webhooks.emit_run_completed(record, send="enqueue", settings=settings)
+    [delivery_id] = deliveries.emit_run_completed(
+        record, send="enqueue", engine=engine, settings=settings, enqueue=enqueue
+    )
     wait_for(status_of(delivery_id, "exhausted"), 60, "the delivery to exhaust its 3 attempts")
     assert len(receiver.requests) == 3
-    assert [d["id"] for d in webhooks.list_deliveries(engine, failed_only=True)] == [delivery_id]
+    assert [d["id"] for d in records.list_deliveries(engine, failed_only=True)] == [delivery_id]
 
     receiver.default = None
     result = app.send_task("rmsml.webhooks.redeliver", kwargs={"run_id": str(record["id"])}).get(timeout=30)
@@ -91,8 +97,8 @@ def test_sweep_sends_deliveries_left_pending(hooks_worker, receiver, settings, c
     engine = db.predictions_engine()
     receiver.requests.clear()
     receiver.default = None
-    [delivery_id] = webhooks.emit_run_completed(finished_run(engine), send="none", settings=settings)
-    assert webhooks.get_delivery(engine, delivery_id)["status"] == "pending" and receiver.requests == []
+    [delivery_id] = deliveries.emit_run_completed(finished_run(engine), send="none", engine=engine, settings=settings)
+    assert records.get_delivery(engine, delivery_id)["status"] == "pending" and receiver.requests == []
 
     result = app.send_task("rmsml.webhooks.deliver_due", kwargs={"overdue_s": 0}).get(timeout=30)
     assert result == {"due": 1, "enqueued": 1}

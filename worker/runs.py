@@ -27,13 +27,13 @@ from core.units import PredictionUnit, Scope
 from features.quality import count_malformed
 from features.restaurants import inactive_restaurant_ids, load_restaurants
 from reporting.accuracy import after_run
+from webhooks.deliveries import emit_run_completed
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
 from worker.failures import failure_reason, is_transient, with_retries
 from worker.locks import RunLock
 from worker.records import RunRecords
 from worker.settings import Settings, get_settings
-from worker.webhooks import emit_run_completed
 from worker.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> 
     for run_id in records.stale_runs(predictions, schedule, silent_for):
         run_records.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
         record = finish_run(run_id, settings=settings)
-        emit_run_completed(record, send="none", settings=settings)
+        emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
         log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
         closed.append(record)
     return closed
@@ -446,7 +446,9 @@ def execute_run(
     finally:
         if lock is not None:
             lock.release(schedule, plan.run_id)
-    record["webhook_deliveries"] = emit_run_completed(record, send="inline", settings=settings)
+    record["webhook_deliveries"] = emit_run_completed(
+        record, send="inline", engine=db.predictions_engine(), settings=(settings or get_settings()).webhooks
+    )
     return record
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.settings import AccuracySettings, ForecastSettings, InventorySettings
+from core.settings import AccuracySettings, ForecastSettings, InventorySettings, WebhookSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,110 +52,6 @@ class TaskSettings(BaseModel):
     # Every shard refreshes the lock, so this only needs to outlast one shard; it is how long a
     # run whose workers all died keeps blocking the next trigger of its schedule.
     run_lock_ttl_s: int = 2 * 3600
-
-
-def _check_webhook_url(url: str) -> str:
-    """A receiver URL must be usable as is: a typo found at 04:15 means a silent night."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http:// or https:// URL with a host")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials; the signature authenticates the sender")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    return url.strip()
-
-
-def _check_webhook_secret(secret: SecretStr) -> SecretStr:
-    """``whsec_`` + base64 of 24-64 bytes (the spec's range), checked strictly.
-
-    The library decodes leniently (stray characters are dropped), so a pasted-wrong secret would
-    sign with a different key and every receiver would reject us; fail here instead. The message
-    never echoes the secret.
-    """
-    import base64
-    import binascii
-
-    raw = secret.get_secret_value().strip()
-    if not raw.startswith("whsec_"):
-        raise ValueError("must start with 'whsec_' (Standard Webhooks secret format)")
-    body = raw[len("whsec_"):]
-    try:
-        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("must be 'whsec_' followed by standard base64") from None
-    if not 24 <= len(key) <= 64:
-        raise ValueError(f"must decode to 24-64 bytes, got {len(key)}")
-    return SecretStr(raw)
-
-
-# Per item, so an error names the element (``webhooks.receivers.0.secrets.1``).
-WebhookUrl = Annotated[str, AfterValidator(_check_webhook_url)]
-WebhookSecret = Annotated[SecretStr, AfterValidator(_check_webhook_secret)]
-
-
-class WebhookReceiver(BaseModel):
-    """One endpoint in the main backend. During a secret rotation it lists two secrets (new
-    first); every request then carries both signatures, so the receiver may switch at any time."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    url: WebhookUrl
-    secrets: list[WebhookSecret] = Field(min_length=1, max_length=3)
-
-
-class WebhookSettings(BaseModel):
-    """Receivers of the completion webhook and how hard to try. No receiver: no webhook is sent.
-
-    Two ways to configure receivers (docs/webhooks.md): ``receivers``, a JSON list of
-    ``{"name", "url", "secrets"}``; or the shorthand ``urls`` sharing ``secret`` (and
-    ``previous_secret`` during a rotation), named ``receiver-1``, ``receiver-2``, ...
-    Validation runs when settings load, so a malformed URL or secret stops start-up with the
-    setting's name instead of being skipped.
-    """
-
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    receivers: list[WebhookReceiver] = Field(default_factory=list)
-    urls: list[WebhookUrl] = Field(default_factory=list)
-    secret: WebhookSecret = SecretStr("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-    previous_secret: WebhookSecret | None = None
-    connect_timeout_s: float = Field(3.0, gt=0)
-    timeout_s: float = Field(10.0, gt=0)  # read timeout: the receiver should answer fast and work later
-    max_attempts: int = Field(8, ge=1, le=50)
-    backoff_base_s: float = Field(30.0, ge=0)
-    # Cap on one wait, Retry-After included; must stay below the broker's visibility timeout, or
-    # Redis hands the waiting retry to a second worker.
-    backoff_max_s: float = Field(3600.0, gt=0)
-    # The CLI/demo path sends in-process: it never waits longer than this for receivers, and
-    # leaves what is left pending for the sweep (tasks.webhooks) or `webhooks redeliver`.
-    inline_budget_s: float = Field(30.0, ge=0)
-    response_body_max_chars: int = Field(2000, ge=0)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> "WebhookSettings":
-        names = [r.name for r in self.all_receivers()]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"receivers: names must be unique, repeated: {duplicates}")
-        return self
-
-    def all_receivers(self) -> list[WebhookReceiver]:
-        """The explicit receivers, then the shorthand ones."""
-        secrets = [self.secret] + ([self.previous_secret] if self.previous_secret else [])
-        shorthand = [
-            WebhookReceiver(name=f"receiver-{i}", url=url, secrets=secrets)
-            for i, url in enumerate(self.urls, start=1)
-        ]
-        return list(self.receivers) + shorthand
-
-    def receiver(self, name: str) -> WebhookReceiver | None:
-        return next((r for r in self.all_receivers() if r.name == name), None)
 
 
 class ScheduleSettings(BaseModel):

@@ -8,7 +8,9 @@ and do the work afterwards; a slow answer is a timeout, and a timeout is retried
 
 It also serves as the demo receiver (docker-compose) and as the receiver in the tests::
 
-    RMS_WEBHOOK_SECRET=whsec_... python -m worker.webhook_receiver --port 8099
+    RMS_WEBHOOK_SECRET=whsec_... python -m webhooks.receiver --port 8099
+
+It imports nothing of the pipeline: only the ``standardwebhooks`` library and the standard one.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class SeenIds:
     """The ids already processed, bounded. In production keep them in the database instead, with a
     unique constraint on the id, so the check survives restarts and works across processes."""
 
-    def __init__(self, capacity: int = 100_000):
+    def __init__(self, capacity: int = 100_000) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
@@ -67,7 +69,7 @@ class CompletionReceiver:
         secrets: str | list[str],
         on_event: Callable[[dict[str, Any]], None] | None = None,
         seen: SeenIds | None = None,
-    ):
+    ) -> None:
         secrets = [secrets] if isinstance(secrets, str) else list(secrets)
         self._webhooks = [Webhook(s) for s in secrets]
         self.on_event = on_event or (lambda event: None)
@@ -145,7 +147,10 @@ class ReceiverHandler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    receiver: CompletionReceiver, host: str = "127.0.0.1", port: int = 0, handler=ReceiverHandler
+    receiver: CompletionReceiver,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    handler: type[ReceiverHandler] = ReceiverHandler,
 ) -> ThreadingHTTPServer:
     """A threaded server around ``receiver``; port 0 picks a free port (``server.server_port``)."""
     server = ThreadingHTTPServer((host, port), handler)
