@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the project's dependencies; reinstall only when pyproject.toml changed.
+# Create .venv and install the project's dependencies from the hashed lock (requirements.lock,
+# exact versions the test suite is green with); reinstall only when the lock or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -11,10 +12,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && "$PY" -m venv .venv; }
 fi
 stamp=.venv/.rmsml-deps
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bootstrap: installing dependencies into .venv (first run takes a few minutes)" >&2
+  echo "bootstrap: installing dependencies into .venv from requirements.lock (first run takes a few minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
