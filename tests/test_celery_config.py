@@ -94,3 +94,18 @@ def test_lock_lives_in_the_brokers_redis():
     assert isinstance(RunLock.from_settings().client, redis.Redis)
     assert RunLock.from_settings().client.connection_pool.connection_kwargs["db"] == int(
         get_settings().broker.url.get_secret_value().rsplit("/", 1)[1])
+
+
+def test_trigger_with_the_broker_unreachable_says_so_and_starts_nothing():
+    """It waited ~26 s and ended in a traceback with exit 1 ("run failed") although nothing started."""
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "RMSML_BROKER__URL": "redis://:secret-pw@127.0.0.1:1/0"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "worker", "trigger", "--schedule", "daily"], env=env,
+                          capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "broker unreachable at redis://127.0.0.1:1/0" in done.stderr
+    assert "secret-pw" not in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 
 import pandas as pd
 import pytest
@@ -251,3 +252,36 @@ def test_transient_errors_are_told_from_ones_that_will_fail_again():
     assert not failures.is_transient(_db_error("57014", "canceling statement due to statement timeout"))
     assert not failures.is_transient(_db_error("42703", "no such column", cls=sqlalchemy.exc.ProgrammingError))
     assert not failures.is_transient(RuntimeError("model exploded"))
+
+
+def test_a_run_stranded_by_a_broker_loss_holds_its_schedule_then_closes_within_minutes(
+        seeded_replica, clean_predictions, demand_only):
+    """Redis restarted without persistence: the lock and the queued shards are gone, the run table
+    is not. The next trigger must not start a second run beside a live one, and a run nothing
+    works on any more is closed as partial from what it committed after ``stranded_after_s``
+    (minutes), not after the lock's TTL (hours)."""
+    from tests.conftest import cleared_run_lock
+    from worker.settings import get_settings
+
+    settings = get_settings().model_copy(deep=True)
+    settings.schedules.shard_size = 2
+    with cleared_run_lock("daily") as lock:
+        plan = runs.begin_locked(lock, "daily", AS_OF, trigger="test", run_id=str(uuid.uuid4()), settings=settings)
+        assert len(plan.shards) == 2
+        runs.run_shard(plan.run_id, 0, settings=settings)  # shard 1 was queued in the Redis that was lost
+        lock.client.delete(lock.key("daily"))
+
+        held = runs.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
+                                 settings=settings)
+        assert held == runs.LockHeld("daily", plan.run_id)
+        assert lock.holder("daily") is None  # nothing was started, and the lock is not kept
+
+        with db.predictions_engine().begin() as conn:
+            conn.execute(text("UPDATE ml_run SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                         {"id": plan.run_id, "s": settings.tasks.stranded_after_s + 60})
+        fresh = runs.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
+                                  settings=settings)
+        assert isinstance(fresh, runs.RunPlan)
+        (status, written), = q("SELECT status, rows_written FROM ml_run WHERE id = :id", id=plan.run_id)
+        assert status == "partial" and written.get("demand_daily", 0) > 0
+        assert get_settings().tasks.stranded_after_s <= 15 * 60 < get_settings().tasks.run_lock_ttl_s

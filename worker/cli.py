@@ -6,7 +6,6 @@ Typer instead of argparse plumbing: typed options, help text and exit codes for 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -20,14 +19,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="RMS predicti
 
 
 def _setup_logging() -> None:
-    from worker.settings import get_settings
+    from worker.logs import setup_logging
 
-    logging.basicConfig(
-        level=get_settings().log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging()  # RMSML_LOG_LEVEL, RMSML_LOG_FORMAT=text|json, on stderr
 
 
 def _json(obj) -> str:
@@ -42,8 +36,11 @@ def run(
     lock: bool = typer.Option(True, "--lock/--no-lock",
                               help="take the schedule's Redis run lock, as beat and Flower runs do; "
                                    "--no-lock only where no workers share the databases (no Redis needed)"),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="print the run record as JSON on stdout (the summary table goes to stderr)"),
 ) -> None:
-    """Run one schedule in this process: read the replica, predict, write, record the run.
+    """Run one schedule in this process: read the replica, predict, write, record the run, and
+    print a summary table (the full run record with --json).
 
     Exit codes: 0 done, 1 the run failed, 2 bad input or no Redis for the lock, 3 another run of the
     schedule holds the lock (nothing was started).
@@ -69,8 +66,9 @@ def run(
     finally:
         if held is not None:
             held.release(schedule, run_id)
-    typer.echo(_json(record))
-    _run_summary(record)
+    if as_json:
+        typer.echo(_json(record))
+    _run_summary(record, stderr=as_json)
     if record["status"] == "failed":
         raise typer.Exit(1)
 
@@ -147,15 +145,37 @@ def demo(
 ) -> None:
     """The whole pipeline on an embedded PostgreSQL: seed a chain, migrate, run daily, summarise."""
     _setup_logging()
-    from worker.embedded import embedded_urls
+    from worker.embedded import PREDICTIONS_DB, embedded_server
     from worker.settings import get_settings
 
     started = time.monotonic()
-    replica_url, predictions_url = embedded_urls(data_dir or get_settings().embedded.data_dir)
-    os.environ["RMSML_REPLICA__URL"] = replica_url
-    os.environ["RMSML_PREDICTIONS__URL"] = predictions_url
+    pgdata = data_dir or get_settings().embedded.data_dir
+    # The server is stopped when the demo ends (done, failed or interrupted): no postgres left behind.
+    with embedded_server(pgdata) as (replica_url, predictions_url):
+        os.environ["RMSML_REPLICA__URL"] = replica_url
+        os.environ["RMSML_PREDICTIONS__URL"] = predictions_url
+        from worker import db
+
+        try:
+            record = _demo_run(restaurants, days, replica_url, predictions_url, started)
+        finally:
+            db.reset_engines()  # close pooled connections before the server stops
+    typer.echo("")
+    typer.echo(f"the embedded PostgreSQL is stopped; its data stays in {pgdata}")
+    typer.echo("  to query it, start it (it then keeps running) and print its URL:")
+    typer.echo(f"  .venv/bin/python -c \"import pgserver; print(pgserver.get_server('{pgdata}', cleanup_mode=None)"
+               f".get_uri('{PREDICTIONS_DB}'))\"")
+    typer.echo(f"  run record:  SELECT * FROM ml_run WHERE id = '{record['id']}';")
+    typer.echo("  predictions: SELECT * FROM m_l_predictions ORDER BY restaurant_id, prediction_type, target_start;")
+    if record["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def _demo_run(restaurants: int, days: int, replica_url: str, predictions_url: str, started: float) -> dict:
+    """Seed, migrate, run daily and print what was written: the demo, once its server runs."""
     from worker import db
     from worker.migrations import upgrade
+    from worker.settings import get_settings
 
     get_settings.cache_clear()
     db.reset_engines()
@@ -181,12 +201,7 @@ def demo(
     typer.echo("")
     typer.echo("the next hours of demand at the first restaurant (m_l_predictions, as the RMS reads it):")
     typer.echo(_sample_rows())
-    typer.echo("")
-    typer.echo(f"the embedded PostgreSQL keeps its data in {data_dir or get_settings().embedded.data_dir}")
-    typer.echo(f"  run record:  SELECT * FROM ml_run WHERE id = '{record['id']}';")
-    typer.echo("  predictions: SELECT * FROM m_l_predictions ORDER BY restaurant_id, prediction_type, target_start;")
-    if record["status"] == "failed":
-        raise typer.Exit(1)
+    return record
 
 
 # ---------------------------------------------------------------------- webhooks (issue 6)
@@ -263,8 +278,9 @@ def trigger(
     """
     from worker.celery_app import app as celery
 
+    _require_broker()
     kwargs = {"schedule": schedule, "as_of": as_of, "restaurant_ids": restaurant or None, "trigger": "cli"}
-    result = celery.send_task("rmsml.runs.start", kwargs=kwargs)
+    result = celery.send_task("rmsml.runs.start", kwargs=kwargs, retry=False)
     typer.echo(f"task {result.id} sent", err=True)
     if not wait:
         return
@@ -280,6 +296,25 @@ def trigger(
     typer.echo(_json(record))
     if record["status"] == "failed":
         raise typer.Exit(1)
+
+
+def _require_broker(timeout_s: float = 3.0) -> None:
+    """Exit 2 with one line when the broker does not answer: nothing was started, and Celery's
+    own reconnect loop would otherwise wait half a minute and end in a traceback."""
+    from urllib.parse import urlsplit
+
+    import redis
+
+    from worker.settings import get_settings
+
+    url = get_settings().broker.url.get_secret_value()
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s).ping()
+    except (redis.exceptions.RedisError, OSError):
+        typer.echo(f"error: broker unreachable at {shown}; nothing was started", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -342,7 +377,7 @@ def _advance(bar, task, step: str, done: int, total: int) -> None:
         bar.update(task, description="scoring earlier predictions, drift checks, report")
 
 
-def _summary_table(title: str, headers: list[str], rows: list[list]) -> None:
+def _summary_table(title: str, headers: list[str], rows: list[list], stderr: bool = True) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -351,10 +386,10 @@ def _summary_table(title: str, headers: list[str], rows: list[list]) -> None:
         table.add_column(h)
     for row in rows:
         table.add_row(*[str(c) for c in row])
-    Console(stderr=True).print(table)
+    Console(stderr=stderr).print(table)
 
 
-def _run_summary(record: dict) -> None:
+def _run_summary(record: dict, stderr: bool = True) -> None:
     rows = [[t, n] for t, n in sorted((record.get("rows_written") or {}).items())]
     rows += [[f"skipped: {t}", "module missing"] for t in sorted(record.get("modules_skipped") or {})]
     rows += [[f"alert: {a.get('signal')} {a.get('prediction_type') or ''} r{a.get('restaurant_id') or '-'}", "drift"]
@@ -362,7 +397,7 @@ def _run_summary(record: dict) -> None:
     rows.append(["status", record.get("status")])
     if record.get("report_path"):
         rows.append(["report", record["report_path"]])
-    _summary_table(f"run {record.get('id')}", ["", ""], rows)
+    _summary_table(f"run {record.get('id')}", ["", ""], rows, stderr=stderr)
 
 
 @app.command()

@@ -359,16 +359,36 @@ def registry_frame(engine: Engine, prediction_types: list[str]) -> pd.DataFrame:
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
-def stale_runs(engine: Engine, schedule: str, silent_for_s: int) -> list[str]:
-    """Runs of ``schedule`` still marked running whose heartbeat stopped ``silent_for_s`` ago."""
+def stale_runs(engine: Engine, schedule: str, silent_for_s: int, shard_limit_s: int) -> list[str]:
+    """Runs of ``schedule`` still marked running that nothing is working on any more.
+
+    Silent: no shard started for ``silent_for_s`` (every shard start refreshes the heartbeat),
+    and no shard is running that started within ``shard_limit_s`` (the hard limit: a shard
+    running longer is dead). A run whose queued shards vanished with the broker's memory is
+    caught within minutes, not after the run lock's TTL.
+    """
     with engine.connect() as conn:
         return [
             str(r[0])
             for r in conn.execute(
                 text(
-                    "SELECT id FROM ml_run WHERE schedule = :schedule AND status = 'running' "
-                    "AND heartbeat_at < now() - make_interval(secs => :silent) ORDER BY started_at"
+                    "SELECT r.id FROM ml_run r WHERE r.schedule = :schedule AND r.status = 'running' "
+                    "AND r.heartbeat_at < now() - make_interval(secs => :silent) "
+                    "AND NOT EXISTS (SELECT 1 FROM ml_run_shard s WHERE s.run_id = r.id AND s.status = 'running' "
+                    "AND s.started_at > now() - make_interval(secs => :limit)) ORDER BY r.started_at"
                 ),
-                {"schedule": schedule, "silent": int(silent_for_s)},
+                {"schedule": schedule, "silent": int(silent_for_s), "limit": int(shard_limit_s)},
+            )
+        ]
+
+
+def running_runs(engine: Engine, schedule: str) -> list[str]:
+    """Runs of ``schedule`` recorded as running, oldest first."""
+    with engine.connect() as conn:
+        return [
+            str(r[0])
+            for r in conn.execute(
+                text("SELECT id FROM ml_run WHERE schedule = :schedule AND status = 'running' ORDER BY started_at"),
+                {"schedule": schedule},
             )
         ]

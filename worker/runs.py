@@ -115,17 +115,18 @@ def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
 def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> list[dict]:
     """Close runs of ``schedule`` whose workers all died, before a new run of it starts.
 
-    A run whose heartbeat (refreshed by every shard) stopped longer ago than the run lock's
-    expiry can no longer be finishing: its unfinished shards are recorded failed, the run is
-    closed from what it committed (``partial`` or ``failed``), and its completion event is
-    recorded for the webhook sweep, so the RMS hears about every run that ended.
+    A run that no shard started for ``tasks.stranded_after_s`` and with no live shard (see
+    ``records.stale_runs``) can no longer be finishing (its workers died, or its queued shards
+    were lost with the broker): its unfinished shards are recorded failed, the run is closed from
+    what it committed (``partial`` or ``failed``), and its completion event is recorded for the
+    webhook sweep, so the RMS hears about every run that ended.
     """
     settings = settings or get_settings()
     _, predictions = _engines()
     run_records = RunRecords(predictions)
     closed = []
-    silent_for = settings.tasks.run_lock_ttl_s
-    for run_id in records.stale_runs(predictions, schedule, silent_for):
+    silent_for = settings.tasks.stranded_after_s
+    for run_id in records.stale_runs(predictions, schedule, silent_for, settings.tasks.shard_time_limit_s):
         run_records.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
         record = finish_run(run_id, settings=settings)
         emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
@@ -224,6 +225,15 @@ def begin_locked(
         log.warning("%s run not started: run %s still holds the lock", schedule, taken.holder)
         return LockHeld(schedule, str(taken.holder))
     try:
+        # The lock lives in Redis and goes with it; the run table does not. A run recorded as
+        # running that is still alive holds the schedule even when the broker forgot its lock.
+        close_abandoned_runs(schedule, settings=settings)
+        alive = [r for r in records.running_runs(_engines()[1], schedule) if r != str(run_id)]
+        if alive:
+            lock.release(schedule, run_id)
+            log.warning("%s run not started: run %s is still running (the broker had lost its lock)", schedule,
+                        alive[0])
+            return LockHeld(schedule, alive[0])
         return begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
     except RunInputError as exc:
         lock.release(schedule, run_id)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import AccuracySettings, ForecastSettings, InventorySettings, WebhookSettings
@@ -52,6 +53,9 @@ class TaskSettings(BaseModel):
     # Every shard refreshes the lock, so this only needs to outlast one shard; it is how long a
     # run whose workers all died keeps blocking the next trigger of its schedule.
     run_lock_ttl_s: int = 2 * 3600
+    # A running run no shard started for this long, with no live shard, is closed as abandoned
+    # (worker.runs.close_abandoned_runs): its workers died or the broker lost its queued shards.
+    stranded_after_s: int = Field(600, ge=60)
 
 
 class ScheduleSettings(BaseModel):
@@ -107,6 +111,8 @@ class Settings(BaseSettings):
     flower: FlowerSettings = FlowerSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     log_level: str = "INFO"
+    # text: "time LEVEL logger: message" lines; json: one JSON object per log event (worker.logs)
+    log_format: Literal["text", "json"] = "text"
 
 
 @lru_cache
