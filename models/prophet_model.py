@@ -20,6 +20,11 @@ import pandas as pd
 
 from models.base import point_forecast, read_params, write_params
 
+# prophet.plot logs "ERROR Importing plotly failed" when prophet is imported without plotly; we draw
+# no interactive plots. Silenced before the imports below (in every process that fits: the logger
+# setting is made again wherever this module is imported).
+logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+
 MIN_POINTS = 14
 
 

@@ -10,6 +10,8 @@ import yaml
 
 from worker.queues import Queue
 
+pytestmark = pytest.mark.pure
+
 ROOT = Path(__file__).resolve().parents[1]
 LONG_RUNNING = {"postgres", "redis", "worker", "worker-training", "worker-webhooks", "beat", "flower", "webhook-receiver"}
 

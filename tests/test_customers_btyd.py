@@ -7,6 +7,8 @@ import pytest
 
 from models.btyd import BetaGeo, GammaGamma, simulate_bgnbd
 
+pytestmark = pytest.mark.pure
+
 
 def test_bgnbd_matches_the_published_cdnow_example():
     # Fader, Hardie & Lee (2005): CDNOW parameters (per week); a customer with x=2, t_x=30.43,

@@ -24,6 +24,8 @@ from tests.demand_planted import HOLIDAY_MULT, as_history, planted_daily
 from core.settings import ForecastSettings
 from core.units import Scope
 
+pytestmark = pytest.mark.pure
+
 CUT = "2026-09-03"
 SPEC = replace(DAILY, candidates=("seasonal_naive", "seasonal_average", "lightgbm"))
 

@@ -11,6 +11,8 @@ from worker.catalog import SCHEDULES, units_for
 from worker.schedule import ScheduleSpecError, beat_schedule, parse_spec
 from worker.settings import Settings
 
+pytestmark = pytest.mark.pure
+
 def test_registered_task_names_snapshot():
     from worker.celery_app import app
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from features.timegrid import future_days, future_hours, hour_grid, hours_in_local_day
+
+pytestmark = pytest.mark.pure
 
 
 def test_dst_days_have_23_and_25_hours():
