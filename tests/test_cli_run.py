@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import text
@@ -45,11 +46,12 @@ def test_the_cli_run_takes_the_lock_under_its_run_id_and_frees_it(seeded_replica
 
     RunLock.refresh = spy
     try:
-        result = CliRunner().invoke(app, ["run", "--schedule", "monthly", "--as-of", AS_OF, "--restaurant", "2"])
+        result = CliRunner().invoke(app, ["run", "--schedule", "monthly", "--as-of", AS_OF, "--restaurant", "2", "--json"])
     finally:
         RunLock.refresh = real
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output[: result.output.rindex("}") + 1])
+    record = json.loads(result.stdout)  # with --json stdout is the run record alone; the table goes to stderr
+    assert f"run {record['id']}" in result.stderr
     assert record["status"] == "succeeded" and _runs() == 1
     assert seen and set(seen) == {record["id"]}  # held by this run while it ran
     assert lock.holder("monthly") is None
@@ -66,6 +68,60 @@ def test_no_lock_runs_without_redis(seeded_replica, clean_predictions, monkeypat
         done = CliRunner().invoke(app, ["run", "--schedule", "monthly", "--as-of", AS_OF, "--restaurant", "2", "--no-lock"])
         assert done.exit_code == 0, done.output
         assert _runs() == 1
+        # By default the operator gets the summary table on stdout, not the run record's JSON.
+        assert re.search(r"run [0-9a-f-]{36}", done.stdout) and "succeeded" in done.stdout, done.stdout
+        assert '"rows_written"' not in done.output
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+# ---------------------------------------------------------------------- what the operator's logs look like
+def test_json_log_format_writes_one_object_per_event_with_the_context_the_call_gives():
+    import io
+    import logging
+
+    from worker.logs import formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter("json"))
+    log = logging.getLogger("rmsml.test.json")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("shard %d done\nin two lines", 2, extra={"run_id": "r-1", "shard": 2, "unit": "demand_hourly",
+                                                              "seconds": 1.5, "rows": 336, "other": "x"})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("shard failed")
+    finally:
+        log.removeHandler(handler)
+    first, second = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert first["message"] == "shard 2 done\nin two lines" and first["level"] == "WARNING"
+    assert {k: first[k] for k in ("run_id", "shard", "unit", "seconds", "rows")} == {
+        "run_id": "r-1", "shard": 2, "unit": "demand_hourly", "seconds": 1.5, "rows": 336}
+    assert "other" not in first and first["logger"] == "rmsml.test.json" and first["time"].endswith("+00:00")
+    assert "run_id" not in second and "ValueError: boom" in second["exc_info"]
+
+
+def test_log_format_is_text_by_default_and_only_text_or_json():
+    from pydantic import ValidationError
+
+    from worker.settings import Settings
+
+    assert Settings().log_format == "text"
+    assert Settings(log_format="json").log_format == "json"
+    with pytest.raises(ValidationError):
+        Settings(log_format="xml")
+
+
+def test_pytest_filters_the_same_third_party_warnings_as_the_logging_setup(project_root):
+    import tomllib
+
+    from worker.logs import KNOWN_THIRD_PARTY_WARNINGS
+
+    ini = tomllib.loads((project_root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert ini["filterwarnings"] == [f"ignore:{message}:{category.__name__}:{module}"
+                                     for category, message, module in KNOWN_THIRD_PARTY_WARNINGS]
