@@ -6,38 +6,22 @@ Why retries are scheduled from the result and not by ``autoretry_for``: the send
 and the wait depends on the answer (``Retry-After`` of a 429, the attempt number). The attempt
 budget lives on the delivery row, not in the task, so a redelivered message or an admin's
 redelivery continue the same count; a message that arrives before its delivery is due, or twice,
-finds nothing to claim and ends. Only database hiccups are retried by ``autoretry_for``.
+finds nothing to claim and ends. Only errors that may pass on their own (a database or Redis
+that blinked, ``tasks.base.TRANSIENT``) are retried by the decorator.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
+from tasks.base import task
 from webhooks import deliveries, records
 from worker import db
-from worker.celery_app import app
-from worker.queues import Queue
 from worker.settings import get_settings
 
-QUEUE = Queue.WEBHOOKS.value
-# A database that blinks may come back; bad ids or settings will not.
-_TRANSIENT = (OperationalError, InterfaceError)
 
-
-@app.task(
-    name="rmsml.webhooks.deliver",
-    bind=True,
-    queue=QUEUE,
-    soft_time_limit=120,
-    time_limit=150,
-    max_retries=60,
-    autoretry_for=_TRANSIENT,
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-)
+# Routed to the ``webhooks`` queue by name (worker.queues.TASK_ROUTES: ``rmsml.webhooks.*``).
+@task("rmsml.webhooks.deliver", soft_time_limit=120, time_limit=150, max_retries=60)
 def deliver(self, delivery_id: str) -> dict[str, Any]:
     """One attempt of one delivery; schedules the next one itself when the delivery stays pending."""
     result = deliveries.attempt_delivery(
@@ -60,17 +44,8 @@ def enqueue(delivery_id: str, countdown_s: float) -> object:
     return deliver.apply_async(args=[delivery_id], countdown=countdown_s)
 
 
-@app.task(
-    name="rmsml.webhooks.redeliver",
-    queue=QUEUE,
-    soft_time_limit=60,
-    time_limit=90,
-    max_retries=3,
-    autoretry_for=_TRANSIENT,
-    retry_backoff=5,
-    retry_jitter=True,
-)
-def redeliver(delivery_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+@task("rmsml.webhooks.redeliver", soft_time_limit=60, time_limit=90, max_retries=3)
+def redeliver(self, delivery_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """An admin's redelivery of one delivery or of every undelivered one of a run (from Flower:
     ``POST /api/task/async-apply/rmsml.webhooks.redeliver`` with ``{"kwargs": {"run_id": "…"}}``)."""
     ids = deliveries.redeliver(
@@ -84,14 +59,9 @@ def redeliver(delivery_id: str | None = None, run_id: str | None = None) -> dict
     return {"redelivered": ids}
 
 
-@app.task(
-    name="rmsml.webhooks.deliver_due",
-    queue=QUEUE,
-    soft_time_limit=60,
-    time_limit=90,
-    max_retries=0,
-)
-def deliver_due(overdue_s: float = 120.0) -> dict[str, Any]:
+# No retry: beat sends the next sweep within minutes.
+@task("rmsml.webhooks.deliver_due", soft_time_limit=60, time_limit=90, max_retries=0)
+def deliver_due(self, overdue_s: float = 120.0) -> dict[str, Any]:
     """The safety net for beat: re-enqueue pending deliveries whose next attempt is overdue (left by
     the inline budget, a broker outage or a worker that died mid-attempt)."""
     ids = records.due_delivery_ids(db.predictions_engine(), overdue_s=float(overdue_s))
