@@ -8,7 +8,6 @@ the worker's writer, in the transaction that replaces a type's rows in ``m_l_pre
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Mapping
@@ -18,21 +17,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from core.jsonb import dumps
 from models.accuracy import CHURN_WINDOW
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (datetime, pd.Timestamp)):
-        return obj.isoformat()
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -184,7 +170,7 @@ def record_assessment(
         row.update(
             run_id=rid, as_of=as_of, ptype=r.prediction_type, restaurant_id=restaurant, horizon=r.horizon,
             window_start=window_start, n=int(r.n), n_interval=int(r.n_interval),
-            excluded=_dumps(dict(excluded.get((r.prediction_type, restaurant), {})) if r.horizon == "all" else {}),
+            excluded=dumps(dict(excluded.get((r.prediction_type, restaurant), {})) if r.horizon == "all" else {}),
         )
         rows.append(row)
     with engine.begin() as conn:
@@ -215,7 +201,7 @@ def record_assessment(
                     ON CONFLICT ON CONSTRAINT ml_drift_alert_key DO NOTHING
                     """
                 ),
-                [{**a, "run_id": rid, "retrain": _dumps(list(a.get("retrain") or []))} for a in alerts],
+                [{**a, "run_id": rid, "retrain": dumps(list(a.get("retrain") or []))} for a in alerts],
             )
         current = conn.execute(
             text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": rid}
@@ -231,9 +217,9 @@ def record_assessment(
                 WHERE id = :id
                 """
             ),
-            {"id": rid, "alerts": _dumps(list(alerts)), "retrain": _dumps(list(retrain)),
-             "summary": _dumps(dict(summary)), "messages": _dumps(merged),
-             "steps": _dumps({k: round(float(v), 3) for k, v in step_seconds.items()})},
+            {"id": rid, "alerts": dumps(list(alerts)), "retrain": dumps(list(retrain)),
+             "summary": dumps(dict(summary)), "messages": dumps(merged),
+             "steps": dumps({k: round(float(v), 3) for k, v in step_seconds.items()})},
         )
         retired = 0
         if retrain and retire_before is not None:
@@ -259,7 +245,7 @@ def append_run_messages(engine: Engine, run_id: uuid.UUID | str, messages: list[
         merged.extend(m for m in messages if m not in merged)
         conn.execute(
             text("UPDATE ml_run SET messages = CAST(:m AS jsonb) WHERE id = :id"),
-            {"id": str(run_id), "m": _dumps(merged)},
+            {"id": str(run_id), "m": dumps(merged)},
         )
 
 
@@ -271,7 +257,7 @@ def record_report(engine: Engine, run_id: uuid.UUID | str, path: str, seconds: f
                 "UPDATE ml_run SET report_path = :path, "
                 "step_seconds = step_seconds || CAST(:steps AS jsonb) WHERE id = :id"
             ),
-            {"id": str(run_id), "path": path, "steps": _dumps({"report": round(float(seconds), 3)})},
+            {"id": str(run_id), "path": path, "steps": dumps({"report": round(float(seconds), 3)})},
         )
 
 

@@ -8,7 +8,7 @@ them: tasks sit above the worker).
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from worker.settings import Settings, get_settings
 
@@ -16,6 +16,15 @@ TASK_MODULES = ["tasks.runs", "tasks.webhooks"]
 
 app = Celery("rmsml", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
+
+
+@setup_logging.connect
+def _one_logging_setup(loglevel: str | int | None = None, **_: object) -> None:
+    """Workers and beat log as the CLI does (``worker.logs``: RMSML_LOG_FORMAT=json gives one JSON
+    line per event), at the level given on their command line (``-l INFO``)."""
+    from worker.logs import setup_logging as configure
+
+    configure(level=loglevel or None)
 
 
 @worker_process_init.connect

@@ -320,6 +320,11 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
                 log.exception("run %s shard %d: %s failed", run_id, shard_no, unit.prediction_type)
                 errors.append(f"{unit.prediction_type}: {failure_reason(exc)}")
             seconds[unit_key(unit, units)] = time.monotonic() - unit_started
+            log.info("run %s shard %d: %s done in %.1f s", run_id, shard_no, unit_key(unit, units),
+                     seconds[unit_key(unit, units)],
+                     extra={"run_id": run_id, "shard": shard_no, "unit": unit_key(unit, units),
+                            "seconds": round(seconds[unit_key(unit, units)], 3),
+                            "rows": written.get(unit.prediction_type, 0)})
     except Exception as exc:
         if escalate_transient and is_transient(exc):
             # Still failing after the retries in place: the shard's own retry (the task's, with

@@ -9,15 +9,15 @@ The replica is never written: its engine is read-only (``worker.db``).
 from __future__ import annotations
 
 import io
-import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
+
+from core.jsonb import dumps
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "prediction_type",
@@ -44,20 +44,6 @@ ENTITY_TYPES = ("restaurant", "menu_item", "customer", "inventory_item", "suppli
 
 class InvalidPredictionRows(ValueError):
     """Rows that would break the m_l_predictions contract; nothing was written."""
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (datetime, pd.Timestamp)):
-        return obj.isoformat()
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
 # Entities of this type whose rows come from a run with a later as-of than this run's (a run not
@@ -184,7 +170,7 @@ class PredictionWriter:
         frame["entity_id"] = frame["entity_id"].astype("int64")
         frame["restaurant_id"] = frame["restaurant_id"].astype("Int64")
         frame["target_start"] = pd.to_datetime(frame["target_start"], utc=True)
-        frame["details"] = frame["details"].map(_dumps)
+        frame["details"] = frame["details"].map(dumps)
         return frame.loc[:, list(PREDICTION_COLUMNS)]
 
     def retire_restaurants(self, restaurant_ids: list[int], prediction_types: list[str]) -> int:
@@ -200,167 +186,8 @@ class PredictionWriter:
                 {"rids": [int(r) for r in restaurant_ids], "types": list(prediction_types)},
             ).rowcount
 
-    # ------------------------------------------------------------------ webhook deliveries
-    # (issue 6; owned by the webhooks work: reads and the sender live in worker/webhooks.py)
-    def create_delivery(
-        self,
-        delivery_id: str,
-        *,
-        event_type: str,
-        run_id: uuid.UUID | str | None,
-        receiver: str,
-        url: str,
-        payload: str,
-        attempt_limit: int,
-    ) -> bool:
-        """Record an event for one receiver before anything is sent, so no send goes unrecorded.
-
-        The id is the event's ``webhook-id``; an event emitted twice (a redelivered finishing
-        step) finds its row already there and is not recorded again. Returns True if created.
-        """
-        with self.engine.begin() as conn:
-            created = conn.execute(
-                text(
-                    """
-                    INSERT INTO ml_webhook_delivery (id, event_type, run_id, receiver, url, payload,
-                                                     status, attempt_limit, next_attempt_at)
-                    VALUES (:id, :event_type, :run_id, :receiver, :url, :payload,
-                            'pending', :limit, now())
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING id
-                    """
-                ),
-                {
-                    "id": delivery_id,
-                    "event_type": event_type,
-                    "run_id": str(run_id) if run_id else None,
-                    "receiver": receiver,
-                    "url": url,
-                    "payload": payload,
-                    "limit": int(attempt_limit),
-                },
-            ).first()
-        return created is not None
-
-    def claim_delivery_attempt(self, delivery_id: str, *, lease_s: float) -> dict[str, Any] | None:
-        """Take the next attempt of a due, pending delivery and record it as started.
-
-        One conditional UPDATE is the claim: of two workers holding the same (redelivered)
-        message only one gets the row, and a message arriving before ``next_attempt_at`` gets
-        nothing. The lease pushes ``next_attempt_at`` past the attempt's own timeouts, so an
-        attempt whose worker died is picked up again by the sweep. Returns None when not claimed.
-        """
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                text(
-                    """
-                    UPDATE ml_webhook_delivery
-                    SET attempt_count = attempt_count + 1, updated_at = now(),
-                        next_attempt_at = now() + make_interval(secs => :lease)
-                    WHERE id = :id AND status = 'pending' AND attempt_count < attempt_limit
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-                    RETURNING id, event_type, run_id, receiver, url, payload, attempt_count, attempt_limit
-                    """
-                ),
-                {"id": delivery_id, "lease": float(lease_s)},
-            ).mappings().first()
-            if row is None:
-                return None
-            conn.execute(
-                text(
-                    "INSERT INTO ml_webhook_attempt (delivery_id, attempt_no, status) "
-                    "VALUES (:id, :n, 'sending')"
-                ),
-                {"id": delivery_id, "n": row["attempt_count"]},
-            )
-        return dict(row)
-
-    def record_delivery_attempt(
-        self,
-        delivery_id: str,
-        attempt_no: int,
-        *,
-        attempt_status: str,
-        response_status: int | None,
-        response_body: str | None,
-        error: str | None,
-        duration_ms: int | None,
-        delivery_status: str,
-        retry_in_s: float | None = None,
-    ) -> None:
-        """Close one attempt and move its delivery on, in one transaction.
-
-        ``delivery_status`` is where the delivery goes next: ``pending`` (with ``retry_in_s``),
-        ``delivered``, ``failed`` (not retryable) or ``exhausted`` (no attempts left).
-        """
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    """
-                    UPDATE ml_webhook_attempt SET status = :status, finished_at = now(),
-                        response_status = :code, response_body = :body, error = :error,
-                        duration_ms = :ms
-                    WHERE delivery_id = :id AND attempt_no = :n
-                    """
-                ),
-                {
-                    "id": delivery_id,
-                    "n": int(attempt_no),
-                    "status": attempt_status,
-                    "code": response_status,
-                    "body": response_body,
-                    "error": error[:4000] if error else None,
-                    "ms": duration_ms,
-                },
-            )
-            conn.execute(
-                text(
-                    """
-                    UPDATE ml_webhook_delivery SET status = :status, updated_at = now(),
-                        next_attempt_at = CASE WHEN :status = 'pending'
-                            THEN now() + make_interval(secs => :retry_in) END,
-                        last_error = CASE WHEN :status = 'delivered' THEN NULL ELSE :error END,
-                        delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END
-                    WHERE id = :id
-                    """
-                ),
-                {
-                    "id": delivery_id,
-                    "status": delivery_status,
-                    "retry_in": float(retry_in_s or 0.0),
-                    "error": error[:4000] if error else None,
-                },
-            )
-
-    def reopen_deliveries(self, delivery_ids: Iterable[str], *, extra_attempts: int) -> list[str]:
-        """An admin's redelivery: failed or exhausted deliveries become due now, with a fresh
-        budget of ``extra_attempts``; pending ones become due now with their budget unchanged
-        (unless it is spent: a worker died during the last attempt).
-        Same row, same ``webhook-id``: a receiver that did get the event after all drops the
-        copy. Returns the ids reopened (delivered ones are left alone).
-        """
-        ids = [str(i) for i in delivery_ids]
-        if not ids:
-            return []
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                text(
-                    """
-                    UPDATE ml_webhook_delivery
-                    SET status = 'pending', next_attempt_at = now(), updated_at = now(),
-                        attempt_limit = CASE WHEN status = 'pending' AND attempt_count < attempt_limit
-                                             THEN attempt_limit ELSE attempt_count + :extra END
-                    WHERE id = ANY(:ids) AND status IN ('pending', 'failed', 'exhausted')
-                    RETURNING id
-                    """
-                ),
-                {"ids": ids, "extra": int(extra_attempts)},
-            )
-            return sorted(r[0] for r in rows)
-
-    # ------------------------------------------------------------------ accuracy (issue 9)
-    # Prediction history, realised accuracy, drift alerts, the run report and time per step.
-    # Reads and the scoring step live in worker/accuracy.py; docs/accuracy.md.
+    # ------------------------------------------------------------------ prediction history
+    # What each scored run predicted, for realised accuracy (reporting/, docs/accuracy.md).
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
 
@@ -379,121 +206,3 @@ class PredictionWriter:
             f"SELECT r.as_of, {staged} FROM ml_stage s JOIN ml_run r ON r.id = s.run_id "
             f"ON CONFLICT ON CONSTRAINT ml_prediction_history_key DO UPDATE SET {updates}"
         )
-
-    def record_assessment(
-        self,
-        run_id: uuid.UUID | str,
-        *,
-        as_of: datetime,
-        window_start: datetime,
-        accuracy: pd.DataFrame,
-        excluded: Mapping[tuple[str, int | None], Mapping[str, int]],
-        alerts: list[Mapping[str, Any]],
-        summary: Mapping[str, Any],
-        retrain: list[str],
-        retire_before: datetime | None,
-        messages: list[str],
-        step_seconds: Mapping[str, float],
-        history_cutoff: datetime,
-    ) -> int:
-        """Store one run's accuracy and alerts, all in one transaction, and act on them.
-
-        Idempotent for a run id (a redelivered finishing step rewrites the same rows). Models of
-        the ``retrain`` types whose training data ended before ``retire_before`` (the start of the
-        evidence) are retired, so no later run's fallback chain reuses a model fitted before the
-        change; models trained through it stay usable. History older than ``history_cutoff`` is pruned.
-        ``excluded`` maps (type, restaurant id or None) to counts of predictions not scored, by
-        reason. Returns the number of models retired.
-        """
-        rid = str(run_id)
-        rows = []
-        for r in accuracy.itertuples(index=False):
-            restaurant = None if pd.isna(r.restaurant_id) else int(r.restaurant_id)
-            row = {k: self._finite_or_none(getattr(r, k)) for k in (
-                "actual_total", "predicted_total", "wape", "mae", "bias", "coverage80",
-                "backtest_wape", "backtest_coverage80")}
-            row.update(
-                run_id=rid, as_of=as_of, ptype=r.prediction_type, restaurant_id=restaurant, horizon=r.horizon,
-                window_start=window_start, n=int(r.n), n_interval=int(r.n_interval),
-                excluded=_dumps(dict(excluded.get((r.prediction_type, restaurant), {})) if r.horizon == "all" else {}),
-            )
-            rows.append(row)
-        with self.engine.begin() as conn:
-            conn.execute(text("DELETE FROM ml_accuracy WHERE run_id = :id"), {"id": rid})
-            conn.execute(text("DELETE FROM ml_drift_alert WHERE run_id = :id"), {"id": rid})
-            if rows:
-                conn.execute(
-                    text(
-                        """
-                        INSERT INTO ml_accuracy (run_id, as_of, prediction_type, restaurant_id, horizon,
-                            window_start, window_end, n, actual_total, predicted_total, wape, mae, bias,
-                            coverage80, n_interval, backtest_wape, backtest_coverage80, excluded)
-                        VALUES (:run_id, :as_of, :ptype, :restaurant_id, :horizon, :window_start, :as_of, :n,
-                            :actual_total, :predicted_total, :wape, :mae, :bias, :coverage80, :n_interval,
-                            :backtest_wape, :backtest_coverage80, CAST(:excluded AS jsonb))
-                        """
-                    ),
-                    rows,
-                )
-            if alerts:
-                conn.execute(
-                    text(
-                        """
-                        INSERT INTO ml_drift_alert (run_id, kind, signal, prediction_type, restaurant_id,
-                            observed, reference, threshold, retrain, message)
-                        VALUES (:run_id, :kind, :signal, :prediction_type, :restaurant_id, :observed,
-                            :reference, :threshold, CAST(:retrain AS jsonb), :message)
-                        ON CONFLICT ON CONSTRAINT ml_drift_alert_key DO NOTHING
-                        """
-                    ),
-                    [{**a, "run_id": rid, "retrain": _dumps(list(a.get("retrain") or []))} for a in alerts],
-                )
-            current = conn.execute(
-                text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": rid}
-            ).scalar()
-            merged = list(current or [])
-            merged.extend(m for m in messages if m not in merged)
-            conn.execute(
-                text(
-                    """
-                    UPDATE ml_run SET alerts = CAST(:alerts AS jsonb), retrain = CAST(:retrain AS jsonb),
-                        accuracy = CAST(:summary AS jsonb), messages = CAST(:messages AS jsonb),
-                        step_seconds = step_seconds || CAST(:steps AS jsonb)
-                    WHERE id = :id
-                    """
-                ),
-                {"id": rid, "alerts": _dumps(list(alerts)), "retrain": _dumps(list(retrain)),
-                 "summary": _dumps(dict(summary)), "messages": _dumps(merged),
-                 "steps": _dumps({k: round(float(v), 3) for k, v in step_seconds.items()})},
-            )
-            retired = 0
-            if retrain and retire_before is not None:
-                retired = conn.execute(
-                    text(
-                        "UPDATE ml_model_registry SET status = 'retired' "
-                        "WHERE prediction_type = ANY(:types) AND status IN ('active', 'candidate') "
-                        "AND (training_end IS NULL OR training_end < :before)"
-                    ),
-                    {"types": list(retrain), "before": retire_before},
-                ).rowcount
-            conn.execute(text("DELETE FROM ml_prediction_history WHERE as_of < :cutoff"), {"cutoff": history_cutoff})
-        return int(retired or 0)
-
-    def record_report(self, run_id: uuid.UUID | str, path: str, seconds: float) -> None:
-        """Where the run's HTML report was written, and how long it took."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE ml_run SET report_path = :path, "
-                    "step_seconds = step_seconds || CAST(:steps AS jsonb) WHERE id = :id"
-                ),
-                {"id": str(run_id), "path": path, "steps": _dumps({"report": round(float(seconds), 3)})},
-            )
-
-    @staticmethod
-    def _finite_or_none(value: Any) -> float | None:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            return None
-        return value if math.isfinite(value) else None
