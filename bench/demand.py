@@ -46,6 +46,7 @@ from features.items import item_demand_features
 from features.restaurants import load_restaurants
 from models.demand import DAILY, HOURLY, ITEMS
 from models.forecasting import forecast, make_candidate, restaurant_context
+from models.demand import reconcile_hourly
 from models.intervals import coverage, wape
 from worker.db import make_replica_engine
 from core.replica import ReplicaReader
@@ -142,6 +143,15 @@ class PlainLGBM:
         return out
 
 
+def day_gap(hourly: pd.DataFrame, daily: pd.DataFrame) -> float:
+    """Largest |sum of a whole local day's hourly forecasts / its daily forecast - 1|."""
+    day = hourly["ds"].dt.normalize()
+    per = hourly.groupby([hourly["series_id"], day.rename("ds")])["yhat"].agg(["sum", "size"]).reset_index()
+    per = per[per["size"] >= 23].merge(daily[["series_id", "ds", "yhat"]], on=["series_id", "ds"])
+    per = per[per["yhat"] > 0]
+    return round(float((per["sum"] / per["yhat"] - 1).abs().max()), 4) if len(per) else float("nan")
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -199,6 +209,13 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
                                     on=["series_id", "ds"])
         chosen, t_chosen = timed(lambda: forecast(
             replace(feats, future=future), spec, scope, save=True))
+        if ptype == "demand_daily":
+            daily_frame = chosen.frame
+        raw_rows = None
+        if spec.hourly:  # as the run writes them: each day's hours scaled to its demand_daily forecast
+            raw_rows = chosen.frame.merge(truth, on=["series_id", "ds"])
+            raw_frame = chosen.frame
+            chosen.frame = reconcile_hourly(chosen.frame, daily_frame, feats.history)
         rows = chosen.frame.merge(truth, on=["series_id", "ds"])
         wapes, bias = {}, {}
         for name in ("seasonal_naive", "seasonal_average", "prophet", "lgbm_plain"):
@@ -212,6 +229,9 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
         # the spreadsheet: mean of the same weekday (and hour) over the last 4 weeks
         wapes["four_week_mean"], bias["four_week_mean"] = wapes["seasonal_average"], bias["seasonal_average"]
         wapes["chosen"] = round(wape(rows["y"], rows["yhat"]), 4)
+        if raw_rows is not None:
+            wapes["chosen_unscaled"] = round(wape(raw_rows["y"], raw_rows["yhat"]), 4)
+            coherence = {"before": day_gap(raw_frame, daily_frame), "after": day_gap(chosen.frame, daily_frame)}
         bias["chosen"] = round(float(rows["yhat"].sum() / max(rows["y"].sum(), 1e-9)), 4)
         types[ptype] = {
             "wape": wapes,
@@ -232,6 +252,8 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             by_method = rows.groupby("method")[["y", "yhat"]].sum().round(1)
             types[ptype]["totals_by_method"] = {m: {"actual": float(r.y), "forecast": float(r.yhat)}
                                                 for m, r in by_method.iterrows()}
+        if raw_rows is not None:
+            types[ptype]["hourly_vs_daily_max_gap"] = coherence
         if all_hours is not None:
             every = chosen.frame.merge(all_hours, on=["series_id", "ds"])
             types[ptype]["coverage80_all_hours"] = round(

@@ -241,6 +241,9 @@ class DemandHistory:
     # item types: the restaurants' daily orders (daily_demand_features' history), for top-down
     # candidates (models.topdown); None for restaurant types
     context: pd.DataFrame | None = None
+    # hourly and item types: demand_daily's own features of the shard, so their forecasts can be
+    # made to agree with the daily one (models.demand.reconcile_hourly); None otherwise
+    daily: "DemandHistory | None" = None
 
 
 def _restaurant_series(scope, zones: dict[int, str]) -> pd.DataFrame:
@@ -332,7 +335,10 @@ def hourly_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory
     history = flag_hours_from_days(history)
     future = _concat(futures, ["series_id", "target_start", "ds"])
     messages += _empty_messages(history, series, "restaurant")
-    return DemandHistory(decorate(history, series), decorate(future, series), series, "hour", messages)
+    # demand_daily's features: the hours of a day are scaled to its daily forecast
+    daily = daily_demand_features(reader, scope)
+    return DemandHistory(decorate(history, series), decorate(future, series), series, "hour", messages,
+                         daily=daily)
 
 
 def flag_hours_from_days(hourly: pd.DataFrame) -> pd.DataFrame:

@@ -144,6 +144,6 @@ def item_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory:
     future = _concat(futures, ["series_id", "target_start", "ds"])
     # the restaurants' daily orders over the full history window (demand_daily's features): the
     # top-down candidates forecast them and split them by each item's share (models.topdown)
-    context = daily_demand_features(reader, scope, raw=orders).history
+    daily = daily_demand_features(reader, scope, raw=orders)
     return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages, retired,
-                         context)
+                         daily.history, daily)

@@ -1,11 +1,15 @@
 """The demand types' model specs: which candidates compete, over which horizon, with which
 LightGBM settings (``models.forecasting.TypeSpec``). The units and their rows are in
-``prediction_types.demand``; why each value, in docs/demand.md.
+``prediction_types.demand``; why each value, in docs/demand.md. ``reconcile_hourly`` makes a
+restaurant-day's hourly forecasts add up to its daily one.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+
+import numpy as np
+import pandas as pd
 
 from core.units import Scope
 from models.forecasting import TypeSpec
@@ -46,3 +50,94 @@ def daily_spec(scope: Scope) -> TypeSpec:
     return replace(DAILY, horizon_days=scope.forecast.demand_daily_horizon_days)
 
 
+
+
+def hourly_day_shares(history: pd.DataFrame, future: pd.DataFrame, weeks: int = 4) -> pd.Series:
+    """Per future hour row: the share of its local day's orders that the day's hours in ``future``
+    normally carry, from the series' last ``weeks`` weeks of open days (1.0 for a day the window
+    covers whole; the run's first and last day are partial when it does not start at midnight).
+
+    Args:
+        history: hourly series_id, ds (naive local hour start), y, closed.
+        future: hourly series_id, ds (the hours forecast).
+    The profile is the mean of each weekday-hour over those weeks; without any order in it the
+    share is the covered fraction of 24 hours.
+    """
+    if future.empty:
+        return pd.Series(dtype=float, index=future.index)
+    h = history[~history["closed"].astype(bool)] if len(history) else history
+    if len(h):
+        cut = h.groupby("series_id")["ds"].transform("max") - pd.Timedelta(days=7 * weeks)
+        h = h[h["ds"] > cut]
+    slot = lambda ds: ds.dt.day_of_week * 24 + ds.dt.hour  # noqa: E731
+    profile = (h.groupby([h["series_id"], slot(h["ds"]).rename("slot")])["y"].mean() if len(h)
+               else pd.Series(dtype=float))
+    day = future["ds"].dt.normalize()
+    # every hour (0..23) of each future day, against the hours the window holds
+    days = pd.DataFrame({"series_id": future["series_id"], "day": day}).drop_duplicates()
+    full = days.loc[days.index.repeat(24)].assign(hour=np.tile(np.arange(24), len(days)))
+    full_slot = full["day"].dt.day_of_week * 24 + full["hour"]
+    full["p"] = profile.reindex(pd.MultiIndex.from_arrays([full["series_id"], full_slot])).fillna(0.0).to_numpy()
+    whole = full.groupby(["series_id", "day"])["p"].sum()
+    rows = pd.DataFrame({"series_id": future["series_id"], "day": day, "hour": future["ds"].dt.hour})
+    rows = rows.drop_duplicates(["series_id", "day", "hour"])
+    rows["p"] = profile.reindex(pd.MultiIndex.from_arrays(
+        [rows["series_id"], rows["day"].dt.day_of_week * 24 + rows["hour"]])).fillna(0.0).to_numpy()
+    covered = rows.groupby(["series_id", "day"]).agg(p=("p", "sum"), n=("hour", "size"))
+    share = np.where(whole.reindex(covered.index).to_numpy() > 0,
+                     covered["p"] / whole.reindex(covered.index).replace(0, np.nan), covered["n"] / 24.0)
+    share = pd.Series(np.clip(np.nan_to_num(share, nan=1.0), 0.0, 1.0), index=covered.index)
+    return pd.Series(share.reindex(pd.MultiIndex.from_arrays([future["series_id"], day])).to_numpy(),
+                     index=future.index)
+
+
+def reconcile_hourly(hourly: pd.DataFrame, daily: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Scale each restaurant-day's hourly forecasts to its demand_daily forecast.
+
+    Rule (docs/demand.md, Coherence): the hours of a local day in the window sum to the day's daily
+    forecast x their usual share of the day (``hourly_day_shares``; 1 for a whole day), so a
+    whole day's hours add up to demand_daily exactly. Each hour keeps its part of the day as the
+    hourly model forecast it; ``lower``/``upper`` are scaled by the same factor (the hourly
+    interval's width relative to its value is kept). A day whose hourly forecasts are all zero
+    while the daily one is not (a closure only one of the two knows) takes the daily value spread
+    over the hours by the weekday-hour profile, with intervals from 0 to that value. Days outside
+    the daily horizon are left as they are.
+
+    Args:
+        hourly: series_id, ds, yhat, lower, upper (the hourly chain's output).
+        daily: series_id, ds (local day), yhat (the demand_daily chain's output).
+        history: the hourly history (series_id, ds, y, closed).
+    Returns ``hourly`` with yhat/lower/upper scaled and a ``daily_factor`` column (NaN if unscaled).
+    """
+    out = hourly.copy()
+    out["daily_factor"] = np.nan
+    if out.empty or daily.empty:
+        return out
+    day = out["ds"].dt.normalize()
+    key = pd.MultiIndex.from_arrays([out["series_id"], day])
+    target_day = daily.drop_duplicates(["series_id", "ds"]).set_index(["series_id", "ds"])["yhat"]
+    target = target_day.reindex(key).to_numpy(float) * hourly_day_shares(history, out).to_numpy(float)
+    sums = out.groupby([out["series_id"], day])["yhat"].transform("sum").to_numpy(float)
+    ok = np.isfinite(target)
+    scale = ok & (sums > 0)
+    factor = np.where(scale, target / np.where(sums > 0, sums, 1.0), np.nan)
+    for col in ("yhat", "lower", "upper"):
+        out.loc[scale, col] = out.loc[scale, col].to_numpy(float) * factor[scale]
+    out.loc[scale, "daily_factor"] = factor[scale]
+    spread = ok & (sums <= 0) & (target > 0)
+    if spread.any():
+        h = history[~history["closed"].astype(bool)] if len(history) else history
+        prof = h.groupby([h["series_id"], h["ds"].dt.day_of_week * 24 + h["ds"].dt.hour])["y"].mean()
+        p = prof.reindex(pd.MultiIndex.from_arrays(
+            [out["series_id"], out["ds"].dt.day_of_week * 24 + out["ds"].dt.hour])).fillna(0.0).to_numpy()
+        p = np.where(spread, p, 0.0)
+        psum = pd.Series(p).groupby([out["series_id"].to_numpy(), day.to_numpy()]).transform("sum").to_numpy()
+        n = pd.Series(spread.astype(float)).groupby([out["series_id"].to_numpy(), day.to_numpy()]).transform("sum")
+        weight = np.where(psum > 0, p / np.where(psum > 0, psum, 1.0), 1.0 / np.maximum(n.to_numpy(), 1.0))
+        value = target * weight
+        out.loc[spread, "yhat"] = value[spread]
+        out.loc[spread, "lower"] = 0.0
+        out.loc[spread, "upper"] = value[spread]
+        if "closed_pattern" in out:
+            out.loc[spread, "closed_pattern"] = False
+    return out

@@ -9,14 +9,37 @@ its frame into ``m_l_predictions`` rows (details in docs/demand.md).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from core.tables import MENU_ITEMS, ORDER_ITEMS, ORDERS
 from core.units import PredictionUnit, Scope, UnitResult
 from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
 from features.items import item_demand_features
-from models.demand import HOURLY, INTERVAL_LEVEL, ITEMS, daily_spec
+from models.demand import HOURLY, INTERVAL_LEVEL, ITEMS, daily_spec, reconcile_hourly
 from models.forecasting import Outcome, forecast
+
+# The shard's demand_daily outcome, kept for the other demand units of the same shard and run
+# (the run loop runs a shard's units one after the other in one process): one entry at most.
+_DAILY: dict[tuple, Outcome] = {}
+
+
+def daily_outcome(features: DemandHistory, scope: Scope, *, keep: bool) -> Outcome:
+    """demand_daily's chain for this shard, computed once per shard and run: the daily unit keeps
+    it (``keep``) for the hourly unit that follows, whose hours are scaled to it
+    (``models.demand.reconcile_hourly``) and which drops it, so a long-lived worker holds no
+    shard's forecast between tasks. The chain is deterministic, so a unit that finds nothing kept
+    (run alone, another process) computes the same numbers."""
+    hist = features.history
+    key = (str(scope.run_id), str(scope.as_of), tuple(sorted(scope.restaurant_ids)),
+           scope.forecast.demand_daily_horizon_days, len(hist), float(hist["y"].sum()) if len(hist) else 0.0)
+    found = _DAILY.pop(key, None)
+    _DAILY.clear()
+    if found is None:
+        found = forecast(features, daily_spec(scope), scope, save=keep)
+    if keep:
+        _DAILY[key] = found
+    return found
 
 
 def _rows(out: pd.DataFrame, granularity: str, entity_col: str = "series_id") -> pd.DataFrame:
@@ -61,7 +84,7 @@ def average_ticket(history: pd.DataFrame, days: int = 28) -> pd.Series:
 
 def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
     """Orders per local day; details.revenue = forecast orders x recent average ticket."""
-    outcome = forecast(features, daily_spec(scope), scope)
+    outcome = daily_outcome(features, scope, keep=True)
     out = _with_restaurant(outcome.frame, features)
     rows = _rows(out, "day")
     ticket = average_ticket(features.history)
@@ -82,11 +105,18 @@ def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
 def predict_demand_hourly(features: DemandHistory, scope: Scope) -> UnitResult:
     """Orders per local hour for the next 168 hours (23 or 25 rows on a DST-change day)."""
     outcome = forecast(features, HOURLY, scope)
-    out = _with_restaurant(outcome.frame, features)
+    frame = outcome.frame.assign(daily_factor=np.nan)
+    if features.daily is not None:
+        try:  # a restaurant-day's hours add up to its demand_daily forecast (docs/demand.md, Coherence)
+            frame = reconcile_hourly(frame, daily_outcome(features.daily, scope, keep=False).frame, features.history)
+        except Exception as exc:  # the hourly forecast stands on its own
+            outcome.messages.append(f"demand_hourly: not scaled to demand_daily ({type(exc).__name__}: {exc})")
+    out = _with_restaurant(frame, features)
     rows = _rows(out, "hour")
     rows["details"] = [
-        {"interval_level": INTERVAL_LEVEL, "local_hour": int(h), "closed": bool(c)}
-        for h, c in zip(out["ds"].dt.hour, out["closed_pattern"])
+        {"interval_level": INTERVAL_LEVEL, "local_hour": int(h), "closed": bool(c),
+         **({"daily_factor": round(float(f), 4)} if np.isfinite(f) else {})}
+        for h, c, f in zip(out["ds"].dt.hour, out["closed_pattern"], out["daily_factor"])
     ]
     return _result(outcome, rows, scope.restaurant_ids)
 
@@ -112,16 +142,8 @@ def predict_item_demand_daily(features: DemandHistory, scope: Scope) -> UnitResu
 
 
 
+# demand_daily first: the hourly unit of the same shard reuses its outcome (daily_outcome)
 UNITS: tuple[PredictionUnit, ...] = (
-    PredictionUnit(
-        prediction_type="demand_hourly",
-        entity_type="restaurant",
-        schedules=("daily",),
-        requires=(ORDERS,),
-        features=hourly_demand_features,
-        predict=predict_demand_hourly,
-        scored=True,
-    ),
     PredictionUnit(
         prediction_type="demand_daily",
         entity_type="restaurant",
@@ -129,6 +151,15 @@ UNITS: tuple[PredictionUnit, ...] = (
         requires=(ORDERS,),
         features=daily_demand_features,
         predict=predict_demand_daily,
+        scored=True,
+    ),
+    PredictionUnit(
+        prediction_type="demand_hourly",
+        entity_type="restaurant",
+        schedules=("daily",),
+        requires=(ORDERS,),
+        features=hourly_demand_features,
+        predict=predict_demand_hourly,
         scored=True,
     ),
     PredictionUnit(

@@ -98,3 +98,30 @@ def test_hourly_rows_follow_local_days_across_dst(daily_run, seeded_replica):
             checked += 1
         assert len(set(g["ts"])) == len(g) == 168
     assert checked > 0
+
+
+def test_hours_of_a_whole_local_day_add_up_to_its_daily_forecast(daily_run):
+    """docs/demand.md, Coherence: each restaurant-day's hourly values sum to its demand_daily value."""
+    from zoneinfo import available_timezones
+
+    known = available_timezones()  # the chain holds a restaurant with a broken zone: it gets no rows
+    zones = {i: tz for i, tz in r("SELECT id, timezone FROM restaurants_restaurant") if tz in known}
+    hourly = pd.DataFrame(q("SELECT restaurant_id, target_start, value, lower, upper FROM m_l_predictions "
+                            "WHERE prediction_type = 'demand_hourly'"),
+                          columns=["rid", "start", "value", "lower", "upper"])
+    daily = pd.DataFrame(q("SELECT restaurant_id, target_start, value FROM m_l_predictions "
+                           "WHERE prediction_type = 'demand_daily'"), columns=["rid", "start", "value"])
+    checked = 0
+    for rid, tz in zones.items():
+        h = hourly[hourly["rid"] == rid].copy()
+        h["day"] = pd.to_datetime(h["start"], utc=True).dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+        d = daily[daily["rid"] == rid].copy()
+        d["day"] = pd.to_datetime(d["start"], utc=True).dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+        per_day = h.groupby("day").agg(value=("value", "sum"), hours=("value", "size"))
+        for day, row in per_day.iterrows():
+            if row["hours"] < hours_in_local_day(tz, day):
+                continue  # the window's first and last days are partial
+            assert row["value"] == pytest.approx(float(d.loc[d["day"] == day, "value"].iloc[0]), abs=0.02)
+            checked += 1
+    assert checked >= 5 * len(zones)
+    assert (hourly["lower"] <= hourly["value"] + 1e-9).all() and (hourly["value"] <= hourly["upper"] + 1e-9).all()
