@@ -46,7 +46,7 @@ from features.items import item_demand_features
 from features.restaurants import load_restaurants
 from models.demand import DAILY, HOURLY, ITEMS
 from models.forecasting import forecast, make_candidate, restaurant_context
-from models.demand import reconcile_hourly
+from models.demand import reconcile_hourly, reconcile_items
 from models.intervals import coverage, wape
 from worker.db import make_replica_engine
 from core.replica import ReplicaReader
@@ -216,6 +216,11 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             raw_rows = chosen.frame.merge(truth, on=["series_id", "ds"])
             raw_frame = chosen.frame
             chosen.frame = reconcile_hourly(chosen.frame, daily_frame, feats.history)
+        if ptype == "item_demand_daily":  # the items of a day scaled to orders x units per order
+            raw_rows = chosen.frame.merge(truth, on=["series_id", "ds"])
+            raw_frame = chosen.frame
+            chosen.frame = reconcile_items(chosen.frame, daily_frame, feats.history, feats.context,
+                                           feats.series.set_index("series_id")["restaurant_id"])
         rows = chosen.frame.merge(truth, on=["series_id", "ds"])
         wapes, bias = {}, {}
         for name in ("seasonal_naive", "seasonal_average", "prophet", "lgbm_plain"):
@@ -231,7 +236,8 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
         wapes["chosen"] = round(wape(rows["y"], rows["yhat"]), 4)
         if raw_rows is not None:
             wapes["chosen_unscaled"] = round(wape(raw_rows["y"], raw_rows["yhat"]), 4)
-            coherence = {"before": day_gap(raw_frame, daily_frame), "after": day_gap(chosen.frame, daily_frame)}
+            coherence = ({"before": day_gap(raw_frame, daily_frame), "after": day_gap(chosen.frame, daily_frame)}
+                         if spec.hourly else None)
         bias["chosen"] = round(float(rows["yhat"].sum() / max(rows["y"].sum(), 1e-9)), 4)
         types[ptype] = {
             "wape": wapes,
@@ -252,8 +258,11 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             by_method = rows.groupby("method")[["y", "yhat"]].sum().round(1)
             types[ptype]["totals_by_method"] = {m: {"actual": float(r.y), "forecast": float(r.yhat)}
                                                 for m, r in by_method.iterrows()}
-        if raw_rows is not None:
+        if raw_rows is not None and spec.hourly:
             types[ptype]["hourly_vs_daily_max_gap"] = coherence
+        if raw_rows is not None and not spec.hourly:
+            types[ptype]["bias_unscaled"] = round(float(raw_rows["yhat"].sum() / max(raw_rows["y"].sum(), 1e-9)), 4)
+            types[ptype]["coverage80_unscaled"] = round(coverage(raw_rows["y"], raw_rows["lower"], raw_rows["upper"]), 4)
         if all_hours is not None:
             every = chosen.frame.merge(all_hours, on=["series_id", "ds"])
             types[ptype]["coverage80_all_hours"] = round(

@@ -141,3 +141,46 @@ def reconcile_hourly(hourly: pd.DataFrame, daily: pd.DataFrame, history: pd.Data
         if "closed_pattern" in out:
             out.loc[spread, "closed_pattern"] = False
     return out
+
+
+def reconcile_items(items: pd.DataFrame, daily: pd.DataFrame, history: pd.DataFrame, orders: pd.DataFrame,
+                    restaurant_of: pd.Series, weeks: int = 8) -> pd.DataFrame:
+    """Scale each restaurant-day's item forecasts to its orders forecast x its units per order.
+
+    Rule (docs/demand.md, Coherence): units per order = units sold of the restaurant's forecast
+    items (dormant ones left out) / its orders, over the open days of the last ``weeks`` weeks;
+    the items of a day are scaled together, by one factor, so they sum to the day's demand_daily
+    forecast x that ratio; each keeps its part of the day, and its interval is scaled with it.
+    Zero forecasts (dormant, closed, not open) stay zero; a day without a daily forecast is left.
+
+    Args:
+        items: item chain output: series_id, ds, yhat, lower, upper[, dormant_days].
+        daily: demand_daily chain output: series_id (= restaurant id), ds, yhat.
+        history: item history (series_id, ds, y, closed).
+        orders: the restaurants' daily history (series_id = restaurant id, ds, y, closed).
+        restaurant_of: item series_id -> restaurant id.
+    Returns ``items`` scaled, with an ``orders_factor`` column (NaN where unscaled).
+    """
+    out = items.copy()
+    out["orders_factor"] = np.nan
+    if out.empty or daily.empty or history.empty or orders.empty:
+        return out
+    rid = out["series_id"].map(restaurant_of)
+    live = out.loc[out.get("dormant_days", pd.Series(np.nan, index=out.index)).isna(), "series_id"].unique()
+    h = history[history["series_id"].isin(live) & ~history["closed"].astype(bool)]
+    o = orders[~orders["closed"].astype(bool)]
+    since = o.groupby("series_id")["ds"].transform("max") - pd.Timedelta(days=7 * weeks)
+    o = o[o["ds"] > since]
+    days = set(zip(o["series_id"], o["ds"]))
+    h = h.assign(rid=h["series_id"].map(restaurant_of))
+    h = h[[k in days for k in zip(h["rid"], h["ds"])]]
+    ratio = h.groupby("rid")["y"].sum() / o.groupby("series_id")["y"].sum()
+    target = daily.drop_duplicates(["series_id", "ds"]).set_index(["series_id", "ds"])["yhat"]
+    want = target.reindex(pd.MultiIndex.from_arrays([rid, out["ds"]])).to_numpy(float) * rid.map(ratio).to_numpy(float)
+    sums = out.groupby([rid, out["ds"]])["yhat"].transform("sum").to_numpy(float)
+    ok = np.isfinite(want) & (sums > 0)
+    factor = np.where(ok, want / np.where(sums > 0, sums, 1.0), np.nan)
+    for col in ("yhat", "lower", "upper"):
+        out.loc[ok, col] = out.loc[ok, col].to_numpy(float) * factor[ok]
+    out.loc[ok, "orders_factor"] = factor[ok]
+    return out

@@ -16,7 +16,7 @@ from core.tables import MENU_ITEMS, ORDER_ITEMS, ORDERS
 from core.units import PredictionUnit, Scope, UnitResult
 from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
 from features.items import item_demand_features
-from models.demand import HOURLY, INTERVAL_LEVEL, ITEMS, daily_spec, reconcile_hourly
+from models.demand import HOURLY, INTERVAL_LEVEL, ITEMS, daily_spec, reconcile_hourly, reconcile_items
 from models.forecasting import Outcome, forecast
 
 # The shard's demand_daily outcome, kept for the other demand units of the same shard and run
@@ -26,10 +26,10 @@ _DAILY: dict[tuple, Outcome] = {}
 
 def daily_outcome(features: DemandHistory, scope: Scope, *, keep: bool) -> Outcome:
     """demand_daily's chain for this shard, computed once per shard and run: the daily unit keeps
-    it (``keep``) for the hourly unit that follows, whose hours are scaled to it
-    (``models.demand.reconcile_hourly``) and which drops it, so a long-lived worker holds no
-    shard's forecast between tasks. The chain is deterministic, so a unit that finds nothing kept
-    (run alone, another process) computes the same numbers."""
+    it (``keep``) for the hourly and item units that follow, which are scaled to it
+    (``models.demand.reconcile_hourly``, ``reconcile_items``); the item unit, the last, drops it,
+    so a long-lived worker holds no shard's forecast between tasks. The chain is deterministic, so
+    a unit that finds nothing kept (run alone, another process) computes the same numbers."""
     hist = features.history
     key = (str(scope.run_id), str(scope.as_of), tuple(sorted(scope.restaurant_ids)),
            scope.forecast.demand_daily_horizon_days, len(hist), float(hist["y"].sum()) if len(hist) else 0.0)
@@ -108,7 +108,7 @@ def predict_demand_hourly(features: DemandHistory, scope: Scope) -> UnitResult:
     frame = outcome.frame.assign(daily_factor=np.nan)
     if features.daily is not None:
         try:  # a restaurant-day's hours add up to its demand_daily forecast (docs/demand.md, Coherence)
-            frame = reconcile_hourly(frame, daily_outcome(features.daily, scope, keep=False).frame, features.history)
+            frame = reconcile_hourly(frame, daily_outcome(features.daily, scope, keep=True).frame, features.history)
         except Exception as exc:  # the hourly forecast stands on its own
             outcome.messages.append(f"demand_hourly: not scaled to demand_daily ({type(exc).__name__}: {exc})")
     out = _with_restaurant(frame, features)
@@ -128,14 +128,22 @@ def predict_item_demand_daily(features: DemandHistory, scope: Scope) -> UnitResu
     scope, lose the rows an earlier run wrote.
     """
     outcome = forecast(features, ITEMS, scope)
-    out = outcome.frame.merge(
+    frame = outcome.frame.assign(orders_factor=np.nan)
+    if features.daily is not None:
+        try:  # a restaurant-day's items add up to its orders x units per order (docs/demand.md, Coherence)
+            frame = reconcile_items(frame, daily_outcome(features.daily, scope, keep=False).frame, features.history,
+                                    features.daily.history, features.series.set_index("series_id")["restaurant_id"])
+        except Exception as exc:  # the item forecasts stand on their own
+            outcome.messages.append(f"item_demand_daily: not scaled to demand_daily ({type(exc).__name__}: {exc})")
+    out = frame.merge(
         features.series[["series_id", "restaurant_id", "category"]], on="series_id", how="left"
     )
     rows = _rows(out, "day")
     rows["details"] = [
         {"interval_level": INTERVAL_LEVEL, "category": str(cat), "closed": bool(c),
-         **({"dormant_days": int(d)} if pd.notna(d) else {})}
-        for cat, c, d in zip(out["category"], out["closed_pattern"], out["dormant_days"])
+         **({"dormant_days": int(d)} if pd.notna(d) else {}),
+         **({"orders_factor": round(float(f), 4)} if np.isfinite(f) else {})}
+        for cat, c, d, f in zip(out["category"], out["closed_pattern"], out["dormant_days"], out["orders_factor"])
     ]
     scope_ids = sorted({int(i) for i in features.series["series_id"]} | set(features.retired_ids))
     return _result(outcome, rows, scope_ids)

@@ -52,3 +52,26 @@ def test_a_day_the_hourly_chain_forecast_zero_takes_the_daily_value_by_profile()
     daily["yhat"] = 0.0
     hourly["yhat"], hourly["upper"] = 2.0, 4.0
     assert (reconcile_hourly(hourly, daily, hist)[["yhat", "upper"]] == 0).all().all()
+
+
+def test_items_of_a_day_sum_to_orders_times_units_per_order():
+    from models.demand import reconcile_items
+
+    days = pd.date_range("2026-06-01", periods=56, freq="D")
+    orders = pd.DataFrame({"series_id": 9, "ds": days, "y": 100.0, "closed": False})
+    # two live items sell 60 + 90 units a day: 1.5 units per order; a dormant one sold 50 a day long ago
+    history = pd.concat([pd.DataFrame({"series_id": s, "ds": days, "y": y, "closed": False})
+                         for s, y in ((1, 60.0), (2, 90.0), (3, 0.0))], ignore_index=True)
+    history.loc[(history["series_id"] == 3) & (history["ds"] < days[20]), "y"] = 50.0
+    fut = pd.date_range(days[-1] + pd.Timedelta(days=1), periods=3, freq="D")
+    items = pd.concat([pd.DataFrame({"series_id": s, "ds": fut, "yhat": v, "lower": v / 2, "upper": v * 2,
+                                     "dormant_days": d})
+                       for s, v, d in ((1, 50.0, np.nan), (2, 50.0, np.nan), (3, 0.0, 36.0))], ignore_index=True)
+    daily = pd.DataFrame({"series_id": 9, "ds": fut, "yhat": [80.0, 100.0, 120.0]})
+    out = reconcile_items(items, daily, history, orders, pd.Series({1: 9, 2: 9, 3: 9}))
+    per_day = out.groupby("ds")["yhat"].sum()
+    # units per order over the last 8 weeks counts the live items only: (60 + 90) / 100
+    assert np.allclose(per_day.to_numpy(), [120.0, 150.0, 180.0])
+    assert (out.loc[out["series_id"] == 3, "yhat"] == 0).all()
+    assert np.allclose(out.loc[out["series_id"] == 1, "yhat"], out.loc[out["series_id"] == 2, "yhat"])
+    assert (out["lower"] <= out["yhat"]).all() and (out["yhat"] <= out["upper"]).all()

@@ -125,3 +125,18 @@ def test_hours_of_a_whole_local_day_add_up_to_its_daily_forecast(daily_run):
             checked += 1
     assert checked >= 5 * len(zones)
     assert (hourly["lower"] <= hourly["value"] + 1e-9).all() and (hourly["value"] <= hourly["upper"] + 1e-9).all()
+
+
+def test_items_of_a_restaurant_day_keep_one_units_per_order_against_its_daily_forecast(daily_run):
+    """docs/demand.md, Coherence: sum of a restaurant-day's item values / its daily value is the
+    restaurant's units per order, the same every day."""
+    items = pd.DataFrame(q("SELECT restaurant_id, target_start, value FROM m_l_predictions "
+                           "WHERE prediction_type = 'item_demand_daily'"), columns=["rid", "start", "value"])
+    daily = pd.DataFrame(q("SELECT restaurant_id, target_start, value FROM m_l_predictions "
+                           "WHERE prediction_type = 'demand_daily'"), columns=["rid", "start", "value"])
+    both = items.groupby(["rid", "start"], as_index=False)["value"].sum().merge(
+        daily, on=["rid", "start"], suffixes=("_items", "_daily"))
+    both = both[both["value_daily"] > 1]
+    ratio = both["value_items"] / both["value_daily"]
+    spread = ratio.groupby(both["rid"]).agg(lambda v: v.max() / v.min() - 1)
+    assert len(spread) >= 2 and (spread < 0.01).all(), spread
