@@ -82,6 +82,10 @@ class PredictionUnit:
     shares: str | None = None
     # Whether realised accuracy scores this type (its rows are kept in the prediction history).
     scored: bool = False
+    # Why the replica, though it has the tables, holds nothing this unit can use (e.g. no customer
+    # profiles), or None. Checked when the run begins; a reason skips the unit like a missing
+    # module does, named in the run record's modules_skipped.
+    unusable: Callable[[ReplicaReader], str | None] | None = None
 
     @property
     def tables(self) -> tuple[str, ...]:

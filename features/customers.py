@@ -697,3 +697,15 @@ def _read_customer_data(reader: ReplicaReader, scope: Scope) -> CustomerData:
         history_first_order=first,
         counts=counts,
     )
+
+
+def customer_coverage(reader: ReplicaReader) -> dict[str, int]:
+    """How much of the replica the customer types can use: profiles, orders, and orders that
+    carry a customer (counts, chain-wide). A till that never asks for the customer leaves churn
+    and LTV with nothing to learn from, which the run must say rather than succeed silently."""
+    row = reader.frame(
+        "SELECT (SELECT count(*) FROM customers_customerprofile) AS profiles, "
+        "(SELECT count(*) FROM orders_order) AS orders, "
+        "(SELECT count(*) FROM orders_order WHERE customer_id IS NOT NULL) AS orders_with_customer"
+    ).iloc[0]
+    return {k: int(v) for k, v in row.items()}

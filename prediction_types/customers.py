@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.replica import ReplicaReader
 from core.tables import CUSTOMERS, ORDERS
 from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
 from features.customers import (
     LTV_HORIZON_DAYS,
     CustomerData,
+    customer_coverage,
     customer_unit_features,
     read_messages,
     scorable,
@@ -231,6 +233,15 @@ def predict_ltv(data: CustomerData, scope: Scope) -> UnitResult:
     return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=messages, models=models)
 
 
+def without_customers(reader: ReplicaReader) -> str | None:
+    """Why churn and LTV have nothing to work on (no profiles, or no order carries a customer)."""
+    n = customer_coverage(reader)
+    if n["profiles"] and n["orders_with_customer"]:
+        return None
+    profiles = "no customer profiles" if not n["profiles"] else f"{n['profiles']:,} customer profile(s)"
+    return f"{profiles}; {n['orders_with_customer']:,} of {n['orders']:,} orders carry a customer"
+
+
 UNITS: tuple[PredictionUnit, ...] = (
     PredictionUnit(
         prediction_type="churn",
@@ -241,6 +252,7 @@ UNITS: tuple[PredictionUnit, ...] = (
         predict=predict_churn,
         shares="customers",
         scored=True,
+        unusable=without_customers,
     ),
     PredictionUnit(
         prediction_type="ltv",
@@ -250,5 +262,6 @@ UNITS: tuple[PredictionUnit, ...] = (
         features=customer_unit_features,
         predict=predict_ltv,
         shares="customers",
+        unusable=without_customers,
     ),
 )

@@ -156,6 +156,32 @@ def test_missing_module_skips_what_needs_it_and_writes_the_rest(clean_prediction
         drop_database(name)
 
 
+def test_a_weekly_run_without_customers_says_churn_and_ltv_were_skipped_and_why(clean_predictions):
+    """The customers table is there but empty and no order carries a customer (a till that never
+    asks): the run reported succeeded with rows_written {} and no word. It must name the reason."""
+    import psycopg2
+
+    from synthetic import ChainConfig, seed_database
+
+    name = "rmsml_test_nocust" + DB_SUFFIX
+    url = recreate_database(name)
+    seed_database(url, ChainConfig(restaurants=2, days=60, seed=5, end=CHAIN["end"], modules=("customers",)))
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE orders_order SET customer_id = NULL")
+        cur.execute("DELETE FROM customers_customerprofile")
+        cur.execute("SELECT count(*) FROM orders_order")
+        orders = cur.fetchone()[0]
+    previous_url = use_replica(url)
+    try:
+        record = runs.execute_run("weekly", AS_OF)
+        for ptype in ("churn", "ltv"):
+            assert record["modules_skipped"][ptype] == f"no customer profiles; 0 of {orders:,} orders carry a customer"
+        assert not set(record["rows_written"]) & {"churn", "ltv"}
+    finally:
+        use_replica(previous_url)
+        drop_database(name)
+
+
 def test_abandoned_run_is_closed_and_announced_before_the_next_one(seeded_replica, clean_predictions, demand_only):
     """Workers all died mid-run: the next run of the schedule closes it, from what it committed."""
     plan = runs.begin_run("daily", AS_OF)

@@ -466,3 +466,31 @@ def test_attempt_cut_short_by_a_dead_worker_stays_visible_and_is_redelivered(eng
     assert deliveries.redeliver(delivery_id, settings=settings, engine=engine) == [delivery_id]
     row = records.get_delivery(engine, delivery_id)
     assert row["status"] == "delivered" and row["attempt_count"] == 2 and len(box.events) == 1
+
+
+def test_a_run_rejected_for_bad_input_is_announced_too(engine, receivers, monkeypatch):
+    """docs/webhooks.md lists a ``run`` failure kind, yet runs rejected for bad input sent nothing.
+    The rejected run's event is recorded for the sweep; sent, it verifies and names the reason."""
+    from worker import runs
+    from worker.settings import get_settings
+
+    secret = new_secret()
+    box = receivers(secret)
+    monkeypatch.setenv(
+        "RMSML_WEBHOOKS__RECEIVERS", json.dumps([{"name": "rms", "url": box.url(), "secrets": [secret]}])
+    )
+    get_settings.cache_clear()
+    try:
+        run_id = str(uuid.uuid4())
+        runs.reject_run(run_id, "hourly", None, trigger="test", error="unknown schedule 'hourly'")
+        [row] = records.list_deliveries(engine, run_id=run_id)
+        assert row["status"] == "pending"
+        deliveries.redeliver(row["id"], engine=engine, settings=get_settings().webhooks, send="inline")
+        [request] = box.requests
+        data = json.loads(request.body)["data"]
+        assert data["status"] == "failed" and data["run_id"] == run_id
+        assert data["failed"] == [{"kind": "run", "reason": "unknown schedule 'hourly'"}]
+        runs.reject_run(run_id, "hourly", None, trigger="test", error="again")  # recorded once: nothing new
+        assert len(records.list_deliveries(engine, run_id=run_id)) == 1
+    finally:
+        get_settings.cache_clear()

@@ -165,6 +165,8 @@ def begin_run(
     modules_skipped = {}
     for unit in units:
         reasons = reader.missing(unit.requires)
+        if not reasons and unit.unusable is not None:
+            reasons = [r for r in [unit.unusable(reader)] if r]
         if reasons:
             modules_skipped[unit_key(unit, units)] = "; ".join(reasons)
     messages = list(found.rejected.values())
@@ -187,6 +189,7 @@ def begin_run(
     if found.unknown_ids:
         error = f"unknown restaurant id(s): {found.unknown_ids}"
         run_records.fail_run(run_id, error)
+        _announce_rejected(run_id, predictions, settings)
         raise RunInputError(error)
     run_records.plan_shards(run_id, shards)
     if restaurant_ids is None:
@@ -402,8 +405,18 @@ def reject_run(
         when = parse_as_of(None)
     run_records = RunRecords(predictions)
     run_records.create_run(uuid.UUID(run_id), str(schedule)[:64], when.to_pydatetime(), trigger=trigger,
-                      restaurant_ids=[], prediction_types=[])
+                           restaurant_ids=[], prediction_types=[])
     run_records.fail_run(run_id, error)
+    _announce_rejected(run_id, predictions, settings)
+
+
+def _announce_rejected(run_id: str, predictions: Engine, settings: Settings) -> None:
+    """The RMS hears about every run that was recorded, a rejected one included (a ``run`` failure
+    in the event's ``failed``). Recorded for the webhook sweep (beat, every few minutes), not sent
+    here: the caller is about to raise the input error to whoever triggered the run."""
+    record = RunRecords(predictions).closed_record(run_id)
+    if record is not None:
+        emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
 
 
 def unfinished_shards(run_id: str, *, settings: Settings | None = None) -> list[int]:
