@@ -263,8 +263,16 @@ def recommendations(frame: pd.DataFrame, risk: np.ndarray) -> list[list[str]]:
     return out
 
 
+# Bounds of a published churn probability. 0 and 1 are claims of certainty no model has (a
+# 0.99996 from the calibrator rounded to 4 places read 1.0 on real data); the written value stays
+# within the 4 decimals the row keeps.
+P_MIN, P_MAX = 1e-4, 1 - 1e-4
+
+
 def churn_rows(scored: pd.DataFrame, p: np.ndarray, *, model_name: str, version: str, method: str,
                window_days: int) -> pd.DataFrame:
+    """One row per scored customer; the probability is kept within [``P_MIN``, ``P_MAX``]."""
+    p = np.clip(np.asarray(p, dtype=float), P_MIN, P_MAX)
     risk = risk_level(p)
     recs = recommendations(scored, risk)
     details = [
@@ -275,7 +283,7 @@ def churn_rows(scored: pd.DataFrame, p: np.ndarray, *, model_name: str, version:
     return pd.DataFrame({
         "entity_id": scored["customer_id"].astype("int64").to_numpy(),
         "restaurant_id": scored["restaurant_id"].astype("int64").to_numpy(),
-        "value": np.round(np.asarray(p, float), 4),
+        "value": np.round(p, 4),
         "details": details,
         "model_name": model_name,
         "model_version": version,

@@ -201,3 +201,17 @@ def test_untrusted_or_failed_fit_falls_back_to_the_shards_previous_model(unit_da
     churn = predict_churn(dataclasses.replace(data, churn_train=scrambled), tampered)
     assert set(churn.rows["method"]) == {"rule"}
     assert any("unusable (ArtifactChecksumError" in m for m in churn.messages), churn.messages
+
+
+def test_churn_probabilities_stay_inside_zero_and_one():
+    """A calibrated 0.99996 rounded to 4 places was published as 1.0 on real data: a certainty no
+    model has. Written values stay within the documented bounds, and their risk levels follow."""
+    from models.churn import P_MAX, P_MIN, churn_rows
+
+    scored = pd.DataFrame({"customer_id": [1, 2, 3], "restaurant_id": [1, 1, 1], "recency_days": [400.0, 1.0, 30.0],
+                           "n_orders": [5, 1, 2], "loyalty_tier": ["none"] * 3, "gap_mean_days": [10.0, None, 5.0]})
+    rows = churn_rows(scored, np.array([0.99996, 0.0, 0.5]), model_name="m", version="v", method="model",
+                      window_days=60)
+    assert rows["value"].tolist() == [round(P_MAX, 4), round(P_MIN, 4), 0.5]
+    assert 0 < rows["value"].min() and rows["value"].max() < 1
+    assert [d["risk_level"] for d in rows["details"]] == ["high", "low", "medium"]
