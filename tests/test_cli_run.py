@@ -125,3 +125,32 @@ def test_pytest_filters_the_same_third_party_warnings_as_the_logging_setup(proje
     ini = tomllib.loads((project_root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert ini["filterwarnings"] == [f"ignore:{message}:{category.__name__}:{module}"
                                      for category, message, module in KNOWN_THIRD_PARTY_WARNINGS]
+
+
+def test_status_is_a_nagios_check_and_models_lists_the_registry(seeded_replica, clean_predictions, lock):
+    """Nothing ran: critical (exit 2). After a run of the checked schedule: its last run and the
+    types' freshness, OK (exit 0). ``models`` shows the model in use with its checksum verdict."""
+    runner = CliRunner()
+    empty = runner.invoke(app, ["status", "--json", "--schedule", "monthly"])
+    assert empty.exit_code == 1, empty.output  # no run yet: a warning, not a page
+    assert json.loads(empty.stdout)["verdict"] == "WARNING"
+
+    done = runner.invoke(app, ["run", "--schedule", "monthly", "--as-of", AS_OF, "--restaurant", "2", "--no-lock"])
+    assert done.exit_code == 0, done.output
+    with db.predictions_engine().begin() as conn:  # the run's as-of is in the past: judge it then
+        conn.execute(text("UPDATE ml_run SET started_at = now(), finished_at = now()"))
+    ok = runner.invoke(app, ["status", "--json", "--schedule", "monthly"])
+    status = json.loads(ok.stdout)
+    assert ok.exit_code == 0 and status["verdict"] == "OK", status
+    assert status["schedules"][0]["status"] == "succeeded"
+    assert {t["prediction_type"] for t in status["prediction_types"]} == {"price_recommendation"}
+
+    with db.predictions_engine().begin() as conn:
+        conn.execute(text("UPDATE m_l_predictions SET expires_at = now() - interval '1 hour'"))
+        conn.execute(text("UPDATE ml_run SET status = 'failed'"))
+    bad = runner.invoke(app, ["status", "--schedule", "monthly"])
+    assert bad.exit_code == 2 and "CRITICAL" in bad.stdout and "past expires_at" in bad.stdout
+
+    listed = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    assert [m["prediction_type"] for m in listed] == ["price_recommendation"]
+    assert listed[0]["checksum"] == "ok" and listed[0]["version"].startswith("price_recommendation.")

@@ -46,26 +46,19 @@ def run(
     schedule holds the lock (nothing was started).
     """
     _setup_logging()
-    import uuid
+    from worker.runs import LockHeld, RunInputError, execute_run
 
-    from worker.runs import RunInputError, execute_run
-
-    run_id = str(uuid.uuid4())
-    held = _take_run_lock(schedule, run_id) if lock else None
     try:
-        def progress(step, done, total):
-            _advance(bar, task, step, done, total)
-            if held is not None:
-                held.refresh(schedule, run_id)  # a long in-process run keeps its lock, as shards do
-
         with _progress() as (bar, task):
-            record = execute_run(schedule, as_of, restaurant or None, trigger="cli", run_id=run_id, progress=progress)
+            record = execute_run(schedule, as_of, restaurant or None, trigger="cli",
+                                 progress=lambda step, done, total: _advance(bar, task, step, done, total),
+                                 lock=_run_lock(schedule) if lock else None)
     except RunInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    finally:
-        if held is not None:
-            held.release(schedule, run_id)
+    if isinstance(record, LockHeld):
+        typer.echo(f"not started: run {record.holder} of the {schedule} schedule is still running", err=True)
+        raise typer.Exit(3)
     if as_json:
         typer.echo(_json(record))
     _run_summary(record, stderr=as_json)
@@ -73,23 +66,21 @@ def run(
         raise typer.Exit(1)
 
 
-def _take_run_lock(schedule: str, run_id: str):
-    """The schedule's run lock for an in-process run, or exit: running beside a scheduled run would
-    write the same rows twice over and race the webhooks."""
+def _run_lock(schedule: str):
+    """The Redis run lock, or exit 2 when Redis does not answer. Taking it (and the run-table check
+    that backs it) is ``worker.runs.begin_locked``, the same protocol the start task follows:
+    running beside a scheduled run would write the same rows twice over and race the webhooks."""
     import redis
 
     from worker.locks import RunLock
 
     lock = RunLock.from_settings()
     try:
-        taken = lock.acquire(schedule, run_id)
+        lock.client.ping()
     except redis.exceptions.RedisError as exc:
-        typer.echo(f"error: cannot take the {schedule} run lock in the broker's Redis ({type(exc).__name__}: {exc}); "
+        typer.echo(f"error: cannot take the {schedule} run lock in the broker's Redis ({type(exc).__name__}); "
                    "start Redis, or pass --no-lock if no workers use these databases", err=True)
         raise typer.Exit(2)
-    if not taken.acquired:
-        typer.echo(f"not started: run {taken.holder} of the {schedule} schedule holds the run lock", err=True)
-        raise typer.Exit(3)
     return lock
 
 
@@ -391,7 +382,7 @@ def _summary_table(title: str, headers: list[str], rows: list[list], stderr: boo
 
 def _run_summary(record: dict, stderr: bool = True) -> None:
     rows = [[t, n] for t, n in sorted((record.get("rows_written") or {}).items())]
-    rows += [[f"skipped: {t}", "module missing"] for t in sorted(record.get("modules_skipped") or {})]
+    rows += [[f"skipped: {t}", reason] for t, reason in sorted((record.get("modules_skipped") or {}).items())]
     rows += [[f"alert: {a.get('signal')} {a.get('prediction_type') or ''} r{a.get('restaurant_id') or '-'}", "drift"]
              for a in record.get("alerts") or []]
     rows.append(["status", record.get("status")])
@@ -425,6 +416,60 @@ def report(
 
 
 # ---------------------------------------------------------------------- bring your own sales (issue 17)
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="print the status as JSON"),
+    schedule: Optional[list[str]] = typer.Option(None, "--schedule", help="schedules to check (default: all)"),
+) -> None:
+    """Last run per schedule, freshness per prediction type, failed webhook deliveries.
+
+    Exit codes, as a Nagios check: 0 OK, 1 WARNING (a partial run, failed deliveries, some rows
+    expired), 2 CRITICAL (a schedule late or its last run failed, a type whose rows all expired).
+    """
+    from worker import db
+    from worker.catalog import SCHEDULES
+    from worker.status import read_status
+
+    found = read_status(db.predictions_engine(), tuple(schedule or SCHEDULES))
+    if as_json:
+        typer.echo(_json(found.as_dict()))
+    else:
+        _summary_table("schedules", ["schedule", "last run", "status", "age (h)"], [
+            [s["schedule"], s.get("last_run") or "-", s.get("status") or "-", s.get("age_hours", "-")]
+            for s in found.schedules], stderr=False)
+        _summary_table("prediction types", ["type", "rows", "newest", "expired"], [
+            [t["prediction_type"], t["rows"], t["newest_generated_at"], t["expired_rows"]]
+            for t in found.prediction_types], stderr=False)
+        summary = found.as_dict()
+        for p in summary["problems"]:
+            typer.echo(f"{p['level']}: {p['problem']}")
+        typer.echo(f"{summary['verdict']}: {len(found.problems)} problem(s)")
+    raise typer.Exit(found.code)
+
+
+@app.command()
+def models(
+    as_json: bool = typer.Option(False, "--json", help="print the registry as JSON"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="check each artifact against its sha256"),
+) -> None:
+    """The model registry as an admin reads it: per prediction type and shard the model in use,
+    its version, training window, the backtest scores of every candidate, when it was chosen and
+    whether its artifact still matches its checksum."""
+    from worker import db
+    from worker.status import models_in_use
+
+    rows = models_in_use(db.predictions_engine(), verify=verify)
+    if as_json:
+        typer.echo(_json(rows))
+        return
+    _summary_table("models in use", ["type", "shard", "model", "trained", "chosen", "backtest WAPE", "checksum"], [
+        [r["prediction_type"], r["shard"], r["model"],
+         f"{(r['training_start'] or '?')[:10]} .. {(r['training_end'] or '?')[:10]}", r["chosen_at"][:16],
+         ", ".join(f"{n}={v.get('wape'):.3f}" for n, v in (r["backtest"] or {}).items()
+                   if isinstance(v, dict) and isinstance(v.get("wape"), (int, float))) or "-",
+         r["checksum"] or "-"] for r in rows], stderr=False)
+
+
 @app.command("import-sales")
 def import_sales_command(
     file: Path = typer.Argument(..., help="the POS line export, CSV or Parquet (docs/import.md)"),
