@@ -154,3 +154,51 @@ def test_status_is_a_nagios_check_and_models_lists_the_registry(seeded_replica, 
     listed = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
     assert [m["prediction_type"] for m in listed] == ["price_recommendation"]
     assert listed[0]["checksum"] == "ok" and listed[0]["version"].startswith("price_recommendation.")
+
+
+def test_each_run_publishes_prometheus_metrics_to_the_textfile_and_the_pushgateway(
+        seeded_replica, clean_predictions, tmp_path, monkeypatch):
+    """Duration per step, rows per type, the status, failed deliveries: in the node exporter's
+    textfile format (parsed back with prometheus_client's own parser) and pushed over HTTP."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from worker.settings import get_settings
+
+    pushed: list[tuple[str, bytes]] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 - the Pushgateway API
+            pushed.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RMSML_METRICS__TEXTFILE_DIR", str(tmp_path / "textfile"))
+    monkeypatch.setenv("RMSML_METRICS__PUSHGATEWAY_URL", f"http://127.0.0.1:{server.server_port}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["run", "--schedule", "monthly", "--as-of", AS_OF, "--restaurant", "2",
+                                          "--no-lock", "--json"])
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.stdout)
+    finally:
+        get_settings.cache_clear()
+        server.shutdown()
+    text_ = (tmp_path / "textfile" / "rmsml_monthly.prom").read_text()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text_) for s in family.samples}
+    assert samples[("rmsml_rows_written", (("prediction_type", "price_recommendation"), ("schedule", "monthly")))] \
+        == record["rows_written"]["price_recommendation"]
+    assert samples[("rmsml_run_status", (("schedule", "monthly"), ("status", "succeeded")))] == 1
+    assert samples[("rmsml_step_seconds", (("schedule", "monthly"), ("step", "price_recommendation")))] > 0
+    assert samples[("rmsml_run_duration_seconds", (("schedule", "monthly"),))] > 0
+    assert ("rmsml_webhook_deliveries_failed", ()) in samples
+    [(path, body)] = pushed
+    assert path == "/metrics/job/rmsml/schedule/monthly" and b"rmsml_rows_written" in body

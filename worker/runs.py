@@ -32,6 +32,7 @@ from worker import db, records
 from worker.catalog import SCHEDULES, units_for
 from worker.failures import failure_reason, is_transient, with_retries
 from worker.locks import RunLock
+from worker.metrics import publish_run_metrics
 from worker.records import RunRecords
 from worker.settings import Settings, get_settings
 from worker.writer import PredictionWriter
@@ -378,6 +379,8 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
     record = run_records.finish_run(run_id)
     record.update(after_run(str(run_id), engine=predictions, reader=ReplicaReader(replica),
                             settings=settings.accuracy, model_store=settings.model_store.path))
+    publish_run_metrics(record, engine=predictions, textfile_dir=settings.metrics.textfile_dir,
+                        pushgateway_url=settings.metrics.pushgateway_url)
     return record
 
 

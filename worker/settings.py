@@ -76,6 +76,13 @@ class ModelStoreSettings(BaseModel):
     path: Path = PROJECT_ROOT / ".rmsml" / "model_store"
 
 
+class MetricsSettings(BaseModel):
+    """Where each run's Prometheus metrics go (worker.metrics); neither set: none are written."""
+
+    textfile_dir: Path | None = None  # the node exporter's textfile collector directory
+    pushgateway_url: str | None = None  # e.g. http://pushgateway:9091
+
+
 class FlowerSettings(BaseModel):
     user: str = "admin"
     password: SecretStr = SecretStr("change-me")
@@ -109,6 +116,7 @@ class Settings(BaseSettings):
     inventory: InventorySettings = InventorySettings()
     accuracy: AccuracySettings = AccuracySettings()
     flower: FlowerSettings = FlowerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     log_level: str = "INFO"
     # text: "time LEVEL logger: message" lines; json: one JSON object per log event (worker.logs)
