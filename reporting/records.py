@@ -264,3 +264,10 @@ def record_report(engine: Engine, run_id: uuid.UUID | str, path: str, seconds: f
 __all__ = ["get_run", "registry_frame", "history_for_window", "accuracy_frame", "accuracy_over_time",
            "alerts_frame", "shards_frame", "demand_daily_history", "record_assessment", "append_run_messages",
            "record_report"]
+
+
+def failed_deliveries(engine: Engine) -> int:
+    """Completion webhooks failed or exhausted, all runs."""
+    with engine.connect() as conn:
+        return int(conn.execute(
+            text("SELECT count(*) FROM ml_webhook_delivery WHERE status IN ('failed', 'exhausted')")).scalar() or 0)

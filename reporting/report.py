@@ -38,9 +38,10 @@ from features.demand import daily_orders  # noqa: E402
 from features.restaurants import load_restaurants  # noqa: E402
 from models.accuracy import BUCKET_ORDER  # noqa: E402
 from reporting import records  # noqa: E402
+from reporting.glance import four_week_mean_wape, glance_html  # noqa: E402
 from webhooks.payload import scrub_reason  # noqa: E402
 
-SECTIONS = ("summary", "steps", "skipped", "alerts", "accuracy", "plots")
+SECTIONS = ("glance", "summary", "steps", "skipped", "alerts", "accuracy", "plots")
 PLOT_DAYS = 28
 MAX_MESSAGES = 60
 
@@ -176,7 +177,11 @@ def _forecast_data(engine: Engine, reader: ReplicaReader, run: dict[str, Any], a
     start = as_of - pd.Timedelta(days=PLOT_DAYS)
     valid_until = datetime.now(timezone.utc)
     actual = daily_orders(reader, {rid: tz}, start.to_pydatetime(), as_of.to_pydatetime(), valid_until)
-    actual = actual[["local_date", "orders"]].iloc[1:] if len(actual) else actual  # first day is partial
+    # the first day is partial (the window starts mid-day), and so is the day of the as-of: draw
+    # complete days only, or the line would end in a cliff
+    today = as_of.tz_convert(tz).tz_localize(None).normalize()
+    actual = actual[["local_date", "orders"]].iloc[1:] if len(actual) else actual
+    actual = actual[actual["local_date"] < today] if len(actual) else actual
     hist = records.demand_daily_history(engine, rid, start.to_pydatetime(), as_of.to_pydatetime())
     past = future = pd.DataFrame(columns=["local_date", "value", "lower", "upper"])
     if len(hist):
@@ -199,6 +204,7 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.9em} td,th{border:1px so
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 .status-succeeded{color:#1a7f37}.status-partial{color:#b35900}.status-failed{color:#c00}
 .alert{color:#c00} .empty{color:#777;font-style:italic} img{max-width:100%;display:block;margin:.6em 0}
+.glance-status{font-size:1.15em}
 """
 
 
@@ -225,6 +231,16 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Run {_esc(run['id'])}</title>"
              f"<style>{CSS}</style></head><body>"]
     parts.append(f"<h1>Prediction run {_esc(run['id'])}</h1>")
+    window = run.get("accuracy") or {}
+    baseline = None
+    if window.get("window_start") and len(accuracy):
+        try:
+            baseline = four_week_mean_wape(reader, [int(i) for i in run.get("restaurant_ids") or []],
+                                           pd.Timestamp(window["window_start"]), pd.Timestamp(window["window_end"]),
+                                           datetime.now(timezone.utc))
+        except Exception:  # the baseline is context; the report stands without it
+            baseline = None
+    parts.append(glance_html(run, accuracy, alerts, records.failed_deliveries(engine), baseline))
     # summary ----------------------------------------------------------------------------
     duration = (run["finished_at"] - run["started_at"]).total_seconds() if run.get("finished_at") else None
     written = run.get("rows_written") or {}

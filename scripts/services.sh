@@ -41,3 +41,9 @@ if ! redis_up; then
   for _ in $(seq 1 30); do redis_up && break; sleep 0.5; done
   redis_up || { echo "services: Redis did not start" >&2; exit 1; }
 fi
+
+# A headless browser for the report test (tests/test_accuracy.py renders the run report in it).
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+  echo "services: installing a headless Chromium from the OS packages" >&2
+  apt_install chromium-headless-shell || echo "services: no headless Chromium to be had; the report browser test will skip" >&2
+fi

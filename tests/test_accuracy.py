@@ -220,3 +220,49 @@ def test_report_command_writes_the_page(two_runs, tmp_path):
     assert "Realised accuracy" in page and "demand_hourly" in page
     bad = CliRunner().invoke(app, ["report", "--run", "not-a-run"])
     assert bad.exit_code == 2
+
+
+def _headless_browser() -> str | None:
+    import shutil
+
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def test_the_report_renders_in_a_real_headless_browser_with_what_an_operator_asks_first(two_runs, tmp_path):
+    """Chromium (from the OS packages; scripts/services.sh installs it) loads the page: the "at a
+    glance" section comes first with the run's verdict, last days' accuracy beside the 4-week
+    same-weekday mean and what needs attention; every section is there and every image decodes."""
+    import subprocess
+
+    from reporting.report import SECTIONS, build_report
+
+    browser = _headless_browser()
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (scripts/services.sh installs chromium-headless-shell)")
+    _, b = two_runs
+    from core.replica import ReplicaReader
+
+    page = build_report(str(b["id"]), engine=db.predictions_engine(), reader=ReplicaReader(db.replica_engine()))
+    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             "document.body.dataset.images = imgs.length;"
+             "document.body.dataset.decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length; });</script>")
+    target = tmp_path / "report.html"
+    target.write_text(page.replace("</body>", probe + "</body>"), encoding="utf-8")
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*common, "--dump-dom", target.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert "data-images=\"3\"" in dom and "data-decoded=\"3\"" in dom, dom[-400:]
+    positions = [dom.find(f"id=\"{s}\"") for s in SECTIONS]
+    assert all(p > 0 for p in positions) and positions == sorted(positions), positions
+    glance = dom[positions[0]:positions[1]]
+    assert "The run <b>succeeded</b>" in glance
+    assert "4-week same-weekday mean" in glance and "demand_daily" in glance
+    daily_row = glance[glance.find("<td>demand_daily</td>"):][:200]
+    assert daily_row.count("%") >= 3, daily_row  # WAPE, the 4-week mean's WAPE, coverage
+    shot = tmp_path / "report.png"
+    subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2400", target.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
