@@ -359,7 +359,7 @@ def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) ->
     Why: the backtest (every candidate on several rolling origins) costs several times the one
     refit a daily forecast needs, and which candidate wins rarely changes from one day to the
     next. The chosen model is still refit on today's history every run; only the choice and the
-    calibrated intervals are reused. A model retired by a drift alert (``worker.accuracy``) is not
+    calibrated intervals are reused. A model retired by a drift alert (``reporting.accuracy``) is not
     active, so a degraded model triggers a fresh backtest the next night.
     """
     days = scope.forecast.reselect_days
