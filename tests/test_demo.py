@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 
@@ -45,7 +46,14 @@ def test_demo_seeds_runs_and_writes_predictions_on_embedded_postgres(tmp_path, p
     written = dict((t, int(n)) for t, n in re.findall(r"^\s+(\w+)\s+(\d+) rows$", out, re.M))
     assert written["demand_hourly"] == 2 * 168
     assert written["demand_daily"] == 2 * 28
-    assert "hour starting (UTC)" in out  # the sample of predictions as the RMS reads it
+    assert "hour starting (UTC)" in out and "local hour" in out  # the sample, as the RMS reads it
+    # the replayed mornings' forecasts are scored by the last run, and the report is linked
+    assert len(re.findall(r"replaying the daily run as of", out)) == 3
+    assert re.search(r"demand_daily\s+WAPE 0\.\d+\s+coverage80", out), out
+    link = re.search(r"run report: (file://\S+)", out)
+    assert link, out
+    report = Path(link.group(1).removeprefix("file://"))
+    assert report.exists() and "id='glance'" in report.read_text(encoding="utf-8")
 
     # RMSML_LOG_FORMAT=json: stderr is log events only, one JSON object a line, known warnings filtered.
     events = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]

@@ -133,6 +133,9 @@ def demo(
     restaurants: int = typer.Option(6, help="restaurants in the synthetic chain"),
     days: int = typer.Option(400, help="days of history"),
     data_dir: Optional[Path] = typer.Option(None, help="where the embedded PostgreSQL keeps its data"),
+    replay_days: int = typer.Option(3, "--replay-days", min=0, max=14,
+                                    help="run the daily schedule as of each of the previous N mornings first, so "
+                                         "the report shows forecasts against what happened"),
 ) -> None:
     """The whole pipeline on an embedded PostgreSQL: seed a chain, migrate, run daily, summarise."""
     _setup_logging()
@@ -148,7 +151,7 @@ def demo(
         from worker import db
 
         try:
-            record = _demo_run(restaurants, days, replica_url, predictions_url, started)
+            record = _demo_run(restaurants, days, replica_url, predictions_url, started, replay_days)
         finally:
             db.reset_engines()  # close pooled connections before the server stops
     typer.echo("")
@@ -162,8 +165,17 @@ def demo(
         raise typer.Exit(1)
 
 
-def _demo_run(restaurants: int, days: int, replica_url: str, predictions_url: str, started: float) -> dict:
-    """Seed, migrate, run daily and print what was written: the demo, once its server runs."""
+def _demo_run(restaurants: int, days: int, replica_url: str, predictions_url: str, started: float,
+              replay_days: int = 0) -> dict:
+    """Seed, migrate, replay the last mornings, run daily and print what was written and the
+    report's link: the demo, once its server runs.
+
+    Why the replay: a report of a first run has nothing to score. Runs as of the previous mornings
+    (the first backtests, the others reuse its selection) leave forecasts whose days have since
+    happened, so today's run scores them and the report shows realised accuracy at once.
+    """
+    import pandas as pd
+
     from worker import db
     from worker.migrations import upgrade
     from worker.settings import get_settings
@@ -177,8 +189,13 @@ def _demo_run(restaurants: int, days: int, replica_url: str, predictions_url: st
     upgrade(predictions_url)
     from worker.runs import execute_run
 
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    for back in range(replay_days, 0, -1):
+        as_of = now - pd.Timedelta(days=back)
+        typer.echo(f"replaying the daily run as of {as_of:%Y-%m-%d %H:%M} UTC ({back} day(s) ago) ...")
+        execute_run("daily", as_of.isoformat(), trigger="demo")
     typer.echo("running the daily schedule ...")
-    record = execute_run("daily", trigger="demo")
+    record = execute_run("daily", now.isoformat(), trigger="demo")
     elapsed = time.monotonic() - started
     typer.echo("")
     typer.echo(f"run {record['id']}: {record['status']} in {elapsed:.1f} s (seed + migrate + run)")
@@ -192,6 +209,16 @@ def _demo_run(restaurants: int, days: int, replica_url: str, predictions_url: st
     typer.echo("")
     typer.echo("the next hours of demand at the first restaurant (m_l_predictions, as the RMS reads it):")
     typer.echo(_sample_rows())
+    accuracy = (record.get("accuracy") or {}).get("types") or {}
+    if accuracy:
+        typer.echo("")
+        typer.echo("realised accuracy of the replayed runs' forecasts (chain-wide, days that have happened):")
+        for ptype, figures in sorted(accuracy.items()):
+            typer.echo(f"  {ptype:<22} WAPE {figures.get('wape')}  coverage80 {figures.get('coverage80')}  "
+                       f"n {figures.get('n')}")
+    if record.get("report_path"):
+        typer.echo("")
+        typer.echo(f"run report: {Path(record['report_path']).resolve().as_uri()}")
     return record
 
 
@@ -321,10 +348,14 @@ def flower(
 
 
 def _sample_rows(limit: int = 8) -> str:
+    """The first hours of demand_hourly at the first restaurant, in its local time and in UTC."""
+    import pandas as pd
     from sqlalchemy import text
 
     from worker import db
 
+    with db.replica_engine().connect() as conn:
+        zones = dict(conn.execute(text("SELECT id, timezone FROM restaurants_restaurant")).all())
     with db.predictions_engine().connect() as conn:
         rows = conn.execute(
             text(
@@ -335,10 +366,14 @@ def _sample_rows(limit: int = 8) -> str:
             ),
             {"n": limit},
         ).all()
-    lines = [f"  {'restaurant':>10}  {'hour starting (UTC)':<25} {'orders':>7} {'80% interval':>15}  method/model"]
+    lines = [f"  {'restaurant':>10}  {'local hour':<22} {'hour starting (UTC)':<20} {'orders':>7} {'80% interval':>15}"
+             "  method/model"]
     for r in rows:
+        start = pd.Timestamp(r.target_start).tz_convert("UTC")
+        zone = zones.get(r.restaurant_id, "UTC")
+        local = f"{start.tz_convert(zone):%a %Y-%m-%d %H:%M} {start.tz_convert(zone):%Z}"
         lines.append(
-            f"  {r.restaurant_id:>10}  {r.target_start.isoformat():<25} {r.value:>7.1f} "
+            f"  {r.restaurant_id:>10}  {local:<22} {start:%Y-%m-%d %H:%M}{'':<4} {r.value:>7.1f} "
             f"{f'{r.lower:.1f}-{r.upper:.1f}':>15}  {r.method}/{r.model_name}"
         )
     return "\n".join(lines)
