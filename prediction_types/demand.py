@@ -9,37 +9,70 @@ its frame into ``m_l_predictions`` rows (details in docs/demand.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
+from core.replica import ReplicaReader
 from core.tables import MENU_ITEMS, ORDER_ITEMS, ORDERS
 from core.units import PredictionUnit, Scope, UnitResult
 from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
 from features.items import item_demand_features
-from models.demand import HOURLY, INTERVAL_LEVEL, ITEMS, daily_spec, reconcile_hourly, reconcile_items
+from models.demand import (
+    HOURLY,
+    INTERVAL_LEVEL,
+    ITEMS,
+    daily_spec,
+    reconcile_hourly,
+    reconcile_items,
+)
 from models.forecasting import Outcome, forecast
 
-# The shard's demand_daily outcome, kept for the other demand units of the same shard and run
-# (the run loop runs a shard's units one after the other in one process): one entry at most.
-_DAILY: dict[tuple, Outcome] = {}
+
+class DemandInputs:
+    """What the shard's three demand units share (``shares="demand"``): the shard's demand
+    histories and demand_daily's forecast, which the hourly and item forecasts are scaled to
+    (``models.demand.reconcile_hourly``, ``reconcile_items``; docs/demand.md, Coherence).
+
+    Each part is read (or forecast) once per shard, when the first unit asks for it, so a unit
+    skipped for a missing module costs nothing here; the run loop drops the bundle after the last
+    demand unit, so a long-lived worker holds no shard's data between tasks. Parts may be handed
+    in ready-made (tests, benches).
+    """
+
+    def __init__(self, reader: ReplicaReader | None, scope: Scope, *, daily: DemandHistory | None = None,
+                 hourly: DemandHistory | None = None, items: DemandHistory | None = None):
+        self.reader, self.scope = reader, scope
+        self._parts: dict[str, object] = {k: v for k, v in (("daily", daily), ("hourly", hourly), ("items", items))
+                                          if v is not None}
+
+    def _part(self, name: str, compute: Callable[[], object]) -> object:
+        if name not in self._parts:
+            self._parts[name] = compute()
+        return self._parts[name]
+
+    @property
+    def daily(self) -> DemandHistory:
+        return self._part("daily", lambda: daily_demand_features(self.reader, self.scope))
+
+    @property
+    def hourly(self) -> DemandHistory:
+        return self._part("hourly", lambda: hourly_demand_features(self.reader, self.scope))
+
+    @property
+    def items(self) -> DemandHistory:
+        return self._part("items", lambda: item_demand_features(self.reader, self.scope))
+
+    def daily_outcome(self, daily: DemandHistory | None = None) -> Outcome:
+        """demand_daily's fallback chain for the shard, run once; ``daily``: the daily features to
+        forecast from when this bundle has none of its own (a unit handed its history directly)."""
+        return self._part("daily_outcome", lambda: forecast(daily if daily is not None else self.daily,
+                                                            daily_spec(self.scope), self.scope))
 
 
-def daily_outcome(features: DemandHistory, scope: Scope, *, keep: bool) -> Outcome:
-    """demand_daily's chain for this shard, computed once per shard and run: the daily unit keeps
-    it (``keep``) for the hourly and item units that follow, which are scaled to it
-    (``models.demand.reconcile_hourly``, ``reconcile_items``); the item unit, the last, drops it,
-    so a long-lived worker holds no shard's forecast between tasks. The chain is deterministic, so
-    a unit that finds nothing kept (run alone, another process) computes the same numbers."""
-    hist = features.history
-    key = (str(scope.run_id), str(scope.as_of), tuple(sorted(scope.restaurant_ids)),
-           scope.forecast.demand_daily_horizon_days, len(hist), float(hist["y"].sum()) if len(hist) else 0.0)
-    found = _DAILY.pop(key, None)
-    _DAILY.clear()
-    if found is None:
-        found = forecast(features, daily_spec(scope), scope, save=keep)
-    if keep:
-        _DAILY[key] = found
-    return found
+def demand_inputs(reader: ReplicaReader, scope: Scope) -> DemandInputs:
+    return DemandInputs(reader, scope)
 
 
 def _rows(out: pd.DataFrame, granularity: str, entity_col: str = "series_id") -> pd.DataFrame:
@@ -82,9 +115,10 @@ def average_ticket(history: pd.DataFrame, days: int = 28) -> pd.Series:
     return (recent["revenue"] / recent["y"]).groupby(recent["series_id"]).median()
 
 
-def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
+def predict_demand_daily(inputs: DemandInputs, scope: Scope) -> UnitResult:
     """Orders per local day; details.revenue = forecast orders x recent average ticket."""
-    outcome = daily_outcome(features, scope, keep=True)
+    features = inputs.daily
+    outcome = inputs.daily_outcome()
     out = _with_restaurant(outcome.frame, features)
     rows = _rows(out, "day")
     ticket = average_ticket(features.history)
@@ -102,13 +136,14 @@ def predict_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
     return _result(outcome, rows, scope.restaurant_ids)
 
 
-def predict_demand_hourly(features: DemandHistory, scope: Scope) -> UnitResult:
+def predict_demand_hourly(inputs: DemandInputs, scope: Scope) -> UnitResult:
     """Orders per local hour for the next 168 hours (23 or 25 rows on a DST-change day)."""
+    features = inputs.hourly
     outcome = forecast(features, HOURLY, scope)
     frame = outcome.frame.assign(daily_factor=np.nan)
     if features.daily is not None:
         try:  # a restaurant-day's hours add up to its demand_daily forecast (docs/demand.md, Coherence)
-            frame = reconcile_hourly(frame, daily_outcome(features.daily, scope, keep=True).frame, features.history)
+            frame = reconcile_hourly(frame, inputs.daily_outcome(features.daily).frame, features.history)
         except Exception as exc:  # the hourly forecast stands on its own
             outcome.messages.append(f"demand_hourly: not scaled to demand_daily ({type(exc).__name__}: {exc})")
     out = _with_restaurant(frame, features)
@@ -121,17 +156,18 @@ def predict_demand_hourly(features: DemandHistory, scope: Scope) -> UnitResult:
     return _result(outcome, rows, scope.restaurant_ids)
 
 
-def predict_item_demand_daily(features: DemandHistory, scope: Scope) -> UnitResult:
+def predict_item_demand_daily(inputs: DemandInputs, scope: Scope) -> UnitResult:
     """Units per active menu item and local day for the next 14 days.
 
     Discontinued items are in ``features.retired_ids``: they get no rows and, being in the
     scope, lose the rows an earlier run wrote.
     """
+    features = inputs.items
     outcome = forecast(features, ITEMS, scope)
     frame = outcome.frame.assign(orders_factor=np.nan)
     if features.daily is not None:
         try:  # a restaurant-day's items add up to its orders x units per order (docs/demand.md, Coherence)
-            frame = reconcile_items(frame, daily_outcome(features.daily, scope, keep=False).frame, features.history,
+            frame = reconcile_items(frame, inputs.daily_outcome(features.daily).frame, features.history,
                                     features.daily.history, features.series.set_index("series_id")["restaurant_id"])
         except Exception as exc:  # the item forecasts stand on their own
             outcome.messages.append(f"item_demand_daily: not scaled to demand_daily ({type(exc).__name__}: {exc})")
@@ -150,15 +186,15 @@ def predict_item_demand_daily(features: DemandHistory, scope: Scope) -> UnitResu
 
 
 
-# demand_daily first: the hourly unit of the same shard reuses its outcome (daily_outcome)
 UNITS: tuple[PredictionUnit, ...] = (
     PredictionUnit(
         prediction_type="demand_daily",
         entity_type="restaurant",
         schedules=("daily",),
         requires=(ORDERS,),
-        features=daily_demand_features,
+        features=demand_inputs,
         predict=predict_demand_daily,
+        shares="demand",
         scored=True,
     ),
     PredictionUnit(
@@ -166,8 +202,9 @@ UNITS: tuple[PredictionUnit, ...] = (
         entity_type="restaurant",
         schedules=("daily",),
         requires=(ORDERS,),
-        features=hourly_demand_features,
+        features=demand_inputs,
         predict=predict_demand_hourly,
+        shares="demand",
         scored=True,
     ),
     PredictionUnit(
@@ -175,8 +212,9 @@ UNITS: tuple[PredictionUnit, ...] = (
         entity_type="menu_item",
         schedules=("daily",),
         requires=(ORDERS, ORDER_ITEMS, MENU_ITEMS),
-        features=item_demand_features,
+        features=demand_inputs,
         predict=predict_item_demand_daily,
+        shares="demand",
         scored=True,
     ),
 )

@@ -90,7 +90,7 @@ def test_dead_items_are_forecast_zero_new_ones_borrow_and_a_sale_brings_an_item_
 
 
 def test_item_rows_carry_the_dormant_days_in_their_details():
-    from prediction_types.demand import predict_item_demand_daily
+    from prediction_types.demand import DemandInputs, predict_item_demand_daily
 
     cats = {1: "bread", 2: "bread"}
     feats = _features([_item(1, 120, 1, 0), _item(2, 120, 2, 40)], cats)
@@ -100,7 +100,7 @@ def test_item_rows_carry_the_dormant_days_in_their_details():
     orig = pd_mod.ITEMS
     pd_mod.ITEMS = SPEC
     try:
-        rows = predict_item_demand_daily(feats, scope).rows
+        rows = predict_item_demand_daily(DemandInputs(None, scope, items=feats), scope).rows
     finally:
         pd_mod.ITEMS = orig
     dead = rows[rows["entity_id"] == 2]

@@ -311,3 +311,27 @@ def test_a_run_stranded_by_a_broker_loss_holds_its_schedule_then_closes_within_m
         (status, written), = q("SELECT status, rows_written FROM ml_run WHERE id = :id", id=plan.run_id)
         assert status == "partial" and written.get("demand_daily", 0) > 0
         assert get_settings().tasks.stranded_after_s <= 15 * 60 < get_settings().tasks.run_lock_ttl_s
+
+
+def test_the_demand_units_share_one_daily_forecast_per_shard_declared_not_cached(seeded_replica, clean_predictions,
+                                                                                 demand_only, monkeypatch):
+    """The hourly forecast is scaled to the daily one: demand_daily's chain runs once per shard,
+    through the inputs the units declare they share (shares="demand"), and nothing of it is left
+    in the process after the shard."""
+    import prediction_types.demand as demand
+
+    calls = []
+    real = demand.forecast
+
+    def counted(features, spec, scope, **kw):
+        calls.append((spec.prediction_type, tuple(scope.restaurant_ids)))
+        return real(features, spec, scope, **kw)
+
+    monkeypatch.setattr(demand, "forecast", counted)
+    record = runs.execute_run("daily", AS_OF)
+    assert record["status"] == "succeeded"
+    daily = [c for c in calls if c[0] == "demand_daily"]
+    assert len(daily) == len(set(daily)) == len({c[1] for c in calls})  # once per shard
+    assert {u.shares for u in runs.units_for("daily")} == {"demand"}
+    module_state = {k: v for k, v in vars(demand).items() if isinstance(v, dict) and not k.startswith("__")}
+    assert not any(module_state.values()), module_state  # no process-global cache holds a shard
