@@ -7,7 +7,16 @@ run on one chain. The last line printed is one JSON object:
 {"bench": "inventory", "stockout_within_1d", "stockout_items", "stockout_within_1d_all",
 "stockout_items_all", "stockout_within_1d_forecastable", "stockout_alarms", "stockout_calibration",
 "lead_time_mae": {"model", "promised"}, "lead_time_mae_asof": {"model_asof", "long_run_asof"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
-"recall"}, "peak_rss_mb", "seconds"}.
+"recall"}, "replay": {"model", "par_rule", "historical"}, "alarms_in_time": {"model", "days_of_cover", ...},
+"replay_calibration", "service_level_curve", "replay_info", "peak_rss_mb", "seconds"}.
+
+* replay (``bench.inventory_replay``): the last weeks (the second half of the history) replayed
+  day by day under three ordering policies -- the model's reorder advice, a par rule fitted on the
+  weeks before, the chain's own (planted) ordering -- with true demand and the suppliers' true
+  lead times: stockout item-days, units short, average stock value, waste, orders. alarms_in_time:
+  stockout alarms that came at least the supplier's expected lead time before a run-out of the
+  historical replay; replay_calibration: P(out by day k) against run-outs with and without the
+  orders placed after the prediction.
 
 How each figure is measured (docs/inventory.md, pricing.md, anomalies.md):
 * stockout_within_1d: for the first stockout of every item in the second half of the history,
@@ -447,8 +456,9 @@ def anomaly_scores(reader, restaurants: pd.DataFrame, ground_truth, start: pd.Ti
     }
 
 
-def evaluate(replica_url: str, ground_truth) -> dict:
-    """Every figure of the benchmark on an already seeded replica."""
+def evaluate(replica_url: str, ground_truth, replay_weeks: int | None = None) -> dict:
+    """Every figure of the benchmark on an already seeded replica (``replay_weeks``: the decision
+    replay's weeks, default the second half of the history; 0 skips it)."""
     from features.restaurants import load_restaurants
     from core.replica import ReplicaReader
 
@@ -460,7 +470,13 @@ def evaluate(replica_url: str, ground_truth) -> dict:
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     middle = start + (end - start) / 2
     middle = middle.floor("D")
+    from bench.inventory_replay import evaluate_replay
+    from worker.settings import get_settings
+
+    weeks = int((end - start).days // 14) if replay_weeks is None else replay_weeks
+    replayed = evaluate_replay(reader, truth, restaurants, get_settings().inventory, weeks) if weeks > 0 else {}
     return {
+        "decisions": replayed,
         "stockout": stockout_accuracy(reader, restaurants, truth, middle),
         "stockout_alarms": stockout_alarms(reader, restaurants, middle, end),
         "lead_time": lead_time_mae(reader, truth, end),
@@ -518,6 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         "elasticity_abs_error": figures["elasticity"]["abs_error"],
         "elasticity_abs_error_prior": figures["elasticity"]["abs_error_prior"],
         "anomaly": {"precision": figures["anomaly"]["precision"], "recall": figures["anomaly"]["recall"]},
+        "replay": figures["decisions"].get("replay"),
+        "alarms_in_time": figures["decisions"].get("alarms_in_time"),
+        "replay_calibration": figures["decisions"].get("calibration"),
+        "service_level_curve": figures["decisions"].get("service_level_curve"),
+        "replay_info": figures["decisions"].get("replay_info"),
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "seconds": round(time.perf_counter() - began, 1),
     }

@@ -265,6 +265,7 @@ def simulate_p_out(
     seed: int = 0,
     paths: int = 4000,
     min_draws: int = 50,
+    level_cv: float = 0.0,
 ) -> np.ndarray:
     """P(the item has run out by the end of each day), by projecting usage paths, not the mean path.
 
@@ -280,6 +281,8 @@ def simulate_p_out(
     Args:
         scenarios: [(weight, arrivals per day)] from ``arrival_scenarios`` (or one scenario with
             the expected arrivals); weights sum to 1.
+        level_cv: sd (relative) of a factor shared by all days of a path: the forecast level's
+            own uncertainty (0: days independent).
     Returns:
         P(out by day d) for each day (non-decreasing): the weighted share of (scenario, usage
         path) pairs whose usage could not be met on some day <= d.
@@ -292,6 +295,11 @@ def simulate_p_out(
     shape = np.where((usage > 0) & (sd > 0), (usage / np.where(sd > 0, sd, 1.0)) ** 2, 0.0)
     scale = np.where(shape > 0, sd**2 / np.where(usage > 0, usage, 1.0), 0.0)
     u = np.where(shape > 0, rng.gamma(np.where(shape > 0, shape, 1.0), np.where(scale > 0, scale, 1.0), size=(draws, n)), usage)
+    if level_cv > 0:
+        # the forecast's level is uncertain too: a path's days share one factor (mean 1), so a
+        # busy week is busy every day instead of averaging out (``models.usage.level_uncertainty``)
+        s_l = math.sqrt(math.log(1 + level_cv**2))
+        u = u * rng.lognormal(-s_l**2 / 2, s_l, size=(draws, 1))
     S = len(scenarios)
     use = np.tile(u, (S, 1))  # (S * draws, n), scenario-major
     weight = np.repeat(np.array([w for w, _ in scenarios], dtype=float) / draws, draws)
@@ -299,7 +307,7 @@ def simulate_p_out(
     P = S * draws
     expiring = shelf_life_days is not None and shelf_life_days > 0
     cols = sorted([[int(d), np.full(P, float(q))] for d, q in lots if q > 0], key=lambda c: c[0])
-    free = np.full(P, max(on_hand - sum(float(q) for _, q in lots if q > 0), 0.0))
+    free = np.full(P, float(max(on_hand - sum(float(q) for _, q in lots if q > 0), 0.0)))
     out_day = np.full(P, n)
     for d in range(n):
         arr = arrivals[:, d]
@@ -386,7 +394,9 @@ def reorder_plan(
         eoq = 7 * d
     if shelf_life_days and shelf_life_days > 0:
         eoq = min(eoq, d * shelf_life_days)
-    position_now = on_hand + proj.on_order_total
+    # stock that expires (on the mean path) before the cover is over is not there to cover it: a
+    # perishable's position counted it and ordered too late (the decision replay's run-outs)
+    position_now = on_hand + proj.on_order_total - float(np.sum(proj.expired[: int(math.ceil(cover))]))
     position = proj.end_stock + proj.on_order_after
     if position_now <= rop:
         when, pos_then = 0, position_now
@@ -396,6 +406,11 @@ def reorder_plan(
     if when is not None and when >= n:
         when = None
     target = par_level if par_level and par_level > rop else rop + eoq
+    if shelf_life_days and shelf_life_days > 0 and d > 0:
+        # a perishable's position is worth holding only as far as it is used fresh: what is on hand
+        # when an order lands (target - d * cover) must last no longer than its shelf life (a
+        # manager's par of 6 days of fish that keeps 3 threw away a fifth of it in the replay)
+        target = min(target, max(rop + d, d * (cover + shelf_life_days - 1)))
     qty = 0.0
     if when is not None:
         qty = max(target - pos_then, 0.0)
@@ -421,6 +436,84 @@ def reorder_plan(
         "position": position_now,
     }
 
+
+
+def notice_days(lead_days: float) -> int:
+    """Whole days from the morning run to the first local day whose use an order placed then can
+    feed, at the supplier's expected lead time: the order lands ``lead_days`` after the run and
+    feeds that day when it lands before the evening's use (rounded: the run is in the morning,
+    the use in the evening). At least 1."""
+    return max(int(math.floor(float(lead_days) + 0.5)), 1)
+
+
+def stockout_alarm(p_out: np.ndarray | None, lead_days: float, settings: InventorySettings,
+                   threshold: float | None = None) -> tuple[bool, int]:
+    """The stockout alarm: P(out by day h) >= ``settings.stockout_alarm_probability`` (or
+    ``threshold``), h = ``notice_days(lead_days)`` + the review period: the item is likely to run
+    out before an order placed at the next run could land, so only an order today (or an
+    emergency one) prevents it. Returns (alarm, h)."""
+    h = notice_days(lead_days) + max(int(math.ceil(settings.review_period_days)), 0)
+    if p_out is None or not len(p_out):
+        return False, h
+    tau = settings.stockout_alarm_probability if threshold is None else threshold
+    return bool(p_out[min(h, len(p_out) - 1)] >= tau), h
+
+
+def decide_item(
+    on_hand: float,
+    lots: list[tuple[int, float]],
+    usage: np.ndarray,
+    usage_sd: np.ndarray,
+    arrivals: np.ndarray,
+    shelf_life_days: float | None,
+    lead_days: float,
+    lead_sd: float,
+    settings: InventorySettings,
+    *,
+    unit_cost: float,
+    par_level: float | None,
+    min_order_quantity: float | None,
+    whole_units: bool,
+    scenarios: list[tuple[float, np.ndarray]] | None = None,
+    seed: int = 0,
+    p_out: bool = True,
+    p_out_days: int | None = None,
+    paths: int = 4000,
+    level_cv: float = 0.0,
+) -> tuple[Projection, np.ndarray | None, dict]:
+    """One item's projection, P(out by day d) and reorder decision: what ``plan_inventory`` does
+    per item, and what the bench's decision replay (``bench.inventory_replay``) calls each morning.
+
+    Args:
+        on_hand, lots, usage, usage_sd, arrivals, shelf_life_days: as ``project_item``.
+        lead_days, lead_sd: the supplier's expected lead time and its sd (``models.lead_time``).
+        settings: ``InventorySettings`` (service level, review period, costs, soon_days).
+        scenarios: arrival scenarios (``arrival_scenarios``); default the expected arrivals.
+        p_out: False skips the usage-path simulation (the reorder decision does not need it).
+        p_out_days: simulate only this many days (P(out) beyond them is not needed).
+    Returns (projection, P(out by day d) or None, ``reorder_plan``'s dict).
+    """
+    proj = project_item(on_hand, lots, usage, usage_sd, arrivals, shelf_life_days)
+    p_mix = None
+    if p_out:
+        k = len(usage) if p_out_days is None else min(int(p_out_days), len(usage))
+        scen = [(w, np.asarray(a)[:k]) for w, a in (scenarios or [(1.0, arrivals)])]
+        p_mix = simulate_p_out(on_hand, lots, usage[:k], usage_sd[:k], scen, shelf_life_days, seed=seed, paths=paths,
+                               level_cv=level_cv)
+    plan = reorder_plan(
+        proj, usage, usage_sd, on_hand, lead_days, lead_sd,
+        service_level=settings.service_level,
+        review_period_days=settings.review_period_days,
+        order_cost=settings.order_cost,
+        holding_rate=settings.holding_cost_rate_per_year,
+        unit_cost=unit_cost,
+        par_level=par_level,
+        min_order_quantity=min_order_quantity,
+        shelf_life_days=shelf_life_days,
+        soon_days=settings.soon_days,
+        whole_units=whole_units,
+    )
+    return proj, p_mix, plan
 
 
 # --------------------------------------------------------------------------- rows
@@ -505,8 +598,19 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
                 lots.append(((pd.Timestamp(exp).tz_convert(tz).tz_localize(None).normalize() - today).days, q))
         shelf = item.shelf_life_days if item.is_perishable and pd.notna(item.shelf_life_days) else None
         stock0 = float(on_hand.get(iid, 0.0))
-        proj = project_item(stock0, lots, mean, sd, arr, shelf)
-        p_mix = simulate_p_out(stock0, lots, mean, sd, scenarios.get(iid) or [(1.0, arr)], shelf, seed=iid)
+        sup = item.supplier_id
+        if pd.notna(sup) and int(sup) in lead_by.index and np.isfinite(lead_by.loc[int(sup), "expected_days"]):
+            L, sL = float(lead_by.loc[int(sup), "expected_days"]), float(lead_by.loc[int(sup), "sd_days"])
+        else:
+            L, sL = default_lead, default_sd
+        proj, p_mix, plan = decide_item(
+            stock0, lots, mean, sd, arr, shelf, L, sL, settings,
+            unit_cost=float(item.unit_cost or 0.0),
+            par_level=None if pd.isna(item.par_level) else float(item.par_level),
+            min_order_quantity=None if pd.isna(item.min_order_quantity) else float(item.min_order_quantity),
+            whole_units=item.unit == "each", scenarios=scenarios.get(iid) or [(1.0, arr)], seed=iid,
+            level_cv=float(u["level_cv"].iloc[0]) if "level_cv" in u else 0.0,
+        )
         usage_model = str(u["usage_model"].iloc[0])
         h = min(settings.horizon_days, len(days))
         method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
@@ -528,24 +632,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
             )
         )
         so = stockout_summary(proj, today, p_mix)
-        sup = item.supplier_id
-        if pd.notna(sup) and int(sup) in lead_by.index and np.isfinite(lead_by.loc[int(sup), "expected_days"]):
-            L, sL = float(lead_by.loc[int(sup), "expected_days"]), float(lead_by.loc[int(sup), "sd_days"])
-        else:
-            L, sL = default_lead, default_sd
-        plan = reorder_plan(
-            proj, mean, sd, stock0, L, sL,
-            service_level=settings.service_level,
-            review_period_days=settings.review_period_days,
-            order_cost=settings.order_cost,
-            holding_rate=settings.holding_cost_rate_per_year,
-            unit_cost=float(item.unit_cost or 0.0),
-            par_level=None if pd.isna(item.par_level) else float(item.par_level),
-            min_order_quantity=None if pd.isna(item.min_order_quantity) else float(item.min_order_quantity),
-            shelf_life_days=shelf,
-            soon_days=settings.soon_days,
-            whole_units=item.unit == "each",
-        )
+        alarm, alarm_h = stockout_alarm(p_mix, L, settings)
         when = plan.pop("order_by_index")
         decisions.append(
             {
@@ -559,6 +646,8 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
                 "stockout_lower": so["lower"],
                 "stockout_upper": so["upper"],
                 "stockout_confidence": so["confidence"],
+                "stockout_alarm": alarm,
+                "alarm_horizon_days": alarm_h,
                 "daily_usage_forecast": float(np.mean(mean[1:8])) if len(mean) > 1 else float(mean.mean()),
                 "order_by_date": None if when is None else (today + pd.Timedelta(days=when)).date(),
                 "expected_lead_time_days": L,
@@ -628,6 +717,8 @@ def stockout_rows(plan: InventoryPlan) -> pd.DataFrame:
                     "usage_model": r.usage_model,
                     "arrival_scenarios": int(r.arrival_scenarios),
                     "recorded_stock_below_zero": bool(r.recorded_stock_below_zero),
+                    "alarm": bool(r.stockout_alarm),
+                    "alarm_horizon_days": int(r.alarm_horizon_days),
                 }
                 for r in it.itertuples(index=False)
             ],

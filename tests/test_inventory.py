@@ -152,6 +152,36 @@ def test_reorder_formulas_respect_par_level_and_min_order_quantity():
     assert later["urgency"] == "ok" and later["order_by_index"] > 10
 
 
+def test_a_perishable_reorders_on_its_usable_position_and_holds_no_more_than_it_uses_fresh():
+    """30 on hand, 20 of them expiring tonight, 5 used a day, lead time 2 (cover 3 days): 15 are
+    written off tonight, so the usable position is 15, at the reorder point 15 (no spread): order
+    today (counting the 15 that rot, the position 30 waited). The target is capped at what is used
+    fresh: 5 x (3 + shelf life 2 - 1) = 20, not the par of 200, so 20 - 15 = 5 are ordered."""
+    from models.inventory import project_item, reorder_plan
+
+    usage, sd = np.full(30, 5.0), np.zeros(30)
+    proj = project_item(30.0, [(0, 20.0)], usage, sd, np.zeros(30), 2.0)
+    kw = dict(service_level=0.95, review_period_days=1.0, order_cost=25.0, holding_rate=0.25, unit_cost=4.0,
+              soon_days=3, whole_units=False, min_order_quantity=None)
+    plan = reorder_plan(proj, usage, sd, 30.0, 2.0, 0.0, par_level=200.0, shelf_life_days=2.0, **kw)
+    assert plan["reorder_point"] == pytest.approx(15.0) and plan["position"] == pytest.approx(15.0)
+    assert plan["order_by_index"] == 0 and plan["quantity"] == pytest.approx(5.0)
+    keeps = reorder_plan(project_item(30.0, [], usage, sd, np.zeros(30), None), usage, sd, 30.0, 2.0, 0.0,
+                         par_level=200.0, shelf_life_days=None, **kw)
+    assert keeps["order_by_index"] > 0 and keeps["quantity"] == pytest.approx(200.0 - 15.0)
+
+
+def test_the_stockout_alarm_looks_as_far_as_an_order_placed_now_could_land():
+    from core.settings import InventorySettings
+    from models.inventory import stockout_alarm
+
+    s = InventorySettings()
+    p = np.array([0.0, 0.1, 0.4, 0.6, 0.9])
+    assert stockout_alarm(p, 1.0, s) == (False, 2)  # lands day 1, + the review day: P(out by 2) 0.4 < 0.5
+    assert stockout_alarm(p, 1.8, s) == (True, 3)
+    assert stockout_alarm(p, 1.0, s, threshold=0.3) == (True, 2)
+
+
 # --------------------------------------------------------------------------- quality on the chain
 
 
