@@ -370,7 +370,6 @@ class ModelInputs:
     items: pd.DataFrame
     restaurants: pd.DataFrame
     midpoint: list = field(default_factory=list)
-    level_cv: list = field(default_factory=list)  # per day: {item id: the forecast level's cv}
 
 
 def _orders_frame(world: World, state: State, inputs: ModelInputs, ordered_at0: dict) -> pd.DataFrame:
@@ -396,7 +395,7 @@ class ModelPolicy:
     (``p_out``, ``lead``), from the arrival scenarios of the orders in transit, like the daily run."""
 
     def __init__(self, inputs: ModelInputs, settings, ordered_at0: dict | None = None, *, alarms: bool = False,
-                 alarm_days: int = 21, paths: int = 2000, order: bool = True):
+                 alarm_days: int = 21, paths: int = 1000, order: bool = True):
         self.inputs, self.settings, self.alarms, self.alarm_days, self.paths = inputs, settings, alarms, alarm_days, paths
         self.ordered_at0 = ordered_at0 or {}
         self.order = order
@@ -456,7 +455,6 @@ class ModelPolicy:
                 min_order_quantity=None if pd.isna(row["min_order_quantity"]) else float(row["min_order_quantity"]),
                 whole_units=row["unit"] == "each", scenarios=scen.get(iid) or [(1.0, a[: self.alarm_days])],
                 seed=iid, p_out=self.alarms, p_out_days=self.alarm_days, paths=self.paths,
-                level_cv=float(inp.level_cv[d].get(iid, 0.0)) if inp.level_cv else 0.0,
             )
             if self.alarms:
                 self.p_out[(d, i)] = p
@@ -745,7 +743,7 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
     from models.usage import usage_forecast
     from worker.settings import get_settings
 
-    out = ModelInputs([], [], [], pd.DataFrame(), restaurants.reset_index(drop=True), [], [])
+    out = ModelInputs([], [], [], pd.DataFrame(), restaurants.reset_index(drop=True), [])
     for d in range(days):
         as_of = morning(start, d)
         scope = Scope("replay", "daily", as_of, restaurants.reset_index(drop=True), get_settings().forecast,
@@ -755,7 +753,6 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
         use = use.sort_values(["inventory_item_id", "ds"])
         out.as_of.append(as_of)
         out.usage.append({int(i): (g["mean"].to_numpy(float), g["sd"].to_numpy(float)) for i, g in use.groupby("inventory_item_id")})
-        out.level_cv.append(use.groupby("inventory_item_id")["level_cv"].first().to_dict() if "level_cv" in use else {})
         out.lead.append(SupplierLeadTime.from_settings(settings).fit(feats.suppliers, feats.lead_times, feats.recent_orders).estimates_)
         out.midpoint.append(feats.midpoint_hour or {})
         if d == 0:
@@ -765,7 +762,7 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
 
 # --------------------------------------------------------------------------- the bench's figures
 
-SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
+SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.99, 0.995)
 ALARM_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 PAR_FIT_DAYS = 56
 
