@@ -278,7 +278,7 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
     parts.append("</section>")
     # skipped ------------------------------------------------------------------------------
     parts.append("<section id='skipped'><h2>Skipped modules and malformed rows</h2>")
-    parts.append("<h3>Prediction types skipped (RMS module missing)</h3>")
+    parts.append("<h3>Prediction types skipped (an RMS module missing, or nothing usable in it)</h3>")
     parts.append(_table(["prediction type", "reason"], [
         [_esc(t), _esc(scrub_reason(r))] for t, r in sorted((run.get("modules_skipped") or {}).items())],
         "no module skipped"))
