@@ -183,3 +183,142 @@ def runs_table() -> list[dict]:
 
     with db.predictions_engine().connect() as conn:
         return [dict(r) for r in conn.execute(text("SELECT * FROM ml_run ORDER BY started_at")).mappings()]
+
+
+# ------------------------------------------------------------ servers of a drill's own (test_faults)
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_pg_bin() -> Path | None:
+    """The directory of initdb/pg_ctl (15+), found as scripts/services.sh finds PostgreSQL: on the
+    PATH, else the OS packages' /usr/lib/postgresql/<version>/bin, newest first."""
+    import shutil
+
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(found)).parent
+    for bindir in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name, reverse=True):
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    return None
+
+
+class PgCluster:
+    """A PostgreSQL cluster of one test's own: initdb into a new temporary directory, on ``port``
+    (TCP 127.0.0.1 and a socket in that directory), trust auth, no fsync. It can be restarted and
+    have connections terminated without touching the session's server. As root, the server runs
+    as ``postgres`` (PostgreSQL refuses to run as root), so the directory is made in the system's
+    temporary folder and given to that user. ``cleanup()`` stops it and removes the directory."""
+
+    def __init__(self, bindir: Path, port: int | None = None):
+        import shutil
+        import tempfile
+
+        self.bindir, self.port = bindir, port or free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="rmsml-faults-pg-"))
+        self.data = self.base / "data"
+        self.log_path = self.base / "postgres.log"
+        self.user = "postgres" if os.geteuid() == 0 else None
+        atexit.register(self.cleanup)
+        if self.user:
+            shutil.chown(self.base, user=self.user)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--no-sync", timeout=120)
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        done = subprocess.run([str(self.bindir / tool), *args], capture_output=True, text=True,
+                              timeout=timeout, user=self.user, cwd=self.base)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} failed ({done.returncode}): {done.stdout}{done.stderr}\n"
+                               f"{self.log()[-2000:]}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def _options(self) -> str:
+        return (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", self._options(), "-w", "-t", "60",
+                  "start", timeout=90)
+
+    def restart(self) -> None:
+        """Fast restart: open connections are cut, in-flight transactions rolled back."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", self._options(), "-m", "fast",
+                  "-w", "-t", "60", "restart", timeout=90)
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        """Stop the server, whatever it takes; safe to call twice (also registered with atexit)."""
+        if self.postmaster_pid() is None:
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30", "stop", timeout=40)
+        except Exception:
+            pid = self.postmaster_pid()
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def cleanup(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class RedisServer:
+    """A redis-server of one test's own on ``port``, its append-only file in ``base`` (so a
+    restart keeps queued and unacknowledged messages, as the compose service does), or none
+    (``appendonly=False``: a restart loses everything, as a broker that lost its memory)."""
+
+    def __init__(self, base: Path, binary: str, port: int | None = None, appendonly: bool = True):
+        self.base, self.binary, self.port = base, binary, port or free_port()
+        self.appendonly = appendonly
+        self.proc: Proc | None = None
+        self._starts = 0
+        atexit.register(self.stop)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self._starts += 1
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.base),
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"]
+        self.proc = Proc(f"redis-{self._starts}", argv, self.base)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            wait_for(client.ping, 20, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """SIGTERM (Redis writes its append-only file and exits), SIGKILL after a grace."""
+        if self.proc is not None:
+            self.proc.stop(grace=10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

@@ -1,0 +1,321 @@
+"""The drill, repeated with real processes on this machine (issue 18): faults mid-run, and the
+guarantees that must hold after each.
+
+Everything here is the drill's own, so it can be broken without touching other tests: a
+PostgreSQL cluster (initdb into a temporary directory, on a spare port; restarted, connections
+terminated), a redis-server on a spare port (append-only file, so a restart keeps its queues;
+wiped for the broker-loss scenario), a replica seeded with a small synthetic chain and a
+predictions database, two real Celery workers (``-A tests.celery_drill``, every shard slowed by
+``RMSML_TEST_SHARD_PAUSE_S``) and a verifying webhook receiver (the reference receiver behind
+``tests.test_webhooks.ScriptedReceiver``) that records every request with its ``webhook-id``.
+
+The monthly schedule is the drill's run (one prediction type, about a second per restaurant):
+4 restaurants, one per shard. Scenarios run in file order on the same servers; each starts a run
+(or several), causes its fault at a chosen moment and then checks, besides its own expectations:
+
+- no duplicate key in ``m_l_predictions`` and no entity with rows from two runs;
+- every run closed, with the status the scenario expects, within a bound;
+- at the receiver, exactly one (verified) ``webhook-id`` per run outcome;
+- no SQL text in any run or shard record.
+
+Moments are made deterministic with locks rather than timing: a replica query is "mid-query"
+when it waits on a table lock the test holds; a write is "mid-write" when the writer waits on the
+lock of ``m_l_predictions``. The stranded-run scenario ages the run's heartbeat by
+``RMSML_TASKS__STRANDED_AFTER_S`` instead of sleeping that long (its minimum is 60 s), after
+checking that nothing of the run is still working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import text
+
+from tests.celery_harness import PgCluster, RedisServer, find_pg_bin, start_workers, wait_for
+
+pytestmark = pytest.mark.faults
+
+SCHEDULE = "monthly"
+RESTAURANTS = 4
+STRANDED_AFTER_S = 60
+CLOSE_WITHIN_S = 120  # "closed within minutes": every run here is closed within two
+AS_OF = {
+    "first": "2026-10-25T05:15:00Z",
+    "replica_cut": "2026-10-26T05:15:00Z",
+    "pg_restart": "2026-10-27T05:15:00Z",
+    "redis_restart": "2026-10-28T05:15:00Z",
+    "stranded": "2026-10-29T05:15:00Z",
+    "after_stranded": "2026-10-30T05:15:00Z",
+    "killed": "2026-10-31T05:15:00Z",
+}
+# SQL a failure reason must never carry (statements, SQLAlchemy's "[SQL: ...]" and parameters).
+SQL_TEXT = re.compile(r"\[SQL:|\[parameters:|\bSELECT\b.+\bFROM\b|\bINSERT INTO\b|\bUPDATE\b.+\bSET\b|"
+                      r"\bDELETE FROM\b|\bON CONFLICT\b", re.IGNORECASE | re.DOTALL)
+
+
+class Drill:
+    """The drill's servers and workers, and the checks every scenario ends with."""
+
+    def __init__(self, pg: PgCluster, broker: RedisServer, receiver, log_dir: Path, env: dict[str, str]):
+        from celery import Celery
+
+        from worker.queues import TASK_ROUTES
+
+        self.pg, self.broker, self.receiver, self.log_dir, self.env = pg, broker, receiver, log_dir, env
+        self.workers: list = []
+        self.client = Celery("rmsml-faults", broker=env["RMSML_BROKER__URL"], backend=env["RMSML_BROKER__RESULT_BACKEND"])
+        self.client.conf.update(
+            task_serializer="json", result_serializer="json", accept_content=["json"],
+            result_accept_content=["json"], result_extended=True,
+            task_routes={name: {"queue": queue.value} for name, queue in TASK_ROUTES.items()},
+            broker_transport_options={"visibility_timeout": int(env["RMSML_BROKER__VISIBILITY_TIMEOUT_S"])},
+            broker_connection_retry_on_startup=True,
+        )
+        self.expected: dict[str, set[str]] = {}  # run id -> statuses it may have ended with
+
+    # ------------------------------------------------------------------ acting
+    def send(self, name: str, task_id: str | None = None, **kwargs):
+        return self.client.send_task(name, kwargs=kwargs, task_id=task_id, retry=True,
+                                     retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5})
+
+    def start(self, as_of: str, task_id: str | None = None, **kwargs) -> dict:
+        """Send ``rmsml.runs.start`` and return its result (the run id and its task ids)."""
+        result = self.send("rmsml.runs.start", task_id=task_id or str(uuid.uuid4()), schedule=SCHEDULE,
+                           as_of=as_of, trigger="drill", **kwargs).get(timeout=60)
+        if result["status"] == "started":
+            self.expected.setdefault(result["run_id"], set())
+        return result
+
+    def admin(self, db: str = "ml"):
+        conn = psycopg2.connect(self.pg.url(db), application_name="rms-ml-drill")
+        conn.autocommit = True
+        return conn
+
+    def q(self, sql: str, db: str = "ml", **params) -> list[tuple]:
+        conn = self.admin(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def shard_status(self, run_id: str) -> dict[int, str]:
+        return dict(self.q("SELECT shard_no, status FROM ml_run_shard WHERE run_id = %(id)s", id=run_id))
+
+    def wait_shard(self, run_id: str, status: str, timeout: float = 60) -> int:
+        """The number of a shard of the run that reached ``status``."""
+        def seen():
+            found = [n for n, s in self.shard_status(run_id).items() if s == status]
+            return found[0] + 1 if found else None
+
+        return wait_for(seen, timeout, f"a shard of run {run_id} to be {status}") - 1
+
+    def run_status(self, run_id: str) -> str | None:
+        rows = self.q("SELECT status FROM ml_run WHERE id = %(id)s", id=run_id)
+        return rows[0][0] if rows else None
+
+    def wait_closed(self, run_id: str, timeout: float = CLOSE_WITHIN_S) -> str:
+        status = wait_for(lambda: (s := self.run_status(run_id)) not in (None, "running") and s, timeout,
+                          f"run {run_id} to be closed", interval=0.5)
+        return status
+
+    def holding(self, lock_table: str, mode: str, db: str):
+        """A connection holding ``LOCK TABLE lock_table IN mode MODE`` in an open transaction."""
+        conn = psycopg2.connect(self.pg.url(db), application_name="rms-ml-drill")
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '20s'")
+            cur.execute(f"LOCK TABLE {lock_table} IN {mode} MODE")
+        return conn
+
+    def blocked(self, app: str, db: str) -> list[int]:
+        """Backends of ``app`` in database ``db`` waiting on a lock right now."""
+        return [pid for (pid,) in self.q(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %(app)s AND datname = %(db_name)s "
+            "AND state = 'active' AND wait_event_type = 'Lock'", db="postgres", app=app, db_name=db)]
+
+    # ------------------------------------------------------------------ checking
+    def webhooks(self) -> dict[tuple, set[str]]:
+        """Verified requests at the receiver: (run id, outcome) -> the webhook-ids it came with."""
+        seen: dict[tuple, set[str]] = defaultdict(set)
+        for request in list(self.receiver.requests):
+            assert request.verified, "the receiver got a request it could not verify"
+            data = json.loads(request.body)["data"]
+            outcome = (data["run_id"], data["status"], json.dumps(data["prediction_types"], sort_keys=True),
+                       json.dumps(data["failed"], sort_keys=True))
+            seen[outcome].add(request.headers["webhook-id"])
+        return seen
+
+    def check(self, run_id: str, status: str | set[str], owner: str | None = None) -> dict:
+        """The guarantees after a scenario; returns the run's record."""
+        wanted = {status} if isinstance(status, str) else set(status)
+        got = self.wait_closed(run_id)
+        assert got in wanted, f"run {run_id} closed {got}, expected {wanted}: {self.run_row(run_id)}\n{self.logs()}"
+        self.expected[run_id] = wanted
+        # m_l_predictions: one row per key, every entity from one run, and whose
+        assert self.q("SELECT count(*) - count(DISTINCT (prediction_type, entity_type, entity_id, target_start)) "
+                      "FROM m_l_predictions") == [(0,)]
+        assert self.q("SELECT prediction_type, entity_type, entity_id FROM m_l_predictions GROUP BY 1, 2, 3 "
+                      "HAVING count(DISTINCT run_id) > 1") == []
+        if owner is not None:
+            assert {str(r) for (r,) in self.q("SELECT DISTINCT run_id FROM m_l_predictions")} == {owner}
+        # every closed run announced, once per outcome, to the verifying receiver
+        closed = self.q("SELECT id, status FROM ml_run WHERE status <> 'running'")
+        wait_for(lambda: {(str(r), s) for r, s in closed} <= {k[:2] for k in self.webhooks()}, 60,
+                 "the receiver to hear of every closed run", interval=0.5)
+        for outcome, ids in self.webhooks().items():
+            assert len(ids) == 1, f"{outcome}: {len(ids)} webhook-ids {ids}"
+        recorded = self.q("SELECT run_id, count(*) FROM ml_webhook_delivery GROUP BY 1")
+        heard = defaultdict(int)
+        for outcome in self.webhooks():
+            heard[outcome[0]] += 1
+        assert {str(r): n for r, n in recorded} == dict(heard)
+        # no SQL in what admins and the RMS read
+        for row in self.q("SELECT id, coalesce(error, ''), failed::text, messages::text FROM ml_run") + self.q(
+                "SELECT run_id, coalesce(error, ''), messages::text, '' FROM ml_run_shard"):
+            for field in row[1:]:
+                assert not SQL_TEXT.search(field), f"SQL text in the record of run {row[0]}: {field[:500]}"
+        # every run this drill closed still has the status it was checked with
+        for rid, statuses in self.expected.items():
+            if statuses:
+                assert self.run_status(rid) in statuses, rid
+        return self.run_row(run_id)
+
+    def run_row(self, run_id: str) -> dict:
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, status, as_of, rows_written, failed, error, messages, finished_at "
+                            "FROM ml_run WHERE id = %(id)s", {"id": run_id})
+                row = cur.fetchone()
+                return dict(zip([c.name for c in cur.description], row)) if row else {}
+        finally:
+            conn.close()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.name} ---\n{w.log()[-2500:]}" for w in self.workers)
+
+
+@pytest.fixture(scope="module")
+def drill():
+    bindir, redis_bin = find_pg_bin(), shutil.which("redis-server")
+    if bindir is None or redis_bin is None:
+        pytest.skip("the fault drill needs initdb/pg_ctl (PostgreSQL 15+) and redis-server on this machine "
+                    f"(initdb: {bindir or 'not found'}, redis-server: {redis_bin or 'not found'})")
+    from synthetic import ChainConfig, scratch, seed_database
+    from tests.test_webhooks import ScriptedReceiver, new_secret
+    from worker import db
+    from worker.migrations import upgrade
+    from worker.settings import get_settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="rmsml-faults-"))
+    saved_env = dict(os.environ)
+    pg = broker = receiver = None
+    workers: list = []
+    the_drill = None
+    try:
+        pg = PgCluster(bindir)
+        pg.start()
+        (tmp / "redis").mkdir()
+        broker = RedisServer(tmp / "redis", redis_bin)
+        broker.start()
+        replica_url = scratch.recreate_database("replica", pg.url())
+        predictions_url = scratch.recreate_database("ml", pg.url())
+        seed_database(replica_url, ChainConfig(restaurants=RESTAURANTS, days=150, seed=7, end=date(2026, 11, 1),
+                                               modules=(), malformed=False))
+        upgrade(predictions_url)
+        receiver = ScriptedReceiver([new_secret()])
+        env = {
+            "RMSML_REPLICA__URL": replica_url,
+            "RMSML_PREDICTIONS__URL": predictions_url,
+            "RMSML_BROKER__URL": broker.url(0),
+            "RMSML_BROKER__RESULT_BACKEND": broker.url(1),
+            "RMSML_MODEL_STORE__PATH": str(tmp / "models"),
+            "RMSML_SCHEDULES__SHARD_SIZE": "1",
+            "RMSML_TEST_SHARD_PAUSE_S": "2",
+            # a killed worker's shard is handed out again after 15 s, swept for every second
+            "RMSML_BROKER__VISIBILITY_TIMEOUT_S": "15",
+            "RMSML_BROKER__UNACKED_RESTORE_INTERVAL_S": "1",
+            "RMSML_BROKER__UNACKED_RESTORE_THROTTLE": "1",
+            "RMSML_TASKS__SHARD_SOFT_TIME_LIMIT_S": "12",
+            "RMSML_TASKS__SHARD_TIME_LIMIT_S": "14",
+            "RMSML_TASKS__STRANDED_AFTER_S": str(STRANDED_AFTER_S),
+            "RMSML_WEBHOOKS__RECEIVERS": json.dumps([{"name": "rms", "url": receiver.url(), "secrets": receiver.secrets}]),
+            "RMSML_WEBHOOKS__URLS": "[]",
+            "RMSML_WEBHOOKS__BACKOFF_BASE_S": "0.5",
+            "RMSML_WEBHOOKS__BACKOFF_MAX_S": "5",
+            "RMSML_WEBHOOKS__TIMEOUT_S": "2",
+            "RMSML_WEBHOOKS__CONNECT_TIMEOUT_S": "1",
+        }
+        os.environ.update(env)  # this process reads the drill's databases too (restored below)
+        get_settings.cache_clear()
+        db.reset_engines()
+        workers = start_workers(["w1", "w2"], tmp, env, queues="runs,scoring,training,webhooks")
+        the_drill = Drill(pg, broker, receiver, tmp, env)
+        the_drill.workers = workers
+        yield the_drill
+    finally:
+        for proc in workers:
+            proc.stop(grace=5)
+        if the_drill is not None:
+            the_drill.client.close()
+        if receiver is not None:
+            receiver.close()
+        db.reset_engines()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        get_settings.cache_clear()
+        if broker is not None:
+            broker.stop()
+        if pg is not None:
+            pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- scenarios
+def test_redelivered_start_shard_and_finish_messages_change_nothing(drill):
+    start_id = str(uuid.uuid4())
+    started = drill.start(AS_OF["first"], task_id=start_id)
+    run_id, shard_ids = started["run_id"], started["shard_task_ids"]
+    assert started["status"] == "started" and started["shards"] == RESTAURANTS
+    # the start message again, while the run is going: the same dispatch, no second run
+    drill.client.AsyncResult(start_id).forget()  # so .get() waits for the second delivery's result
+    again = drill.start(AS_OF["first"], task_id=start_id)
+    assert again["redelivered"] is True and again["shard_task_ids"] == shard_ids and again["run_id"] == run_id
+    # shard 0's message again, while the run is going: rewritten in place
+    dup_shard = drill.send("rmsml.runs.shard", task_id=shard_ids[0], run_id=run_id, shard_no=0, schedule=SCHEDULE)
+    first = drill.check(run_id, "succeeded", owner=run_id)
+    assert dup_shard.get(timeout=60)["status"] == "succeeded"
+    wait_for(lambda: drill.q("SELECT attempts, status FROM ml_run_shard WHERE run_id = %(id)s AND shard_no = 0",
+                             id=run_id) == [(2, "succeeded")], 30, "shard 0 to have run twice")
+
+    # after the run closed: finish and a shard again, by their task ids, and the tasks called anew
+    for task_id in (started["finish_task_id"], shard_ids[1]):
+        drill.client.AsyncResult(task_id).forget()
+    dup_finish = drill.send("rmsml.runs.finish", task_id=started["finish_task_id"], run_id=run_id)
+    late_shard = drill.send("rmsml.runs.shard", task_id=shard_ids[1], run_id=run_id, shard_no=1, schedule=SCHEDULE)
+    fresh_finish = drill.send("rmsml.runs.finish", run_id=run_id)
+    records = [r.get(timeout=60) for r in (dup_finish, fresh_finish)]
+    assert late_shard.get(timeout=60)["status"] == "succeeded"
+    assert drill.q("SELECT attempts FROM ml_run_shard WHERE run_id = %(id)s AND shard_no = 1", id=run_id) == [(2,)]
+    assert all(r["status"] == "succeeded" and r["rows_written"] == {
+        k: v for k, v in first["rows_written"].items()} for r in records)
+    assert records[0]["webhook_deliveries"] == records[1]["webhook_deliveries"]
+    after = drill.check(run_id, "succeeded", owner=run_id)
+    assert after["finished_at"] == first["finished_at"]  # the closed record, not counted again
+    assert drill.q("SELECT count(*) FROM ml_run") == [(1,)]
+    time.sleep(1)  # a second send of the event would have arrived by now
+    drill.check(run_id, "succeeded", owner=run_id)
