@@ -272,3 +272,59 @@ def idle_slots(history: pd.DataFrame, rows: pd.DataFrame, weeks: int = 4) -> pd.
     served = recent.groupby([recent["series_id"], slot(recent["ds"]).rename("slot")])["y"].sum()
     key = pd.MultiIndex.from_arrays([rows["series_id"], slot(rows["ds"])])
     return pd.Series(served.reindex(key).fillna(0.0).to_numpy() <= 0, index=rows.index)
+
+
+# --------------------------------------------------------------------------- plain lags
+@dataclass(frozen=True)
+class LagFeatures:
+    """Direct lags a plain global model reads: the same slot ``w`` weeks back for ``weeks``
+    consecutive weeks starting at the first whole week at or beyond ``min_lag_days`` (the
+    horizon, so every target of the horizon has them known at its origin), their mean, and the
+    series' mean daily total over ``level_days`` days ending ``min_lag_days`` days before the
+    target's day. Closed periods are missing, not zero. No origins: a row's features depend on its
+    own date only, which is why the lags must reach past the horizon.
+
+    Args:
+        min_lag_days: the shortest lag (days); the type's horizon.
+        weeks: how many weekly lags.
+        level_days: days averaged for the lagged level.
+    """
+
+    min_lag_days: float = 28
+    weeks: int = 5
+    level_days: int = 28
+
+    @property
+    def lag_weeks(self) -> list[int]:
+        first = max(1, int(np.ceil(self.min_lag_days / 7)))
+        return list(range(first, first + self.weeks))
+
+    @property
+    def lag_days(self) -> int:
+        return max(1, int(np.ceil(self.min_lag_days)))
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"lag_w{w}" for w in self.lag_weeks] + ["lag_mean", f"level_d{self.level_days}_lag{self.lag_days}"]
+
+    def transform(self, history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+        """The lag columns for ``rows`` (series_id, ds), read from ``history`` (series_id, ds, y,
+        closed); same row order and index as ``rows``."""
+        src = history.assign(y=history["y"].where(~history["closed"].astype(bool)))[["series_id", "ds", "y"]]
+        src = src.drop_duplicates(["series_id", "ds"]).set_index(["series_id", "ds"])["y"]
+        out = pd.DataFrame(index=rows.index)
+        for w in self.lag_weeks:
+            key = pd.MultiIndex.from_arrays([rows["series_id"], rows["ds"] - pd.Timedelta(days=7 * w)])
+            out[f"lag_w{w}"] = src.reindex(key).to_numpy(float)
+        out["lag_mean"] = out[[f"lag_w{w}" for w in self.lag_weeks]].mean(axis=1)
+        day = src.index.get_level_values(1).normalize()
+        daily = src.groupby([src.index.get_level_values(0).rename("series_id"), day.rename("day")]).sum(min_count=1)
+        wide = daily.unstack("series_id")
+        if len(wide):
+            wide = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="D"))
+        level = wide.rolling(self.level_days, min_periods=7).mean().stack(future_stack=True)
+        level.index = level.index.set_names(["day", "series_id"])
+        key = pd.MultiIndex.from_arrays([rows["ds"].dt.normalize() - pd.Timedelta(days=self.lag_days),
+                                         rows["series_id"]])
+        out[f"level_d{self.level_days}_lag{self.lag_days}"] = level.reindex(key).to_numpy(float)
+        return out

@@ -21,15 +21,15 @@ from core.units import ModelRecord, Scope
 from models.base import SavedModel
 from models.blend import LGBMProphetBlend
 from models.intervals import ConformalIntervals
-from models.lgbm import GlobalLGBM
+from models.lgbm import GlobalLGBM, PlainLagLGBM
 from models.prophet_model import ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
 from models.topdown import LGBMTopDownBlend, TopDown
 
 # Every class a demand artifact may hold (the previous-model fallback loads any of them).
 MODEL_CLASSES = {
-    cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, ProphetPerSeries, LGBMProphetBlend,
-                               TopDown, LGBMTopDownBlend)
+    cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, PlainLagLGBM, ProphetPerSeries,
+                               LGBMProphetBlend, TopDown, LGBMTopDownBlend)
 }
 INTERVALS_FILE = "intervals.json"
 M = TypeVar("M", bound=SavedModel)

@@ -30,7 +30,7 @@ from models.artifacts import load_artifact, saved_record, shard_key
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend
 from models.intervals import ConformalIntervals
-from models.lgbm import GlobalLGBM
+from models.lgbm import GlobalLGBM, PlainLagLGBM
 from models.prophet_model import ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
 from models.topdown import LGBMTopDownBlend, RestaurantContext, SharedFit, TopDown, with_context
@@ -56,6 +56,7 @@ class TypeSpec:
             "average" (peer average: new menu items borrow from their category).
         lgbm: extra GlobalLGBM arguments.
         topdown: extra TopDown arguments (item types).
+        plain_lgbm: extra PlainLagLGBM arguments (candidate "lightgbm_plain").
         restaurant_lgbm: GlobalLGBM arguments of the restaurant orders model under the top-down
             candidates (item types take demand_daily's, see ``models.demand.ITEMS``).
         dormant: (floor days, gap factor) of the dormant rule (``features.model_frames.dormant_days``):
@@ -75,6 +76,7 @@ class TypeSpec:
     lgbm: tuple[tuple[str, object], ...] = ()
     topdown: tuple[tuple[str, object], ...] = ()
     restaurant_lgbm: tuple[tuple[str, object], ...] = ()
+    plain_lgbm: tuple[tuple[str, object], ...] = ()
     prophet_jobs: int = 1
     dormant: tuple[int, float] | None = None
     peer_statistic: str = "mean"
@@ -95,6 +97,8 @@ def make_candidate(name: str, spec: TypeSpec, context: RestaurantContext | None 
         return SeasonalAverage(season=spec.slot)
     if name == "lightgbm":
         return GlobalLGBM(slot=spec.slot, horizon_days=spec.horizon_days, **dict(spec.lgbm))
+    if name == PlainLagLGBM.name:
+        return PlainLagLGBM(slot=spec.slot, horizon_days=spec.horizon_days, **dict(spec.plain_lgbm))
     if name == "prophet":
         return ProphetPerSeries(hourly=spec.hourly, n_jobs=spec.prophet_jobs)
     if name == LGBMProphetBlend.name:

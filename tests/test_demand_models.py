@@ -448,3 +448,24 @@ def test_topdown_is_offered_to_the_item_backtest_and_wins_where_items_follow_the
     model, _ = load_artifact(Path(record.artifact_path), record.sha256)
     again = with_context(model, restaurant_context(feats)).predict(feats.future, history=feats.history)
     np.testing.assert_allclose(again["yhat"].to_numpy(), out["yhat"].to_numpy(), rtol=1e-9)
+
+
+def test_plain_lagged_model_reads_only_lags_past_the_horizon_and_reloads_through_the_checksum(tmp_path):
+    from features.model_frames import LagFeatures
+    from models.artifacts import MODEL_CLASSES
+    from models.lgbm import PlainLagLGBM
+
+    lags = LagFeatures(min_lag_days=14)
+    assert lags.lag_weeks == [2, 3, 4, 5, 6] and LagFeatures(min_lag_days=28).lag_weeks[0] == 4
+    frame, series = planted_daily(n_series=3, days=150, seed=9)
+    feats, held = as_history(frame, series, CUT, 14)
+    # a lag never reaches into the horizon: every one of the 14 future days has all its lags known
+    x = lags.transform(feats.history, feats.future)
+    assert x.notna().all().all()
+    model = PlainLagLGBM(horizon_days=14, num_boost_round=50).fit(feats.history)
+    got = model.predict(feats.future, history=feats.history)["yhat"].to_numpy()
+    assert np.isfinite(got).all() and (got >= 0).all()
+    assert MODEL_CLASSES["lightgbm_plain"] is PlainLagLGBM
+    sha = save_artifact(model, None, tmp_path / "plain")
+    loaded, _ = load_artifact(tmp_path / "plain", sha)
+    assert np.allclose(loaded.predict(feats.future, history=feats.history)["yhat"].to_numpy(), got)
