@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.units import ModelRecord, Scope
 from models.base import SavedModel
-from models.blend import LGBMProphetBlend
+from models.blend import LGBMProphetBlend, MeanEnsemble
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM, PlainLagLGBM
 from models.prophet_model import ProphetPerSeries
@@ -29,8 +29,9 @@ from models.topdown import LGBMTopDownBlend, TopDown
 # Every class a demand artifact may hold (the previous-model fallback loads any of them).
 MODEL_CLASSES = {
     cls.name: cls for cls in (SeasonalNaive, SeasonalAverage, GlobalLGBM, PlainLagLGBM, ProphetPerSeries,
-                               LGBMProphetBlend, TopDown, LGBMTopDownBlend)
+                               LGBMProphetBlend, TopDown, LGBMTopDownBlend, MeanEnsemble)
 }
+MeanEnsemble.part_classes = MODEL_CLASSES  # an ensemble's parts load through the same table
 INTERVALS_FILE = "intervals.json"
 M = TypeVar("M", bound=SavedModel)
 

@@ -10,6 +10,7 @@ intervals come from the other folds' residuals, so the reported coverage is not 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,7 @@ def rolling_origin(
     skip_idle_hours: bool = False,
     simple: tuple[str, ...] = SIMPLE,
     margin: float = SELECTION_MARGIN,
+    combinations: dict[str, tuple[str, ...]] | None = None,
 ) -> BacktestResult:
     """Backtest each candidate from ``folds`` origins over ``horizon`` of held-out history.
 
@@ -66,6 +68,9 @@ def rolling_origin(
             the weeks before the fold (``features.model_frames.idle_slots``).
         simple, margin: the simple candidates and the margin another must beat them by
             (``select``).
+        combinations: name -> parts: candidates scored as the equal-weight mean of their parts'
+            fold forecasts (``models.blend.MeanEnsemble``), at no further fitting cost; skipped
+            when a part failed.
     Closed days are never scored (they are not demand); outlier days are (they happen).
     """
     messages: list[str] = []
@@ -102,6 +107,12 @@ def rolling_origin(
                 )
             )
     residuals = {n: pd.concat(r, ignore_index=True) for n, r in rows.items() if r and n not in failed}
+    for name, parts in (combinations or {}).items():
+        if parts and all(p in residuals for p in parts):
+            stack = np.vstack([residuals[p]["yhat"].to_numpy(float) for p in parts])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # rows no part forecast stay NaN
+                residuals[name] = residuals[parts[0]].assign(yhat=np.nanmean(stack, axis=0))
     for name, res in list(residuals.items()):
         missing = res["yhat"].isna().mean()
         if missing > MAX_MISSING_SHARE:

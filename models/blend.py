@@ -11,6 +11,9 @@ cost (Prophet fits series by series); it is listed for demand_daily, whose shard
 
 from __future__ import annotations
 
+import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -64,4 +67,63 @@ class LGBMProphetBlend:
         model = cls(params["lgbm"], params["prophet"], params["weight"])
         model.lgbm_ = GlobalLGBM.load(directory / "lightgbm")
         model.prophet_ = ProphetPerSeries.load(directory / "prophet")
+        return model
+
+
+class MeanEnsemble:
+    """The equal-weight mean of several candidates' forecasts (candidate "ensemble").
+
+    Why: simple combinations of forecasts hold up best on forecasting benchmarks (the M
+    competitions): the parts err differently, and the mean cancels part of each one's errors
+    without betting on which of a few noisy backtest scores is right. In the backtest it costs
+    nothing (``models.backtest.rolling_origin`` averages the parts' fold forecasts); chosen, the
+    nightly refit fits every part. Which parts: a type's distinct base candidates
+    (``TypeSpec.ensemble``), fixed by reasoning, not searched.
+
+    ``part_classes`` (name -> class) is set by ``models.artifacts`` so a saved ensemble loads its
+    parts through the same table as any artifact.
+    """
+
+    name = "ensemble"
+    part_classes: dict = {}
+
+    def __init__(self, parts: tuple[str, ...] = (), factory: Callable[[str], object] | None = None):
+        """
+        Args:
+            parts: candidate names averaged.
+            factory: name -> unfitted candidate (needed to fit; a loaded ensemble has its parts).
+        """
+        self.parts = tuple(parts)
+        self.factory = factory
+
+    def fit(self, history: pd.DataFrame) -> Self:
+        """Fit every part on ``history``."""
+        if self.factory is None:
+            raise ValueError("MeanEnsemble.fit needs a factory of its parts")
+        self.models_ = {n: self.factory(n).fit(history) for n in self.parts}
+        return self
+
+    def predict(self, future: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The mean of the parts' forecasts; a part without a forecast for a row is left out."""
+        stack = np.vstack([m.predict(future, history=history)["yhat"].to_numpy(float) for m in self.models_.values()])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row no part forecast stays NaN
+            yhat = np.nanmean(stack, axis=0)
+        return point_forecast(future, yhat)
+
+    def params(self) -> dict:
+        return {"parts": list(self.parts)}
+
+    def save(self, directory: Path) -> None:
+        write_params(directory, self.name, self.params())
+        for n, m in self.models_.items():
+            m.save(directory / n)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        model = cls(tuple(read_params(directory)["parts"]))
+        model.models_ = {}
+        for n in model.parts:
+            part = json.loads((directory / n / "params.json").read_text())["class"]
+            model.models_[n] = cls.part_classes[part].load(directory / n)
         return model

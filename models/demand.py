@@ -21,7 +21,9 @@ INTERVAL_LEVEL = 0.8
 # The LightGBM + Prophet blend is a candidate too: with a year of history Prophet's per-series
 # yearly curve adds what the global model has too few year-old origins to learn (models/blend.py).
 DAILY = TypeSpec("demand_daily", "weekday", 28,
-                 candidates=("seasonal_naive", "seasonal_average", "lightgbm", "lightgbm+prophet", "lightgbm_plain"),
+                 candidates=("seasonal_naive", "seasonal_average", "lightgbm", "lightgbm+prophet", "lightgbm_plain",
+                             "ensemble"),
+                 ensemble=("seasonal_average", "lightgbm", "lightgbm_plain"),
                  lgbm=(("origins", 70), ("origin_step_days", 3), ("num_leaves", 7), ("min_data_in_leaf", 20),
                        ("num_boost_round", 150)))
 # Prophet per restaurant on hourly data costs seconds a series; it is compared in bench/demand.py.
@@ -40,7 +42,8 @@ HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21, backt
 ITEMS = TypeSpec("item_demand_daily", "weekday", 14, min_history_days=14, short_series="average",
                  dormant=(28, 2.0), peer_statistic="median",
                  candidates=("seasonal_naive", "seasonal_average", "lightgbm", "topdown", "lightgbm+topdown",
-                             "lightgbm_plain"),
+                             "lightgbm_plain", "ensemble"),
+                 ensemble=("seasonal_average", "lightgbm", "topdown", "lightgbm_plain"),
                  lgbm=(("origins", 20), ("num_boost_round", 80), ("learning_rate", 0.12), ("num_leaves", 15),
                        ("min_data_in_leaf", 100), ("tweedie_variance_power", 1.5)),
                  restaurant_lgbm=DAILY.lgbm)

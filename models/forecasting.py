@@ -28,7 +28,7 @@ from features.demand import DemandHistory
 from features.model_frames import dormant_days, known_closures
 from models.artifacts import load_artifact, saved_record, shard_key
 from models.backtest import BacktestResult, rolling_origin
-from models.blend import LGBMProphetBlend
+from models.blend import LGBMProphetBlend, MeanEnsemble
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM, PlainLagLGBM
 from models.prophet_model import ProphetPerSeries
@@ -57,6 +57,8 @@ class TypeSpec:
         lgbm: extra GlobalLGBM arguments.
         topdown: extra TopDown arguments (item types).
         plain_lgbm: extra PlainLagLGBM arguments (candidate "lightgbm_plain").
+        ensemble: the candidates the "ensemble" candidate averages (``models.blend.MeanEnsemble``);
+            the backtest scores it from their fold forecasts, so they must be candidates too.
         restaurant_lgbm: GlobalLGBM arguments of the restaurant orders model under the top-down
             candidates (item types take demand_daily's, see ``models.demand.ITEMS``).
         dormant: (floor days, gap factor) of the dormant rule (``features.model_frames.dormant_days``):
@@ -77,6 +79,7 @@ class TypeSpec:
     topdown: tuple[tuple[str, object], ...] = ()
     restaurant_lgbm: tuple[tuple[str, object], ...] = ()
     plain_lgbm: tuple[tuple[str, object], ...] = ()
+    ensemble: tuple[str, ...] = ()
     prophet_jobs: int = 1
     dormant: tuple[int, float] | None = None
     peer_statistic: str = "mean"
@@ -91,6 +94,8 @@ TOPDOWN = (TopDown.name, LGBMTopDownBlend.name)
 
 def make_candidate(name: str, spec: TypeSpec, context: RestaurantContext | None = None):
     """An unfitted candidate; the top-down ones need the restaurants' daily history (``context``)."""
+    if name == MeanEnsemble.name:
+        return MeanEnsemble(spec.ensemble, factory=lambda part: make_candidate(part, spec, context))
     if name == "seasonal_naive":
         return SeasonalNaive(season=spec.slot)
     if name == "seasonal_average":
@@ -173,6 +178,8 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     context = restaurant_context(features)
 
     def make(name: str):
+        if name == MeanEnsemble.name:
+            return MeanEnsemble(spec.ensemble, factory=make)
         if name in TOPDOWN:
             return make_candidate(name, spec, context)
         if name == "lightgbm" and context is not None and LGBMTopDownBlend.name in spec.candidates:
@@ -191,10 +198,11 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                                 f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
                                 f"({selection.version})")
             else:
-                factories = {n: (lambda n=n: make(n)) for n in spec.candidates}
+                factories = {n: (lambda n=n: make(n)) for n in spec.candidates if n != MeanEnsemble.name}
+                combos = {MeanEnsemble.name: spec.ensemble} if MeanEnsemble.name in spec.candidates else None
                 backtest = rolling_origin(
                     h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
-                    pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly,
+                    pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly, combinations=combos,
                 )
                 messages += backtest.messages
                 if backtest.chosen is None:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import SavedModel, point_forecast, read_params, write_params
+from models.blend import MeanEnsemble
 from models.lgbm import GlobalLGBM
 
 DAY = pd.Timedelta(days=1)
@@ -238,6 +239,8 @@ class LGBMTopDownBlend:
 
 def with_context(model: SavedModel, context: RestaurantContext | None) -> SavedModel:
     """Hand a loaded top-down model (an artifact carries no history) the run's restaurant days."""
+    for part in getattr(model, "models_", {}).values() if isinstance(model, MeanEnsemble) else ():
+        with_context(part, context)
     if isinstance(model, (TopDown, LGBMTopDownBlend)):
         model.context = context
         if isinstance(model, LGBMTopDownBlend):

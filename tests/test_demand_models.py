@@ -469,3 +469,27 @@ def test_plain_lagged_model_reads_only_lags_past_the_horizon_and_reloads_through
     sha = save_artifact(model, None, tmp_path / "plain")
     loaded, _ = load_artifact(tmp_path / "plain", sha)
     assert np.allclose(loaded.predict(feats.future, history=feats.history)["yhat"].to_numpy(), got)
+
+
+def test_ensemble_is_scored_from_its_parts_fold_forecasts_and_reloads_through_the_checksum(tmp_path):
+    from models.backtest import rolling_origin
+    from models.blend import MeanEnsemble
+    from models.forecasting import make_candidate
+
+    frame, series = planted_daily(n_series=3, days=150, seed=9)
+    feats, held = as_history(frame, series, CUT, 14)
+    spec = replace(DAILY, horizon_days=14, lgbm=(("origins", 6),), plain_lgbm=(("num_boost_round", 30),),
+                   candidates=("seasonal_average", "lightgbm", "lightgbm_plain", "ensemble"),
+                   ensemble=("seasonal_average", "lightgbm", "lightgbm_plain"))
+    factories = {n: (lambda n=n: make_candidate(n, spec)) for n in spec.ensemble}
+    bt = rolling_origin(feats.history, factories, pd.Timedelta(days=14), 2, combinations={"ensemble": spec.ensemble})
+    mean = np.mean([bt.residuals[n]["yhat"].to_numpy() for n in spec.ensemble], axis=0)
+    assert np.allclose(bt.residuals["ensemble"]["yhat"].to_numpy(), mean) and "ensemble" in bt.scores
+    model = make_candidate("ensemble", spec).fit(feats.history)
+    got = model.predict(feats.future, history=feats.history)["yhat"].to_numpy()
+    parts = [m.predict(feats.future, history=feats.history)["yhat"].to_numpy() for m in model.models_.values()]
+    assert np.allclose(got, np.mean(parts, axis=0))
+    sha = save_artifact(model, None, tmp_path / "ens")
+    loaded, _ = load_artifact(tmp_path / "ens", sha)
+    assert isinstance(loaded, MeanEnsemble)
+    assert np.allclose(loaded.predict(feats.future, history=feats.history)["yhat"].to_numpy(), got)
