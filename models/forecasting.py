@@ -325,6 +325,22 @@ def _fill(out, mask, yhat, intervals, method, name, version, history) -> None:
     out.loc[idx, ["method", "model_name", "model_version"]] = [method, name, version]
 
 
+def _first_instant(start, scope: Scope):
+    """The UTC instant the history begins. Daily and item histories are keyed by local dates (a
+    local date written as UTC midnight would be off by the restaurant's offset), so a naive start
+    is the earliest local midnight among the shard's time zones; ``training_end`` is the as-of
+    instant for every type (history is strictly before it), so the registry holds instants only."""
+    if pd.isna(start):
+        return None
+    start = pd.Timestamp(start)
+    if start.tzinfo is not None:
+        return start.tz_convert("UTC").to_pydatetime()
+    zones = scope.restaurants["timezone"].dropna().unique() if "timezone" in scope.restaurants else []
+    instants = [start.tz_localize(str(z), ambiguous="NaT", nonexistent="shift_forward") for z in zones]
+    instants = [t.tz_convert("UTC") for t in instants if pd.notna(t)]
+    return (min(instants) if instants else start.tz_localize("UTC")).to_pydatetime()
+
+
 def _register(model, intervals, chosen, version, spec, scope, history, backtest, selection=None) -> ModelRecord:
     start, end = history["ds"].min(), history["ds"].max()
     if selection is not None:  # refit under an earlier run's selection: its scores still stand
@@ -338,8 +354,8 @@ def _register(model, intervals, chosen, version, spec, scope, history, backtest,
         intervals=intervals,
         name=chosen,
         version=version,
-        training_start=start.to_pydatetime() if pd.notna(start) else None,
-        training_end=end.to_pydatetime() if pd.notna(end) else None,
+        training_start=_first_instant(start, scope),
+        training_end=scope.as_of.to_pydatetime(),
         metrics={
             "chosen": chosen,
             "backtest": scores,

@@ -64,3 +64,22 @@ def test_same_local_day_same_histories_and_forecasts_whatever_the_hour(reader, k
     keep = ["series_id", "ds", "target_start", "yhat", "lower", "upper", "method"]
     pdt.assert_frame_equal(oa[keep].reset_index(drop=True), ob[keep].reset_index(drop=True))
     assert oa["yhat"].sum() > 0
+
+
+def test_registry_training_window_is_instants(reader):
+    """training_end is the as-of instant (history is strictly before it) and training_start the
+    local midnight the history begins at, as UTC instants: not a local date written as UTC midnight."""
+    found = load_restaurants(reader).restaurants
+    west = found[found["timezone"].str.startswith("America/")]
+    rid, tz = int(west.iloc[0]["id"]), str(west.iloc[0]["timezone"])
+    as_of = pd.Timestamp(f"{DAY} 09:15").tz_localize(tz).tz_convert("UTC")
+    scope = _scope(reader, rid, as_of, Path(tempfile.mkdtemp(prefix="demand-window-")))
+    spec = replace(DAILY, candidates=("seasonal_average",))
+    feats = daily_demand_features(reader, scope)
+    (record,) = forecast(feats, spec, scope).models
+    assert pd.Timestamp(record.training_end) == as_of
+    start = pd.Timestamp(record.training_start)
+    assert start.tzinfo is not None
+    local = start.tz_convert(tz)
+    assert (local.hour, local.minute) == (0, 0)
+    assert local.tz_localize(None) == pd.Timestamp(feats.history["ds"].min())
