@@ -5,7 +5,6 @@ Typer instead of argparse plumbing: typed options, help text and exit codes for 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -15,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from worker.console import advance, progress, run_summary, summary_table, to_json
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RMS prediction engine.")
 
 
@@ -22,10 +23,6 @@ def _setup_logging() -> None:
     from worker.logs import setup_logging
 
     setup_logging()  # RMSML_LOG_LEVEL, RMSML_LOG_FORMAT=text|json, on stderr
-
-
-def _json(obj) -> str:
-    return json.dumps(obj, indent=2, default=str, sort_keys=True)
 
 
 @app.command()
@@ -49,9 +46,9 @@ def run(
     from worker.runs import LockHeld, RunInputError, execute_run
 
     try:
-        with _progress() as (bar, task):
+        with progress() as (bar, task):
             record = execute_run(schedule, as_of, restaurant or None, trigger="cli",
-                                 progress=lambda step, done, total: _advance(bar, task, step, done, total),
+                                 progress=lambda step, done, total: advance(bar, task, step, done, total),
                                  lock=_run_lock(schedule) if lock else None)
     except RunInputError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -60,8 +57,8 @@ def run(
         typer.echo(f"not started: run {record.holder} of the {schedule} schedule is still running", err=True)
         raise typer.Exit(3)
     if as_json:
-        typer.echo(_json(record))
-    _run_summary(record, stderr=as_json)
+        typer.echo(to_json(record))
+    run_summary(record, stderr=as_json)
     if record["status"] == "failed":
         raise typer.Exit(1)
 
@@ -121,11 +118,11 @@ def seed(
         end=date.fromisoformat(end) if end else None,
         modules=modules,
     )
-    with _progress() as (bar, task):
+    with progress() as (bar, task):
         summary = seed_database(url, cfg, progress=lambda line: bar.update(task, description=f"seed: {line}"))
     summary.pop("ground_truth", None)
-    typer.echo(_json(summary))
-    _summary_table("seeded", ["table", "rows"], [[t, n] for t, n in sorted(summary.items()) if isinstance(n, int)])
+    typer.echo(to_json(summary))
+    summary_table("seeded", ["table", "rows"], [[t, n] for t, n in sorted(summary.items()) if isinstance(n, int)])
 
 
 @app.command()
@@ -151,7 +148,9 @@ def demo(
         from worker import db
 
         try:
-            record = _demo_run(restaurants, days, replica_url, predictions_url, started, replay_days)
+            from worker.demo import demo_run
+
+            record = demo_run(restaurants, days, replica_url, predictions_url, started, replay_days)
         finally:
             db.reset_engines()  # close pooled connections before the server stops
     typer.echo("")
@@ -163,63 +162,6 @@ def demo(
     typer.echo("  predictions: SELECT * FROM m_l_predictions ORDER BY restaurant_id, prediction_type, target_start;")
     if record["status"] == "failed":
         raise typer.Exit(1)
-
-
-def _demo_run(restaurants: int, days: int, replica_url: str, predictions_url: str, started: float,
-              replay_days: int = 0) -> dict:
-    """Seed, migrate, replay the last mornings, run daily and print what was written and the
-    report's link: the demo, once its server runs.
-
-    Why the replay: a report of a first run has nothing to score. Runs as of the previous mornings
-    (the first backtests, the others reuse its selection) leave forecasts whose days have since
-    happened, so today's run scores them and the report shows realised accuracy at once.
-    """
-    import pandas as pd
-
-    from worker import db
-    from worker.migrations import upgrade
-    from worker.settings import get_settings
-
-    get_settings.cache_clear()
-    db.reset_engines()
-    from synthetic import ChainConfig, seed_database
-
-    typer.echo(f"seeding a synthetic chain of {restaurants} restaurants over {days} days ...")
-    seeded = seed_database(replica_url, ChainConfig(restaurants=restaurants, days=days, seed=42))
-    upgrade(predictions_url)
-    from worker.runs import execute_run
-
-    now = pd.Timestamp.now(tz="UTC").floor("s")
-    for back in range(replay_days, 0, -1):
-        as_of = now - pd.Timedelta(days=back)
-        typer.echo(f"replaying the daily run as of {as_of:%Y-%m-%d %H:%M} UTC ({back} day(s) ago) ...")
-        execute_run("daily", as_of.isoformat(), trigger="demo")
-    typer.echo("running the daily schedule ...")
-    record = execute_run("daily", now.isoformat(), trigger="demo")
-    elapsed = time.monotonic() - started
-    typer.echo("")
-    typer.echo(f"run {record['id']}: {record['status']} in {elapsed:.1f} s (seed + migrate + run)")
-    typer.echo(f"replica rows seeded: {sum(v for k, v in seeded.items() if isinstance(v, int))}")
-    for ptype, n in sorted(record["rows_written"].items()):
-        typer.echo(f"  {ptype:<22} {n:>8} rows")
-    if record["rows_skipped"]:
-        typer.echo(f"malformed rows skipped: {record['rows_skipped']}")
-    if record["modules_skipped"]:
-        typer.echo(f"skipped: {record['modules_skipped']}")
-    typer.echo("")
-    typer.echo("the next hours of demand at the first restaurant (m_l_predictions, as the RMS reads it):")
-    typer.echo(_sample_rows())
-    accuracy = (record.get("accuracy") or {}).get("types") or {}
-    if accuracy:
-        typer.echo("")
-        typer.echo("realised accuracy of the replayed runs' forecasts (chain-wide, days that have happened):")
-        for ptype, figures in sorted(accuracy.items()):
-            typer.echo(f"  {ptype:<22} WAPE {figures.get('wape')}  coverage80 {figures.get('coverage80')}  "
-                       f"n {figures.get('n')}")
-    if record.get("report_path"):
-        typer.echo("")
-        typer.echo(f"run report: {Path(record['report_path']).resolve().as_uri()}")
-    return record
 
 
 # ---------------------------------------------------------------------- webhooks (issue 6)
@@ -243,7 +185,7 @@ def webhooks_list(
     if attempts:
         for row in rows:
             row["attempts"] = list_attempts(engine, row["id"])
-    typer.echo(_json(rows))
+    typer.echo(to_json(rows))
 
 
 @webhooks_app.command("redeliver")
@@ -275,7 +217,7 @@ def webhooks_redeliver(
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(2)
     rows = [get_delivery(engine, i) for i in ids]
-    typer.echo(_json({"redelivered": ids, "deliveries": rows}))
+    typer.echo(to_json({"redelivered": ids, "deliveries": rows}))
     if any(r and r["status"] in ("failed", "exhausted") for r in rows):
         raise typer.Exit(1)
 
@@ -308,10 +250,10 @@ def trigger(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2)
     if started["status"] == "skipped":
-        typer.echo(_json(started))
+        typer.echo(to_json(started))
         raise typer.Exit(3)
     record = celery.AsyncResult(started["finish_task_id"]).get(timeout=timeout)
-    typer.echo(_json(record))
+    typer.echo(to_json(record))
     if record["status"] == "failed":
         raise typer.Exit(1)
 
@@ -347,85 +289,7 @@ def flower(
     os.execvpe(sys.executable, [sys.executable, "-m", *argv], {**os.environ, **env})
 
 
-def _sample_rows(limit: int = 8) -> str:
-    """The first hours of demand_hourly at the first restaurant, in its local time and in UTC."""
-    import pandas as pd
-    from sqlalchemy import text
-
-    from worker import db
-
-    with db.replica_engine().connect() as conn:
-        zones = dict(conn.execute(text("SELECT id, timezone FROM restaurants_restaurant")).all())
-    with db.predictions_engine().connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT restaurant_id, target_start, value, lower, upper, method, model_name "
-                "FROM m_l_predictions WHERE prediction_type = 'demand_hourly' "
-                "AND restaurant_id = (SELECT min(restaurant_id) FROM m_l_predictions) "
-                "ORDER BY target_start LIMIT :n"
-            ),
-            {"n": limit},
-        ).all()
-    lines = [f"  {'restaurant':>10}  {'local hour':<22} {'hour starting (UTC)':<20} {'orders':>7} {'80% interval':>15}"
-             "  method/model"]
-    for r in rows:
-        start = pd.Timestamp(r.target_start).tz_convert("UTC")
-        zone = zones.get(r.restaurant_id, "UTC")
-        local = f"{start.tz_convert(zone):%a %Y-%m-%d %H:%M} {start.tz_convert(zone):%Z}"
-        lines.append(
-            f"  {r.restaurant_id:>10}  {local:<22} {start:%Y-%m-%d %H:%M}{'':<4} {r.value:>7.1f} "
-            f"{f'{r.lower:.1f}-{r.upper:.1f}':>15}  {r.method}/{r.model_name}"
-        )
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------- accuracy and report (issue 9)
-def _progress():
-    """A progress bar on stderr (stdout stays the JSON a script reads); plain when not a terminal."""
-    from contextlib import contextmanager
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    @contextmanager
-    def bar():
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True) as progress:
-            yield progress, progress.add_task("starting", total=None)
-
-    return bar()
-
-
-def _advance(bar, task, step: str, done: int, total: int) -> None:
-    if step == "shards":
-        bar.update(task, description=f"shard {done}/{total}", completed=done, total=total)
-    else:
-        bar.update(task, description="scoring earlier predictions, drift checks, report")
-
-
-def _summary_table(title: str, headers: list[str], rows: list[list], stderr: bool = True) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for h in headers:
-        table.add_column(h)
-    for row in rows:
-        table.add_row(*[str(c) for c in row])
-    Console(stderr=stderr).print(table)
-
-
-def _run_summary(record: dict, stderr: bool = True) -> None:
-    rows = [[t, n] for t, n in sorted((record.get("rows_written") or {}).items())]
-    rows += [[f"skipped: {t}", reason] for t, reason in sorted((record.get("modules_skipped") or {}).items())]
-    rows += [[f"alert: {a.get('signal')} {a.get('prediction_type') or ''} r{a.get('restaurant_id') or '-'}", "drift"]
-             for a in record.get("alerts") or []]
-    rows.append(["status", record.get("status")])
-    if record.get("report_path"):
-        rows.append(["report", record["report_path"]])
-    _summary_table(f"run {record.get('id')}", ["", ""], rows, stderr=stderr)
-
-
 @app.command()
 def report(
     run_id: str = typer.Option(..., "--run", help="the run id (ml_run.id)"),
@@ -439,7 +303,7 @@ def report(
     from worker.settings import get_settings
 
     try:
-        with _progress() as (bar, task):
+        with progress() as (bar, task):
             bar.update(task, description=f"report for run {run_id}")
             path = write_report(run_id, engine=db.predictions_engine(), reader=ReplicaReader(db.replica_engine()),
                                 model_store=get_settings().model_store.path, path=out)
@@ -447,10 +311,10 @@ def report(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(str(path))
-    _summary_table("report", ["", ""], [["run", run_id], ["file", path], ["size", f"{path.stat().st_size:,} bytes"]])
+    summary_table("report", ["", ""], [["run", run_id], ["file", path], ["size", f"{path.stat().st_size:,} bytes"]])
 
 
-# ---------------------------------------------------------------------- bring your own sales (issue 17)
+# ---------------------------------------------------------------------- status and registry (issue 20)
 @app.command()
 def status(
     as_json: bool = typer.Option(False, "--json", help="print the status as JSON"),
@@ -467,12 +331,12 @@ def status(
 
     found = read_status(db.predictions_engine(), tuple(schedule or SCHEDULES))
     if as_json:
-        typer.echo(_json(found.as_dict()))
+        typer.echo(to_json(found.as_dict()))
     else:
-        _summary_table("schedules", ["schedule", "last run", "status", "age (h)"], [
+        summary_table("schedules", ["schedule", "last run", "status", "age (h)"], [
             [s["schedule"], s.get("last_run") or "-", s.get("status") or "-", s.get("age_hours", "-")]
             for s in found.schedules], stderr=False)
-        _summary_table("prediction types", ["type", "rows", "newest", "expired"], [
+        summary_table("prediction types", ["type", "rows", "newest", "expired"], [
             [t["prediction_type"], t["rows"], t["newest_generated_at"], t["expired_rows"]]
             for t in found.prediction_types], stderr=False)
         summary = found.as_dict()
@@ -495,9 +359,9 @@ def models(
 
     rows = models_in_use(db.predictions_engine(), verify=verify)
     if as_json:
-        typer.echo(_json(rows))
+        typer.echo(to_json(rows))
         return
-    _summary_table("models in use", ["type", "shard", "model", "trained", "chosen", "backtest WAPE", "checksum"], [
+    summary_table("models in use", ["type", "shard", "model", "trained", "chosen", "backtest WAPE", "checksum"], [
         [r["prediction_type"], r["shard"], r["model"],
          f"{(r['training_start'] or '?')[:10]} .. {(r['training_end'] or '?')[:10]}", r["chosen_at"][:16],
          ", ".join(f"{n}={v.get('wape'):.3f}" for n, v in (r["backtest"] or {}).items()
@@ -505,6 +369,7 @@ def models(
          r["checksum"] or "-"] for r in rows], stderr=False)
 
 
+# ---------------------------------------------------------------------- bring your own sales (issue 17)
 @app.command("import-sales")
 def import_sales_command(
     file: Path = typer.Argument(..., help="the POS line export, CSV or Parquet (docs/import.md)"),
