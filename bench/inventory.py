@@ -61,8 +61,8 @@ SCRATCH_DB = "rmsml_bench_inventory" + os.environ.get("RMSML_TEST_DB_SUFFIX", ""
 
 
 def _scope(restaurants: pd.DataFrame, as_of: pd.Timestamp):
-    from worker.settings import get_settings
     from core.units import Scope
+    from worker.settings import get_settings
 
     return Scope("bench", "daily", as_of, restaurants.reset_index(drop=True), get_settings().forecast,
                  Path("/tmp/rmsml-bench-models"), datetime.now(timezone.utc))
@@ -152,9 +152,10 @@ def runout_diagnosis(reader, feats, plan, item_id: int, date: pd.Timestamp, as_o
     its expiring part, open purchase orders with the day the replay expected them and the day they
     came (``late``: after the expected day), and the replay's P(out by the actual day).
     """
-    from models.inventory import arrival_days
-    from models.lead_time import SupplierLeadTime
     from scipy.stats import norm
+
+    from models.lead_time import SupplierLeadTime
+    from models.stock_projection import arrival_days
 
     gap = STOCKOUT_NOTICE_DAYS + 1
     today = as_of.tz_convert(tz).tz_localize(None).normalize()
@@ -379,7 +380,12 @@ def lead_time_mae(reader, ground_truth, end: pd.Timestamp) -> dict:
     midnight and scored on the orders placed that day (what a daily run sees): ``model_asof`` with
     the supplier's recent lateness, ``long_run_asof`` without it (factor 1).
     """
-    from features.inventory import received_orders, shard_suppliers, supplier_lead_times, supplier_recent_orders
+    from features.inventory import (
+        received_orders,
+        shard_suppliers,
+        supplier_lead_times,
+        supplier_recent_orders,
+    )
     from models.lead_time import SupplierLeadTime
     from worker.settings import get_settings
 
@@ -459,8 +465,8 @@ def anomaly_scores(reader, restaurants: pd.DataFrame, ground_truth, start: pd.Ti
 def evaluate(replica_url: str, ground_truth, replay_weeks: int | None = None) -> dict:
     """Every figure of the benchmark on an already seeded replica (``replay_weeks``: the decision
     replay's weeks, default the second half of the history; 0 skips it)."""
-    from features.restaurants import load_restaurants
     from core.replica import ReplicaReader
+    from features.restaurants import load_restaurants
 
     truth = _truth(ground_truth)
     reader = ReplicaReader(create_engine(replica_url))
@@ -490,9 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 restaurants x 200 days")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
+    from synthetic import ChainConfig, seed_database
     from synthetic.scratch import drop_database, recreate_database
     from worker.db import sqlalchemy_url
-    from synthetic import ChainConfig, seed_database
 
     restaurants, days = (4, 200) if args.quick else (8, 365)
     began = time.perf_counter()

@@ -407,7 +407,8 @@ class ModelPolicy:
         self._item = it
 
     def __call__(self, world: World, state: State) -> np.ndarray | None:
-        from models.inventory import arrival_days, arrival_scenarios, decide_item
+        from models.inventory import decide_item
+        from models.stock_projection import arrival_days, arrival_scenarios
 
         d = state.day
         inp = self.inputs
@@ -658,7 +659,14 @@ def build_world(reader, truth: dict, restaurants: pd.DataFrame, start: pd.Timest
     """The chain's world over ``days`` local days from ``start`` (naive local date): items, true
     demand, the stock, batches and orders in transit at the morning of ``start`` as the replica
     holds them, and the true arrivals. Returns (world, items, ordered_at of the orders in transit)."""
-    from features.inventory import allocate_batches, expiring_batches, inventory_items, open_purchase_orders, recipe_lines, stock_on_hand
+    from features.inventory import (
+        allocate_batches,
+        expiring_batches,
+        inventory_items,
+        open_purchase_orders,
+        recipe_lines,
+        stock_on_hand,
+    )
 
     rids = [int(r) for r in restaurants["id"]]
     items = inventory_items(reader, rids)
@@ -735,9 +743,10 @@ def historical_policy(world: World, items: pd.DataFrame, truth: dict) -> Histori
 def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestamp, days: int) -> ModelInputs:
     """``ModelInputs`` for each replay morning, from the replica as it stood then (SQL once a day:
     the usage forecast's features and the suppliers' lead-time history)."""
-    from core.units import Scope
     from datetime import datetime, timezone
     from pathlib import Path
+
+    from core.units import Scope
     from features.inventory import inventory_features
     from models.lead_time import SupplierLeadTime
     from models.usage import usage_forecast

@@ -1,5 +1,5 @@
 """Inventory units: stock_daily, stockout, reorder (daily, per inventory item) and lead_time (weekly,
-per supplier). Formulas in ``models.inventory`` / ``models.lead_time`` and docs/inventory.md.
+per supplier). Formulas in ``models.stock_projection`` / ``models.inventory`` / ``models.lead_time`` and docs/inventory.md.
 
 The three daily types share one projection (``shares="stock"``): the run loop reads the shard's
 features and projects its plan once, and hands the same ``StockPlan`` to each of them.
@@ -30,8 +30,6 @@ from features.inventory import (
 )
 from models.artifacts import saved_model
 from models.inventory import (
-    STALE_ORDER_LEAD_MULTIPLE,
-    STALE_ORDER_MIN_DAYS,
     InventoryPlan,
     plan_inventory,
     reorder_rows,
@@ -39,6 +37,7 @@ from models.inventory import (
     stockout_rows,
 )
 from models.lead_time import SupplierLeadTime, lead_time_rows
+from models.stock_projection import STALE_ORDER_LEAD_MULTIPLE, STALE_ORDER_MIN_DAYS
 
 STOCK_REQUIRES = (INVENTORY_ITEMS, SUPPLIERS, PURCHASE_ORDERS, PURCHASE_ORDER_LINES, BATCHES, STOCK_MOVEMENTS, RECIPES)
 LEAD_REQUIRES = (INVENTORY_ITEMS, SUPPLIERS, PURCHASE_ORDERS)

@@ -10,7 +10,13 @@ import pytest
 from scipy.stats import norm
 from sqlalchemy import text
 
-from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database, use_replica
+from tests.conftest import (
+    CHAIN,
+    DB_SUFFIX,
+    drop_database,
+    recreate_database,
+    use_replica,
+)
 from worker import db, runs
 from worker.settings import get_settings
 
@@ -39,7 +45,7 @@ def q_replica(sql, **params):
 
 
 def test_projection_uses_expiring_stock_first_and_loses_what_expires():
-    from models.inventory import project_item
+    from models.stock_projection import project_item
 
     usage = np.full(6, 2.0)
     arrivals = np.zeros(6)
@@ -57,7 +63,7 @@ def test_projection_uses_expiring_stock_first_and_loses_what_expires():
 
 
 def test_stockout_date_and_confidence_follow_the_documented_formula():
-    from models.inventory import project_item, stockout_summary
+    from models.stock_projection import project_item, stockout_summary
 
     usage, sd = np.full(10, 3.0), np.full(10, 1.0)
     proj = project_item(10.0, [], usage, sd, np.zeros(10), None)
@@ -73,7 +79,7 @@ def test_simulated_stockout_lets_a_busy_day_use_stock_that_would_have_expired():
     uses (up to 10, nearly always) comes out of the expiring lot, so how variable day 0 is hardly
     changes when the other 10 run out; a Normal on the mean path's net stock (the old rule)
     counts day 0's spread as stock that may be missing later."""
-    from models.inventory import project_item, simulate_p_out
+    from models.stock_projection import project_item, simulate_p_out
 
     mean = np.full(5, 4.0)
     calm, wild = np.full(5, 1.0), np.array([2.0, 1.0, 1.0, 1.0, 1.0])
@@ -95,7 +101,7 @@ def test_simulated_stockout_of_a_lumpy_item_follows_its_skewed_usage():
     day the mean runs out (day 4, where a Normal puts it)."""
     from scipy.stats import gamma
 
-    from models.inventory import simulate_p_out, stockout_summary, project_item
+    from models.stock_projection import project_item, simulate_p_out, stockout_summary
 
     n = 30
     mean, sd = np.full(n, 1.0), np.full(n, 2.0)
@@ -111,7 +117,7 @@ def test_simulated_stockout_of_a_lumpy_item_follows_its_skewed_usage():
 def test_simulated_stockout_weighs_arrival_scenarios_and_uses_arrivals_before_they_expire():
     """Certain usage of 3 a day and 4 on hand: an order of 6 comes on day 1 (weight 0.3) or day 3
     (0.7). Out on day 1 only if it is late; arriving perishable stock expires after its shelf life."""
-    from models.inventory import simulate_p_out
+    from models.stock_projection import simulate_p_out
 
     n = 8
     use, sd = np.full(n, 3.0), np.zeros(n)
@@ -130,7 +136,8 @@ def test_simulated_stockout_weighs_arrival_scenarios_and_uses_arrivals_before_th
 
 
 def test_reorder_formulas_respect_par_level_and_min_order_quantity():
-    from models.inventory import project_item, reorder_plan
+    from models.inventory import reorder_plan
+    from models.stock_projection import project_item
 
     usage, sd = np.full(30, 10.0), np.full(30, 2.0)
     proj = project_item(40.0, [], usage, sd, np.zeros(30), None)
@@ -157,7 +164,8 @@ def test_a_perishable_reorders_on_its_usable_position_and_holds_no_more_than_it_
     written off tonight, so the usable position is 15, at the reorder point 15 (no spread): order
     today (counting the 15 that rot, the position 30 waited). The target is capped at what is used
     fresh: 5 x (3 + shelf life 2 - 1) = 20, not the par of 200, so 20 - 15 = 5 are ordered."""
-    from models.inventory import project_item, reorder_plan
+    from models.inventory import reorder_plan
+    from models.stock_projection import project_item
 
     usage, sd = np.full(30, 5.0), np.zeros(30)
     proj = project_item(30.0, [(0, 20.0)], usage, sd, np.zeros(30), 2.0)
@@ -188,8 +196,8 @@ def test_the_stockout_alarm_looks_as_far_as_an_order_placed_now_could_land():
 @pytest.mark.slow
 def test_stockout_dates_and_lead_times_on_the_planted_chain(seeded_replica):
     from bench.inventory import lead_time_mae, stockout_accuracy
-    from features.restaurants import load_restaurants
     from core.replica import ReplicaReader
+    from features.restaurants import load_restaurants
 
     truth = seeded_replica["ground_truth"]
     reader = ReplicaReader(db.replica_engine())
@@ -220,10 +228,10 @@ def test_recipe_based_usage_beats_naive_usage_on_held_out_days(seeded_replica):
     """Usage forecast at four origins, scored on the next 14 local days against the recorded
     consumption + waste (expiry write-offs excluded): per item WAPE, median over items."""
     from bench.inventory import _scope
+    from core.replica import ReplicaReader
     from features.inventory import daily_item_usage, inventory_features
     from features.restaurants import load_restaurants
     from models.usage import RECIPE, usage_forecast
-    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -390,10 +398,10 @@ def test_a_kitchen_that_only_counts_stock_still_gets_its_usage_from_the_recipes(
     from the recipes (portioning from the counts), not read as zero: an item that never books
     consumption would otherwise never run out."""
     from bench.inventory import _scope
+    from core.replica import ReplicaReader
     from features.inventory import inventory_features, open_where_only_counted
     from features.restaurants import load_restaurants
     from models.usage import RECIPE, usage_forecast
-    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -438,11 +446,12 @@ def test_an_order_nobody_closed_is_not_stock_on_its_way(seeded_replica):
     import dataclasses
 
     from bench.inventory import _scope
+    from core.replica import ReplicaReader
     from features.inventory import inventory_features
     from features.restaurants import load_restaurants
-    from models.inventory import plan_inventory, stale_orders
+    from models.inventory import plan_inventory
+    from models.stock_projection import stale_orders
     from prediction_types.inventory import StockPlan, predict_stockout
-    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -484,10 +493,10 @@ def test_a_recipe_in_grams_for_stock_in_kilograms_is_converted_not_clipped(seede
     import dataclasses
 
     from bench.inventory import _scope
+    from core.replica import ReplicaReader
     from features.inventory import inventory_features, open_where_only_counted
     from features.restaurants import load_restaurants
     from models.usage import usage_forecast
-    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants
@@ -516,11 +525,11 @@ def test_stock_recorded_below_zero_is_flagged_not_hidden(seeded_replica):
     import dataclasses
 
     from bench.inventory import _scope
+    from core.replica import ReplicaReader
     from features.inventory import inventory_features
     from features.restaurants import load_restaurants
     from models.inventory import plan_inventory, stockout_rows
     from prediction_types import inventory as unit
-    from core.replica import ReplicaReader
 
     reader = ReplicaReader(db.replica_engine())
     restaurants = load_restaurants(reader).restaurants

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.inventory_replay import NEVER, ParRule, World, alarms_in_time, replay, without_new_orders
+from bench.inventory_replay import (
+    NEVER,
+    ParRule,
+    World,
+    alarms_in_time,
+    replay,
+    without_new_orders,
+)
 
 
 def tiny_world() -> World:
