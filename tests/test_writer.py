@@ -203,3 +203,34 @@ def test_an_older_as_of_never_replaces_a_newer_runs_rows(clean_predictions, pred
     with predictions_engine.connect() as conn:
         assert conn.execute(text("SELECT DISTINCT run_id::text FROM m_l_predictions WHERE entity_id = 3")).all() == [
             (str(newer),)]
+
+
+@pytest.mark.pure
+def test_encode_details_is_dumps_text_for_text():
+    """The writer encodes details column by column (encode_details); the text must be exactly
+    core.jsonb.dumps per row: key order, nesting, numpy scalars, non-text keys, timestamps."""
+    import numpy as np
+
+    from core.jsonb import dumps
+    from worker.writer import encode_details
+
+    ts = pd.Timestamp("2026-11-01T04:00:00Z")
+    details = [
+        {"interval_level": 0.8, "n": 3, "ok": True, "note": None},
+        {"interval_level": np.float64(0.1), "n": np.int64(7), "ok": False, "note": "a,b \"q\" é"},
+        {"n": 1, "interval_level": 0.8},  # same keys, other order: its own group
+        {"nested": {"a": [1, 2.5, {"b": None}], "c": "x"}, "list": [np.float32(0.5), np.int32(2)]},
+        {1: "one", 2.5: "two and a half", True: "yes", None: "none"},
+        {"when": ts, "float32": np.float32(1.25), "big": 1e300, "tiny": 5e-324, "neg": -0.0},
+        {"s": "same"}, {"s": "same"}, {"s": "other"}, {"s": 3},
+        {}, None, [1, "two"], "text", 4.5,
+        {"mixed": 1}, {"mixed": 2.0}, {"mixed": np.float64(3.5)}, {"mixed": None}, {"mixed": True},
+    ]
+    assert encode_details(details) == [dumps(d) for d in details]
+    assert encode_details([]) == []
+    # NaN is refused as dumps refuses it (jsonb has no NaN), in a column of plain floats too.
+    for bad in ([{"x": float("nan")}], [{"x": 1.0}, {"x": np.float64("inf")}], [{"x": {"y": float("nan")}}]):
+        with pytest.raises(ValueError):
+            dumps(bad[-1])
+        with pytest.raises(ValueError):
+            encode_details(bad)

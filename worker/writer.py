@@ -9,15 +9,20 @@ The replica is never written: its engine is read-only (``worker.db``).
 from __future__ import annotations
 
 import io
-import math
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import repeat
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
-from core.jsonb import dumps
+from core.jsonb import _default, dumps
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "prediction_type",
@@ -109,23 +114,10 @@ class PredictionWriter:
                 self.kept_newer[prediction_type] = self.kept_newer.get(prediction_type, 0) + len(newer)
                 frame = frame[~frame["entity_id"].isin(newer)]
                 entity_ids = [e for e in entity_ids if e not in newer]
-            if len(frame):
-                buffer = io.StringIO()
-                frame.to_csv(buffer, index=False, header=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S%z")
-                buffer.seek(0)
-                conn.exec_driver_sql(
-                    f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
-                    f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
-                )
-                cursor = conn.connection.driver_connection.cursor()
-                cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", buffer)
-                conn.exec_driver_sql(
-                    f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
-                    f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
-                )
-                if keep_history:
-                    self._append_history(conn)
             if entity_ids:
+                # Other runs' rows of these entities go first, in this transaction (readers keep
+                # seeing them until it commits): the insert below then meets no conflict and needs
+                # no ON CONFLICT DO UPDATE, which cost a speculative insertion per row.
                 conn.execute(
                     text(
                         "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
@@ -133,6 +125,22 @@ class PredictionWriter:
                     ),
                     {**key, "ids": entity_ids},
                 )
+            if len(frame):
+                conn.exec_driver_sql(
+                    f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
+                    f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
+                )
+                cursor = conn.connection.driver_connection.cursor()
+                cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", _csv(frame))
+                # This run's own rows are still there on a re-run of the run (a retried shard, a
+                # redelivered message) or while a second delivery of it writes: then upsert.
+                _insert_or_upsert(
+                    conn,
+                    f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage",
+                    f" ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}",
+                )
+                if keep_history:
+                    self._append_history(conn)
         return len(frame)
 
     @staticmethod
@@ -159,18 +167,17 @@ class PredictionWriter:
         if "details" not in frame.columns:
             frame["details"] = [{} for _ in range(len(frame))]
         values = pd.to_numeric(frame["value"], errors="coerce")
-        if not values.map(lambda v: v is not None and math.isfinite(v)).all():
+        if not np.isfinite(np.asarray(values.to_numpy(dtype=float, na_value=np.nan), dtype=float)).all():
             raise InvalidPredictionRows(f"{prediction_type}: value must be a finite number on every row")
-        bad_methods = set(frame["method"]) - set(METHODS)
+        bad_methods = set(frame["method"].unique()) - set(METHODS)
         if bad_methods:
-            raise InvalidPredictionRows(f"{prediction_type}: unknown method(s) {sorted(bad_methods)}")
-        key = frame[["entity_id", "target_start"]].astype(str)
-        if key.duplicated().any():
-            raise InvalidPredictionRows(f"{prediction_type}: duplicate (entity_id, target_start) rows")
+            raise InvalidPredictionRows(f"{prediction_type}: unknown method(s) {sorted(bad_methods, key=str)}")
         frame["entity_id"] = frame["entity_id"].astype("int64")
-        frame["restaurant_id"] = frame["restaurant_id"].astype("Int64")
         frame["target_start"] = pd.to_datetime(frame["target_start"], utc=True)
-        frame["details"] = frame["details"].map(dumps)
+        if frame.duplicated(["entity_id", "target_start"]).any():
+            raise InvalidPredictionRows(f"{prediction_type}: duplicate (entity_id, target_start) rows")
+        frame["restaurant_id"] = frame["restaurant_id"].astype("Int64")
+        frame["details"] = encode_details(frame["details"].tolist())
         return frame.loc[:, list(PREDICTION_COLUMNS)]
 
     def retire_restaurants(self, restaurant_ids: list[int], prediction_types: list[str]) -> int:
@@ -201,8 +208,100 @@ class PredictionWriter:
         cols = ", ".join(self._HISTORY_COLUMNS)
         staged = ", ".join(f"s.{c}" for c in self._HISTORY_COLUMNS)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("as_of", *self._HISTORY_COLUMNS[3:]))
-        conn.exec_driver_sql(
+        _insert_or_upsert(
+            conn,
             f"INSERT INTO ml_prediction_history (as_of, {cols}) "
-            f"SELECT r.as_of, {staged} FROM ml_stage s JOIN ml_run r ON r.id = s.run_id "
-            f"ON CONFLICT ON CONSTRAINT ml_prediction_history_key DO UPDATE SET {updates}"
+            f"SELECT r.as_of, {staged} FROM ml_stage s JOIN ml_run r ON r.id = s.run_id",
+            f" ON CONFLICT ON CONSTRAINT ml_prediction_history_key DO UPDATE SET {updates}",
         )
+
+
+def _insert_or_upsert(conn: Connection, insert: str, on_conflict: str) -> None:
+    """``insert`` as a plain INSERT (the common case: nothing to conflict with); when a row of the
+    same key is there already (a re-run of the same run), the same INSERT with ``on_conflict``.
+    A savepoint keeps the caller's transaction whole; any other error is raised as it is."""
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql(insert)
+    except IntegrityError as exc:
+        if getattr(exc.orig, "pgcode", None) != "23505":  # unique_violation
+            raise
+        conn.exec_driver_sql(insert + on_conflict)
+
+
+# ---------------------------------------------------------------------- encoding, column by column
+# The per-row work of a large write was the writer's cost (350k rows: ~12 s of json.dumps and
+# ~6 s of strftime per timestamp in to_csv); both are done per column here, with the same result.
+_JSON = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
+_PLAIN_SCALARS = frozenset({float, int, bool, type(None), np.float64})
+
+
+def _encode_column(values: list) -> list[str]:
+    """Each value as ``core.jsonb.dumps`` encodes it."""
+    if not values:
+        return []
+    types = set(map(type, values))
+    if types <= _PLAIN_SCALARS:
+        # numbers, booleans and nulls never contain a comma: one C call for the whole column
+        return _JSON.encode(values)[1:-1].split(",")
+    if types == {str}:
+        encoded = {v: _JSON.encode(v) for v in set(values)}
+        return list(map(encoded.__getitem__, values))
+    return list(map(_JSON.encode, values))
+
+
+def encode_details(details: list) -> list[str]:
+    """``[dumps(d) for d in details]``, text for text (key order kept), per key set and per key:
+    rows whose dicts have the same keys are encoded a column at a time."""
+    out: list[str | None] = [None] * len(details)
+    groups: dict[tuple, list[int]] = {}
+    for i, d in enumerate(details):
+        if type(d) is dict:
+            groups.setdefault(tuple(d), []).append(i)
+        else:
+            out[i] = _JSON.encode(d)
+    for keys, idx in groups.items():
+        rows = [details[i] for i in idx]
+        if not keys:
+            encoded: Iterable[str] = repeat("{}", len(idx))
+        elif not all(type(k) is str for k in keys):  # json turns other keys into text its own way
+            encoded = map(_JSON.encode, rows)
+        else:
+            parts: list = []
+            for n, k in enumerate(keys):
+                parts.append(repeat(("{" if n == 0 else ",") + _JSON.encode(k) + ":"))
+                parts.append(_encode_column([r[k] for r in rows]))
+            parts.append(repeat("}"))
+            encoded = map("".join, zip(*parts))
+        for i, text_ in zip(idx, encoded):
+            out[i] = text_
+    return out  # type: ignore[return-value]
+
+
+def _timestamps_text(values: pd.Series) -> pa.Array:
+    """UTC timestamps as ISO 8601 text (null for NaT), each distinct instant formatted once."""
+    codes, uniques = pd.factorize(pd.to_datetime(values, utc=True), use_na_sentinel=True)
+    formatted = pa.array([t.isoformat() for t in uniques], type=pa.string())
+    return formatted.take(pa.array(codes, type=pa.int64(), mask=codes < 0))
+
+
+def _csv(frame: pd.DataFrame) -> io.BytesIO:
+    """The validated rows as COPY's CSV (Arrow's C++ writer: floats round-trip, nulls unquoted)."""
+    columns = {}
+    for c in PREDICTION_COLUMNS:
+        if c in ("target_start", "generated_at", "expires_at"):
+            columns[c] = _timestamps_text(frame[c])
+        elif c in ("value", "lower", "upper"):
+            columns[c] = pa.array(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
+                                  type=pa.float64(), from_pandas=True)
+        elif c in ("entity_id", "restaurant_id"):
+            columns[c] = pa.array(frame[c], type=pa.int64(), from_pandas=True)
+        else:
+            try:
+                columns[c] = pa.array(frame[c], type=pa.string(), from_pandas=True)
+            except (pa.ArrowTypeError, pa.ArrowInvalid):  # not text already (a version given as 3)
+                columns[c] = pa.array([None if v is None or v != v else str(v) for v in frame[c]], type=pa.string())
+    out = io.BytesIO()
+    pa_csv.write_csv(pa.table(columns), out, pa_csv.WriteOptions(include_header=False))
+    out.seek(0)
+    return out
