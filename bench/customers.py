@@ -30,6 +30,7 @@ import time
 
 import pandas as pd
 
+from core.replica import ReplicaReader
 from features.customers import CHURN_WINDOW_DAYS, labelled_frame, training_frame
 from features.kitchen import TICKET_HISTORY_DAYS, prep_tickets
 from features.restaurants import load_restaurants
@@ -39,7 +40,6 @@ from models.prep_time import evaluate_prep
 from synthetic import ChainConfig, seed_database
 from synthetic.scratch import drop_database, recreate_database
 from worker.db import make_replica_engine
-from core.replica import ReplicaReader
 
 SCRATCH_DB = "rmsml_bench_customers"
 END = dt.date(2026, 11, 1)

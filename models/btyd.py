@@ -273,7 +273,7 @@ def add_btyd_features(frame: pd.DataFrame, window_days: int) -> pd.DataFrame:
     cutoff, never labels, so adding these to a training frame leaks nothing.
 
     Args:
-        frame: ``features.customers.rfm_transform`` output, customers with purchases only.
+        frame: ``features.customer_frames.rfm_transform`` output, customers with purchases only.
         window_days: the prediction window (days) for bg_p_quiet and bg_expected_orders.
 
     Adds bg_p_quiet (P(no purchase in window)), bg_expected_orders (in window), bg_p_alive,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from features.customers import MODEL_FEATURES
+from features.customer_frames import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES, BetaGeo, add_btyd_features
 
 MODEL_NAME = "churn_lgbm"

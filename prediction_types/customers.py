@@ -22,13 +22,12 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.tables import CUSTOMERS, ORDERS
 from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
+from features.customer_frames import read_messages, scorable
 from features.customers import (
     LTV_HORIZON_DAYS,
     CustomerData,
     customer_coverage,
     customer_unit_features,
-    read_messages,
-    scorable,
 )
 from models import churn, ltv
 from models.artifacts import load_model, saved_record, shard_key, shard_version

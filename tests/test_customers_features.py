@@ -10,9 +10,14 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from features.customers import customer_rfm, customer_unit_features, customer_window, labelled_frame
-from tests.conftest import CHAIN_END, REPLICA_URL
 from core.replica import ReplicaReader
+from features.customers import (
+    customer_rfm,
+    customer_unit_features,
+    customer_window,
+    labelled_frame,
+)
+from tests.conftest import CHAIN_END, REPLICA_URL
 
 AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 CUTOFF = AS_OF - pd.Timedelta(days=60)
@@ -44,9 +49,9 @@ def _new_profile(cur, cid: int, joined: dt.datetime) -> None:
 
 
 def _restaurant_1_scope(reader, run_id: str, model_store):
-    from features.restaurants import load_restaurants
     from core.settings import ForecastSettings
     from core.units import Scope
+    from features.restaurants import load_restaurants
 
     return Scope(run_id=run_id, schedule="weekly", as_of=AS_OF, restaurants=load_restaurants(reader, [1]).restaurants,
                  forecast=ForecastSettings(), model_store=model_store, valid_until=VALID_UNTIL)
@@ -168,7 +173,7 @@ def test_bad_customers_are_counted_not_crashing(replica_engine, tmp_path):
 def test_negative_totals_are_skipped_and_counted_refunds_are_not_purchases(replica_engine):
     """A negative-total order is malformed: not a purchase, not spend, counted for the run record.
     A refunded order is not a purchase either, but it is counted and read as a service failure."""
-    from features.customers import rfm_transform
+    from features.customer_frames import rfm_transform
     from features.quality import count_malformed
 
     reader = _reader(replica_engine)
@@ -208,7 +213,7 @@ def test_engagement_features_read_only_orders_before_the_cutoff(replica_engine):
     """A cancelled big-party order after the cutoff changes no engagement feature; the same order
     placed before the customer's first purchase makes them a let-down first visit (first_order_failed)
     and enters guests_mean only if it were a purchase (it is not: cancelled)."""
-    from features.customers import MODEL_FEATURES, rfm_transform
+    from features.customer_frames import MODEL_FEATURES, rfm_transform
 
     reader = _reader(replica_engine)
     with replica_admin() as cur:
@@ -258,7 +263,7 @@ def _guests(restaurant_id: int, n: int, returned: int, first_at: pd.Timestamp) -
 
 
 def test_anchor_return_rate_ranks_sites_and_reads_only_fully_observed_returns():
-    from features.customers import ANCHOR_PRIOR_CUSTOMERS, add_anchor_rates
+    from features.customer_frames import ANCHOR_PRIOR_CUSTOMERS, add_anchor_rates
 
     cutoff = pd.Timestamp("2026-06-01", tz="UTC")
     early = cutoff - pd.Timedelta(days=150)
@@ -317,7 +322,8 @@ def test_a_large_shard_reads_a_fixed_sample_of_people_for_training(replica_engin
     """The training read, not the fit, is what a shard of hundreds of thousands of customers holds
     in memory; it reads a hash sample of ids: the same people at every cutoff, with the same
     features and labels as in a full read."""
-    from features.customers import MAX_TRAIN_ROWS, training_frame, training_sample_per_mille
+    from features.customer_frames import MAX_TRAIN_ROWS, training_sample_per_mille
+    from features.customers import training_frame
 
     cuts = [pd.Timestamp("2026-09-01", tz="UTC") - pd.Timedelta(days=14 * k) for k in range(3)]
     early = pd.Series(pd.Timestamp("2025-01-01", tz="UTC"), index=range(400_000))

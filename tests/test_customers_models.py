@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.replica import ReplicaReader
+from core.settings import ForecastSettings
+from core.units import Scope
 from features.customers import customer_unit_features, labelled_frame, training_frame
 from features.restaurants import load_restaurants
 from models.churn import RISK_HIGH, evaluate_churn, risk_level
 from models.ltv import evaluate_ltv
 from prediction_types.customers import predict_churn, predict_ltv
 from tests.conftest import CHAIN_END
-from core.replica import ReplicaReader
-from core.settings import ForecastSettings
-from core.units import Scope
 
 AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 VALID_UNTIL = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
