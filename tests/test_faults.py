@@ -208,6 +208,13 @@ class Drill:
     def logs(self) -> str:
         return "\n".join(f"--- {w.name} ---\n{w.log()[-2500:]}" for w in self.workers)
 
+    def log_marks(self) -> dict[str, int]:
+        """Where each worker's log ends now, for ``logged_since``."""
+        return {w.name: len(w.log()) for w in self.workers}
+
+    def logged_since(self, marks: dict[str, int]) -> str:
+        return "\n".join(w.log()[marks.get(w.name, 0):] for w in self.workers)
+
 
 @pytest.fixture(scope="module")
 def drill():
@@ -319,3 +326,121 @@ def test_redelivered_start_shard_and_finish_messages_change_nothing(drill):
     assert drill.q("SELECT count(*) FROM ml_run") == [(1,)]
     time.sleep(1)  # a second send of the event would have arrived by now
     drill.check(run_id, "succeeded", owner=run_id)
+
+
+def _first_run(drill) -> tuple[str, dict]:
+    """The run of the first scenario (as of AS_OF['first']) and its record."""
+    (rid,), = drill.q("SELECT id FROM ml_run WHERE as_of = %(t)s", t=AS_OF["first"])
+    return str(rid), drill.run_row(str(rid))
+
+
+def test_replica_connection_terminated_mid_query_is_retried(drill):
+    """pg_terminate_backend on the reader's backend while a shard's replica query waits on a table
+    lock the test holds: the read is retried (in place or by the shard task) and the run succeeds
+    whole, not partial."""
+    _, first = _first_run(drill)
+    marks = drill.log_marks()
+    started = drill.start(AS_OF["replica_cut"])
+    run_id = started["run_id"]
+    hold = drill.holding("orders_orderitem", "ACCESS EXCLUSIVE", db="replica")
+    try:
+        pids = wait_for(lambda: drill.blocked("rms-ml-reader", "replica"), 30, "a shard's replica query to wait")
+        assert drill.q("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM unnest(%(pids)s::int[]) pid",
+                       db="postgres", pids=pids) == [(len(pids),)]
+    finally:
+        hold.rollback()
+        hold.close()
+    record = drill.check(run_id, "succeeded", owner=run_id)
+    assert record["rows_written"] == first["rows_written"] and record["failed"] == []
+    assert set(drill.shard_status(run_id).values()) == {"succeeded"}
+    logged = drill.logged_since(marks)
+    assert "transient error" in logged and "OperationalError" in logged, logged[-5000:]
+
+
+def test_postgres_restarted_mid_write_is_retried(drill):
+    """PostgreSQL restarted (fast: connections cut, open transactions rolled back) while a shard's
+    writer waits on the lock of m_l_predictions: the shard is retried and the run succeeds."""
+    _, first = _first_run(drill)
+    marks = drill.log_marks()
+    started = drill.start(AS_OF["pg_restart"])
+    run_id = started["run_id"]
+    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
+    try:
+        wait_for(lambda: drill.blocked("rms-ml-writer", "ml"), 30, "a shard's writer to wait on m_l_predictions")
+        drill.pg.restart()
+    finally:
+        try:
+            hold.close()
+        except psycopg2.Error:
+            pass
+    record = drill.check(run_id, "succeeded", owner=run_id)
+    assert record["rows_written"] == first["rows_written"] and record["failed"] == []
+    assert max(n for (n,) in drill.q("SELECT attempts FROM ml_run_shard WHERE run_id = %(id)s", id=run_id)) >= 2
+    assert "left to the shard's retry" in drill.logged_since(marks)
+
+
+def _wipe_restart(broker: RedisServer) -> None:
+    """Restart Redis with nothing of what it held: queued and unacknowledged messages, chord
+    counters, results and the run lock are gone (a broker without persistence, or a new one)."""
+    broker.stop()
+    for path in broker.base.iterdir():
+        if path.name.startswith("appendonly") or path.name.endswith(".rdb"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    broker.start()
+
+
+def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(drill):
+    """Redis restarted without its data while two shards write and two wait in the queue: the two
+    in flight commit, the two queued vanish, the chord never calls finish and the run lock is gone.
+    A trigger meanwhile is skipped (the run table still says a run is going: begin_locked checks
+    it); once nothing of the run has worked for RMSML_TASKS__STRANDED_AFTER_S the next trigger
+    closes it as partial with what it committed, its event goes out with beat's webhook sweep,
+    and only then does the new run start."""
+    import redis
+
+    started = drill.start(AS_OF["stranded"])
+    run_id = started["run_id"]
+    # both workers mid-write (on a lock the test holds), the other two shards queued
+    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
+    try:
+        wait_for(lambda: len(drill.blocked("rms-ml-writer", "ml")) == 2, 30, "both workers' writers to wait")
+        _wipe_restart(drill.broker)
+    finally:
+        hold.rollback()
+        hold.close()
+    client = redis.Redis.from_url(drill.env["RMSML_BROKER__URL"])
+    try:
+        assert client.get(f"rmsml:run-lock:{SCHEDULE}") is None
+    finally:
+        client.close()
+    wait_for(lambda: sorted(drill.shard_status(run_id).values()) == ["pending", "pending", "succeeded", "succeeded"],
+             60, "the two shards in flight to commit")
+    committed = dict(drill.q("SELECT prediction_type, count(*) FROM m_l_predictions WHERE run_id = %(id)s "
+                             "GROUP BY 1", id=run_id))
+    assert committed and drill.run_status(run_id) == "running"
+
+    # a trigger while the stranded run is recorded running: skipped, not run beside it
+    skipped = drill.start(AS_OF["after_stranded"])
+    assert skipped["status"] == "skipped" and skipped["running_run_id"] == run_id, skipped
+    assert drill.q("SELECT count(*) FROM ml_run WHERE status = 'running'") == [(1,)]
+
+    # stranded: nothing of the run has started for STRANDED_AFTER_S (real time, not aged)
+    waited = time.monotonic()
+    wait_for(lambda: drill.q("SELECT heartbeat_at < now() - make_interval(secs => %(s)s) FROM ml_run "
+                             "WHERE id = %(id)s", s=STRANDED_AFTER_S, id=run_id) == [(True,)],
+             STRANDED_AFTER_S + 10, "the run to be silent for STRANDED_AFTER_S", interval=1)
+    assert drill.run_status(run_id) == "running"  # nothing closes it but the next trigger
+    after = drill.start(AS_OF["after_stranded"])
+    assert after["status"] == "started", after
+    assert time.monotonic() - waited < STRANDED_AFTER_S + 10
+    # its completion event was recorded for the sweep beat runs every few minutes: run it now
+    drill.send("rmsml.webhooks.deliver_due", overdue_s=0).get(timeout=60)
+    record = drill.check(run_id, "partial")
+    assert record["rows_written"] == committed
+    assert sorted(f["shard"] for f in record["failed"]) == sorted(
+        n for n, s in drill.shard_status(run_id).items() if s == "failed")
+    assert len(record["failed"]) == 2 and all("abandoned" in f["error"] for f in record["failed"])
+    drill.check(after["run_id"], "succeeded", owner=after["run_id"])
+    (closed_at, started_at), = drill.q("SELECT (SELECT finished_at FROM ml_run WHERE id = %(a)s), "
+                                       "(SELECT started_at FROM ml_run WHERE id = %(b)s)", a=run_id, b=after["run_id"])
+    assert closed_at <= started_at  # closed before the next run began: never two at once
