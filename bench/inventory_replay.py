@@ -660,13 +660,13 @@ def build_world(reader, truth: dict, restaurants: pd.DataFrame, start: pd.Timest
     demand, the stock, batches and orders in transit at the morning of ``start`` as the replica
     holds them, and the true arrivals. Returns (world, items, ordered_at of the orders in transit)."""
     from features.inventory import (
-        allocate_batches,
         expiring_batches,
         inventory_items,
         open_purchase_orders,
         recipe_lines,
         stock_on_hand,
     )
+    from features.inventory_frames import allocate_batches
 
     rids = [int(r) for r in restaurants["id"]]
     items = inventory_items(reader, rids)

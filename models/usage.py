@@ -123,9 +123,9 @@ class RecipeUsageForecaster:
 
     def fit(self, menu_units: pd.DataFrame, recipes: pd.DataFrame, usage: pd.DataFrame) -> "RecipeUsageForecaster":
         """Args:
-            menu_units: ``features.inventory.menu_unit_grid`` (menu units per local day).
+            menu_units: ``features.inventory_frames.menu_unit_grid`` (menu units per local day).
             recipes: ``features.inventory.recipe_lines`` (item units per menu unit).
-            usage: ``features.inventory.usage_grid`` (item units per local day).
+            usage: ``features.inventory_frames.usage_grid`` (item units per local day).
         """
         self.recipes_ = recipes[["menu_item_id", "inventory_item_id", "quantity_per_unit"]]
         self.menu_ = UsageForecaster(self.level_days, self.min_open_days, key="menu_item_id", value="units", waste=None)

@@ -399,7 +399,8 @@ def test_a_kitchen_that_only_counts_stock_still_gets_its_usage_from_the_recipes(
     consumption would otherwise never run out."""
     from bench.inventory import _scope
     from core.replica import ReplicaReader
-    from features.inventory import inventory_features, open_where_only_counted
+    from features.inventory import inventory_features
+    from features.inventory_frames import open_where_only_counted
     from features.restaurants import load_restaurants
     from models.usage import RECIPE, usage_forecast
 
@@ -494,7 +495,8 @@ def test_a_recipe_in_grams_for_stock_in_kilograms_is_converted_not_clipped(seede
 
     from bench.inventory import _scope
     from core.replica import ReplicaReader
-    from features.inventory import inventory_features, open_where_only_counted
+    from features.inventory import inventory_features
+    from features.inventory_frames import open_where_only_counted
     from features.restaurants import load_restaurants
     from models.usage import usage_forecast
 
