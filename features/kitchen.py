@@ -20,6 +20,10 @@ from core.units import Scope
 from features.quality import valid
 
 TICKET_HISTORY_DAYS = 90  # rows for the model: one quarter of tickets is plenty and keeps memory bounded
+# ...and at most this many of the newest per restaurant of the shard (a busy kitchen's quarter is
+# ~27k tickets; its newest 10k, about a month, gave the same held-out MAE, 0.570 vs 0.569 minutes,
+# item values within 0.7 % on average, in a third of the read and fit time: issue 19).
+TICKETS_PER_RESTAURANT = 10_000
 MEDIAN_HISTORY_DAYS = 365  # medians (the fallbacks) look further back: a rarely sold item still has one
 
 _COMPLETED = (
@@ -34,15 +38,19 @@ def prep_tickets(
     start: datetime,
     end: datetime,
     valid_until: datetime,
+    limit: int | None = None,
 ) -> pd.DataFrame:
-    """Completed tickets queued in [start, end) (UTC instants) at the restaurants' stations.
+    """Completed tickets queued in [start, end) (UTC instants) at the restaurants' stations; with
+    ``limit``, only the newest ``limit`` of them (cut in SQL: the rest never leave the replica).
 
     Returns columns ticket_id, restaurant_id, station_id, station_type, menu_item_id, quantity
     (units on the line), has_modifiers (0/1), queue_size (tickets ahead when queued; NaN if
     unknown), local_hour (0-23), local_dow (0 = Monday), prep_minutes, queued_at (UTC).
     """
+    newest = "k.queued_at DESC, k.id DESC LIMIT :limit" if limit else "k.queued_at, k.id"
     frame = reader.frame(
         f"""
+        SELECT * FROM (
         SELECT k.id AS ticket_id, s.restaurant_id, k.station_id, s.station_type, i.menu_item_id,
                i.quantity, i.has_modifiers::int AS has_modifiers, k.queue_size_at_start AS queue_size,
                extract(hour FROM k.queued_at AT TIME ZONE r.timezone)::int AS local_hour,
@@ -53,9 +61,11 @@ def prep_tickets(
         JOIN orders_orderitem i ON i.id = k.order_item_id
         JOIN restaurants_restaurant r ON r.id = s.restaurant_id
         WHERE s.restaurant_id = ANY(:rids) AND k.queued_at >= :start AND k.queued_at < :end AND {_COMPLETED}
-        ORDER BY k.queued_at, k.id
+        ORDER BY {newest}
+        ) t ORDER BY queued_at, ticket_id
         """,
-        {"rids": [int(i) for i in restaurant_ids], "start": start, "end": end, "valid_until": valid_until},
+        {"rids": [int(i) for i in restaurant_ids], "start": start, "end": end, "valid_until": valid_until,
+         "limit": int(limit) if limit else None},
     )
     for col in ("ticket_id", "restaurant_id", "station_id", "menu_item_id", "local_hour", "local_dow"):
         frame[col] = frame[col].astype("int64")
@@ -213,7 +223,8 @@ class KitchenData:
 def kitchen_unit_features(reader: ReplicaReader, scope: Scope) -> KitchenData:
     rids = scope.restaurant_ids
     as_of = scope.as_of
-    tickets = prep_tickets(reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until)
+    tickets = prep_tickets(reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until,
+                           limit=TICKETS_PER_RESTAURANT * len(rids))
     medians = prep_medians(
         reader, rids, as_of - pd.Timedelta(days=min(MEDIAN_HISTORY_DAYS, scope.forecast.history_days)), as_of,
         scope.valid_until,
