@@ -192,9 +192,9 @@ def mark_outliers(daily: pd.DataFrame, factor: float = OUTLIER_FACTOR, weeks: in
     out = daily.sort_values(["series_id", "ds"]).copy()
     y = out["y"].where(~out["closed"])
     key = [out["series_id"], out["ds"].dt.day_of_week]
-    median = y.groupby(key).transform(
-        lambda s: s.rolling(2 * weeks + 1, center=True, min_periods=weeks).median()
-    )
+    # one grouped rolling pass (not a Python rolling per series and weekday: 0.7 s on 120 items)
+    median = (y.groupby(key).rolling(2 * weeks + 1, center=True, min_periods=weeks).median()
+              .reset_index(level=[0, 1], drop=True).reindex(out.index))
     ratio = (out["y"] + 1.0) / (median + 1.0)
     out["outlier"] = (~out["closed"]) & median.notna() & (median >= CLOSED_MIN_DAILY_LEVEL) & (
         (ratio > factor) | (ratio < 1.0 / factor)
@@ -303,11 +303,13 @@ def daily_demand_features(reader: ReplicaReader, scope: Scope, raw: pd.DataFrame
     return DemandHistory(decorate(history, series), decorate(future, series), series, "day", messages)
 
 
-def hourly_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory:
+def hourly_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHistory | None = None) -> DemandHistory:
     """Every local hour (zeros included) of the last ``HOURLY_HISTORY_DAYS`` complete local days.
 
     Closed and outlier flags come from the day each hour belongs to: an hour at 3 am with no
     orders is a closed hour of an open day (real zero demand), a day without any order is not.
+    ``daily``: the shard's ``daily_demand_features`` when the caller has them (the run's
+    ``DemandInputs``), else read here.
     """
     zones, messages = checked_zones(scope.restaurants)
     firsts, start = local_window(zones, scope.as_of, min(HOURLY_HISTORY_DAYS, scope.forecast.history_days))
@@ -336,7 +338,8 @@ def hourly_demand_features(reader: ReplicaReader, scope: Scope) -> DemandHistory
     future = _concat(futures, ["series_id", "target_start", "ds"])
     messages += _empty_messages(history, series, "restaurant")
     # demand_daily's features: the hours of a day are scaled to its daily forecast
-    daily = daily_demand_features(reader, scope)
+    if daily is None:
+        daily = daily_demand_features(reader, scope)
     return DemandHistory(decorate(history, series), decorate(future, series), series, "hour", messages,
                          daily=daily)
 

@@ -55,6 +55,7 @@ def rolling_origin(
     simple: tuple[str, ...] = SIMPLE,
     margin: float = SELECTION_MARGIN,
     combinations: dict[str, tuple[str, ...]] | None = None,
+    helpers: tuple[str, ...] = (),
 ) -> BacktestResult:
     """Backtest each candidate from ``folds`` origins over ``horizon`` of held-out history.
 
@@ -71,6 +72,8 @@ def rolling_origin(
         combinations: name -> parts: candidates scored as the equal-weight mean of their parts'
             fold forecasts (``models.blend.MeanEnsemble``), at no further fitting cost; skipped
             when a part failed.
+        helpers: names of ``factories`` fitted only as parts of ``combinations`` (e.g. Prophet
+            under the LightGBM+Prophet blend): not candidates themselves, dropped before scoring.
     Closed days are never scored (they are not demand); outlier days are (they happen).
     """
     messages: list[str] = []
@@ -113,6 +116,8 @@ def rolling_origin(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # rows no part forecast stay NaN
                 residuals[name] = residuals[parts[0]].assign(yhat=np.nanmean(stack, axis=0))
+    for name in helpers:
+        residuals.pop(name, None)
     for name, res in list(residuals.items()):
         missing = res["yhat"].isna().mean()
         if missing > MAX_MISSING_SHARE:

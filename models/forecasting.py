@@ -198,11 +198,11 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                                 f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
                                 f"({selection.version})")
             else:
-                factories = {n: (lambda n=n: make(n)) for n in spec.candidates if n != MeanEnsemble.name}
-                combos = {MeanEnsemble.name: spec.ensemble} if MeanEnsemble.name in spec.candidates else None
+                factories, combos, helpers = backtest_plan(spec, make)
                 backtest = rolling_origin(
                     h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
                     pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly, combinations=combos,
+                    helpers=helpers,
                 )
                 messages += backtest.messages
                 if backtest.chosen is None:
@@ -210,7 +210,11 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                 chosen = backtest.chosen
                 res = backtest.residuals[chosen]
                 intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
-            model = make(chosen).fit(h_s)
+            if selection is not None and chosen == LGBMProphetBlend.name and selection.model is not None:
+                # Prophet is refit at the weekly reselection only; nightly, only the LightGBM
+                model = make(chosen).refit(h_s, selection.model)
+            else:
+                model = make(chosen).fit(h_s)
             pred = model.predict(out.loc[f_mask], history=h_s)
             _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
             if save:
@@ -257,6 +261,29 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     _not_open_yet(out, hist, series, scope, spec, messages)
     out["closed_pattern"] = out["model_name"].eq("closure_rule")
     return Outcome(out, records, messages, backtest)
+
+
+def backtest_plan(spec: TypeSpec, make) -> tuple[dict, dict, tuple[str, ...]]:
+    """What the backtest fits per fold: factories (name -> zero-argument constructor), the
+    combinations it scores from their fold forecasts at no fitting cost, and the helpers fitted
+    only as parts of a combination. The ensemble is the mean of its parts; the LightGBM+Prophet
+    blend (equal weights) is the mean of the ``lightgbm`` candidate and Prophet per series, so
+    the LightGBM of a fold is fitted once for both, and Prophet is a helper unless listed itself."""
+    combined = (MeanEnsemble.name, LGBMProphetBlend.name)
+    factories = {n: (lambda n=n: make(n)) for n in spec.candidates if n not in combined}
+    combos: dict[str, tuple[str, ...]] = {}
+    helpers: tuple[str, ...] = ()
+    if MeanEnsemble.name in spec.candidates:
+        combos[MeanEnsemble.name] = spec.ensemble
+    if LGBMProphetBlend.name in spec.candidates:
+        if "lightgbm" in factories and make(LGBMProphetBlend.name).weight == 0.5:
+            if "prophet" not in factories:
+                factories["prophet"] = lambda: make("prophet")
+                helpers = ("prophet",)
+            combos[LGBMProphetBlend.name] = ("lightgbm", "prophet")
+        else:
+            factories[LGBMProphetBlend.name] = lambda: make(LGBMProphetBlend.name)
+    return factories, combos or None, helpers
 
 
 def restaurant_context(features: DemandHistory) -> RestaurantContext | None:
@@ -378,6 +405,7 @@ class Selection:
     selected_at: pd.Timestamp
     scores: dict
     intervals: ConformalIntervals | None
+    model: object | None = None  # the artifact (the refit of a blend keeps its Prophet part)
 
 
 def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) -> Selection | None:
@@ -411,11 +439,12 @@ def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) ->
         if not pd.Timedelta(0) <= age < pd.Timedelta(days=days):
             return None  # the newest is too old (or from the future: a replayed as_of): backtest again
         try:
-            _, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
+            model, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
         except Exception as exc:
             log.warning("%s: selection of %s unusable (%s); backtesting", spec.prediction_type, rec.version, exc)
             return None
-        return Selection(rec.name, str(metrics.get("selected_in", rec.version)), selected_at, metrics["backtest"], intervals)
+        return Selection(rec.name, str(metrics.get("selected_in", rec.version)), selected_at, metrics["backtest"],
+                         intervals, model)
     return None
 
 

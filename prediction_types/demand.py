@@ -58,11 +58,11 @@ class DemandInputs:
 
     @property
     def hourly(self) -> DemandHistory:
-        return self._part("hourly", lambda: hourly_demand_features(self.reader, self.scope))
+        return self._part("hourly", lambda: hourly_demand_features(self.reader, self.scope, daily=self.daily))
 
     @property
     def items(self) -> DemandHistory:
-        return self._part("items", lambda: item_demand_features(self.reader, self.scope))
+        return self._part("items", lambda: item_demand_features(self.reader, self.scope, daily=self.daily))
 
     def daily_outcome(self, daily: DemandHistory | None = None) -> Outcome:
         """demand_daily's fallback chain for the shard, run once; ``daily``: the daily features to

@@ -493,3 +493,41 @@ def test_ensemble_is_scored_from_its_parts_fold_forecasts_and_reloads_through_th
     loaded, _ = load_artifact(tmp_path / "ens", sha)
     assert isinstance(loaded, MeanEnsemble)
     assert np.allclose(loaded.predict(feats.future, history=feats.history)["yhat"].to_numpy(), got)
+
+
+def test_blend_is_scored_from_the_lightgbm_and_prophet_fold_forecasts_and_refit_keeps_its_prophet(monkeypatch):
+    """The backtest scores the LightGBM+Prophet blend as the mean of the lightgbm candidate's and
+    Prophet's fold forecasts (one LightGBM fit per fold for both; Prophet is no candidate of its
+    own), the same scores as fitting the blend per fold; a nightly refit under that selection
+    refits the LightGBM only and keeps the Prophet fits of the selection's artifact."""
+    from models.backtest import rolling_origin
+    from models.forecasting import make_candidate
+
+    frame, series = planted_daily(n_series=3, days=150, seed=9)
+    feats, _ = as_history(frame, series, CUT, 14)
+    spec = replace(DAILY, horizon_days=14, lgbm=(("origins", 6),),
+                   candidates=("seasonal_average", "lightgbm", "lightgbm+prophet"))
+    scope = make_scope(series["series_id"])
+    first = forecast(feats, spec, scope)
+    assert set(first.backtest.scores) == {"seasonal_average", "lightgbm", "lightgbm+prophet"}
+    direct = rolling_origin(feats.history, {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates},
+                            pd.Timedelta(days=14), spec.backtest_folds)
+    for name in spec.candidates:
+        assert first.backtest.scores[name]["wape"] == pytest.approx(direct.scores[name]["wape"], rel=1e-9)
+    # a later night under a selection of the blend: LightGBM refit, Prophet kept
+    chosen = replace(spec, candidates=("lightgbm+prophet",))
+    blend = forecast(feats, chosen, scope)
+    reg = pd.DataFrame([{**vars(m), "prediction_type": "demand_daily", "status": "active"} for m in blend.models])
+    from models.prophet_model import ProphetPerSeries
+
+    def no_fit(self, history):
+        raise AssertionError("Prophet refit nightly")
+
+    monkeypatch.setattr(ProphetPerSeries, "fit", no_fit)
+    later = forecast(feats, chosen, make_scope(series["series_id"], registry=reg,
+                                               run="11111111-0000-0000-0000-00000000000b"))
+    assert later.backtest is None and (later.frame["method"] == "model").all()
+    assert np.allclose(later.frame["yhat"].to_numpy(), blend.frame["yhat"].to_numpy())
+    saved, _ = load_artifact(Path(later.models[0].artifact_path), later.models[0].sha256)
+    first_saved, _ = load_artifact(Path(blend.models[0].artifact_path), blend.models[0].sha256)
+    assert saved.prophet_.models_ == first_saved.prophet_.models_
