@@ -59,6 +59,7 @@ AS_OF = {
     "redis_restart": "2026-10-28T05:15:00Z",
     "stranded": "2026-10-29T05:15:00Z",
     "after_stranded": "2026-10-30T05:15:00Z",
+    "newer": "2026-10-30T17:15:00Z",
     "killed": "2026-10-31T05:15:00Z",
 }
 # SQL a failure reason must never carry (statements, SQLAlchemy's "[SQL: ...]" and parameters).
@@ -334,11 +335,17 @@ def _first_run(drill) -> tuple[str, dict]:
     return str(rid), drill.run_row(str(rid))
 
 
+def _whole_run_rows(drill) -> dict:
+    """Rows a whole run writes per type (the first run's, before it was re-run)."""
+    (rows,), = drill.q("SELECT rows_written FROM ml_run WHERE status = 'succeeded' AND rows_written <> '{}' "
+                       "ORDER BY started_at LIMIT 1")
+    return rows
+
+
 def test_replica_connection_terminated_mid_query_is_retried(drill):
     """pg_terminate_backend on the reader's backend while a shard's replica query waits on a table
     lock the test holds: the read is retried (in place or by the shard task) and the run succeeds
     whole, not partial."""
-    _, first = _first_run(drill)
     marks = drill.log_marks()
     started = drill.start(AS_OF["replica_cut"])
     run_id = started["run_id"]
@@ -351,7 +358,7 @@ def test_replica_connection_terminated_mid_query_is_retried(drill):
         hold.rollback()
         hold.close()
     record = drill.check(run_id, "succeeded", owner=run_id)
-    assert record["rows_written"] == first["rows_written"] and record["failed"] == []
+    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
     assert set(drill.shard_status(run_id).values()) == {"succeeded"}
     logged = drill.logged_since(marks)
     assert "transient error" in logged and "OperationalError" in logged, logged[-5000:]
@@ -360,7 +367,6 @@ def test_replica_connection_terminated_mid_query_is_retried(drill):
 def test_postgres_restarted_mid_write_is_retried(drill):
     """PostgreSQL restarted (fast: connections cut, open transactions rolled back) while a shard's
     writer waits on the lock of m_l_predictions: the shard is retried and the run succeeds."""
-    _, first = _first_run(drill)
     marks = drill.log_marks()
     started = drill.start(AS_OF["pg_restart"])
     run_id = started["run_id"]
@@ -374,7 +380,7 @@ def test_postgres_restarted_mid_write_is_retried(drill):
         except psycopg2.Error:
             pass
     record = drill.check(run_id, "succeeded", owner=run_id)
-    assert record["rows_written"] == first["rows_written"] and record["failed"] == []
+    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
     assert max(n for (n,) in drill.q("SELECT attempts FROM ml_run_shard WHERE run_id = %(id)s", id=run_id)) >= 2
     assert "left to the shard's retry" in drill.logged_since(marks)
 
@@ -444,3 +450,51 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     (closed_at, started_at), = drill.q("SELECT (SELECT finished_at FROM ml_run WHERE id = %(a)s), "
                                        "(SELECT started_at FROM ml_run WHERE id = %(b)s)", a=run_id, b=after["run_id"])
     assert closed_at <= started_at  # closed before the next run began: never two at once
+
+
+def test_old_run_rerun_by_id_keeps_newer_rows(drill):
+    """The first run re-run under its own id and as-of (earlier than every run since): no entity
+    goes back to its older predictions, the run record says that newer rows were kept, and the RMS
+    hears of the re-run's outcome once."""
+    first_id, _ = _first_run(drill)
+    (newest,), = drill.q("SELECT id FROM ml_run WHERE status = 'succeeded' ORDER BY as_of DESC LIMIT 1")
+    newest = str(newest)
+    if newest == first_id:  # run alone (-k): a newer run first
+        newest = drill.start(AS_OF["newer"])["run_id"]
+        drill.check(newest, "succeeded", owner=newest)
+    before = drill.q("SELECT prediction_type, entity_id, target_start, run_id, generated_at FROM m_l_predictions "
+                     "ORDER BY 1, 2, 3")
+    rerun = drill.start(AS_OF["first"], run_id=first_id)
+    assert rerun["status"] == "started" and rerun["run_id"] == first_id
+    record = drill.check(first_id, "succeeded", owner=newest)
+    assert drill.q("SELECT prediction_type, entity_id, target_start, run_id, generated_at FROM m_l_predictions "
+                   "ORDER BY 1, 2, 3") == before  # not a row touched
+    assert record["rows_written"] == {}
+    assert any("kept the rows of a run with a later as-of" in m for m in record["messages"]), record["messages"]
+    assert drill.q("SELECT count(*) FROM ml_run WHERE id = %(id)s", id=first_id) == [(1,)]
+
+
+def test_worker_killed_mid_shard_is_redelivered(drill):
+    """kill -9 of a worker (its pool child too) while its shard writes: the shard's message was
+    never acknowledged, so Redis hands it to the other worker after the visibility timeout; it is
+    rewritten without duplicates and the run succeeds. Last, as it leaves one worker."""
+    started = drill.start(AS_OF["killed"])
+    assert started["status"] == "started", started
+    run_id = started["run_id"]
+    victim = drill.workers[0]
+    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
+    try:
+        wait_for(lambda: len(drill.blocked("rms-ml-writer", "ml")) == 2, 30, "both workers' writers to wait")
+        killed_at = time.monotonic()
+        victim.kill()
+    finally:
+        hold.rollback()
+        hold.close()
+    assert not victim.alive()
+    record = drill.check(run_id, "succeeded", owner=run_id)
+    assert record["failed"] == []
+    assert time.monotonic() - killed_at >= int(drill.env["RMSML_BROKER__VISIBILITY_TIMEOUT_S"]) - 1
+    attempts = sorted(n for (n,) in drill.q("SELECT attempts FROM ml_run_shard WHERE run_id = %(id)s", id=run_id))
+    assert attempts == [1, 1, 1, 2], attempts  # the killed shard ran again, once
+    (rows,), = drill.q("SELECT count(*) FROM m_l_predictions WHERE run_id = %(id)s", id=run_id)
+    assert record["rows_written"] == _whole_run_rows(drill) and rows == sum(record["rows_written"].values())
