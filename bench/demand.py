@@ -248,6 +248,10 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             "wape": wapes,
             "bias": bias,
             "coverage80": round(coverage(rows["y"], rows["lower"], rows["upper"]), 4),
+            # per step of the chain: a dormant item's 0 (rule) is a certain interval [0, 0], new
+            # items borrow their category's (average); the model's own coverage is under "model"
+            "coverage80_by_method": {m: round(coverage(g["y"], g["lower"], g["upper"]), 4)
+                                     for m, g in rows.groupby("method")},
             "chosen_model": chosen.backtest.chosen if chosen.backtest else None,
             "backtest": ({n: round(s["wape"], 4) for n, s in chosen.backtest.scores.items()}
                          if chosen.backtest else None),

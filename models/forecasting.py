@@ -18,7 +18,7 @@ A series' rows always come from one step, so a reader never mixes methods within
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend, MeanEnsemble
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM, PlainLagLGBM
-from models.prophet_model import ProphetPerSeries
+from models.prophet_model import YEARLY_MIN_DAYS, ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
 from models.topdown import LGBMTopDownBlend, RestaurantContext, SharedFit, TopDown, with_context
 from core.units import ModelRecord, Scope
@@ -198,7 +198,11 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                                 f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
                                 f"({selection.version})")
             else:
-                factories, combos, helpers = backtest_plan(spec, make)
+                yearly = yearly_history(h_s, spec)
+                if not yearly and LGBMProphetBlend.name in spec.candidates:
+                    messages.append(f"{spec.prediction_type}: {LGBMProphetBlend.name} not offered: under "
+                                    f"{YEARLY_MIN_DAYS} days of history before the backtest, Prophet fits no yearly curve")
+                factories, combos, helpers = backtest_plan(spec, make, yearly)
                 backtest = rolling_origin(
                     h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
                     pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly, combinations=combos,
@@ -263,14 +267,30 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     return Outcome(out, records, messages, backtest)
 
 
-def backtest_plan(spec: TypeSpec, make) -> tuple[dict, dict, tuple[str, ...]]:
+def yearly_history(history: pd.DataFrame, spec: TypeSpec) -> bool:
+    """Whether most series (the median) have history enough for Prophet to fit a yearly curve
+    (``YEARLY_MIN_DAYS``) from the oldest backtest origin on."""
+    if history.empty:
+        return False
+    span = history.groupby("series_id")["ds"].agg(lambda d: (d.max() - d.min()).days).median()
+    folds_back = spec.horizon_days + (spec.backtest_folds - 1) * spec.fold_step_days
+    return bool(span - folds_back >= YEARLY_MIN_DAYS)
+
+
+def backtest_plan(spec: TypeSpec, make, yearly: bool = True) -> tuple[dict, dict, tuple[str, ...]]:
     """What the backtest fits per fold: factories (name -> zero-argument constructor), the
     combinations it scores from their fold forecasts at no fitting cost, and the helpers fitted
     only as parts of a combination. The ensemble is the mean of its parts; the LightGBM+Prophet
     blend (equal weights) is the mean of the ``lightgbm`` candidate and Prophet per series, so
-    the LightGBM of a fold is fitted once for both, and Prophet is a helper unless listed itself."""
+    the LightGBM of a fold is fitted once for both, and Prophet is a helper unless listed itself.
+
+    ``yearly``: whether the history is long enough for Prophet's yearly curve (``yearly_history``).
+    Without it the blend is not offered: the yearly curve is what Prophet adds to the global model
+    (models/blend.py), and Prophet per series in every fold is most of the backtest's cost."""
     combined = (MeanEnsemble.name, LGBMProphetBlend.name)
     factories = {n: (lambda n=n: make(n)) for n in spec.candidates if n not in combined}
+    if not yearly:
+        spec = replace(spec, candidates=tuple(n for n in spec.candidates if n != LGBMProphetBlend.name))
     combos: dict[str, tuple[str, ...]] = {}
     helpers: tuple[str, ...] = ()
     if MeanEnsemble.name in spec.candidates:

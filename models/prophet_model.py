@@ -26,6 +26,8 @@ from models.base import point_forecast, read_params, write_params
 logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
 
 MIN_POINTS = 14
+# days of history from which a series' fit includes the yearly curve
+YEARLY_MIN_DAYS = 365
 
 
 def _quiet() -> None:
@@ -48,7 +50,7 @@ def _fit_one(args: tuple) -> tuple[int, str | None]:
         seasonality_mode="multiplicative" if hourly else "additive",
         weekly_seasonality=True,
         daily_seasonality=hourly,
-        yearly_seasonality=span_days >= 365,
+        yearly_seasonality=span_days >= YEARLY_MIN_DAYS,
     )
     if holidays:
         model.add_regressor("is_holiday")

@@ -508,6 +508,10 @@ def test_blend_is_scored_from_the_lightgbm_and_prophet_fold_forecasts_and_refit_
     spec = replace(DAILY, horizon_days=14, lgbm=(("origins", 6),),
                    candidates=("seasonal_average", "lightgbm", "lightgbm+prophet"))
     scope = make_scope(series["series_id"])
+    short = forecast(feats, spec, scope)  # 150 days: no yearly curve for Prophet, no blend offered
+    assert set(short.backtest.scores) == {"seasonal_average", "lightgbm"}
+    assert any("lightgbm+prophet not offered" in m for m in short.messages)
+    monkeypatch.setattr("models.forecasting.yearly_history", lambda history, spec: True)
     first = forecast(feats, spec, scope)
     assert set(first.backtest.scores) == {"seasonal_average", "lightgbm", "lightgbm+prophet"}
     direct = rolling_origin(feats.history, {n: (lambda n=n: make_candidate(n, spec)) for n in spec.candidates},
