@@ -2,7 +2,8 @@
 stretches it), daily.
 
 Path: ``features.kitchen.kitchen_unit_features`` reads the shard's tickets (SQL, bounded history)
-and menu; ``models.prep_time.PrepTimeModel`` is fitted when there are enough tickets; the rows
+and menu; ``models.prep_time.PrepTimeModel`` is fitted when there are enough tickets (at most weekly,
+see ``REFIT_DAYS``); the rows
 below fall back per item to the item's, then the station's median (``method`` ``average``), and
 the run messages count what was skipped or kept out of training. Details in docs/kitchen.md.
 """
@@ -24,7 +25,7 @@ from features.kitchen import (
     kitchen_unit_features,
     left_unbumped,
 )
-from models.artifacts import saved_record, shard_version
+from models.artifacts import load_model, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
 from models.prep_time import (
     FALLBACK_NAME,
@@ -36,6 +37,30 @@ from models.prep_time import (
     PrepTimeModel,
     scenario_minutes,
 )
+from prediction_types.customers import previous_records
+
+# Prep time by station changes slowly: the model is fitted at most once a week per shard and the
+# other nights predict with it (issue 19: the fit was most of the unit's time). A new station type
+# in the tickets refits at once.
+REFIT_DAYS = 7
+
+
+def _recent_model(scope: Scope, station_types: set[str], messages: list[str]):
+    """(model, registry record) of the newest checksum-verified prep-time model this shard
+    registered less than ``REFIT_DAYS`` before the as-of and that knows every station type; else None."""
+    for rec in previous_records(scope, "prep_time", MODEL_NAME).itertuples(index=False):
+        end = pd.to_datetime(rec.training_end, utc=True)
+        if pd.isna(end) or scope.as_of - end >= pd.Timedelta(days=REFIT_DAYS):
+            continue
+        try:
+            model = load_model(PrepTimeModel, Path(rec.artifact_path), rec.sha256)
+        except Exception as exc:  # a missing, tampered or incompatible artifact: try the next, else fit
+            messages.append(f"prep_time: model {rec.version} unusable ({type(exc).__name__}: {exc}); refitting")
+            continue
+        if not station_types <= set(model.station_types_):
+            return None
+        return model, rec
+    return None
 
 
 def _details(station_id: int, by_queue: dict, extra: float | None, fallback: str | None, tickets: int) -> dict:
@@ -89,7 +114,13 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
                             f"median or {UNBUMPED_EXTRA_MINUTES:g} minutes beyond it (left unbumped on the screen) "
                             "kept out of training")
             tickets = tickets[~unbumped]
-    if len(tickets) >= MIN_TICKETS:
+    recent = _recent_model(scope, set(tickets["station_type"]), messages) if len(tickets) >= MIN_TICKETS else None
+    if recent is not None:
+        model, rec = recent
+        version = str(rec.version)
+        messages.append(f"prep_time: model {version} (trained to {pd.Timestamp(rec.training_end):%Y-%m-%d}) reused; "
+                        f"refitted every {REFIT_DAYS} days")
+    elif len(tickets) >= MIN_TICKETS:
         model = PrepTimeModel().fit(tickets)
         models.append(saved_record(
             model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,

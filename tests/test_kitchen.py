@@ -143,3 +143,39 @@ def test_tickets_left_unbumped_on_the_screen_do_not_teach_the_model(kitchen):
     mine = result.rows.set_index("entity_id")["value"]
     theirs = clean.rows.set_index("entity_id")["value"].reindex(mine.index)
     assert (mine / theirs).median() == pytest.approx(1.0, abs=0.05)
+
+
+def test_model_is_refitted_weekly_and_reused_between(kitchen, tmp_path):
+    """Fit weekly, predict nightly: a model this shard registered less than REFIT_DAYS before the
+    as-of is loaded (checksum first) instead of refitted; an older one, a tampered one, or one
+    that does not know a station type of the tickets is refitted."""
+    from dataclasses import replace
+
+    from prediction_types.kitchen import REFIT_DAYS
+
+    scope, data, _ = kitchen
+    first = predict_prep_time(data, replace(scope, model_store=tmp_path))
+    record = first.models[0]
+    registry = pd.DataFrame([{"name": record.name, "version": record.version, "prediction_type": "prep_time",
+                              "artifact_path": record.artifact_path, "sha256": record.sha256,
+                              "training_end": record.training_end, "metrics": record.metrics, "status": "active",
+                              "created_at": pd.Timestamp.now(tz="UTC")}])
+
+    def night(days: int):
+        later = replace(scope, run_id=f"1111{days:04d}-0000-0000-0000-000000000000", registry=registry,
+                        as_of=scope.as_of + pd.Timedelta(days=days), model_store=tmp_path / str(days))
+        return predict_prep_time(replace(data, as_of=later.as_of), later)
+
+    next_night = night(1)
+    assert next_night.models == []  # nothing fitted, nothing new registered
+    assert any("reused" in m for m in next_night.messages)
+    modelled = next_night.rows[next_night.rows["method"] == "model"]
+    assert len(modelled) and (modelled["model_version"] == record.version).all()
+    pd.testing.assert_frame_equal(next_night.rows.reset_index(drop=True), first.rows.reset_index(drop=True))
+
+    assert len(night(REFIT_DAYS).models) == 1  # a week old: refitted
+
+    with open(f"{record.artifact_path}/params.json", "a") as fh:
+        fh.write(" ")
+    tampered = night(1)
+    assert len(tampered.models) == 1 and any("unusable" in m for m in tampered.messages)
