@@ -16,7 +16,8 @@ from typing import Any
 
 from tasks.base import task
 from webhooks import deliveries, records
-from worker import db
+from worker import db, runs
+from worker.catalog import SCHEDULES
 from worker.settings import get_settings
 
 
@@ -63,7 +64,20 @@ def redeliver(self, delivery_id: str | None = None, run_id: str | None = None) -
 @task("rmsml.webhooks.deliver_due", soft_time_limit=60, time_limit=90, max_retries=0)
 def deliver_due(self, overdue_s: float = 120.0) -> dict[str, Any]:
     """The safety net for beat: re-enqueue pending deliveries whose next attempt is overdue (left by
-    the inline budget, a broker outage or a worker that died mid-attempt)."""
-    ids = records.due_delivery_ids(db.predictions_engine(), overdue_s=float(overdue_s))
+    the inline budget, a broker outage or a worker that died mid-attempt).
+
+    First it closes stranded runs (``worker.runs.close_abandoned_runs``, every schedule): a run
+    whose queued shards vanished with the broker's memory, or whose workers all died, would
+    otherwise stay ``running`` until the next trigger of its schedule (a day for the daily one);
+    swept, it is closed within ``stranded_after_s`` plus one sweep, and its event goes out now."""
+    engine = db.predictions_engine()
+    closed = [str(r["id"]) for schedule in SCHEDULES for r in runs.close_abandoned_runs(schedule)]
+    ids = records.due_delivery_ids(engine, overdue_s=float(overdue_s))
+    for run_id in closed:
+        ids += [d["id"] for d in records.list_deliveries(engine, run_id=run_id)
+                if d["status"] == "pending" and d["id"] not in ids]
     enqueued = [d for d in ids if deliveries.enqueue_delivery(d, enqueue)]
-    return {"due": len(ids), "enqueued": len(enqueued)}
+    result: dict[str, Any] = {"due": len(ids), "enqueued": len(enqueued)}
+    if closed:
+        result["closed_runs"] = closed
+    return result

@@ -174,9 +174,11 @@ class Drill:
         if owner is not None:
             assert {str(r) for (r,) in self.q("SELECT DISTINCT run_id FROM m_l_predictions")} == {owner}
         # every closed run announced, once per outcome, to the verifying receiver
-        closed = self.q("SELECT id, status FROM ml_run WHERE status <> 'running'")
-        wait_for(lambda: {(str(r), s) for r, s in closed} <= {k[:2] for k in self.webhooks()}, 60,
-                 "the receiver to hear of every closed run", interval=0.5)
+        # (a run's current outcome: its id, status and committed rows; a re-run's outcome is new)
+        closed = {(str(r), s, json.dumps({str(k): int(v) for k, v in w.items()}, sort_keys=True))
+                  for r, s, w in self.q("SELECT id, status, rows_written FROM ml_run WHERE status <> 'running'")}
+        wait_for(lambda: closed <= {k[:3] for k in self.webhooks()}, 60,
+                 "the receiver to hear of every closed run's outcome", interval=0.5)
         for outcome, ids in self.webhooks().items():
             assert len(ids) == 1, f"{outcome}: {len(ids)} webhook-ids {ids}"
         recorded = self.q("SELECT run_id, count(*) FROM ml_webhook_delivery GROUP BY 1")
@@ -399,9 +401,9 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     """Redis restarted without its data while two shards write and two wait in the queue: the two
     in flight commit, the two queued vanish, the chord never calls finish and the run lock is gone.
     A trigger meanwhile is skipped (the run table still says a run is going: begin_locked checks
-    it); once nothing of the run has worked for RMSML_TASKS__STRANDED_AFTER_S the next trigger
-    closes it as partial with what it committed, its event goes out with beat's webhook sweep,
-    and only then does the new run start."""
+    it); once nothing of the run has worked for RMSML_TASKS__STRANDED_AFTER_S, beat's sweep
+    (rmsml.webhooks.deliver_due) closes it as partial with what it committed and sends its event;
+    the next trigger then starts a run."""
     import redis
 
     started = drill.start(AS_OF["stranded"])
@@ -435,13 +437,13 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     wait_for(lambda: drill.q("SELECT heartbeat_at < now() - make_interval(secs => %(s)s) FROM ml_run "
                              "WHERE id = %(id)s", s=STRANDED_AFTER_S, id=run_id) == [(True,)],
              STRANDED_AFTER_S + 10, "the run to be silent for STRANDED_AFTER_S", interval=1)
-    assert drill.run_status(run_id) == "running"  # nothing closes it but the next trigger
+    # the sweep beat runs every few minutes closes it, without waiting for a trigger, and sends its event
+    swept = drill.send("rmsml.webhooks.deliver_due").get(timeout=60)
+    assert swept["closed_runs"] == [run_id] and swept["enqueued"] >= 1, swept
+    assert time.monotonic() - waited < STRANDED_AFTER_S + 10
+    record = drill.check(run_id, "partial")
     after = drill.start(AS_OF["after_stranded"])
     assert after["status"] == "started", after
-    assert time.monotonic() - waited < STRANDED_AFTER_S + 10
-    # its completion event was recorded for the sweep beat runs every few minutes: run it now
-    drill.send("rmsml.webhooks.deliver_due", overdue_s=0).get(timeout=60)
-    record = drill.check(run_id, "partial")
     assert record["rows_written"] == committed
     assert sorted(f["shard"] for f in record["failed"]) == sorted(
         n for n, s in drill.shard_status(run_id).items() if s == "failed")
