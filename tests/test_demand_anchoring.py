@@ -83,3 +83,21 @@ def test_registry_training_window_is_instants(reader):
     local = start.tz_convert(tz)
     assert (local.hour, local.minute) == (0, 0)
     assert local.tz_localize(None) == pd.Timestamp(feats.history["ds"].min())
+
+
+def test_hourly_and_item_features_from_the_shards_daily_features_are_the_ones_they_read(reader):
+    """The run hands the hourly and item features the shard's daily features (DemandInputs)
+    instead of their reading the daily orders again: the same frames either way."""
+    from features.demand import hourly_demand_features
+
+    found = load_restaurants(reader).restaurants
+    scope = Scope(run_id="00000000-0000-0000-0000-0000000000a2", schedule="daily",
+                  as_of=pd.Timestamp(f"{DAY} 04:15", tz="UTC"), restaurants=found, forecast=ForecastSettings(),
+                  model_store=Path(tempfile.mkdtemp(prefix="demand-anchor-")),
+                  valid_until=pd.Timestamp.now(tz="UTC").to_pydatetime(), registry=pd.DataFrame())
+    daily = daily_demand_features(reader, scope)
+    for features in (hourly_demand_features, item_demand_features):
+        own, given = features(reader, scope), features(reader, scope, daily=daily)
+        pdt.assert_frame_equal(own.history, given.history)
+        pdt.assert_frame_equal(own.future, given.future)
+        pdt.assert_frame_equal(own.daily.history, given.daily.history)
