@@ -20,9 +20,15 @@ The monthly schedule is the drill's run (one prediction type, about a second per
 
 Moments are made deterministic with locks rather than timing: a replica query is "mid-query"
 when it waits on a table lock the test holds; a write is "mid-write" when the writer waits on the
-lock of ``m_l_predictions``. The stranded-run scenario ages the run's heartbeat by
-``RMSML_TASKS__STRANDED_AFTER_S`` instead of sleeping that long (its minimum is 60 s), after
-checking that nothing of the run is still working.
+lock of ``m_l_predictions`` (both workers waiting there also means the other two shards are still
+queued). The stranded-run scenario waits out ``RMSML_TASKS__STRANDED_AFTER_S`` (60 s, its
+minimum) in real time, so nothing but the clock makes the run stranded.
+
+Scenarios (docs/operations.md, "What happens when", cites them): redelivered start, shard and
+finish messages; a replica connection terminated mid-query; PostgreSQL restarted mid-write; Redis
+restarted with its append-only file; Redis lost without its data (a stranded run); an old run
+re-run by id; a worker killed with SIGKILL mid-shard (last: it leaves one worker). About 2.5
+minutes in all on two cores, most of it the stranded run's minute of silence.
 """
 
 from __future__ import annotations
@@ -385,6 +391,26 @@ def test_postgres_restarted_mid_write_is_retried(drill):
     assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
     assert max(n for (n,) in drill.q("SELECT attempts FROM ml_run_shard WHERE run_id = %(id)s", id=run_id)) >= 2
     assert "left to the shard's retry" in drill.logged_since(marks)
+
+
+def test_redis_restarted_mid_run_with_its_append_only_file_loses_nothing(drill):
+    """Redis restarted (SIGTERM, append-only file kept, as the compose service runs it) while two
+    shards write and two wait in the queue: the queued shards survive the restart, the workers
+    reconnect, the shards in flight finish, and the run succeeds whole."""
+    marks = drill.log_marks()
+    started = drill.start(AS_OF["redis_restart"])
+    run_id = started["run_id"]
+    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
+    try:
+        wait_for(lambda: len(drill.blocked("rms-ml-writer", "ml")) == 2, 30, "both workers' writers to wait")
+        drill.broker.restart()
+    finally:
+        hold.rollback()
+        hold.close()
+    record = drill.check(run_id, "succeeded", owner=run_id)
+    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
+    assert set(drill.shard_status(run_id).values()) == {"succeeded"}
+    assert "Connection to broker lost" in drill.logged_since(marks)  # the workers did see it go
 
 
 def _wipe_restart(broker: RedisServer) -> None:
