@@ -38,9 +38,11 @@ HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21, backt
 # equally with the item LightGBM; they bring the restaurant's season, trend and holidays.
 # Items silent for more than 2x their own longest gap between sales (and at least 28 days) are
 # forecast 0 (``features.model_frames.dormant_days``): taken off the till, still active on the menu.
-# A new item borrows the median of its category's forecasts: a menu's mean is its bestsellers'.
+# A new item borrows the median of its category's forecasts: a menu's mean is its bestsellers';
+# scaled towards its own rate so far, the category counting as 7 days of evidence (a week: one
+# of each weekday), so an item a week on the menu is judged half by its own sales.
 ITEMS = TypeSpec("item_demand_daily", "weekday", 14, min_history_days=14, short_series="average",
-                 dormant=(28, 2.0), peer_statistic="median",
+                 dormant=(28, 2.0), peer_statistic="median", peer_shrink_days=7,
                  candidates=("seasonal_naive", "seasonal_average", "lightgbm", "topdown", "lightgbm+topdown",
                              "lightgbm_plain", "ensemble"),
                  ensemble=("seasonal_average", "lightgbm", "topdown", "lightgbm_plain"),

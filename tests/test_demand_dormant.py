@@ -63,9 +63,9 @@ def test_dormant_days_measure_silence_against_the_items_own_longest_gap():
 
 
 def test_dead_items_are_forecast_zero_new_ones_borrow_and_a_sale_brings_an_item_back():
-    cats = {1: "bread", 2: "bread", 3: "bread", 7: "bread"}
+    cats = {1: "bread", 2: "bread", 3: "bread", 7: "bread", 8: "bread"}
     parts = [_item(1, 120, 1, 0, units=5.0), _item(2, 120, 2, 40, units=8.0), _item(3, 120, 1, 0, units=3.0),
-             _item(7, 5, 1, 0, units=2.0)]  # 7: new on the menu, 5 days
+             _item(7, 5, 1, 0, units=2.0)]  # 7: new on the menu, 5 days; 8: on the menu from today
     outcome = forecast(_features(parts, cats), SPEC, _scope(), save=False)
     out = outcome.frame
     dead = out[out["series_id"] == 2]
@@ -73,10 +73,15 @@ def test_dead_items_are_forecast_zero_new_ones_borrow_and_a_sale_brings_an_item_
     assert (dead["method"] == "rule").all() and (dead["model_name"] == "dormant_rule").all()
     assert (dead["dormant_days"] == 40).all()
     assert any("forecast 0 until they sell again" in m for m in outcome.messages)
-    # the new item borrows from its category's live items only (5 and 3 a day -> 4), not from the dead one
+    # a new item borrows from its category's live items only (5 and 3 a day -> 4), not from the dead
+    # one; with days of its own, towards its own rate, the category counting as 7 days:
+    # (5 days x 2 units + 7 x 4) / (5 + 7)
+    fresh = out[out["series_id"] == 8]
+    assert (fresh["method"] == "average").all() and np.allclose(fresh["yhat"], 4.0)
     new = out[out["series_id"] == 7]
     assert (new["method"] == "average").all()
-    assert np.allclose(new["yhat"], 4.0)
+    assert np.allclose(new["yhat"], (5 * 2.0 + 7 * 4.0) / (5 + 7))
+    assert (new["lower"] <= new["yhat"]).all() and (new["yhat"] <= new["upper"]).all()
     assert (out.loc[out["series_id"].isin([1, 3]), "method"] == "model").all()
 
     # the dead item sells again yesterday: back to the model
