@@ -202,7 +202,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                                 f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
                                 f"({selection.version})")
             else:
-                yearly = yearly_history(h_s, spec)
+                yearly = LGBMProphetBlend.name in spec.candidates and yearly_history(h_s, spec)
                 if not yearly and LGBMProphetBlend.name in spec.candidates:
                     messages.append(f"{spec.prediction_type}: {LGBMProphetBlend.name} not offered: under "
                                     f"{YEARLY_MIN_DAYS} days of history before the backtest, Prophet fits no yearly curve")
@@ -278,7 +278,8 @@ def yearly_history(history: pd.DataFrame, spec: TypeSpec) -> bool:
     (``YEARLY_MIN_DAYS``) from the oldest backtest origin on."""
     if history.empty:
         return False
-    span = history.groupby("series_id")["ds"].agg(lambda d: (d.max() - d.min()).days).median()
+    ds = history.groupby("series_id")["ds"]
+    span = ((ds.max() - ds.min()).dt.days).median()
     folds_back = spec.horizon_days + (spec.backtest_folds - 1) * spec.fold_step_days
     return bool(span - folds_back >= YEARLY_MIN_DAYS)
 
