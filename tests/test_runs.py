@@ -335,3 +335,34 @@ def test_the_demand_units_share_one_daily_forecast_per_shard_declared_not_cached
     assert {u.shares for u in runs.units_for("daily")} == {"demand"}
     module_state = {k: v for k, v in vars(demand).items() if isinstance(v, dict) and not k.startswith("__")}
     assert not any(module_state.values()), module_state  # no process-global cache holds a shard
+
+
+def test_the_webhook_sweep_closes_a_run_whose_workers_all_died_and_frees_its_lock(
+        seeded_replica, clean_predictions, demand_only):
+    """Every worker of a run died and Redis did not: its lock would hold the schedule until the
+    lock's TTL (hours) and the run would stay ``running`` until then. Beat's sweep
+    (``rmsml.webhooks.deliver_due``) closes the run once it is stranded, as partial from what it
+    committed, and frees its lock, so the next trigger runs."""
+    from tasks.webhooks import deliver_due
+    from tests.conftest import cleared_run_lock
+    from worker.settings import get_settings
+
+    settings = get_settings().model_copy(deep=True)
+    settings.schedules.shard_size = 2
+    with cleared_run_lock("daily") as lock:
+        plan = runs.begin_locked(lock, "daily", AS_OF, trigger="test", run_id=str(uuid.uuid4()), settings=settings)
+        runs.run_shard(plan.run_id, 0, settings=settings)  # then the workers died: shard 1 never ran
+        swept = deliver_due.apply(kwargs={"overdue_s": 0}).get()
+        assert "closed_runs" not in swept and lock.holder("daily") == plan.run_id  # not stranded yet
+
+        with db.predictions_engine().begin() as conn:
+            conn.execute(text("UPDATE ml_run SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                         {"id": plan.run_id, "s": settings.tasks.stranded_after_s + 60})
+        swept = deliver_due.apply(kwargs={"overdue_s": 0}).get()
+        assert swept["closed_runs"] == [plan.run_id]
+        (status, written), = q("SELECT status, rows_written FROM ml_run WHERE id = :id", id=plan.run_id)
+        assert status == "partial" and written.get("demand_daily", 0) > 0
+        assert lock.holder("daily") is None
+        fresh = runs.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
+                                  settings=settings)
+        assert isinstance(fresh, runs.RunPlan)
