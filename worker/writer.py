@@ -53,9 +53,13 @@ class InvalidPredictionRows(ValueError):
 
 # Entities of this type whose rows come from a run with a later as-of than this run's (a run not
 # in ml_run, as in some tests, has no as-of and is taken as the newest).
+# The ids go in as a set to join (IN (SELECT unnest(...))), not as ``= ANY(:ids)``: while a run
+# writes, the table's statistics are stale (earlier shards' rows not analysed yet), the planner
+# then scans every row of the type and searches the id array for each, which grew with the rows
+# already there (16k customer ids against 96k churn rows: 3.3 s; as a join: 0.05 s).
 _HELD_BY_NEWER_RUN = text(
     "SELECT DISTINCT p.entity_id FROM m_l_predictions p JOIN ml_run r ON r.id = p.run_id "
-    "WHERE p.prediction_type = :ptype AND p.entity_type = :etype AND p.entity_id = ANY(:ids) "
+    "WHERE p.prediction_type = :ptype AND p.entity_type = :etype AND p.entity_id IN (SELECT unnest(CAST(:ids AS bigint[]))) "
     "AND p.run_id <> :run_id AND r.as_of > (SELECT as_of FROM ml_run WHERE id = :run_id)"
 )
 
@@ -121,7 +125,8 @@ class PredictionWriter:
                 conn.execute(
                     text(
                         "DELETE FROM m_l_predictions WHERE prediction_type = :ptype "
-                        "AND entity_type = :etype AND entity_id = ANY(:ids) AND run_id <> :run_id"
+                        "AND entity_type = :etype AND entity_id IN (SELECT unnest(CAST(:ids AS bigint[]))) "
+                        "AND run_id <> :run_id"
                     ),
                     {**key, "ids": entity_ids},
                 )
