@@ -38,6 +38,7 @@ from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
@@ -150,6 +151,23 @@ def day_gap(hourly: pd.DataFrame, daily: pd.DataFrame) -> float:
     per = per[per["size"] >= 23].merge(daily[["series_id", "ds", "yhat"]], on=["series_id", "ds"])
     per = per[per["yhat"] > 0]
     return round(float((per["sum"] / per["yhat"] - 1).abs().max()), 4) if len(per) else float("nan")
+
+
+def item_gap(raw: pd.DataFrame, scaled: pd.DataFrame, restaurant_of: pd.Series) -> dict:
+    """Largest |a restaurant-day's item forecasts / its orders forecast x units per order - 1|,
+    before and after ``reconcile_items`` (its target is orders_factor x the raw items' sum)."""
+    key = [scaled["series_id"].map(restaurant_of).rename("rid"), scaled["ds"]]
+    per = pd.DataFrame({"raw": raw["yhat"].to_numpy(float), "scaled": scaled["yhat"].to_numpy(float),
+                        "factor": scaled["orders_factor"].to_numpy(float)}, index=scaled.index)
+    per = per[np.isfinite(per["factor"])]
+    if per.empty:
+        return {"before": float("nan"), "after": float("nan")}
+    day = per.groupby([k[per.index] for k in key]).agg(raw=("raw", "sum"), scaled=("scaled", "sum"),
+                                                       factor=("factor", "first"))
+    target = day["factor"] * day["raw"]
+    ok = target > 0
+    return {"before": round(float((1 / day.loc[ok, "factor"] - 1).abs().max()), 4),
+            "after": round(float((day.loc[ok, "scaled"] / target[ok] - 1).abs().max()), 4)}
 
 
 def timed(fn):
@@ -270,6 +288,8 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
         if raw_rows is not None and spec.hourly:
             types[ptype]["hourly_vs_daily_max_gap"] = coherence
         if raw_rows is not None and not spec.hourly:
+            types[ptype]["items_vs_daily_max_gap"] = item_gap(
+                raw_frame, chosen.frame, feats.series.set_index("series_id")["restaurant_id"])
             types[ptype]["bias_unscaled"] = round(float(raw_rows["yhat"].sum() / max(raw_rows["y"].sum(), 1e-9)), 4)
             types[ptype]["coverage80_unscaled"] = round(coverage(raw_rows["y"], raw_rows["lower"], raw_rows["upper"]), 4)
         if all_hours is not None:
@@ -299,6 +319,11 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             result["refit_reused_selection"] = refit.backtest is None
         print(prefix + ptype, json.dumps(types[ptype]), file=sys.stderr, flush=True)
     result["end_to_end"] = end_to_end(reader, cut, store, timings, prefix)
+    # coherence (issue 16): the largest gap of a restaurant-day's hourly / item forecasts to its
+    # daily forecast (items: x units per order), before and after the scaling
+    result["coherence"] = {k: types[p][k] for p, k in (("demand_hourly", "hourly_vs_daily_max_gap"),
+                                                       ("item_demand_daily", "items_vs_daily_max_gap"))
+                           if k in types.get(p, {})}
     return types
 
 
