@@ -18,6 +18,7 @@ A series' rows always come from one step, so a reader never mixes methods within
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -284,7 +285,7 @@ def yearly_history(history: pd.DataFrame, spec: TypeSpec) -> bool:
     return bool(span - folds_back >= YEARLY_MIN_DAYS)
 
 
-def backtest_plan(spec: TypeSpec, make, yearly: bool = True) -> tuple[dict, dict, tuple[str, ...]]:
+def backtest_plan(spec: TypeSpec, make: Callable[[str], object], yearly: bool = True) -> tuple[dict, dict, tuple[str, ...]]:
     """What the backtest fits per fold: factories (name -> zero-argument constructor), the
     combinations it scores from their fold forecasts at no fitting cost, and the helpers fitted
     only as parts of a combination. The ensemble is the mean of its parts; the LightGBM+Prophet
