@@ -18,7 +18,8 @@ the rows written, for the cold daily and the warm weekly too. ``tables_after_dai
 replaced run included, as between two nights before a vacuum), and what one daily run adds to the
 history.
 
-``writer_vs_copy``: the rows the runs wrote for their largest type (``churn`` once the weekly ran),
+``writer_vs_copy``: the rows the warm daily run wrote for its largest type (``item_demand_daily`` or
+``stock_daily``; ``writer_weekly``: the weekly's, ``churn``, best of 1),
 replicated to ``--writer-rows`` rows (entity ids shifted), written by ``PredictionWriter.
 replace_predictions`` (keep_history, as the unit does) into an emptied ``m_l_predictions``
 ("fresh") and again over those rows (a "replace", the nightly case), against a raw ``COPY`` of
@@ -180,16 +181,19 @@ def run_schedule(schedule: str, as_of: datetime, label: str) -> dict:
 
 
 # ------------------------------------------------------------------ writer vs raw COPY
-def writer_rows(n_rows: int) -> tuple[pd.DataFrame, str, str]:
-    """The run's largest type's rows, as a unit hands them to the writer, replicated to ``n_rows``."""
+def writer_rows(n_rows: int, schedule: str | None = None) -> tuple[pd.DataFrame, str, str]:
+    """The largest type's rows (of the runs of ``schedule``, else of any), as a unit hands them to
+    the writer, replicated to ``n_rows``."""
     from sqlalchemy import text
 
     from worker import db
 
     with db.predictions_engine().connect() as conn:
         ptype, etype = conn.execute(text(
-            "SELECT prediction_type, entity_type FROM m_l_predictions GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"
-        )).one()
+            "SELECT p.prediction_type, p.entity_type FROM m_l_predictions p JOIN ml_run r ON r.id = p.run_id "
+            "WHERE CAST(:schedule AS text) IS NULL OR r.schedule = :schedule "
+            "GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"
+        ), {"schedule": schedule}).one()
         base = pd.read_sql(text(
             "SELECT entity_id, restaurant_id, target_start, granularity, value, lower, upper, details, "
             "model_name, model_version, method FROM m_l_predictions "
@@ -202,20 +206,23 @@ def writer_rows(n_rows: int) -> tuple[pd.DataFrame, str, str]:
     return frame, ptype, etype
 
 
-def writer_vs_copy(n_rows: int, repeat: int) -> dict:
+def writer_vs_copy(rows: tuple[pd.DataFrame, str, str], repeat: int) -> dict:
     from sqlalchemy import text
 
     from worker import db
     from worker.writer import PREDICTION_COLUMNS, PredictionWriter
 
-    frame, ptype, etype = writer_rows(n_rows)
+    frame, ptype, etype = rows
     engine = db.predictions_engine()
     writer = PredictionWriter(engine)
     now = datetime.now(timezone.utc)
-    run_id = uuid.uuid4()
+    # two runs: "fresh" writes the first into an empty table, "replace" the second over it (the
+    # nightly case: a new run replacing the last one's rows, not a re-run of the same run)
+    run_id, next_run_id = uuid.uuid4(), uuid.uuid4()
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO ml_run (id, schedule, as_of, status, trigger) "
-                          "VALUES (:id, 'bench', :as_of, 'succeeded', 'bench')"), {"id": run_id, "as_of": now})
+        for rid in (run_id, next_run_id):
+            conn.execute(text("INSERT INTO ml_run (id, schedule, as_of, status, trigger) "
+                              "VALUES (:id, 'bench', :as_of, 'succeeded', 'bench')"), {"id": rid, "as_of": now})
     # the raw COPY's input: the same rows, encoded once beforehand (what COPY alone costs)
     staged = PredictionWriter._validated(frame, run_id, ptype, etype, now, now + timedelta(hours=36))
     csv = io.StringIO()
@@ -243,7 +250,7 @@ def writer_vs_copy(n_rows: int, repeat: int) -> dict:
                                      f"(SELECT id FROM ml_run WHERE schedule = 'bench')")
                 conn.exec_driver_sql("TRUNCATE m_l_predictions")
         started = time.perf_counter()
-        n = writer.replace_predictions(run_id, ptype, etype, frame, generated_at=now,
+        n = writer.replace_predictions(run_id if fresh else next_run_id, ptype, etype, frame, generated_at=now,
                                        expires_at=now + timedelta(hours=36), keep_history=True)
         took = time.perf_counter() - started
         assert n == len(frame), (n, len(frame))
@@ -361,6 +368,7 @@ def celery_runs(as_of: datetime, shard_size: int, workers: tuple[int, ...] = (1,
                     raise RuntimeError(f"trigger exit {done.returncode}: {done.stderr[-500:]}")
                 record = json.loads(done.stdout)
                 out["walls_s"][str(n)] = round(wall, 1)
+                out.setdefault("shards_overlap", {})[str(n)] = _shard_overlap(record.get("run_id") or record.get("id"))
                 log(f"daily on {n} Celery worker(s): {wall:.1f} s, status {record.get('status')}")
             finally:
                 for proc, _ in procs:
@@ -373,6 +381,27 @@ def celery_runs(as_of: datetime, shard_size: int, workers: tuple[int, ...] = (1,
         _stop(redis_proc, grace=5)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _shard_overlap(run_id: str | None) -> dict:
+    """How the run's shards overlapped: summed shard seconds over the span from the first shard's
+    start to the last one's end (1.0 = one at a time, 2.0 = two all along), and per worker process."""
+    from sqlalchemy import text
+
+    from worker import db
+
+    if not run_id:
+        return {}
+    with db.predictions_engine().connect() as conn:
+        rows = conn.execute(text("SELECT started_at, finished_at FROM ml_run_shard WHERE run_id = :id"),
+                            {"id": run_id}).all()
+    rows = [(a, b) for a, b in rows if a and b]
+    if not rows:
+        return {}
+    span = (max(b for _, b in rows) - min(a for a, _ in rows)).total_seconds()
+    busy = sum((b - a).total_seconds() for a, b in rows)
+    return {"shards": len(rows), "span_s": round(span, 1), "busy_s": round(busy, 1),
+            "parallelism": round(busy / span, 2) if span else None}
 
 
 # ------------------------------------------------------------------ table sizes
@@ -427,11 +456,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only-writer", action="store_true",
                         help="with --keep: skip the runs, measure the writer on the kept predictions database")
     parser.add_argument("--no-celery", action="store_true", help="skip the 1- vs 2-worker Celery runs")
+    parser.add_argument("--restaurants", type=int, default=None, help="chain size (default 100; --quick 20)")
+    parser.add_argument("--days", type=int, default=None, help="days of history (default 730; --quick 365)")
     parser.add_argument("--shard-size", type=int, default=None,
                         help="restaurants per shard for every run (default 10, the production default; --quick 5, "
                              "so two workers have four shards to share)")
     args = parser.parse_args(argv)
     restaurants, days = (20, 365) if args.quick else (100, 730)
+    restaurants, days = args.restaurants or restaurants, args.days or days
     shard_size = args.shard_size or (5 if args.quick else 10)
     os.environ["RMSML_SCHEDULES__SHARD_SIZE"] = str(shard_size)
     n_writer = args.writer_rows or (100_000 if args.quick else 350_000)
@@ -487,9 +519,16 @@ def main(argv: list[str] | None = None) -> dict:
                 "extrapolated_minutes": extrapolate(warm, restaurants),
                 "extrapolated_weekly_minutes": extrapolate(runs["weekly_warm"], restaurants),
             })
-        writer = writer_vs_copy(n_writer, args.repeat)
-        result["writer_vs_copy"] = writer["replace_ratio"]  # the nightly case: replacing the last run's rows
+        # the nightly case: the warm daily run's largest type (item rows), replacing the last run's rows
+        daily_rows = writer_rows(n_writer, "daily")
+        # and the weekly's (customer rows: narrow, so a raw COPY of them is cheaper still); both
+        # read before the measurement empties m_l_predictions
+        weekly_rows = None if args.only_writer else writer_rows(n_writer, "weekly")
+        writer = writer_vs_copy(daily_rows, args.repeat)
+        result["writer_vs_copy"] = writer["replace_ratio"]
         result["writer"] = writer
+        if weekly_rows is not None:
+            result["writer_weekly"] = writer_vs_copy(weekly_rows, 1)
         if "rows" in result:  # the predictions database's write volume per night, at the measured writer rate
             rows_per_restaurant = result["rows"]["daily_warm"] / restaurants
             replace_rows_per_s = writer["rows"] / writer["writer_replace_s"]
