@@ -155,7 +155,8 @@ def record_assessment(
 
     Idempotent for a run id (a redelivered finishing step rewrites the same rows). Models of
     the ``retrain`` types whose training data ended before ``retire_before`` (the start of the
-    evidence) are retired, so no later run's fallback chain reuses a model fitted before the
+    evidence) are retired (``training_end`` is the exclusive end, the as-of instant: a model with
+    ``training_end <= retire_before`` saw nothing of the evidence), so no later run's fallback chain reuses a model fitted before the
     change; models trained through it stay usable. History older than ``history_cutoff`` is pruned.
     ``excluded`` maps (type, restaurant id or None) to counts of predictions not scored, by
     reason. Returns the number of models retired.
@@ -227,7 +228,7 @@ def record_assessment(
                 text(
                     "UPDATE ml_model_registry SET status = 'retired' "
                     "WHERE prediction_type = ANY(:types) AND status IN ('active', 'candidate') "
-                    "AND (training_end IS NULL OR training_end < :before)"
+                    "AND (training_end IS NULL OR training_end <= :before)"
                 ),
                 {"types": list(retrain), "before": retire_before},
             ).rowcount
