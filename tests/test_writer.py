@@ -205,6 +205,33 @@ def test_an_older_as_of_never_replaces_a_newer_runs_rows(clean_predictions, pred
             (str(newer),)]
 
 
+def test_history_holds_each_runs_rows_once_whichever_way_they_went_in(clean_predictions, predictions_engine):
+    """Rows go straight in by COPY, or, when the run's own rows are there already (a re-run),
+    staged and upserted: either way the history of a scored type holds exactly what each run
+    wrote last, once, and another run's rows of the same entity never."""
+    run_records = RunRecords(predictions_engine)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    for rid, as_of in ((first, NOW - timedelta(days=1)), (second, NOW)):
+        run_records.create_run(rid, "daily", as_of, trigger="test", restaurant_ids=[1, 2],
+                               prediction_types=["demand_hourly"])
+    writer = PredictionWriter(predictions_engine)
+
+    def history():
+        with predictions_engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT run_id::text, entity_id, count(*), min(value), max(value) FROM ml_prediction_history "
+                "GROUP BY 1, 2 ORDER BY 1, 2")).all()
+
+    write(writer, first, hourly_rows([1], value=5), keep_history=True)  # straight in
+    write(writer, first, hourly_rows([1], value=6), keep_history=True)  # a re-run: upserted
+    write(writer, first, hourly_rows([2], value=7), keep_history=True)  # the run's next shard
+    write(writer, second, hourly_rows([1], value=8), keep_history=True)  # a newer run replaces entity 1
+    write(writer, second, hourly_rows([1, 2], value=9), keep_history=False)  # an unscored write adds none
+    assert sorted(history()) == sorted([(str(first), 1, 168, 6.0, 6.0), (str(first), 2, 168, 7.0, 7.0),
+                                        (str(second), 1, 168, 8.0, 8.0)])
+    assert count(predictions_engine) == 336 and count(predictions_engine, "value = 9") == 336
+
+
 @pytest.mark.pure
 def test_encode_details_is_dumps_text_for_text():
     """The writer encodes details column by column (encode_details); the text must be exactly

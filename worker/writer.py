@@ -17,12 +17,13 @@ from itertools import repeat
 
 import numpy as np
 import pandas as pd
+import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from core.jsonb import _default, dumps
+from core.jsonb import _default
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "prediction_type",
@@ -64,6 +65,13 @@ _HELD_BY_NEWER_RUN = text(
 )
 
 
+# This call's rows in m_l_predictions, once COPY put them there (for the history append).
+_WRITTEN_NOW = (
+    "s.run_id = :run_id AND s.prediction_type = :ptype AND s.entity_type = :etype "
+    "AND s.entity_id IN (SELECT unnest(CAST(:ids AS bigint[])))"
+)
+
+
 class PredictionWriter:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -86,8 +94,10 @@ class PredictionWriter:
         """Make ``rows`` the complete set of this type's rows for every entity they cover.
 
         All rows go in one transaction: a reader sees an entity's old rows or its new rows, never
-        a mix. Rows are staged with COPY and upserted on the contract's unique key, so re-running
-        the same run (a retried shard, a redelivered message) leaves exactly one row per key.
+        a mix. Other runs' rows of the entities are deleted and the new rows COPYed straight in;
+        when this run's own rows are there already (a retried shard, a redelivered message) the
+        rows are staged with COPY and upserted on the contract's unique key instead, so a re-run
+        leaves exactly one row per key.
         Entities listed in ``scope_entity_ids`` that have no new rows lose their old ones (an
         item discontinued since the last run stops showing a forecast).
 
@@ -131,21 +141,28 @@ class PredictionWriter:
                     {**key, "ids": entity_ids},
                 )
             if len(frame):
-                conn.exec_driver_sql(
-                    f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
-                    f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
-                )
-                cursor = conn.connection.driver_connection.cursor()
-                cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", _csv(frame))
-                # This run's own rows are still there on a re-run of the run (a retried shard, a
-                # redelivered message) or while a second delivery of it writes: then upsert.
-                _insert_or_upsert(
-                    conn,
-                    f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage",
-                    f" ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}",
-                )
-                if keep_history:
-                    self._append_history(conn)
+                csv = _csv(frame)
+                if _copy_unless_conflict(conn, f"COPY m_l_predictions ({cols}) FROM STDIN WITH (FORMAT csv)", csv):
+                    # The common case: straight in, no staging table and no second pass.
+                    if keep_history:
+                        self._append_history(conn, "m_l_predictions", _WRITTEN_NOW,
+                                             {**key, "ids": sorted(set(frame["entity_id"].tolist()))})
+                else:
+                    # This run's own rows are still there (a retried shard, a redelivered message,
+                    # a second delivery writing at once): stage and upsert on the contract's key.
+                    csv.seek(0)
+                    conn.exec_driver_sql(
+                        f"CREATE TEMP TABLE ml_stage ON COMMIT DROP AS "
+                        f"SELECT {cols} FROM m_l_predictions WITH NO DATA"
+                    )
+                    cursor = conn.connection.driver_connection.cursor()
+                    cursor.copy_expert(f"COPY ml_stage ({cols}) FROM STDIN WITH (FORMAT csv)", csv)
+                    conn.exec_driver_sql(
+                        f"INSERT INTO m_l_predictions ({cols}) SELECT {cols} FROM ml_stage "
+                        f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
+                    )
+                    if keep_history:
+                        self._append_history(conn, "ml_stage", "TRUE")
         return len(frame)
 
     @staticmethod
@@ -203,12 +220,14 @@ class PredictionWriter:
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
 
-    def _append_history(self, conn: Connection) -> None:
-        """Append the staged rows of a scored type to ``ml_prediction_history``, in the caller's
-        transaction, so history and m_l_predictions never disagree about what a run predicted.
+    def _append_history(self, conn: Connection, source: str, where: str, params: dict | None = None) -> None:
+        """Append the rows just written of a scored type to ``ml_prediction_history``, in the
+        caller's transaction, so history and m_l_predictions never disagree about what a run
+        predicted.
 
-        INSERT ... SELECT from the staged table: no second trip of the rows. A re-run of the same
-        run overwrites its own rows (same key) and never touches another run's.
+        INSERT ... SELECT from ``source`` (the staging table, or m_l_predictions itself filtered
+        by ``where`` to this call's rows): no second trip of the rows. A re-run of the same run
+        overwrites its own rows (same key) and never touches another run's.
         """
         cols = ", ".join(self._HISTORY_COLUMNS)
         staged = ", ".join(f"s.{c}" for c in self._HISTORY_COLUMNS)
@@ -216,22 +235,34 @@ class PredictionWriter:
         _insert_or_upsert(
             conn,
             f"INSERT INTO ml_prediction_history (as_of, {cols}) "
-            f"SELECT r.as_of, {staged} FROM ml_stage s JOIN ml_run r ON r.id = s.run_id",
+            f"SELECT r.as_of, {staged} FROM {source} s JOIN ml_run r ON r.id = s.run_id WHERE {where}",
             f" ON CONFLICT ON CONSTRAINT ml_prediction_history_key DO UPDATE SET {updates}",
+            params,
         )
 
 
-def _insert_or_upsert(conn: Connection, insert: str, on_conflict: str) -> None:
+def _copy_unless_conflict(conn: Connection, copy: str, csv: io.BytesIO) -> bool:
+    """COPY ``csv`` straight into its table under a savepoint; False (nothing written, the
+    transaction whole) when a row's key is taken already, any other error raised as it is."""
+    try:
+        with conn.begin_nested():
+            conn.connection.driver_connection.cursor().copy_expert(copy, csv)
+    except psycopg2.errors.UniqueViolation:
+        return False
+    return True
+
+
+def _insert_or_upsert(conn: Connection, insert: str, on_conflict: str, params: dict | None = None) -> None:
     """``insert`` as a plain INSERT (the common case: nothing to conflict with); when a row of the
     same key is there already (a re-run of the same run), the same INSERT with ``on_conflict``.
     A savepoint keeps the caller's transaction whole; any other error is raised as it is."""
     try:
         with conn.begin_nested():
-            conn.exec_driver_sql(insert)
+            conn.execute(text(insert), params or {})
     except IntegrityError as exc:
         if getattr(exc.orig, "pgcode", None) != "23505":  # unique_violation
             raise
-        conn.exec_driver_sql(insert + on_conflict)
+        conn.execute(text(insert + on_conflict), params or {})
 
 
 # ---------------------------------------------------------------------- encoding, column by column
