@@ -45,5 +45,6 @@ fi
 # A headless browser for the report test (tests/test_accuracy.py renders the run report in it).
 if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
   echo "services: installing a headless Chromium from the OS packages" >&2
-  apt_install chromium-headless-shell || echo "services: no headless Chromium to be had; the report browser test will skip" >&2
+  apt_install chromium-headless-shell || apt_install chromium \
+    || echo "services: no headless Chromium to be had; the report browser test will fail" >&2
 fi

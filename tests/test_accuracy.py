@@ -241,8 +241,10 @@ def test_the_report_renders_in_a_real_headless_browser_with_what_an_operator_ask
     from reporting.report import SECTIONS, build_report
 
     browser = _headless_browser()
-    if browser is None:
-        pytest.skip("no headless Chromium on this machine (scripts/services.sh installs chromium-headless-shell)")
+    # A missing browser fails: scripts/test.sh installs it (scripts/services.sh), and a skip would
+    # let CI pass without the report ever being rendered.
+    assert browser is not None, ("no headless Chromium on this machine: scripts/test.sh installs it from the OS "
+                                 "packages (scripts/services.sh: chromium-headless-shell, else chromium)")
     _, b = two_runs
     from core.replica import ReplicaReader
 

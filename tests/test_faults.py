@@ -37,20 +37,24 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import psycopg2
 import pytest
-from sqlalchemy import text
 
-from tests.celery_harness import PgCluster, RedisServer, find_pg_bin, start_workers, wait_for
+from tests.celery_harness import (
+    PgCluster,
+    RedisServer,
+    find_pg_bin,
+    start_workers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -140,13 +144,23 @@ class Drill:
                           f"run {run_id} to be closed", interval=0.5)
         return status
 
+    @contextmanager
     def holding(self, lock_table: str, mode: str, db: str):
-        """A connection holding ``LOCK TABLE lock_table IN mode MODE`` in an open transaction."""
+        """``LOCK TABLE lock_table IN mode MODE`` held by a connection of the test's own while the
+        block runs (a shard's query waits on it: the fault then hits it mid-query), released after.
+        The connection may be gone by then (the server restarted): closing it is then enough."""
         conn = psycopg2.connect(self.pg.url(db), application_name="rms-ml-drill")
-        with conn.cursor() as cur:
-            cur.execute("SET lock_timeout = '20s'")
-            cur.execute(f"LOCK TABLE {lock_table} IN {mode} MODE")
-        return conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET lock_timeout = '20s'")
+                cur.execute(f"LOCK TABLE {lock_table} IN {mode} MODE")
+            yield conn
+        finally:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass
+            conn.close()
 
     def blocked(self, app: str, db: str) -> list[int]:
         """Backends of ``app`` in database ``db`` waiting on a lock right now."""
@@ -228,9 +242,11 @@ class Drill:
 @pytest.fixture(scope="module")
 def drill():
     bindir, redis_bin = find_pg_bin(), shutil.which("redis-server")
-    if bindir is None or redis_bin is None:
-        pytest.skip("the fault drill needs initdb/pg_ctl (PostgreSQL 15+) and redis-server on this machine "
-                    f"(initdb: {bindir or 'not found'}, redis-server: {redis_bin or 'not found'})")
+    # Missing binaries fail the drill rather than skip it: scripts/test.sh installs both from the OS
+    # packages (scripts/services.sh), and a skipped drill would let CI pass untested.
+    assert bindir is not None and redis_bin is not None, (
+        "the fault drill needs initdb/pg_ctl (PostgreSQL 15+) and redis-server on this machine; scripts/test.sh "
+        f"installs them (initdb: {bindir or 'not found'}, redis-server: {redis_bin or 'not found'})")
     from synthetic import ChainConfig, scratch, seed_database
     from tests.test_webhooks import ScriptedReceiver, new_secret
     from worker import db
@@ -350,6 +366,15 @@ def _whole_run_rows(drill) -> dict:
     return rows
 
 
+def _succeeded_whole(drill: Drill, run_id: str) -> dict:
+    """The run closed ``succeeded`` (one webhook-id, no duplicate keys, see ``Drill.check``), with
+    every row the first run wrote, no failure and every shard succeeded; its record."""
+    record = drill.check(run_id, "succeeded", owner=run_id)
+    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
+    assert set(drill.shard_status(run_id).values()) == {"succeeded"}
+    return record
+
+
 def test_replica_connection_terminated_mid_query_is_retried(drill):
     """pg_terminate_backend on the reader's backend while a shard's replica query waits on a table
     lock the test holds: the read is retried (in place or by the shard task) and the run succeeds
@@ -357,17 +382,11 @@ def test_replica_connection_terminated_mid_query_is_retried(drill):
     marks = drill.log_marks()
     started = drill.start(AS_OF["replica_cut"])
     run_id = started["run_id"]
-    hold = drill.holding("orders_orderitem", "ACCESS EXCLUSIVE", db="replica")
-    try:
+    with drill.holding("orders_orderitem", "ACCESS EXCLUSIVE", db="replica"):
         pids = wait_for(lambda: drill.blocked("rms-ml-reader", "replica"), 30, "a shard's replica query to wait")
         assert drill.q("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM unnest(%(pids)s::int[]) pid",
                        db="postgres", pids=pids) == [(len(pids),)]
-    finally:
-        hold.rollback()
-        hold.close()
-    record = drill.check(run_id, "succeeded", owner=run_id)
-    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
-    assert set(drill.shard_status(run_id).values()) == {"succeeded"}
+    _succeeded_whole(drill, run_id)
     logged = drill.logged_since(marks)
     assert "transient error" in logged and "OperationalError" in logged, logged[-5000:]
 
@@ -378,17 +397,10 @@ def test_postgres_restarted_mid_write_is_retried(drill):
     marks = drill.log_marks()
     started = drill.start(AS_OF["pg_restart"])
     run_id = started["run_id"]
-    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
-    try:
+    with drill.holding("m_l_predictions", "EXCLUSIVE", db="ml"):
         wait_for(lambda: drill.blocked("rms-ml-writer", "ml"), 30, "a shard's writer to wait on m_l_predictions")
         drill.pg.restart()
-    finally:
-        try:
-            hold.close()
-        except psycopg2.Error:
-            pass
-    record = drill.check(run_id, "succeeded", owner=run_id)
-    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
+    _succeeded_whole(drill, run_id)
     assert max(n for (n,) in drill.q("SELECT attempts FROM ml_run_shard WHERE run_id = %(id)s", id=run_id)) >= 2
     assert "left to the shard's retry" in drill.logged_since(marks)
 
@@ -400,16 +412,10 @@ def test_redis_restarted_mid_run_with_its_append_only_file_loses_nothing(drill):
     marks = drill.log_marks()
     started = drill.start(AS_OF["redis_restart"])
     run_id = started["run_id"]
-    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
-    try:
+    with drill.holding("m_l_predictions", "EXCLUSIVE", db="ml"):
         wait_for(lambda: len(drill.blocked("rms-ml-writer", "ml")) == 2, 30, "both workers' writers to wait")
         drill.broker.restart()
-    finally:
-        hold.rollback()
-        hold.close()
-    record = drill.check(run_id, "succeeded", owner=run_id)
-    assert record["rows_written"] == _whole_run_rows(drill) and record["failed"] == []
-    assert set(drill.shard_status(run_id).values()) == {"succeeded"}
+    _succeeded_whole(drill, run_id)
     assert "Connection to broker lost" in drill.logged_since(marks)  # the workers did see it go
 
 
@@ -435,13 +441,9 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     started = drill.start(AS_OF["stranded"])
     run_id = started["run_id"]
     # both workers mid-write (on a lock the test holds), the other two shards queued
-    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
-    try:
+    with drill.holding("m_l_predictions", "EXCLUSIVE", db="ml"):
         wait_for(lambda: len(drill.blocked("rms-ml-writer", "ml")) == 2, 30, "both workers' writers to wait")
         _wipe_restart(drill.broker)
-    finally:
-        hold.rollback()
-        hold.close()
     client = redis.Redis.from_url(drill.env["RMSML_BROKER__URL"])
     try:
         assert client.get(f"rmsml:run-lock:{SCHEDULE}") is None
@@ -510,14 +512,10 @@ def test_worker_killed_mid_shard_is_redelivered(drill):
     assert started["status"] == "started", started
     run_id = started["run_id"]
     victim = drill.workers[0]
-    hold = drill.holding("m_l_predictions", "EXCLUSIVE", db="ml")
-    try:
+    with drill.holding("m_l_predictions", "EXCLUSIVE", db="ml"):
         wait_for(lambda: len(drill.blocked("rms-ml-writer", "ml")) == 2, 30, "both workers' writers to wait")
         killed_at = time.monotonic()
         victim.kill()
-    finally:
-        hold.rollback()
-        hold.close()
     assert not victim.alive()
     record = drill.check(run_id, "succeeded", owner=run_id)
     assert record["failed"] == []
