@@ -24,6 +24,10 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+ENCODER = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
+"""The one encoder: ``dumps`` is its ``encode``; the writer encodes large columns with it too."""
+
+
 def dumps(value: Any) -> str:
     """``value`` as compact JSON text for a ``CAST(:param AS jsonb)``."""
-    return json.dumps(value, default=_default, allow_nan=False, separators=(",", ":"))
+    return ENCODER.encode(value)

@@ -114,6 +114,31 @@ def shard_version(prefix: str, scope: Scope) -> str:
     return f"{prefix}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
 
 
+def previous_records(scope: Scope, prediction_type: str, name: str) -> pd.DataFrame:
+    """Registered models of this type and name for the same shard, newest first.
+
+    Same shard: the version ends with the hash of the shard's restaurants (``shard_version``),
+    so a model trained on other restaurants' data is never borrowed (churn, LTV and prep time
+    reuse or fall back on these). Models of the current run, retired ones and any trained on data
+    after this run's as-of (a replay of an older day) are left out.
+    """
+    reg = scope.registry
+    if reg is None or reg.empty:
+        return pd.DataFrame()
+    shard = shard_key(scope)
+    rows = reg[(reg["prediction_type"] == prediction_type) & (reg["name"] == name)]
+    version = rows["version"].astype(str)
+    rows = rows[version.str.endswith("." + shard) & ~version.str.contains(str(scope.run_id)[:8], regex=False)]
+    if "status" in rows:
+        rows = rows[rows["status"].isin(["active", "candidate"])]
+    if "training_end" in rows and len(rows):
+        end = pd.to_datetime(rows["training_end"], utc=True)
+        rows = rows[end.isna() | (end <= scope.as_of)]
+    if "created_at" in rows and len(rows):
+        rows = rows.sort_values("created_at", ascending=False)
+    return rows
+
+
 def load_artifact(directory: Path, sha256: str) -> tuple[SavedModel, ConformalIntervals | None]:
     """The demand model and intervals saved in ``directory``, after checking its digest."""
     directory = verify_artifact(directory, sha256)

@@ -30,7 +30,12 @@ from features.customers import (
     customer_unit_features,
 )
 from models import churn, ltv
-from models.artifacts import load_model, saved_record, shard_key, shard_version
+from models.artifacts import (
+    load_model,
+    previous_records,
+    saved_record,
+    shard_version,
+)
 from models.btyd import BetaGeo, add_btyd_features
 from models.churn import (
     MODEL_VERSION_PREFIX,
@@ -46,31 +51,6 @@ from models.ltv import (
     horizon_ratio,
     ltv_rows,
 )
-
-
-def previous_records(scope: Scope, prediction_type: str, name: str) -> pd.DataFrame:
-    """Registered models of this type and name for the same shard, newest first.
-
-    Same shard: the version ends with the hash of the shard's restaurants (``shard_version``),
-    so a model trained on other restaurants' customers is never borrowed. Models of the current
-    run, retired ones and any trained on data after this run's as-of (a replay of an older day)
-    are left out.
-    """
-    reg = scope.registry
-    if reg is None or reg.empty:
-        return pd.DataFrame()
-    shard = shard_key(scope)
-    rows = reg[(reg["prediction_type"] == prediction_type) & (reg["name"] == name)]
-    version = rows["version"].astype(str)
-    rows = rows[version.str.endswith("." + shard) & ~version.str.contains(str(scope.run_id)[:8], regex=False)]
-    if "status" in rows:
-        rows = rows[rows["status"].isin(["active", "candidate"])]
-    if "training_end" in rows and len(rows):
-        end = pd.to_datetime(rows["training_end"], utc=True)
-        rows = rows[end.isna() | (end <= scope.as_of)]
-    if "created_at" in rows and len(rows):
-        rows = rows.sort_values("created_at", ascending=False)
-    return rows
 
 
 def _previous_churn(scored: pd.DataFrame, scope: Scope, window_days: int, messages: list[str]):

@@ -25,7 +25,7 @@ from features.kitchen import (
     kitchen_unit_features,
     left_unbumped,
 )
-from models.artifacts import load_model, saved_record, shard_version
+from models.artifacts import load_model, previous_records, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
 from models.prep_time import (
     FALLBACK_NAME,
@@ -37,7 +37,6 @@ from models.prep_time import (
     PrepTimeModel,
     scenario_minutes,
 )
-from prediction_types.customers import previous_records
 
 # Prep time by station changes slowly: the model is fitted at most once a week per shard and the
 # other nights predict with it (issue 19: the fit was most of the unit's time). A new station type

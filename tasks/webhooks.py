@@ -12,10 +12,7 @@ that blinked, ``tasks.base.TRANSIENT``) are retried by the decorator.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-import redis.exceptions
 
 from tasks.base import task
 from webhooks import deliveries, records
@@ -23,8 +20,6 @@ from worker import db, runs
 from worker.catalog import SCHEDULES
 from worker.locks import RunLock
 from worker.settings import get_settings
-
-log = logging.getLogger(__name__)
 
 
 # Routed to the ``webhooks`` queue by name (worker.queues.TASK_ROUTES: ``rmsml.webhooks.*``).
@@ -78,16 +73,8 @@ def deliver_due(self, overdue_s: float = 120.0) -> dict[str, Any]:
     swept, it is closed within ``stranded_after_s`` plus one sweep, its run lock is freed, and its
     event goes out now."""
     engine = db.predictions_engine()
-    closed = []
-    for schedule in SCHEDULES:
-        for record in runs.close_abandoned_runs(schedule):
-            closed.append(str(record["id"]))
-            # Its lock, if the broker still holds it (workers died, Redis did not): the schedule
-            # is free now, not only when the lock's TTL (hours) runs out. Compare-and-delete.
-            try:
-                RunLock.from_settings().release(schedule, str(record["id"]))
-            except redis.exceptions.RedisError as exc:
-                log.warning("run %s closed; its lock is left to expire (%s: %s)", record["id"], type(exc).__name__, exc)
+    lock = RunLock.from_settings()
+    closed = [str(r["id"]) for schedule in SCHEDULES for r in runs.close_abandoned_runs(schedule, lock=lock)]
     ids = records.due_delivery_ids(engine, overdue_s=float(overdue_s))
     for run_id in closed:
         ids += [d["id"] for d in records.list_deliveries(engine, run_id=run_id)

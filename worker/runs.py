@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
+import redis.exceptions
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 
@@ -113,7 +114,8 @@ def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
     return unit.prediction_type
 
 
-def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> list[dict]:
+def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
+                         lock: RunLock | None = None) -> list[dict]:
     """Close runs of ``schedule`` whose workers all died, before a new run of it starts.
 
     A run that no shard started for ``tasks.stranded_after_s`` and with no live shard (see
@@ -121,6 +123,11 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> 
     were lost with the broker): its unfinished shards are recorded failed, the run is closed from
     what it committed (``partial`` or ``failed``), and its completion event is recorded for the
     webhook sweep, so the RMS hears about every run that ended.
+
+    ``lock``: also free each closed run's lock if the broker still holds it for that run (its
+    workers died, Redis did not), so the schedule is free now rather than when the lock's TTL
+    (hours) runs out. Compare-and-delete: a lock another run holds is left alone; a broker that
+    does not answer leaves the lock to expire.
     """
     settings = settings or get_settings()
     _, predictions = _engines()
@@ -132,6 +139,11 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None) -> 
         record = finish_run(run_id, settings=settings)
         emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
         log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
+        if lock is not None:
+            try:
+                lock.release(schedule, str(run_id))
+            except redis.exceptions.RedisError as exc:
+                log.warning("run %s closed; its lock is left to expire (%s: %s)", run_id, type(exc).__name__, exc)
         closed.append(record)
     return closed
 

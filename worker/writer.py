@@ -9,7 +9,6 @@ The replica is never written: its engine is read-only (``worker.db``).
 from __future__ import annotations
 
 import io
-import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,7 +22,7 @@ import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from core.jsonb import _default
+from core.jsonb import ENCODER
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "prediction_type",
@@ -268,7 +267,6 @@ def _insert_or_upsert(conn: Connection, insert: str, on_conflict: str, params: d
 # ---------------------------------------------------------------------- encoding, column by column
 # The per-row work of a large write was the writer's cost (350k rows: ~12 s of json.dumps and
 # ~6 s of strftime per timestamp in to_csv); both are done per column here, with the same result.
-_JSON = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
 _PLAIN_SCALARS = frozenset({float, int, bool, type(None), np.float64})
 
 
@@ -279,11 +277,11 @@ def _encode_column(values: list) -> list[str]:
     types = set(map(type, values))
     if types <= _PLAIN_SCALARS:
         # numbers, booleans and nulls never contain a comma: one C call for the whole column
-        return _JSON.encode(values)[1:-1].split(",")
+        return ENCODER.encode(values)[1:-1].split(",")
     if types == {str}:
-        encoded = {v: _JSON.encode(v) for v in set(values)}
+        encoded = {v: ENCODER.encode(v) for v in set(values)}
         return list(map(encoded.__getitem__, values))
-    return list(map(_JSON.encode, values))
+    return list(map(ENCODER.encode, values))
 
 
 def encode_details(details: list) -> list[str]:
@@ -295,17 +293,17 @@ def encode_details(details: list) -> list[str]:
         if type(d) is dict:
             groups.setdefault(tuple(d), []).append(i)
         else:
-            out[i] = _JSON.encode(d)
+            out[i] = ENCODER.encode(d)
     for keys, idx in groups.items():
         rows = [details[i] for i in idx]
         if not keys:
             encoded: Iterable[str] = repeat("{}", len(idx))
         elif not all(type(k) is str for k in keys):  # json turns other keys into text its own way
-            encoded = map(_JSON.encode, rows)
+            encoded = map(ENCODER.encode, rows)
         else:
             parts: list = []
             for n, k in enumerate(keys):
-                parts.append(repeat(("{" if n == 0 else ",") + _JSON.encode(k) + ":"))
+                parts.append(repeat(("{" if n == 0 else ",") + ENCODER.encode(k) + ":"))
                 parts.append(_encode_column([r[k] for r in rows]))
             parts.append(repeat("}"))
             encoded = map("".join, zip(*parts))
