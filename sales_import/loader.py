@@ -20,8 +20,8 @@ import pandas as pd
 import psycopg2
 
 from sales_import.reader import SKIP_REASONS, SalesImportError, read_sales
-from synthetic.loader import libpq_dsn
-from synthetic.schema import contract
+from core.pg import libpq_dsn
+from core.contract import contract
 
 # The tables an import writes; customers_customerprofile only when the export names customers.
 CORE_TABLES = ("restaurants_organization", "restaurants_restaurant", "menu_menuitem",

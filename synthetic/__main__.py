@@ -13,7 +13,7 @@ import sys
 
 from synthetic.config import ChainConfig
 from synthetic.loader import seed_database
-from synthetic.schema import MODULES
+from core.contract import MODULES
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from synthetic.schema import MODULES
+from core.contract import MODULES
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from synthetic.ground_truth import (
     StationTruth,
     SupplierTruth,
 )
-from synthetic.schema import contract, tables_for
+from core.contract import contract, tables_for
 from synthetic.sim_customers import CustomerSim
 from synthetic.sim_inventory import InventorySim
 from synthetic.simcore import (

@@ -21,19 +21,15 @@ from typing import Any, Callable
 
 import psycopg2
 
+from core.contract import contract, dependency_order, tables_for
+from core.pg import libpq_dsn
 from synthetic.config import ChainConfig
 from synthetic.generator import iter_chunks
-from synthetic.schema import contract, dependency_order, tables_for
 from synthetic.tables import encode_copy_binary
 
 log = logging.getLogger(__name__)
 
 _COPY_READ_SIZE = 1 << 20
-
-
-def libpq_dsn(dsn: str) -> str:
-    """A libpq URL from a SQLAlchemy one: drop the '+driver' part (postgresql+psycopg2://)."""
-    return re.sub(r"^(postgres(?:ql)?)\+[\w-]+://", r"\1://", dsn.strip())
 
 
 def create_schema(conn, modules: tuple[str, ...], *, deferred: bool = False) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ import os
 
 import psycopg2
 
-from synthetic.loader import libpq_dsn
+from core.pg import libpq_dsn
 
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synthetic.schema import TableDef, contract
+from core.contract import TableDef, contract
 
 US_PER_S = 1_000_000
 US_PER_MIN = 60 * US_PER_S

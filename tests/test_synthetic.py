@@ -94,7 +94,7 @@ def daily_counts(conn, rid: int) -> pd.Series:
 
 
 def contract_columns() -> dict[str, list[str]]:
-    """Parsed here independently of synthetic.schema, so a bug there cannot hide itself."""
+    """Parsed here independently of core.contract, so a bug there cannot hide itself."""
     text = re.sub(r"--[^\n]*", "", CONTRACT.read_text())
     out = {}
     for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", text, re.S):
