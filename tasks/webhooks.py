@@ -7,7 +7,7 @@ and the wait depends on the answer (``Retry-After`` of a 429, the attempt number
 budget lives on the delivery row, not in the task, so a redelivered message or an admin's
 redelivery continue the same count; a message that arrives before its delivery is due, or twice,
 finds nothing to claim and ends. Only errors that may pass on their own (a database or Redis
-that blinked, ``tasks.base.TRANSIENT``) are retried by the decorator.
+that blinked, ``worker.failures.is_transient``) are retried by the decorator.
 """
 
 from __future__ import annotations

@@ -278,6 +278,37 @@ def test_transient_errors_are_told_from_ones_that_will_fail_again():
     assert not failures.is_transient(_db_error("57014", "canceling statement due to statement timeout"))
     assert not failures.is_transient(_db_error("42703", "no such column", cls=sqlalchemy.exc.ProgrammingError))
     assert not failures.is_transient(RuntimeError("model exploded"))
+    import kombu.exceptions
+    import redis.exceptions
+
+    assert failures.is_transient(redis.exceptions.ConnectionError("Connection refused"))
+    assert failures.is_transient(kombu.exceptions.OperationalError("broker gone"))
+    assert not failures.is_transient(redis.exceptions.ResponseError("WRONGTYPE"))
+
+
+def test_a_task_retries_what_the_shard_loop_calls_transient_and_nothing_else():
+    """One rule for both (worker.failures.is_transient): a deadlock is retried with backoff, a
+    statement timeout fails the task at once, as it fails the unit in the shard loop."""
+    from types import SimpleNamespace
+
+    from tasks.base import RETRY_BACKOFF_MAX_S, retry_transient
+
+    class Retried(Exception):
+        pass
+
+    def retry(exc, countdown):
+        assert 0 <= countdown <= RETRY_BACKOFF_MAX_S
+        return Retried(exc)
+
+    fake = SimpleNamespace(request=SimpleNamespace(retries=3), retry=retry)
+    for error, retried in ((_db_error("40P01", "deadlock detected"), True),
+                           (_db_error("57014", "canceling statement due to statement timeout"), False),
+                           (ValueError("bad input"), False)):
+        def body(self, error=error):
+            raise error
+
+        with pytest.raises(Retried if retried else type(error)):
+            retry_transient(body)(fake)
 
 
 def test_a_run_stranded_by_a_broker_loss_holds_its_schedule_then_closes_within_minutes(

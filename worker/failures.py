@@ -1,8 +1,9 @@
 """Which failures pass on their own, and what a run record may say about a failure.
 
-Used by the shard loop (``worker.runs``): a transient error is retried in place and then left to
-the shard task's retry; any other error fails only its unit. Apart from the loop so the rule is
-read (and tested) in one place.
+The one transient rule of the project: the shard loop (``worker.runs``) retries a transient error
+in place and then leaves it to the shard task's retry (any other error fails only its unit), and
+the task decorator (``tasks.base.task``) retries a task on a transient error and on nothing else.
+Apart from both so the rule is read (and tested) in one place.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import kombu.exceptions
+import redis.exceptions
 import sqlalchemy.exc
 
 log = logging.getLogger(__name__)
@@ -28,9 +31,20 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "0
 UNIT_RETRY_PAUSES_S = (1.0, 4.0)
 
 
+# Redis and the broker: a connection lost or timed out may come back.
+_TRANSIENT_CLASSES: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Whether an error may pass on its own (a connection lost, a deadlock), as opposed to one that
-    will fail the same way again (bad data, a bug, a statement timeout)."""
+    """Whether an error may pass on its own (a connection to the database, Redis or the broker
+    lost, a deadlock, a serialization failure), as opposed to one that will fail the same way
+    again (bad data, a bug, a statement timeout: the same statement times out again)."""
+    if isinstance(exc, _TRANSIENT_CLASSES):
+        return True
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
