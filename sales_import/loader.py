@@ -86,6 +86,14 @@ def country_of_zone(tz: str) -> str | None:
     return None
 
 
+def resolve_country(country: str | None, tz: str) -> str:
+    """The ISO 3166 code given, else the zone's country; refused when neither is a two-letter code."""
+    code = (country or country_of_zone(tz) or "").strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        raise SalesImportError(f"no ISO 3166 country code for {tz}: give --country (e.g. GB, US)")
+    return code
+
+
 def import_sales(
     path: str | Path,
     dsn: str,
@@ -102,9 +110,7 @@ def import_sales(
     Raises SalesImportError for input that cannot be imported (nothing is written then).
     """
     check_timezone(timezone)
-    country = (country or country_of_zone(timezone) or "").strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", country):
-        raise SalesImportError(f"no ISO 3166 country code for {timezone}: give --country (e.g. GB, US)")
+    country = resolve_country(country, timezone)
     if currency is not None and not re.fullmatch(r"[A-Za-z]{3}", currency.strip()):
         raise SalesImportError(f"currency {currency!r} is not an ISO 4217 code such as GBP or EUR")
     path = Path(path)
@@ -256,7 +262,7 @@ def _present(cur) -> set[str]:
     return {r[0] for r in cur.fetchall()}
 
 
-def _ensure_schema(cur, need_customers: bool) -> None:
+def ensure_schema(cur, need_customers: bool) -> None:
     """Create the core replica tables from the contract in a database that has none of them; in a
     database that has some, require those the import writes (an RMS without the customers module
     can take an export with no customer column)."""
@@ -277,24 +283,28 @@ def _ensure_schema(cur, need_customers: bool) -> None:
         raise SalesImportError(f"the database has some replica tables but not {', '.join(missing)}")
 
 
+def check_zones(cur, restaurant_ids, tz: str) -> None:
+    """Refuse to add to a restaurant that is in the database with another timezone."""
+    cur.execute("SELECT id, name, timezone FROM restaurants_restaurant WHERE id = ANY(%s)",
+                (list(map(int, restaurant_ids)),))
+    for rid, rname, rtz in cur.fetchall():
+        if rtz != tz:
+            raise SalesImportError(
+                f"restaurant {rname!r} (id {rid}) is already in the database with timezone {rtz}, not {tz}"
+            )
+
+
 def _write(dsn: str, frames: dict[str, pd.DataFrame], tz: str) -> tuple[dict[str, int], int]:
     conn = psycopg2.connect(libpq_dsn(dsn))
     try:
         with conn.cursor() as cur:
-            _ensure_schema(cur, not frames["customers_customerprofile"].empty)
-            rest = frames["restaurants_restaurant"]
-            cur.execute("SELECT id, name, timezone FROM restaurants_restaurant WHERE id = ANY(%s)",
-                        (list(map(int, rest["id"])),))
-            for rid, rname, rtz in cur.fetchall():
-                if rtz != tz:
-                    raise SalesImportError(
-                        f"restaurant {rname!r} (id {rid}) is already in the database with timezone {rtz}, not {tz}"
-                    )
+            ensure_schema(cur, not frames["customers_customerprofile"].empty)
+            check_zones(cur, frames["restaurants_restaurant"]["id"], tz)
             inserted = {}
             for table, frame in frames.items():
                 if frame.empty:
                     continue
-                inserted[table] = _insert(cur, table, frame)
+                inserted[table] = copy_insert(cur, table, frame)
             # A newer export may add lines to a ticket imported before: its totals follow its lines.
             cur.execute(
                 """
@@ -315,7 +325,7 @@ def _write(dsn: str, frames: dict[str, pd.DataFrame], tz: str) -> tuple[dict[str
     return inserted, updated
 
 
-def _insert(cur, table: str, frame: pd.DataFrame) -> int:
+def copy_insert(cur, table: str, frame: pd.DataFrame) -> int:
     """COPY into a temporary twin, then INSERT ... ON CONFLICT DO NOTHING: the count is what was new."""
     cols = [c.name for c in contract()[table].columns if c.name in frame.columns]
     tmp = f"_import_{table}"
