@@ -392,10 +392,17 @@ def import_sales_command(
     site_col: Optional[str] = typer.Option(None, "--site-col"),
     line_col: Optional[str] = typer.Option(None, "--line-col"),
     category_col: Optional[str] = typer.Option(None, "--category-col"),
+    count_col: Optional[str] = typer.Option(None, "--count-col",
+                                            help="daily totals: the column of a day's orders (covers, visitors) per "
+                                                 "site and --date-col; no line columns then (docs/import.md)"),
+    sites: Optional[Path] = typer.Option(None, "--sites", help="daily totals: a file of site attributes (seats, "
+                                                              "opening date), matched on the site column"),
 ) -> None:
-    """Import a POS line export as restaurants, menu items, orders and order items (one transaction).
+    """Import a POS line export as restaurants, menu items, orders and order items (one transaction),
+    or with --count-col a chain's daily totals as orders per restaurant and day.
 
-    Unusable lines are counted by reason and skipped; importing again adds only new lines.
+    Unusable lines are counted by reason and skipped; importing again adds only new lines. A bad
+    daily total is an error (a day is not a line).
     Exit codes: 0 imported, 2 the file or an option cannot be imported (nothing written).
     """
     _setup_logging()
@@ -412,11 +419,25 @@ def import_sales_command(
             from worker.settings import get_settings
 
             dsn, predictions_url = embedded_urls(get_settings().embedded.data_dir)
-        rep = import_sales(file, dsn, timezone=timezone_name, restaurant_name=restaurant_name, country=country,
-                           currency=currency, columns=columns, date_format=date_format)
+        if count_col is not None:
+            from sales_import.chain import import_daily_totals
+
+            rep = import_daily_totals(file, dsn, timezone=timezone_name, organization_name=restaurant_name,
+                                      country=country, columns={**columns, "count": count_col},
+                                      date_format=date_format, sites=sites)
+        elif sites is not None:
+            raise SalesImportError("--sites goes with --count-col (daily totals); a line export names its sites")
+        else:
+            rep = import_sales(file, dsn, timezone=timezone_name, restaurant_name=restaurant_name, country=country,
+                               currency=currency, columns=columns, date_format=date_format)
     except SalesImportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
+    if count_col is not None:
+        from worker.console_import import print_totals_import
+
+        print_totals_import(rep, dsn, predictions_url if embedded else None)
+        return
     typer.echo(f"{rep.file}: {rep.lines_read} lines, {rep.tickets_in_file} tickets, {rep.items_in_file} item names")
     typer.echo("columns: " + ", ".join(f"{role}={col}" for role, col in rep.columns.items()))
     typer.echo(f"{'lines':<50} {'count':>8}")
