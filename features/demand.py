@@ -117,7 +117,9 @@ def hourly_orders(
 
     Args: as ``daily_orders``.
     Returns columns restaurant_id, hour_start (UTC instant the local hour starts), local_hour_start
-    (naive local wall time), orders. Hours without orders are absent.
+    (naive local wall time), orders, one_time (every order of the hour at one local time of day)
+    and first_time (the earliest, 'HH:MM:SS'): see ``untimed_restaurants``. Hours without orders
+    are absent.
     """
     frame = reader.frame(
         f"""
@@ -132,7 +134,9 @@ def hourly_orders(
         SELECT restaurant_id,
                created_at - (local_ts - date_trunc('hour', local_ts)) AS hour_start,
                date_trunc('hour', local_ts) AS local_hour_start,
-               count(*) AS orders
+               count(*) AS orders,
+               min(local_ts::time) = max(local_ts::time) AS one_time,
+               min(local_ts::time)::text AS first_time
         FROM o
         GROUP BY 1, 2, 3
         ORDER BY 1, 2
@@ -140,6 +144,22 @@ def hourly_orders(
         {**_zone_params(zones), "start": start, "end": end, "valid_until": valid_until},
     )
     return _typed(frame, {"hour_start": "utc", "local_hour_start": "naive"})
+
+
+def untimed_restaurants(hourly: pd.DataFrame) -> list[int]:
+    """Restaurants whose every order in ``hourly_orders``' window sits at one local time of day.
+
+    Why: a chain that hands over daily totals (``sales_import.totals``), or an RMS that back-fills
+    a day as one booking, records when a day's orders happened but not at what hour. Such a
+    history has orders in a single hour of every day; an hourly forecast from it would be made-up
+    hours, so the restaurant gets none and the run says why. A real restaurant's orders spread
+    over several minutes even in a one-hour service.
+    """
+    if hourly.empty or "one_time" not in hourly:
+        return []
+    per = hourly.groupby("restaurant_id").agg(one=("one_time", "all"), times=("first_time", "nunique"),
+                                              orders=("orders", "sum"))
+    return [int(r) for r in per.index[per["one"] & (per["times"] == 1) & (per["orders"] >= 2)]]
 
 
 def _typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -247,7 +267,8 @@ class DemandHistory:
 
 
 def _restaurant_series(scope, zones: dict[int, str]) -> pd.DataFrame:
-    frame = scope.restaurants.loc[:, ["id", "country_code"]].rename(columns={"id": "series_id"})
+    frame = scope.restaurants.loc[scope.restaurants["id"].isin(list(zones)), ["id", "country_code"]]
+    frame = frame.rename(columns={"id": "series_id"})
     frame["series_id"] = frame["series_id"].astype("int64")
     frame["restaurant_id"] = frame["series_id"]
     frame["timezone"] = frame["series_id"].map(zones)
@@ -314,6 +335,12 @@ def hourly_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHis
     zones, messages = checked_zones(scope.restaurants)
     firsts, start = local_window(zones, scope.as_of, min(HOURLY_HISTORY_DAYS, scope.forecast.history_days))
     raw = hourly_orders(reader, zones, start, scope.as_of, scope.valid_until)
+    untimed = untimed_restaurants(raw)
+    if untimed:
+        messages.append(f"demand_hourly: no times of day in the history of {len(untimed)} restaurant"
+                        f"{'' if len(untimed) == 1 else 's'} (every order at one local time of day, as daily "
+                        f"totals are imported); no hourly forecast for them: {', '.join(map(str, untimed))}")
+        zones = {rid: tz for rid, tz in zones.items() if rid not in set(untimed)}
     series = _restaurant_series(scope, zones)
     histories, futures = [], []
     for sid, tz in zones.items():

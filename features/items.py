@@ -49,6 +49,9 @@ def menu_items(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame
         """,
         {"rids": restaurant_ids},
     )
+    if frame.empty:  # a chain imported as daily totals has no menu
+        frame = pd.DataFrame({"id": [], "restaurant_id": [], "category": pd.Series(dtype=object),
+                              "is_active": pd.Series(dtype=bool), "created_at": []})
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     for col in ("id", "restaurant_id"):
         frame[col] = frame[col].astype("int64")
@@ -149,6 +152,11 @@ def item_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHisto
         "timezone": active["restaurant_id"].map(zones).to_numpy(),
     })
     series["peer_group"] = series["restaurant_id"].astype(str) + ":" + series["category"]
+    without = sorted(set(zones) - set(series["restaurant_id"]))
+    if without:
+        messages.append(f"item_demand_daily: no items in the history of {len(without)} restaurant"
+                        f"{'' if len(without) == 1 else 's'} (no menu items on the replica, as with daily totals); "
+                        f"no item forecast for them: {', '.join(map(str, without))}")
     history = _concat(histories, ["series_id", "ds", "y", "closed"])
     if len(history):
         history = mark_outliers(history, factor=10.0)  # item days are noisy: flag only extreme ones

@@ -100,6 +100,18 @@ def _result(outcome: Outcome, rows: pd.DataFrame, scope_ids: list[int]) -> UnitR
     return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=outcome.messages, models=outcome.models)
 
 
+def _nothing_to_forecast(features: DemandHistory, scope_ids: list[int]) -> UnitResult | None:
+    """No series to forecast in the shard (no times of day, no items: daily totals): no rows, the
+    features' messages say why, and the scope's old rows go (nothing is forecast from made-up data)."""
+    if len(features.series):
+        return None
+    rows = _rows(pd.DataFrame({c: pd.Series(dtype=object) for c in
+                               ("series_id", "restaurant_id", "target_start", "yhat", "lower", "upper",
+                                "model_name", "model_version", "method")}), "day")
+    rows["details"] = pd.Series(dtype=object)
+    return UnitResult(rows=rows, scope_entity_ids=scope_ids, messages=list(features.messages), models=[])
+
+
 def average_ticket(history: pd.DataFrame, days: int = 28) -> pd.Series:
     """Typical revenue per order over the last ``days`` open days of each restaurant (currency units).
 
@@ -125,9 +137,10 @@ def predict_demand_daily(inputs: DemandInputs, scope: Scope) -> UnitResult:
     # A restaurant forecast from its peers has no ticket of its own: the peers' typical ticket
     # keeps its revenue from reading 0 next to a non-zero order forecast.
     peer_ticket = float(ticket.median()) if len(ticket) else 0.0
+    # No prices in the history (daily totals, a till export without them): no revenue, rather than 0.
     rows["details"] = [
         {
-            "revenue": round(float(v) * float(ticket.get(sid, peer_ticket)), 2),
+            **({"revenue": round(float(v) * t, 2)} if (t := float(ticket.get(sid, peer_ticket))) > 0 else {}),
             "interval_level": INTERVAL_LEVEL,
             "closed": bool(c),
         }
@@ -139,6 +152,8 @@ def predict_demand_daily(inputs: DemandInputs, scope: Scope) -> UnitResult:
 def predict_demand_hourly(inputs: DemandInputs, scope: Scope) -> UnitResult:
     """Orders per local hour for the next 168 hours (23 or 25 rows on a DST-change day)."""
     features = inputs.hourly
+    if (empty := _nothing_to_forecast(features, scope.restaurant_ids)) is not None:
+        return empty
     outcome = forecast(features, HOURLY, scope)
     frame = outcome.frame.assign(daily_factor=np.nan)
     if features.daily is not None:
@@ -163,6 +178,8 @@ def predict_item_demand_daily(inputs: DemandInputs, scope: Scope) -> UnitResult:
     scope, lose the rows an earlier run wrote.
     """
     features = inputs.items
+    if (empty := _nothing_to_forecast(features, sorted(set(features.retired_ids)))) is not None:
+        return empty
     outcome = forecast(features, ITEMS, scope)
     frame = outcome.frame.assign(orders_factor=np.nan)
     if features.daily is not None:
