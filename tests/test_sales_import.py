@@ -247,19 +247,19 @@ def test_bad_input_is_one_clear_line_exit_2_and_nothing_written(tmp_path, sales_
 
 def test_a_failure_mid_import_leaves_nothing_half_imported(tmp_path, sales_db, monkeypatch):
     path = _write(tmp_path / "till.csv", _lines(FIRST_DAY, FIRST_DAY + timedelta(days=2)))
-    real = sales_loader._insert
+    real = sales_loader.copy_insert
 
     def failing(cur, table, frame):
         if table == "orders_orderitem":
             raise RuntimeError("connection lost")
         return real(cur, table, frame)
 
-    monkeypatch.setattr(sales_loader, "_insert", failing)
+    monkeypatch.setattr(sales_loader, "copy_insert", failing)
     with pytest.raises(RuntimeError):
         import_sales(path, sales_db, timezone=TZ)
     tables = _count(sales_db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'orders_order'")
     assert tables == 0  # not even the schema: it was created in the import's transaction
-    monkeypatch.setattr(sales_loader, "_insert", real)
+    monkeypatch.setattr(sales_loader, "copy_insert", real)
     assert import_sales(path, sales_db, timezone=TZ).inserted["restaurants_restaurant"] == 1
 
 
