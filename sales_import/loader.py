@@ -12,7 +12,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -104,6 +104,7 @@ def import_sales(
     currency: str | None = None,
     columns: dict[str, str | None] | None = None,
     date_format: str | None = None,
+    now: datetime | None = None,
 ) -> ImportReport:
     """Import a POS line export into the replica-schema database at ``dsn``; see docs/import.md.
 
@@ -114,7 +115,7 @@ def import_sales(
     if currency is not None and not re.fullmatch(r"[A-Za-z]{3}", currency.strip()):
         raise SalesImportError(f"currency {currency!r} is not an ISO 4217 code such as GBP or EUR")
     path = Path(path)
-    sales = read_sales(path, timezone, columns, date_format=date_format)
+    sales = read_sales(path, timezone, columns, date_format=date_format, now=now)
     lines = sales.lines
     if lines.empty:
         raise SalesImportError(f"{path}: no usable line among {sales.read} (skipped: {sales.skipped})")

@@ -53,6 +53,7 @@ SKIP_REASONS = {
     "no_ticket": "no ticket/order id",
     "no_item": "no item (empty or NONE)",
     "unparseable_time": "date/time missing or unparseable",
+    "future_time": "date/time after the import's clock (not yet happened)",
     "unparseable_quantity": "quantity not a number",
     "negative_quantity": "negative quantity (a return or void)",
     "zero_quantity": "zero quantity",
@@ -176,6 +177,7 @@ def read_sales(
     columns: dict[str, str | None] | None = None,
     *,
     date_format: str | None = None,
+    now: datetime | None = None,
 ) -> SaleLines:
     """Read an export and return its usable lines with UTC instants; see ``SaleLines``.
 
@@ -211,6 +213,10 @@ def read_sales(
     else:
         at, local = _instants(raw[mapping["date"]], raw[mapping["time"]], zone, date_format, notes)
     mark(at.isna(), "unparseable_time")
+    # A line after the import's clock (a till with a wrong year) would pull the next run's as-of
+    # into the future; a few minutes of clock skew between tills and this machine are allowed.
+    clock = pd.Timestamp(now or datetime.now(timezone.utc)) + pd.Timedelta(minutes=10)
+    mark(at > clock, "future_time")
 
     if "quantity" in mapping:
         qty_text = text("quantity")

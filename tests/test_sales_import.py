@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +289,13 @@ def test_the_public_bakery_imports_with_its_documented_counts(sales_db):
                                  "orders_orderitem": 20507, "customers_customerprofile": 0}
     # 01:21 on New Year's Day is GMT: the same instant in UTC, and last night's business day keys it.
     assert _count(sales_db, "SELECT count(*) FROM orders_order WHERE created_at = '2017-01-01 01:21:05+00'") == 1
+
+
+def test_lines_after_the_imports_clock_are_counted_and_skipped(tmp_path, sales_db):
+    """Issue 25 (4): half an export dated 2031 imported silently and suggested --as-of 2031."""
+    rows = _lines(FIRST_DAY, FIRST_DAY + timedelta(days=6))
+    future = [{**r, "Date": r["Date"][:6] + "2031"} for r in rows[: len(rows) // 2]]
+    path = _write(tmp_path / "till.csv", rows[len(rows) // 2:] + future)
+    rep = import_sales(path, sales_db, timezone=TZ, now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+    assert rep.skipped.get("future_time") == len(future)
+    assert rep.last_local_day == str(FIRST_DAY + timedelta(days=6)) and rep.next_as_of.startswith("2026-02-09")
