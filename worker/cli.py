@@ -300,13 +300,15 @@ def report(
     from core.replica import ReplicaReader
     from reporting.report import ReportError, write_report
     from worker import db
+    from worker.records import RunRecords
     from worker.settings import get_settings
 
     try:
         with progress() as (bar, task):
             bar.update(task, description=f"report for run {run_id}")
             path = write_report(run_id, engine=db.predictions_engine(), reader=ReplicaReader(db.replica_engine()),
-                                model_store=get_settings().model_store.path, path=out)
+                                model_store=get_settings().model_store.path,
+                                run_records=RunRecords(db.predictions_engine()), path=out)
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

@@ -390,7 +390,8 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
         return closed
     record = run_records.finish_run(run_id)
     record.update(after_run(str(run_id), engine=predictions, reader=ReplicaReader(replica),
-                            settings=settings.accuracy, model_store=settings.model_store.path))
+                            settings=settings.accuracy, model_store=settings.model_store.path,
+                            run_records=run_records))
     publish_run_metrics(record, engine=predictions, textfile_dir=settings.metrics.textfile_dir,
                         pushgateway_url=settings.metrics.pushgateway_url)
     return record

@@ -1,4 +1,4 @@
-"""The one writer: every write to the predictions database goes through this module.
+"""The one writer of ``m_l_predictions`` and its history (``ml_prediction_history``).
 
 Why one module: the RMS reads ``m_l_predictions`` live, so the rules that keep it trustworthy
 (an entity's rows of one type change all at once, a re-run never duplicates, a failed run leaves
@@ -216,6 +216,12 @@ class PredictionWriter:
 
     # ------------------------------------------------------------------ prediction history
     # What each scored run predicted, for realised accuracy (reporting/, docs/accuracy.md).
+    def prune_history(self, cutoff: datetime) -> int:
+        """Delete history rows made before ``cutoff`` (the accuracy settings' retention)."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                text("DELETE FROM ml_prediction_history WHERE as_of < :cutoff"), {"cutoff": cutoff}).rowcount
+
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
 
