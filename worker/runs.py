@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # A timestamp later than the wall clock plus this cannot be real.
 FUTURE_TOLERANCE = pd.Timedelta(hours=1)
+# How far an --as-of may run ahead of this machine's clock (clock skew between hosts), unforced.
+AS_OF_CLOCK_SKEW = pd.Timedelta(minutes=5)
 
 
 class RunInputError(ValueError):
@@ -71,6 +73,27 @@ def parse_as_of(as_of: str | datetime | None) -> pd.Timestamp:
         return pd.Timestamp(datetime.now(timezone.utc)).floor("s")
     ts = pd.Timestamp(as_of)
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("s")
+
+
+def checked_as_of(as_of: str | datetime | None, *, allow_future: bool = False) -> pd.Timestamp:
+    """``parse_as_of`` for what a user typed: ``RunInputError`` for a malformed instant, and for one
+    later than now (plus ``AS_OF_CLOCK_SKEW``) unless ``allow_future``.
+
+    Why refuse the future: a run predicts from its as-of, and rows of a later as-of are never
+    replaced by an earlier one, so a run "as of 2030" would have frozen today's forecasts. (Rows of
+    a forced future run do not block the present either: ``worker.writer`` ignores as-ofs ahead of
+    the clock when it keeps newer rows.)
+    """
+    try:
+        when = parse_as_of(as_of)
+    except (TypeError, ValueError, OverflowError):
+        raise RunInputError(f"as_of is not an ISO 8601 instant (e.g. 2026-11-20T04:15Z): {as_of!r}") from None
+    now = pd.Timestamp(datetime.now(timezone.utc))
+    if when > now + AS_OF_CLOCK_SKEW and not allow_future:
+        raise RunInputError(f"as_of {when.isoformat()} is later than now ({now.floor('s').isoformat()}); a run "
+                            "predicts from its as-of and its rows would stand until then "
+                            "(force it with --allow-future-as-of / allow_future_as_of=true)")
+    return when
 
 
 def _engines() -> tuple[Engine, Engine]:
@@ -148,6 +171,18 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
     return closed
 
 
+def replica_role_risks(reader: ReplicaReader, settings: Settings) -> list[str]:
+    """What the replica role can do beyond reading, said loudly; ``RunInputError`` when the
+    settings refuse such a role (``replica.refuse_writable_role``)."""
+    risks = reader.role_risks()
+    for risk in risks:
+        log.warning("replica role can write: %s; use a SELECT-only role (docs/replica.md)", risk)
+    if risks and settings.replica.refuse_writable_role:
+        raise RunInputError(f"refused: {risks[0]}; RMSML_REPLICA__REFUSE_WRITABLE_ROLE is set, "
+                            "connect the replica with a SELECT-only role (docs/replica.md)")
+    return risks
+
+
 def begin_run(
     schedule: str,
     as_of: str | datetime | None = None,
@@ -156,13 +191,14 @@ def begin_run(
     trigger: str = "cli",
     run_id: str | None = None,
     settings: Settings | None = None,
+    allow_future_as_of: bool = False,
 ) -> RunPlan:
     """Create the run record and its shards. Raises ``RunInputError`` for bad input, recorded as failed."""
     settings = settings or get_settings()
     replica, predictions = _engines()
     run_records = RunRecords(predictions)
     run_id = str(run_id or uuid.uuid4())
-    when = parse_as_of(as_of)
+    when = checked_as_of(as_of, allow_future=allow_future_as_of)
     try:
         units = units_for(schedule)
     except ValueError as exc:
@@ -174,6 +210,7 @@ def begin_run(
         except (TypeError, ValueError):
             raise RunInputError(f"restaurant_ids must be integers, got {restaurant_ids!r}") from None
     reader = ReplicaReader(replica)
+    role_risks = replica_role_risks(reader, settings)
     found = load_restaurants(reader, restaurant_ids)
     modules_skipped = {}
     for unit in units:
@@ -182,7 +219,7 @@ def begin_run(
             reasons = [r for r in [unit.unusable(reader)] if r]
         if reasons:
             modules_skipped[unit_key(unit, units)] = "; ".join(reasons)
-    messages = list(found.rejected.values())
+    messages = [f"replica role can write: {r}" for r in role_risks] + list(found.rejected.values())
     skipped = {"restaurants_restaurant": len(found.rejected)} if found.rejected else {}
     ids = [int(i) for i in found.restaurants["id"]]
     size = max(1, settings.schedules.shard_size)
@@ -222,6 +259,7 @@ def begin_locked(
     trigger: str,
     run_id: str,
     settings: Settings | None = None,
+    allow_future_as_of: bool = False,
 ) -> RunPlan | LockHeld:
     """Begin a run under its schedule's lock: the one start protocol of beat, Flower and the CLI.
 
@@ -250,7 +288,8 @@ def begin_locked(
             log.warning("%s run not started: run %s is still running (the broker had lost its lock)", schedule,
                         alive[0])
             return LockHeld(schedule, alive[0])
-        return begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        return begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings,
+                         allow_future_as_of=allow_future_as_of)
     except RunInputError as exc:
         lock.release(schedule, run_id)
         reject_run(run_id, schedule, as_of, trigger=trigger, error=str(exc), settings=settings)
@@ -456,6 +495,7 @@ def execute_run(
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     lock: RunLock | None = None,
+    allow_future_as_of: bool = False,
 ) -> dict | LockHeld:
     """Run a whole schedule in this process: the CLI's and the demo's path.
 
@@ -471,9 +511,11 @@ def execute_run(
     """
     run_id = str(run_id or uuid.uuid4())
     if lock is None:
-        plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings,
+                         allow_future_as_of=allow_future_as_of)
     else:
-        started = begin_locked(lock, schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        started = begin_locked(lock, schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings,
+                               allow_future_as_of=allow_future_as_of)
         if isinstance(started, LockHeld):
             return started
         plan = started
@@ -498,5 +540,5 @@ def execute_run(
 
 __all__ = [
     "SCHEDULES", "RunInputError", "RunPlan", "LockHeld", "begin_run", "begin_locked", "run_shard", "finish_run", "execute_run",
-    "reject_run", "unfinished_shards",
+    "reject_run", "unfinished_shards", "checked_as_of",
 ]
