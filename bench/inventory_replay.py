@@ -12,19 +12,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.replay_alarms import AlarmWatch, alarm_days, alarms_in_time, calibration
+from bench.replay_alarms import (
+    AlarmWatch,
+    alarm_days,
+    alarms_in_time,
+    alarms_without_new_orders,
+    calibration,
+    calibration_buckets,
+    calibration_holds,
+)
 from bench.replay_chain import build_world, historical_policy
+from bench.replay_leadtimes import lead_time_world
 from bench.replay_model import ModelInputs, ModelPolicy, model_inputs
-from bench.replay_policies import HistoricalPolicy, ParRule, fit_par_rule, trailing_use
+from bench.replay_order_up_to import OrderUpTo
+from bench.replay_policies import HistoricalPolicy, ParRule, fit_par_rule, item_costs, trailing_use
 from bench.replay_world import NEVER, ReplayResult, State, World, replay, without_new_orders
 
-__all__ = ["NEVER", "AlarmWatch", "HistoricalPolicy", "ModelInputs", "ModelPolicy", "ParRule", "ReplayResult",
+__all__ = ["NEVER", "AlarmWatch", "HistoricalPolicy", "ModelInputs", "ModelPolicy", "OrderUpTo", "ParRule", "ReplayResult",
            "State", "World", "alarm_days", "alarms_in_time", "build_world", "calibration", "evaluate_replay",
            "fit_par_rule", "historical_policy", "model_inputs", "replay", "trailing_use", "without_new_orders"]
 
-SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.99, 0.995)
+SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 ALARM_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
-PAR_FIT_DAYS = 56
 
 
 def label_runouts(world: World, truth: dict, runouts: list[tuple[int, int]]) -> dict:
@@ -47,61 +56,145 @@ def _pr(x: dict) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in x.items()}
 
 
+def choose_default(model: dict, historical: ReplayResult, first: slice) -> tuple[float, str]:
+    """The service level the advice defaults to, chosen on the first half: of the levels with no
+    more waste and no more average stock value than the chain's own ordering, the one with the
+    fewest stockout item-days (then the lower level); when no level keeps both, the one with the
+    fewest stockout item-days at no more stock value; else the fewest stockout item-days."""
+    h = historical.summary(first)
+    figs = {sl: r.summary(first) for sl, r in model.items()}
+
+    def pick(levels: list) -> float:
+        return min(levels, key=lambda sl: (figs[sl]["stockout_item_days"], sl))
+
+    keep = [sl for sl, f in figs.items() if f["waste_units"] <= h["waste_units"] and f["avg_stock_value"] <= h["avg_stock_value"]]
+    if keep:
+        return pick(keep), "fewest stockout item-days at no more waste and stock value than the chain's own"
+    keep = [sl for sl, f in figs.items() if f["avg_stock_value"] <= h["avg_stock_value"]]
+    if keep:
+        return pick(keep), "no level kept both waste and stock at the chain's: fewest stockouts at no more stock value"
+    return pick(list(figs)), "no level kept stock at the chain's: fewest stockouts"
+
+
+def curve_check(model: list[dict], other: list[dict], y: str = "avg_stock_value") -> dict:
+    """The model's curve against another policy's at matched stockout levels (second half): at each
+    knob point of either curve inside both curves' range of stockout item-days, ``y`` of the model
+    and of the other, each linearly interpolated along its curve (sorted by stockout item-days).
+    ``at_or_below``: the model's ``y`` is at most the other's at every matched level."""
+    def line(c):
+        pts = sorted((p["second_half"]["stockout_item_days"], p["second_half"][y]) for p in c)
+        xs = np.array([x for x, _ in pts], float)
+        ys = np.array([v for _, v in pts], float)
+        return xs, ys
+
+    mx, my = line(model)
+    ox, oy = line(other)
+    lo, hi = max(mx.min(), ox.min()), min(mx.max(), ox.max())
+    levels = sorted({x for x in np.concatenate([mx, ox]) if lo <= x <= hi})
+    matched = [{"stockout_item_days": float(x), "model": round(float(np.interp(x, mx, my)), 2),
+                "other": round(float(np.interp(x, ox, oy)), 2)} for x in levels]
+    return {"matched": matched, "at_or_below": bool(matched) and all(m["model"] <= m["other"] + 1e-6 for m in matched),
+            "overlap": [float(lo), float(hi)] if lo <= hi else None}
+
+
+def _curve(runs: dict, first: slice, second: slice, settings, knob: str) -> list[dict]:
+    return [{knob: sl, "first_half": r.summary(first), "second_half": r.summary(second),
+             "cost_first_half": round(float(item_costs(r, first, settings, sl).sum()), 2),
+             "cost_second_half": round(float(item_costs(r, second, settings, sl).sum()), 2)}
+            for sl, r in sorted(runs.items())]
+
+
+def _alarm_figures(watch: AlarmWatch, world: World, settings, truth: dict, historical: ReplayResult,
+                   second: range) -> dict:
+    """``alarms_in_time``: judged against run-outs without new orders on the second half (model at
+    its threshold and at others, days of cover at the same horizon), and, as before, against the
+    chain's own run-outs over the whole replay (``chain_runouts``)."""
+    D = world.demand.shape[0]
+    m_alarm, c_alarm, notice = alarm_days(watch, world, settings)
+    runs = historical.runouts()
+    labels = label_runouts(world, truth, runs)
+    out: dict = {
+        "model": alarms_without_new_orders(m_alarm, notice, watch, second, D),
+        "days_of_cover": alarms_without_new_orders(c_alarm, notice, watch, second, D),
+        "model_thresholds": {str(t): alarms_without_new_orders(alarm_days(watch, world, settings, t)[0], notice, watch, second, D)
+                             for t in ALARM_THRESHOLDS},
+    }
+    chain = {}
+    for name, alarms in (("model", m_alarm), ("days_of_cover", c_alarm)):
+        chain[name] = {
+            **_pr(alarms_in_time(alarms, notice, runs, D)),
+            "no_spike": _pr(alarms_in_time(alarms, notice, [k for k in runs if labels[k] != "spike"], D)),
+            "planted": _pr(alarms_in_time(alarms, notice, [k for k in runs if labels[k] == "planted"], D)),
+        }
+    chain["runout_causes"] = pd.Series(list(labels.values()), dtype=object).value_counts().to_dict()
+    out["chain_runouts"] = chain
+    return out
+
+
 def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, weeks: int,
                     service_levels: tuple = SERVICE_LEVELS) -> dict:
-    """Every replay figure of ``python -m bench.inventory`` over the last ``weeks`` weeks.
+    """Every replay figure of ``python -m bench.inventory`` over the last ``weeks`` weeks, tuned on
+    their first half and reported on their second (docs/inventory.md, issue 26).
 
-    ``replay``: per policy (model at ``settings.service_level``, par rule fitted on the
-    ``PAR_FIT_DAYS`` before, historical) the ``ReplayResult.summary`` figures;
-    ``service_level_curve``: the model at each service level; ``alarms_in_time``: on the
-    historical replay (the chain ordering as it did, the daily run watching), the model's alarms
-    and days of cover at the same horizon, over every run-out and without the spike-caused
-    ones, planted caught, and the model's alarms at other thresholds; ``calibration``.
+    Policies, each at every knob of ``service_levels``: the model (its service level), the fair
+    par rule (R, P per item of least first-half cost at that level, ``fit_par_rule``), the
+    order-up-to policy (its z); the chain's own ordering once. ``replay``: the full-window figures
+    at the default, ``first_half``, ``second_half``, ``curves`` (per policy and knob, both halves),
+    ``curve_check`` (the model's curve against the others' at matched stockout levels, second
+    half), ``default_service_level`` (chosen on the first half, ``choose_default``).
+    ``alarms_in_time`` and ``calibration``: the historical replay watched by the daily run.
     """
     import time
 
     t0 = time.perf_counter()
     end = pd.Timestamp(truth["end"])
     days = weeks * 7
+    half = days // 2
+    first, second = slice(0, half), slice(half, days)
     start = end - pd.Timedelta(days=days)
     world, items, ordered_at0 = build_world(reader, truth, restaurants, start, days)
-    fit_world, _, _ = build_world(reader, truth, restaurants, start - pd.Timedelta(days=PAR_FIT_DAYS), PAR_FIT_DAYS)
-    par, fitted = fit_par_rule(fit_world)
     inputs = model_inputs(reader, restaurants, settings, start, days)
     t_inputs = time.perf_counter() - t0
+    moq = items["min_order_quantity"].fillna(0).to_numpy(float)
+    from models.inventory import supplier_lead
+
+    lead0 = np.array([supplier_lead(inputs.lead[0], s if s >= 0 else None)[0] for s in world.supplier_id])
     watch = AlarmWatch(ModelPolicy(inputs, settings, ordered_at0, alarms=True, order=False))
     historical = replay(world, historical_policy(world, items, truth), observers=(watch,))
-    curve = []
-    model = None
-    for sl in sorted(set(service_levels) | {settings.service_level}):
-        res = replay(world, ModelPolicy(inputs, settings.model_copy(update={"service_level": sl}), ordered_at0))
-        curve.append({"service_level": sl, **res.summary()})
-        if sl == settings.service_level:
-            model = res
-    par_res = replay(world, par)
-    runs = historical.runouts()
-    labels = label_runouts(world, truth, runs)
-    figures: dict = {"alarms_in_time": {}}
-    m_alarm, c_alarm, notice = alarm_days(watch, world, settings)
-    for name, alarms in (("model", m_alarm), ("days_of_cover", c_alarm)):
-        figures["alarms_in_time"][name] = {
-            **_pr(alarms_in_time(alarms, notice, runs, days)),
-            "no_spike": _pr(alarms_in_time(alarms, notice, [k for k in runs if labels[k] != "spike"], days)),
-            "planted": _pr(alarms_in_time(alarms, notice, [k for k in runs if labels[k] == "planted"], days)),
-        }
-    figures["alarms_in_time"]["model_thresholds"] = {
-        str(t): {k: v for k, v in _pr(alarms_in_time(alarm_days(watch, world, settings, t)[0], notice, runs, days)).items()
-                 if k in ("precision", "recall", "alarms")}
-        for t in ALARM_THRESHOLDS
-    }
-    figures["alarms_in_time"]["runout_causes"] = pd.Series(list(labels.values()), dtype=object).value_counts().to_dict()
-    figures["replay"] = {"model": model.summary(), "par_rule": par_res.summary(), "historical": historical.summary()}
-    figures["service_level_curve"] = curve
-    figures["calibration"] = calibration(watch, world, historical)
+    t_hist = time.perf_counter() - t0
+    levels = sorted(set(service_levels) | {settings.service_level})
+    model = {sl: replay(world, ModelPolicy(inputs, settings.model_copy(update={"service_level": sl}), ordered_at0))
+             for sl in levels}
+    t_model = time.perf_counter() - t0
+    par_fit = fit_par_rule(world, half, settings, moq, lead0)
+    par = {sl: replay(world, par_fit.rule(sl)) for sl in levels}
+    out = {sl: replay(world, OrderUpTo(inputs, sl, moq, settings.review_period_days)) for sl in levels}
+    default, why = choose_default(model, historical, first)
+    curves = {"model": _curve(model, first, second, settings, "service_level"),
+              "par_rule": _curve(par, first, second, settings, "service_level"),
+              "order_up_to": _curve(out, first, second, settings, "service_level"),
+              "historical": {"first_half": historical.summary(first), "second_half": historical.summary(second)}}
+    runs = {"model": model[default], "historical": historical, "par_rule": par[default], "order_up_to": out[default]}
+    figures: dict = {"replay": {
+        **{k: r.summary() for k, r in runs.items()},
+        "first_half": {k: r.summary(first) for k, r in runs.items()},
+        "second_half": {k: r.summary(second) for k, r in runs.items()},
+        "default_service_level": default, "default_rule": why,
+        "curves": curves,
+        "curve_check": {y: {o: curve_check(curves["model"], curves[o], y) for o in ("par_rule", "order_up_to")}
+                        for y in ("avg_stock_value", "waste_units")},
+    }}
+    figures["alarms_in_time"] = _alarm_figures(watch, world, settings, truth, historical, range(half, days))
+    buckets = calibration_buckets(watch, world, range(half, days))
+    figures["calibration"] = {"second_half": buckets, "holds": calibration_holds(buckets),
+                              "first_half": calibration_buckets(watch, world, range(0, half)),
+                              "sums": calibration(watch, world, historical)}
+    figures["service_level_curve"] = [{"service_level": p["service_level"], **p["second_half"]} for p in curves["model"]]
     figures["replay_info"] = {
-        "start": str(start.date()), "days": days, "items": world.n,
-        "par_rule_fitted": {"R_median": float(np.median(par.R)), "P_median": float(np.median(par.P))},
+        "start": str(start.date()), "days": days, "first_half_days": half, "items": world.n,
+        "lead_time_world": lead_time_world(world.arrive, truth),
         "truth_stockout_episodes": int(sum(1 for s in truth.get("stockouts", []) if pd.Timestamp(s["end_date"]) >= start)),
-        "seconds_inputs": round(t_inputs, 1), "seconds": round(time.perf_counter() - t0, 1),
+        "seconds_inputs": round(t_inputs, 1), "seconds_historical": round(t_hist - t_inputs, 1),
+        "seconds_model": round(t_model - t_hist, 1), "seconds": round(time.perf_counter() - t0, 1),
     }
     return figures

@@ -109,3 +109,65 @@ def calibration(watch: AlarmWatch, world: World, result: ReplayResult, ks: tuple
         for c in g.values():
             c["expected"] = round(c["expected"], 1)
     return out
+
+
+BUCKETS = (0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0 + 1e-9)
+
+
+def calibration_buckets(watch: AlarmWatch, world: World, days: range, ks: tuple = (1, 3),
+                        buckets: tuple = BUCKETS) -> dict:
+    """Reliability of P(out by day k) per probability bucket, on the truth it is about: whether the
+    item ran out by day k *without new orders* (its stock and the orders in transit at their true
+    arrival, ``without_new_orders``). Mornings in ``days`` whose day k is still in the replay; items
+    already out that morning left out. Per bucket: cases, mean predicted, realised rate."""
+    D = world.demand.shape[0]
+    out = {}
+    for k in ks:
+        pred, real = [], []
+        for (d, i), p in watch.model.p_out.items():
+            if d not in days or p is None or watch.out_now[(d, i)] or d + k >= D:
+                continue
+            pred.append(float(p[min(k, len(p) - 1)]))
+            real.append(watch.cf[(d, i)] <= k)
+        pred_a, real_a = np.asarray(pred), np.asarray(real, float)
+        rows = []
+        for lo, hi in zip(buckets[:-1], buckets[1:]):
+            m = (pred_a >= lo) & (pred_a < hi)
+            n = int(m.sum())
+            rows.append({"bucket": f"{lo:.2f}-{min(hi, 1.0):.2f}", "cases": n,
+                         "predicted": round(float(pred_a[m].mean()), 4) if n else None,
+                         "realised": round(float(real_a[m].mean()), 4) if n else None})
+        out[f"by_day_{k}"] = rows
+    return out
+
+
+def calibration_holds(buckets: dict, min_cases: int = 30, tolerance: float = 0.1) -> bool:
+    """Every bucket with at least ``min_cases`` cases realises within ``tolerance`` of its mean
+    prediction (``calibration_buckets``)."""
+    return all(abs(r["predicted"] - r["realised"]) <= tolerance
+               for rows in buckets.values() for r in rows if r["cases"] >= min_cases)
+
+
+def alarms_without_new_orders(alarms: dict, notice: dict, watch: AlarmWatch, days: range, end: int) -> dict:
+    """Alarms judged against run-outs without new orders, item-day by item-day: on a morning in
+    ``days`` an item *needs* an alarm when, if nobody ordered anything more, it would run out on
+    a day x with notice <= x <= h (``alarm_days``: an order placed now could still land, and it is
+    within the alarm's horizon). An alarm is true when the item needs one; an alarm (or a need)
+    with the run-out closer than the notice is too late to act on and counts neither way. Mornings
+    whose horizon passes the replay's ``end`` (day count) are left out: their truth is not known."""
+    tp = fp = need = late = 0
+    for (d, i), (L, h) in notice.items():
+        if d not in days or d + h >= end:
+            continue
+        x = watch.cf[(d, i)]
+        fired = bool(alarms.get((d, i)))
+        if x < L:
+            late += int(fired)
+            continue
+        hit = x <= h
+        need += int(hit)
+        tp += int(fired and hit)
+        fp += int(fired and not hit)
+    return {"precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / need, 4) if need else None,
+            "alarms": tp + fp, "true": tp, "needed": need, "late": late}

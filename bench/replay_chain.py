@@ -93,10 +93,14 @@ def true_demand(reader, truth: dict, restaurants: pd.DataFrame, items: pd.DataFr
 
 
 def build_world(reader, truth: dict, restaurants: pd.DataFrame, start: pd.Timestamp, days: int,
-                history_days: int = 28) -> tuple[World, pd.DataFrame, dict]:
+                history_days: int = 28, lead_times: str = "mixture") -> tuple[World, pd.DataFrame, dict]:
     """The chain's world over ``days`` local days from ``start`` (naive local date): items, true
     demand, the stock, batches and orders in transit at the morning of ``start`` as the replica
-    holds them, and the true arrivals. Returns (world, items, ordered_at of the orders in transit)."""
+    holds them, and the arrivals of new orders: ``lead_times`` "mixture" (``bench.replay_leadtimes``,
+    a family the model does not assume) or "lognormal" (the generator's, ``true_arrivals``).
+    Returns (world, items, ordered_at of the orders in transit)."""
+    from bench.replay_leadtimes import mixture_arrivals
+
     from features.inventory import (
         expiring_batches,
         inventory_items,
@@ -149,7 +153,8 @@ def build_world(reader, truth: dict, restaurants: pd.DataFrame, start: pd.Timest
         item_id=items["inventory_item_id"].to_numpy(), restaurant_id=rest_of,
         supplier_id=items["supplier_id"].fillna(-1).astype("int64").to_numpy(), shelf=shelf,
         unit_cost=items["unit_cost"].fillna(0).to_numpy(float), demand=demand, lots0=lots0, pending0=pending0,
-        arrive=true_arrivals(truth, restaurants, start), closed=closed, history=hist,
+        arrive=(mixture_arrivals(truth, restaurants, start, morning, ARRIVAL_CUTOFF_HOUR) if lead_times == "mixture"
+                else true_arrivals(truth, restaurants, start)), closed=closed, history=hist,
         whole=(items["unit"] == "each").to_numpy(), start=start, perishable=perish,
     )
     return world, items, ordered_at0

@@ -112,6 +112,7 @@ class ReplayResult:
     ordered: np.ndarray  # quantity ordered per day and item
     orders: int  # purchase orders (restaurant x supplier x day)
     unit_cost: np.ndarray
+    orders_by_day: np.ndarray | None = None  # purchase orders placed per day
 
     def runouts(self) -> list[tuple[int, int]]:
         """(item index, day) of every run-out: the first day with unmet demand after a day whose
@@ -129,16 +130,22 @@ class ReplayResult:
                     down = False
         return sorted(out)
 
-    def summary(self) -> dict:
+    def summary(self, days: slice | None = None) -> dict:
+        """The figures over every day, or over ``days`` (e.g. the second half: the state carried
+        in from the days before, only these days counted)."""
+        w = slice(None) if days is None else days
+        short, end, expired = self.short[w], self.end_stock[w], self.expired[w]
+        lo = w.start or 0
+        hi = len(self.short) if w.stop is None else w.stop
         return {
-            "stockout_item_days": int((self.short > 1e-9).sum()),
-            "runouts": len(self.runouts()),
-            "units_short": round(float(self.short.sum()), 3),
-            "short_value": round(float((self.short * self.unit_cost).sum()), 2),
-            "avg_stock_value": round(float((self.end_stock * self.unit_cost).sum(axis=1).mean()), 2),
-            "waste_units": round(float(self.expired.sum()), 3),
-            "waste_value": round(float((self.expired * self.unit_cost).sum()), 2),
-            "orders": int(self.orders),
+            "stockout_item_days": int((short > 1e-9).sum()),
+            "runouts": sum(1 for _, d in self.runouts() if lo <= d < hi),
+            "units_short": round(float(short.sum()), 3),
+            "short_value": round(float((short * self.unit_cost).sum()), 2),
+            "avg_stock_value": round(float((end * self.unit_cost).sum(axis=1).mean()), 2) if len(end) else 0.0,
+            "waste_units": round(float(expired.sum()), 3),
+            "waste_value": round(float((expired * self.unit_cost).sum()), 2),
+            "orders": int(self.orders if days is None or self.orders_by_day is None else self.orders_by_day[w].sum()),
         }
 
 
@@ -163,6 +170,7 @@ def replay(world: World, policy: Policy, observers: tuple = ()) -> ReplayResult:
     served, short, expired = np.zeros((D, n)), np.zeros((D, n)), np.zeros((D, n))
     end, received, ordered = np.zeros((D, n)), np.zeros((D, n)), np.zeros((D, n))
     orders = 0
+    orders_by_day = np.zeros(D, int)
     shelf = world.shelf
     state = State(0, lots, pending, served, short)
 
@@ -194,6 +202,7 @@ def replay(world: World, policy: Policy, observers: tuple = ()) -> ReplayResult:
                 elif a < NEVER:
                     pending.append([int(i), float(q[i]), d, a])
             orders += len(placed)
+            orders_by_day[d] = len(placed)
         for obs in observers:
             obs(world, state)
         for i in range(n):
@@ -211,7 +220,7 @@ def replay(world: World, policy: Policy, observers: tuple = ()) -> ReplayResult:
             while lot and lot[0][0] <= d:
                 expired[d, i] += lot.pop(0)[1]
             end[d, i] = sum(x[1] for x in lot)
-    return ReplayResult(world.demand, served, short, expired, end, received, ordered, orders, world.unit_cost)
+    return ReplayResult(world.demand, served, short, expired, end, received, ordered, orders, world.unit_cost, orders_by_day)
 
 
 def without_new_orders(world: World, state: State, days: int) -> np.ndarray:
