@@ -96,7 +96,9 @@ def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader, settings: 
     else:
         matched = pd.DataFrame(columns=["prediction_type", "restaurant_id", "status"])
 
-    registry = records.registry_frame(engine, list(acc.SCORED_TYPES))
+    # The history holds the types whose units are ``scored`` (the writer keeps it for those only):
+    # the registry figures of exactly those.
+    registry = records.registry_frame(engine, sorted(set(matched["prediction_type"])))
     figures = backtest_figures(registry)
     scored = matched[matched["status"] == "scored"].copy() if len(matched) else matched
     if len(matched):

@@ -207,13 +207,3 @@ def test_public_functions_of_lower_layers_type_their_parameters() -> None:
                 if missing:
                     untyped.append(f"{path.relative_to(ROOT)}:{node.lineno} {prefix}{node.name}({', '.join(missing)})")
     assert not untyped, "untyped parameters:\n" + "\n".join(untyped)
-
-
-def test_units_scored_for_accuracy_are_the_types_accuracy_scores() -> None:
-    """The writer keeps history for units flagged ``scored``; realised accuracy scores
-    ``models.accuracy.SCORED_TYPES``: a type in one and not the other would be scored on no
-    history, or kept for nothing."""
-    from models.accuracy import SCORED_TYPES
-    from worker.catalog import UNITS
-
-    assert {u.prediction_type for u in UNITS if u.scored} == set(SCORED_TYPES)
