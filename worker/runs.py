@@ -10,6 +10,7 @@ is idempotent for a given run id, so a retried or redelivered step writes no dup
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -32,7 +33,7 @@ from webhooks.deliveries import emit_run_completed
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
 from worker.failures import failure_reason, is_transient, with_retries
-from worker.locks import RunLock
+from worker.locks import Heartbeat, RunLock
 from worker.metrics import publish_run_metrics
 from worker.records import RunRecords
 from worker.settings import Settings, get_settings
@@ -137,6 +138,16 @@ def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
     return unit.prediction_type
 
 
+def _close_abandoned(run_id: str, schedule: str, reason: str, settings: Settings) -> dict:
+    """Fail a dead run's unfinished shards, close it from what it committed, record its event."""
+    predictions = _engines()[1]
+    RunRecords(predictions).abandon_unfinished_shards(run_id, reason)
+    record = finish_run(run_id, settings=settings)
+    emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
+    log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
+    return record
+
+
 def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
                          lock: RunLock | None = None) -> list[dict]:
     """Close runs of ``schedule`` whose workers all died, before a new run of it starts.
@@ -158,10 +169,8 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
     closed = []
     silent_for = settings.tasks.stranded_after_s
     for run_id in records.stale_runs(predictions, schedule, silent_for, settings.tasks.shard_time_limit_s):
-        run_records.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
-        record = finish_run(run_id, settings=settings)
-        emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
-        log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
+        record = _close_abandoned(run_id, schedule, f"abandoned: no heartbeat for {silent_for} s (workers gone)",
+                                  settings)
         if lock is not None:
             try:
                 lock.release(schedule, str(run_id))
@@ -250,6 +259,37 @@ def begin_run(
     return RunPlan(run_id, schedule, when, shards, types)
 
 
+def _take_over_dead_holder(lock: RunLock, schedule: str, holder: str, run_id: str,
+                           settings: Settings | None) -> bool:
+    """Take the schedule's lock from a holder that died, closing its run; False if it may live.
+
+    Dead means: an in-process holder (``worker run``) silent for ``tasks.stranded_after_s`` (it
+    beats every few seconds while alive, ``worker.locks.Heartbeat``), or a run the records call
+    stranded (``records.stale_runs``: no shard started for that long and none running). Without
+    this the lock of a SIGKILLed run blocked its schedule for the lock's TTL (hours), and installs
+    without beat had no sweep to free it. The hand-over is compare-and-swap, so of two starts
+    racing for a dead holder's lock one wins and the other sees the winner.
+    """
+    settings = settings or get_settings()
+    silence = lock.silent_for(holder)
+    limit = settings.tasks.stranded_after_s
+    if silence is not None and silence >= limit:
+        predictions = _engines()[1]
+        if holder in records.running_runs(predictions, schedule):
+            _close_abandoned(holder, schedule, f"abandoned: its process stopped beating {int(silence)} s ago "
+                                               "(killed in-process run)", settings)
+        lock.stop_beating(holder)
+    elif silence is None and holder in [str(r["id"]) for r in close_abandoned_runs(schedule, settings=settings,
+                                                                                    lock=lock)]:
+        pass  # stranded, closed just now and its lock freed (compare-and-delete): take the free lock below
+    else:
+        return False
+    if lock.take_over(schedule, holder, run_id) or lock.acquire(schedule, run_id).acquired:
+        log.warning("%s run %s took over the lock of run %s, whose holder was gone", schedule, run_id, holder)
+        return True
+    return False
+
+
 def begin_locked(
     lock: RunLock,
     schedule: str,
@@ -275,7 +315,7 @@ def begin_locked(
         reject_run(run_id, schedule, as_of, trigger=trigger, error=error, settings=settings)
         raise RunInputError(error)
     taken = lock.acquire(schedule, run_id)
-    if not taken.acquired:
+    if not taken.acquired and not _take_over_dead_holder(lock, schedule, str(taken.holder), run_id, settings):
         log.warning("%s run not started: run %s still holds the lock", schedule, taken.holder)
         return LockHeld(schedule, str(taken.holder))
     try:
@@ -399,7 +439,6 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
         status=status,
         rows_written=written,
         rows_skipped=skipped,
-        modules_skipped={},
         messages=messages,
         error="; ".join(errors) or None,
     )
@@ -519,15 +558,11 @@ def execute_run(
         if isinstance(started, LockHeld):
             return started
         plan = started
+    beating = (Heartbeat(lock, schedule, plan.run_id, max(1.0, get_settings().tasks.stranded_after_s / 6))
+               if lock is not None else contextlib.nullcontext())
     try:
-        for shard_no in range(len(plan.shards)):
-            run_shard(plan.run_id, shard_no, settings=settings, escalate_transient=False)
-            if lock is not None:
-                lock.refresh(schedule, plan.run_id)  # a long in-process run keeps its lock, as shards do
-            if progress:
-                progress("shards", shard_no + 1, len(plan.shards))
-        if progress:
-            progress("finish", 0, 1)
+        with beating:
+            _run_shards(plan, settings, lock, progress)
         record = finish_run(plan.run_id, settings=settings)
     finally:
         if lock is not None:
@@ -536,6 +571,18 @@ def execute_run(
         record, send="inline", engine=db.predictions_engine(), settings=(settings or get_settings()).webhooks
     )
     return record
+
+
+def _run_shards(plan: RunPlan, settings: Settings | None, lock: RunLock | None,
+                progress: Callable[[str, int, int], None] | None) -> None:
+    for shard_no in range(len(plan.shards)):
+        run_shard(plan.run_id, shard_no, settings=settings, escalate_transient=False)
+        if lock is not None:
+            lock.refresh(plan.schedule, plan.run_id)  # a long in-process run keeps its lock, as shards do
+        if progress:
+            progress("shards", shard_no + 1, len(plan.shards))
+    if progress:
+        progress("finish", 0, 1)
 
 
 __all__ = [
