@@ -31,7 +31,7 @@ class InventorySettings(BaseModel):
     usage_history_days: int = 56  # consumption history the usage forecast learns from
     service_level: float = Field(0.95, gt=0.5, lt=1.0)  # P(no stockout during a replenishment cycle)
     # the stockout row's alarm: P(out before an order placed at the next run could land) at least
-    # this (models.inventory.stockout_alarm; docs/inventory.md, "Alarms in time", says why 0.5)
+    # this (models.reorder.stockout_alarm; docs/inventory.md, "Alarms in time", says why 0.5)
     stockout_alarm_probability: float = Field(0.5, gt=0.0, lt=1.0)
     review_period_days: float = 1.0  # the run is daily: an order can be placed once a day
     order_cost: float = 25.0  # fixed cost of placing one purchase order, restaurant currency

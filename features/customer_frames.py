@@ -14,6 +14,7 @@ import pandas as pd
 TIERS = {"none": 0, "silver": 1, "gold": 2, "platinum": 3}
 ORDER_TYPES = ("dine_in", "takeaway", "delivery")
 RECENT_WINDOWS_DAYS = (30, 90, 180, 365)
+LTV_HORIZON_DAYS = 365  # a customer's lifetime value is the next 12 months' spend
 
 HOME_RESTAURANT_FEATURES: tuple[str, ...] = ("anchor_return_rate", "anchor_lapse_rate")
 """Rates of the customer's anchor restaurant (``add_anchor_rates``). Churn reads them; LTV does not:

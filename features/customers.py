@@ -29,6 +29,7 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.units import Scope
 from features.customer_frames import (
+    LTV_HORIZON_DAYS,
     MAX_TRAIN_ROWS,
     ORDER_TYPES,
     RECENT_WINDOWS_DAYS,
@@ -288,7 +289,6 @@ class CustomerData:
 
 
 CHURN_WINDOW_DAYS = 60
-LTV_HORIZON_DAYS = 365
 MIN_FEATURE_HISTORY_DAYS = 60
 
 

@@ -13,7 +13,6 @@ the whole shard. Such a restaurant is bucketed in UTC and the run record says so
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import available_timezones
 
@@ -23,6 +22,7 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.units import Scope
 from features.calendar import add_calendar, add_holidays
+from features.model_frames import DemandHistory
 from features.quality import valid
 from features.timegrid import future_days, future_hours, hour_grid, local_date, local_midnight
 
@@ -240,30 +240,6 @@ def gap_messages(daily: pd.DataFrame, label: str, min_days: int = 7) -> list[str
                     )
                 run_start = None
     return messages
-
-
-@dataclass
-class DemandHistory:
-    """Complete per-series history (zeros where nothing was sold) and the periods to forecast.
-
-    history: series_id, ds (naive local period start), y, closed, outlier, calendar and holiday
-        columns (+ revenue for daily restaurant series, target_start for hourly ones)
-    future: series_id, ds, target_start (UTC instant), calendar and holiday columns
-    series: series_id, restaurant_id, country_code, timezone, peer_group (+ item attributes)
-    """
-
-    history: pd.DataFrame
-    future: pd.DataFrame
-    series: pd.DataFrame
-    granularity: str
-    messages: list[str] = field(default_factory=list)
-    retired_ids: list[int] = field(default_factory=list)  # entities whose old rows must go
-    # item types: the restaurants' daily orders (daily_demand_features' history), for top-down
-    # candidates (models.topdown); None for restaurant types
-    context: pd.DataFrame | None = None
-    # hourly and item types: demand_daily's own features of the shard, so their forecasts can be
-    # made to agree with the daily one (models.demand.reconcile_hourly); None otherwise
-    daily: "DemandHistory | None" = None
 
 
 def _restaurant_series(scope, zones: dict[int, str]) -> pd.DataFrame:

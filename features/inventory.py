@@ -9,7 +9,6 @@ days. Item names are never read: they are not needed and keep logs free of busin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -19,6 +18,7 @@ from core.settings import InventorySettings
 from core.units import Scope
 from features.demand import checked_zones
 from features.inventory_frames import (
+    InventoryFeatures,
     allocate_batches,
     menu_unit_grid,
     open_where_only_counted,
@@ -412,37 +412,6 @@ def recipe_lines(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFra
 
 
 # --------------------------------------------------------------------------- unit features
-
-
-@dataclass
-class InventoryFeatures:
-    """Everything the inventory models need for one shard, as plain frames (no connection).
-
-    items: ``inventory_items``; usage: complete daily grid per item (inventory_item_id, ds,
-    consumption, waste, expired, adjusted, open: the restaurant recorded any consumption that day
-    or, if it records none, sold anything; records_use);
-    recipes: ``recipe_lines``; menu_units: ``menu_unit_grid`` over the same days; midpoint_hour:
-    ``usage_midpoint_hour``; on_hand:
-    ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
-    suppliers: ``shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
-    local days to project (restaurant_id, ds, target_start, remaining_share: the part of that day's
-    usage still to come at as_of, 1 except on the first day); recent_orders:
-    ``supplier_recent_orders`` (how late each supplier is running now).
-    """
-
-    items: pd.DataFrame
-    usage: pd.DataFrame
-    on_hand: pd.DataFrame
-    lots: pd.DataFrame
-    open_orders: pd.DataFrame
-    suppliers: pd.DataFrame
-    lead_times: pd.DataFrame
-    future: pd.DataFrame
-    as_of: pd.Timestamp
-    recipes: pd.DataFrame | None = None
-    menu_units: pd.DataFrame | None = None
-    midpoint_hour: dict | None = None
-    recent_orders: pd.DataFrame | None = None
 
 
 def inventory_features(reader: ReplicaReader, scope: Scope, settings: InventorySettings) -> InventoryFeatures:

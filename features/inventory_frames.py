@@ -5,10 +5,43 @@ hand-made frames (the readers and the unit's bundle are in ``features.inventory`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from features.timegrid import local_date
+
+
+@dataclass
+class InventoryFeatures:
+    """Everything the inventory models need for one shard, as plain frames (no connection).
+
+    items: ``inventory_items``; usage: complete daily grid per item (inventory_item_id, ds,
+    consumption, waste, expired, adjusted, open: the restaurant recorded any consumption that day
+    or, if it records none, sold anything; records_use);
+    recipes: ``recipe_lines``; menu_units: ``menu_unit_grid`` over the same days; midpoint_hour:
+    ``usage_midpoint_hour``; on_hand:
+    ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
+    suppliers: ``shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
+    local days to project (restaurant_id, ds, target_start, remaining_share: the part of that day's
+    usage still to come at as_of, 1 except on the first day); recent_orders:
+    ``supplier_recent_orders`` (how late each supplier is running now).
+    """
+
+    items: pd.DataFrame
+    usage: pd.DataFrame
+    on_hand: pd.DataFrame
+    lots: pd.DataFrame
+    open_orders: pd.DataFrame
+    suppliers: pd.DataFrame
+    lead_times: pd.DataFrame
+    future: pd.DataFrame
+    as_of: pd.Timestamp
+    recipes: pd.DataFrame | None = None
+    menu_units: pd.DataFrame | None = None
+    midpoint_hour: dict | None = None
+    recent_orders: pd.DataFrame | None = None
 
 
 def allocate_batches(batches: pd.DataFrame, on_hand: pd.DataFrame) -> pd.DataFrame:

@@ -8,10 +8,35 @@ idle, all computed from the history frames the readers built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+
+# --------------------------------------------------------------------------- the readers' bundle
+@dataclass
+class DemandHistory:
+    """Complete per-series history (zeros where nothing was sold) and the periods to forecast.
+
+    history: series_id, ds (naive local period start), y, closed, outlier, calendar and holiday
+        columns (+ revenue for daily restaurant series, target_start for hourly ones)
+    future: series_id, ds, target_start (UTC instant), calendar and holiday columns
+    series: series_id, restaurant_id, country_code, timezone, peer_group (+ item attributes)
+    """
+
+    history: pd.DataFrame
+    future: pd.DataFrame
+    series: pd.DataFrame
+    granularity: str
+    messages: list[str] = field(default_factory=list)
+    retired_ids: list[int] = field(default_factory=list)  # entities whose old rows must go
+    # item types: the restaurants' daily orders (daily_demand_features' history), for top-down
+    # candidates (models.topdown); None for restaurant types
+    context: pd.DataFrame | None = None
+    # hourly and item types: demand_daily's own features of the shard, so their forecasts can be
+    # made to agree with the daily one (models.demand.reconcile_hourly); None otherwise
+    daily: "DemandHistory | None" = None
 
 
 # --------------------------------------------------------------------------- origin statistics

@@ -1,7 +1,8 @@
 """Realised accuracy: how far earlier predictions were from what then happened.
 
 Pure functions on frames (no connection): the run's scoring step (``reporting.accuracy``) hands them
-predictions already matched with their actuals (``features.actuals``). The metrics are the ones
+predictions already matched with their actuals (``features.actuals``), the history of the types
+whose units are ``PredictionUnit.scored`` (the one place that says which). The metrics are the ones
 the backtest reports (``models.backtest``: WAPE, MAE, 80 % coverage), so a realised figure can be
 set against the backtest figure of the model that made the prediction, plus the bias, which a
 backtest over a stable past rarely shows and a shifted present does.
@@ -21,7 +22,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-SCORED_TYPES: tuple[str, ...] = ("demand_hourly", "demand_daily", "item_demand_daily", "stock_daily", "churn")
 CHURN_WINDOW = pd.Timedelta(days=60)
 HORIZON_BUCKETS: tuple[tuple[int, int | None, str], ...] = (
     (1, 1, "d1"),
@@ -170,5 +170,5 @@ def _round(x) -> float | None:
     return round(x, 4) if math.isfinite(x) else None
 
 
-__all__ = ["SCORED_TYPES", "CHURN_WINDOW", "HORIZON_BUCKETS", "BUCKET_ORDER", "ALL", "CHURN_BUCKET",
+__all__ = ["CHURN_WINDOW", "HORIZON_BUCKETS", "BUCKET_ORDER", "ALL", "CHURN_BUCKET",
            "horizon_days", "horizon_bucket", "metrics", "score", "summary"]

@@ -105,13 +105,15 @@ def shard_key(scope: Scope) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
-def shard_version(prefix: str, scope: Scope) -> str:
-    """A registry version unique per run and shard: prefix, as-of day, run id, hash of the restaurants.
+def shard_version(prefix: str, scope: Scope, *, as_of_format: str = "%Y%m%d") -> str:
+    """A registry version unique per run and shard: prefix, as-of, run id, hash of the restaurants.
 
-    The registry key is (name, version) and shards of one run fit separate models, so the
-    restaurants of the shard are part of the version.
+    The one version helper of every model type. The registry key is (name, version) and shards of
+    one run fit separate models, so the restaurants of the shard are part of the version.
+    ``as_of_format``: the as-of's ``strftime`` format (the demand types keep the minute,
+    ``"%Y%m%dT%H%M"``).
     """
-    return f"{prefix}.{scope.as_of:%Y%m%d}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
+    return f"{prefix}.{scope.as_of.strftime(as_of_format)}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
 
 
 def previous_records(scope: Scope, prediction_type: str, name: str) -> pd.DataFrame:

@@ -35,7 +35,6 @@ suppliers' estimates when there is neither history nor promise. The interval is 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Self
@@ -44,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from core.settings import InventorySettings
+from models.base import read_params, write_params
 
 PRIOR_CV = 0.25  # assumed spread of a supplier with no history, relative to its promise
 RECENT_CLIP = np.log(4.0)  # one order counts at most 4x (or 1/4 of) the usual lead time
@@ -178,14 +178,13 @@ class SupplierLeadTime:
         return self.estimates_[self.estimates_["supplier_id"].isin(ids)].reset_index(drop=True)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "params.json").write_text(json.dumps(
-            {"min_orders": self.min_orders, "prior_orders": self.prior_orders, "recent_prior_orders": self.recent_prior_orders}))
+        write_params(directory, self.name, {"min_orders": self.min_orders, "prior_orders": self.prior_orders,
+                                            "recent_prior_orders": self.recent_prior_orders})
         self.estimates_.to_csv(directory / "estimates.csv", index=False)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**json.loads((directory / "params.json").read_text()))
+        model = cls(**read_params(directory))
         model.estimates_ = pd.read_csv(directory / "estimates.csv")
         return model
 

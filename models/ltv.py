@@ -29,8 +29,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.customer_frames import HOME_RESTAURANT_FEATURES, MODEL_FEATURES
-from features.customers import LTV_HORIZON_DAYS
+from features.customer_frames import HOME_RESTAURANT_FEATURES, LTV_HORIZON_DAYS, MODEL_FEATURES
 
 # without the home restaurant's rates: see features.customer_frames.HOME_RESTAURANT_FEATURES
 LTV_FEATURES = tuple(f for f in MODEL_FEATURES if f not in HOME_RESTAURANT_FEATURES)

@@ -1,7 +1,7 @@
 """Prep time per menu item: minutes for one unit at an idle station, and how a queue stretches it.
 
 Model: LightGBM on the ratio of a ticket's prep minutes to its item's median (see
-``features.kitchen.add_item_reference``), from queue size, quantity, modifiers, local hour and
+``features.kitchen_frames.add_item_reference``), from queue size, quantity, modifiers, local hour and
 weekday, and station type. Monotone constraints make more tickets ahead or more units never
 predict a faster dish, so ``minutes_by_queue`` always reads as the kitchen expects.
 The 80 % interval comes from the 10th/90th percentiles of actual/predicted on the newest 15 % of
@@ -10,7 +10,7 @@ training tickets, held out from the fit.
 Fallback chain per item (``method``): ``model`` when the item has at least ``MIN_ITEM_TICKETS``
 single-unit tickets; else ``average`` = the item's historical median; else the station's median;
 else (a station with no completed tickets) the item is skipped and counted in the run messages.
-Tickets left unbumped on the kitchen screen (``features.kitchen.left_unbumped``) are kept out of
+Tickets left unbumped on the kitchen screen (``features.kitchen_frames.left_unbumped``) are kept out of
 training and counted in the run messages.
 """
 
@@ -24,11 +24,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.kitchen import (
-    add_item_reference,
-    left_unbumped,
-    reference_minutes,
-)
+from features.kitchen_frames import add_item_reference, left_unbumped, reference_minutes
 
 MODEL_NAME = "prep_time_lgbm"
 FALLBACK_NAME = "prep_time_median"

@@ -25,7 +25,6 @@ elasticity at which the current price would already be optimal (-p0 / (p0 - cost
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +33,8 @@ from typing import Self
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+
+from models.base import read_params, write_params
 
 PRIOR_ELASTICITY = -1.0
 # spread of true elasticities among one category's items: assumed when too few items changed price
@@ -192,14 +193,13 @@ class ElasticityEstimator:
         return self.estimates_[self.estimates_["menu_item_id"].isin(list(menu_item_ids))].reset_index(drop=True)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        params = {"window_days": self.window_days, "min_change_pct": self.min_change_pct, "prior_sd": self.prior_sd, "min_run_days": self.min_run_days}
-        (directory / "params.json").write_text(json.dumps(params))
+        write_params(directory, self.name, {"window_days": self.window_days, "min_change_pct": self.min_change_pct,
+                                            "prior_sd": self.prior_sd, "min_run_days": self.min_run_days})
         self.estimates_.to_csv(directory / "estimates.csv", index=False)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**json.loads((directory / "params.json").read_text()))
+        model = cls(**read_params(directory))
         model.estimates_ = pd.read_csv(directory / "estimates.csv")
         return model
 

@@ -11,7 +11,7 @@ is to run out by each day (docs/inventory.md, "Stock projection" and "Stockout")
   date) = P(out by D+1) - P(out by D-2). (``Projection.p_out_by``, a Normal on the mean path's
   net stock, is kept only as the fallback of ``stockout_summary``.)
 
-Apart from ``models.inventory`` (the decisions taken on a projection: reorder, alarm, rows) because
+Apart from ``models.reorder`` (the decisions taken on a projection: reorder, alarm) because
 the replay bench and the decisions use the projection on its own.
 """
 

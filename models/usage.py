@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.inventory import InventoryFeatures
+from features.inventory_frames import InventoryFeatures
 
 
 @dataclass

@@ -22,9 +22,8 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.tables import CUSTOMERS, ORDERS
 from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
-from features.customer_frames import read_messages, scorable
+from features.customer_frames import LTV_HORIZON_DAYS, read_messages, scorable
 from features.customers import (
-    LTV_HORIZON_DAYS,
     CustomerData,
     customer_coverage,
     customer_unit_features,

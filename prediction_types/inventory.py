@@ -1,5 +1,5 @@
 """Inventory units: stock_daily, stockout, reorder (daily, per inventory item) and lead_time (weekly,
-per supplier). Formulas in ``models.stock_projection`` / ``models.inventory`` / ``models.lead_time`` and docs/inventory.md.
+per supplier). Formulas in ``models.stock_projection`` / ``models.reorder`` / ``models.inventory`` / ``models.lead_time`` and docs/inventory.md.
 
 The three daily types share one projection (``shares="stock"``): the run loop reads the shard's
 features and projects its plan once, and hands the same ``StockPlan`` to each of them.
@@ -29,13 +29,8 @@ from features.inventory import (
     supplier_history,
 )
 from models.artifacts import saved_model
-from models.inventory import (
-    InventoryPlan,
-    plan_inventory,
-    reorder_rows,
-    stock_daily_rows,
-    stockout_rows,
-)
+from models.inventory import plan_inventory
+from models.inventory_rows import InventoryPlan, reorder_rows, stock_daily_rows, stockout_rows
 from models.lead_time import SupplierLeadTime, lead_time_rows
 from models.stock_projection import STALE_ORDER_LEAD_MULTIPLE, STALE_ORDER_MIN_DAYS
 

@@ -17,14 +17,8 @@ import pandas as pd
 
 from core.tables import KITCHEN_TICKETS, MENU_ITEMS, ORDER_ITEMS, STATIONS
 from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
-from features.kitchen import (
-    UNBUMPED_EXTRA_MINUTES,
-    UNBUMPED_RATIO,
-    KitchenData,
-    add_item_reference,
-    kitchen_unit_features,
-    left_unbumped,
-)
+from features.kitchen import KitchenData, kitchen_unit_features
+from features.kitchen_frames import UNBUMPED_EXTRA_MINUTES, UNBUMPED_RATIO, add_item_reference, left_unbumped
 from models.artifacts import load_model, previous_records, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
 from models.prep_time import (

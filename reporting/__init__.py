@@ -7,5 +7,7 @@ callers (``worker.runs.finish_run``, the ``report`` CLI command) hand in the pre
 - ``reporting.accuracy``: the scoring step after a run (``after_run``, ``assess_run``)
 - ``reporting.drift``: the alert policy (pure functions on frames)
 - ``reporting.report``: the HTML run report
-- ``reporting.records``: their SQL on the predictions database (reads and writes)
+- ``reporting.records``: their SQL on the predictions database (reads; writes of ``ml_accuracy`` and
+  ``ml_drift_alert`` only: the run record, registry and history are written through the worker's
+  ``RunRecords``, handed in as ``RunRecordWriter``)
 """

@@ -9,11 +9,13 @@ Steps (docs/accuracy.md): read the history rows whose targets ended in the last
 ``accuracy.window_days`` before the run's as_of (``ml_prediction_history``); read their actuals
 from the replica (``features.actuals``); score them per type, restaurant and horizon bucket
 (``models.accuracy``); compare with the backtest figures the registry holds for the models that
-made them and look at the inputs (``reporting.drift``); store accuracy and alerts and retire the
-models of the types to retrain (``reporting.records``); then write the HTML report
+made them and look at the inputs (``reporting.drift``); store accuracy and alerts
+(``reporting.records``); have the run record, the registry (retire the models of the types to
+retrain) and the history (retention) updated by their owner; then write the HTML report
 (``reporting.report``).
 
-The caller hands in the predictions engine, a reader on the replica and the accuracy settings.
+The caller hands in the predictions engine, a reader on the replica, the accuracy settings and the
+writer of the worker's tables (``reporting.records.RunRecordWriter``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from features.actuals import input_signals, match, read_actuals, target_ends
 from features.restaurants import load_restaurants
 from models import accuracy as acc
 from reporting import records
+from reporting.records import RunRecordWriter
 from reporting.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
 from reporting.report import write_report
 
@@ -54,8 +57,8 @@ def backtest_figures(registry: pd.DataFrame) -> dict[tuple[str, str], tuple[floa
 
 
 # ------------------------------------------------------------------------------------ scoring
-def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader,
-               settings: AccuracySettings) -> dict[str, Any] | None:
+def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader, settings: AccuracySettings,
+               run_records: RunRecordWriter) -> dict[str, Any] | None:
     """Score the predictions whose targets ended in the window before the run's as_of and raise
     alerts; store both. Returns what the run record carries, or None for schedules that do not
     score (``settings.score_schedules``).
@@ -64,6 +67,9 @@ def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader,
         engine: the predictions database (history, registry, run record; results written here).
         reader: the replica, read-only (actuals and input signals).
         settings: window, thresholds and retention.
+        run_records: writes the run record's alerts, retrain, accuracy, messages and seconds,
+            retires registry models (those of the ``retrain`` types whose training data ended
+            before the evidence began) and prunes history older than the retention.
     """
     started = time.monotonic()
     run = records.get_run(engine, run_id)
@@ -90,7 +96,9 @@ def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader,
     else:
         matched = pd.DataFrame(columns=["prediction_type", "restaurant_id", "status"])
 
-    registry = records.registry_frame(engine, list(acc.SCORED_TYPES))
+    # The history holds the types whose units are ``scored`` (the writer keeps it for those only):
+    # the registry figures of exactly those.
+    registry = records.registry_frame(engine, sorted(set(matched["prediction_type"])))
     figures = backtest_figures(registry)
     scored = matched[matched["status"] == "scored"].copy() if len(matched) else matched
     if len(matched):
@@ -132,21 +140,12 @@ def assess_run(run_id: str, *, engine: Engine, reader: ReplicaReader,
         "excluded": {t: dict(c) for (t, r), c in sorted(excluded.items(), key=lambda kv: kv[0][0]) if r is None},
     }
     alert_dicts = [a.as_dict() for a in alerts]
-    records.record_assessment(
-        engine,
-        run_id,
-        as_of=as_of.to_pydatetime(),
-        window_start=window_start.to_pydatetime(),
-        accuracy=accuracy,
-        excluded=excluded,
-        alerts=alert_dicts,
-        summary=summary,
-        retrain=retrain,
-        retire_before=retire_before.to_pydatetime(),
-        messages=messages,
-        step_seconds={"accuracy": time.monotonic() - started},
-        history_cutoff=(as_of - pd.Timedelta(days=settings.history_retention_days)).to_pydatetime(),
-    )
+    records.record_assessment(engine, run_id, as_of=as_of.to_pydatetime(), window_start=window_start.to_pydatetime(),
+                              accuracy=accuracy, excluded=excluded, alerts=alert_dicts)
+    run_records.record_assessment(run_id, alerts=alert_dicts, summary=summary, retrain=retrain,
+                                  retire_before=retire_before.to_pydatetime(), messages=messages,
+                                  step_seconds={"accuracy": time.monotonic() - started})
+    run_records.prune_history((as_of - pd.Timedelta(days=settings.history_retention_days)).to_pydatetime())
     return {"alerts": alert_dicts, "retrain": retrain, "accuracy": summary}
 
 
@@ -187,7 +186,7 @@ def _explain(matched: pd.DataFrame) -> tuple[dict[tuple[str, int | None], Counte
 
 # ------------------------------------------------------------------------------------ the step
 def after_run(run_id: str, *, engine: Engine, reader: ReplicaReader, settings: AccuracySettings,
-              model_store: Path) -> dict[str, Any]:
+              model_store: Path, run_records: RunRecordWriter) -> dict[str, Any]:
     """Scoring, alerts and the report for a finished run; what to add to its run record.
 
     Never raises: each part that fails is logged and explained in the run's messages.
@@ -196,21 +195,22 @@ def after_run(run_id: str, *, engine: Engine, reader: ReplicaReader, settings: A
         engine: the predictions database. reader: the replica, read-only.
         settings: the accuracy settings (``settings.report``: write the HTML report or not).
         model_store: the artifact store; the report goes to ``<model_store>/reports/``.
+        run_records: the writer of the run record, the registry and the history (the worker's).
     """
     problems: list[str] = []
     try:
-        assess_run(run_id, engine=engine, reader=reader, settings=settings)
+        assess_run(run_id, engine=engine, reader=reader, settings=settings, run_records=run_records)
     except Exception as exc:
         log.exception("run %s: the accuracy step failed", run_id)
         problems.append(f"accuracy: scoring failed ({type(exc).__name__}: {exc}); predictions are unaffected")
     if settings.report:
         try:
-            write_report(run_id, engine=engine, reader=reader, model_store=model_store)
+            write_report(run_id, engine=engine, reader=reader, model_store=model_store, run_records=run_records)
         except Exception as exc:
             log.exception("run %s: the run report failed", run_id)
             problems.append(f"report: not written ({type(exc).__name__}: {exc})")
     if problems:
-        records.append_run_messages(engine, run_id, problems)
+        run_records.append_run_messages(run_id, problems)
     run = records.get_run(engine, run_id) or {}
     return {k: run.get(k) for k in ("alerts", "retrain", "accuracy", "report_path", "step_seconds", "messages")}
 

@@ -1,9 +1,9 @@
 """SQL of the reporting step on the predictions database: the reads scoring and the report need,
-and the writes of their results (``ml_accuracy``, ``ml_drift_alert``, and the run record's alerts,
-retrain, accuracy, messages, report path and step seconds).
+and the writes of the two tables reporting owns (``ml_accuracy``, ``ml_drift_alert``).
 
-Plain functions on an ``Engine`` the caller hands in. The prediction history itself is appended by
-the worker's writer, in the transaction that replaces a type's rows in ``m_l_predictions``.
+Plain functions on an ``Engine`` the caller hands in. The run record, the registry and the
+prediction history are the worker's tables (docs/architecture.md, one writer per table): what
+reporting adds to them goes through the ``RunRecordWriter`` the worker hands in.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from sqlalchemy import Engine, text
@@ -144,22 +144,13 @@ def record_assessment(
     accuracy: pd.DataFrame,
     excluded: Mapping[tuple[str, int | None], Mapping[str, int]],
     alerts: list[Mapping[str, Any]],
-    summary: Mapping[str, Any],
-    retrain: list[str],
-    retire_before: datetime | None,
-    messages: list[str],
-    step_seconds: Mapping[str, float],
-    history_cutoff: datetime,
-) -> int:
-    """Store one run's accuracy and alerts, all in one transaction, and act on them.
+) -> None:
+    """Store one run's accuracy and alerts (``ml_accuracy``, ``ml_drift_alert``), in one transaction.
 
-    Idempotent for a run id (a redelivered finishing step rewrites the same rows). Models of
-    the ``retrain`` types whose training data ended before ``retire_before`` (the start of the
-    evidence) are retired (``training_end`` is the exclusive end, the as-of instant: a model with
-    ``training_end <= retire_before`` saw nothing of the evidence), so no later run's fallback chain reuses a model fitted before the
-    change; models trained through it stay usable. History older than ``history_cutoff`` is pruned.
-    ``excluded`` maps (type, restaurant id or None) to counts of predictions not scored, by
-    reason. Returns the number of models retired.
+    Idempotent for a run id (a redelivered finishing step rewrites the same rows). ``excluded``
+    maps (type, restaurant id or None) to counts of predictions not scored, by reason. What the
+    run record, the registry and the history gain from the assessment is written by their owner,
+    handed in as ``RunRecordWriter``.
     """
     rid = str(run_id)
     rows = []
@@ -204,67 +195,28 @@ def record_assessment(
                 ),
                 [{**a, "run_id": rid, "retrain": dumps(list(a.get("retrain") or []))} for a in alerts],
             )
-        current = conn.execute(
-            text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": rid}
-        ).scalar()
-        merged = list(current or [])
-        merged.extend(m for m in messages if m not in merged)
-        conn.execute(
-            text(
-                """
-                UPDATE ml_run SET alerts = CAST(:alerts AS jsonb), retrain = CAST(:retrain AS jsonb),
-                    accuracy = CAST(:summary AS jsonb), messages = CAST(:messages AS jsonb),
-                    step_seconds = step_seconds || CAST(:steps AS jsonb)
-                WHERE id = :id
-                """
-            ),
-            {"id": rid, "alerts": dumps(list(alerts)), "retrain": dumps(list(retrain)),
-             "summary": dumps(dict(summary)), "messages": dumps(merged),
-             "steps": dumps({k: round(float(v), 3) for k, v in step_seconds.items()})},
-        )
-        retired = 0
-        if retrain and retire_before is not None:
-            retired = conn.execute(
-                text(
-                    "UPDATE ml_model_registry SET status = 'retired' "
-                    "WHERE prediction_type = ANY(:types) AND status IN ('active', 'candidate') "
-                    "AND (training_end IS NULL OR training_end <= :before)"
-                ),
-                {"types": list(retrain), "before": retire_before},
-            ).rowcount
-        conn.execute(text("DELETE FROM ml_prediction_history WHERE as_of < :cutoff"), {"cutoff": history_cutoff})
-    return int(retired or 0)
 
 
-def append_run_messages(engine: Engine, run_id: uuid.UUID | str, messages: list[str]) -> None:
-    """Add messages (each once) to a finished run's record: a failed scoring step says so there."""
-    with engine.begin() as conn:
-        current = conn.execute(
-            text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": str(run_id)}
-        ).scalar()
-        merged = list(current or [])
-        merged.extend(m for m in messages if m not in merged)
-        conn.execute(
-            text("UPDATE ml_run SET messages = CAST(:m AS jsonb) WHERE id = :id"),
-            {"id": str(run_id), "m": dumps(merged)},
-        )
+class RunRecordWriter(Protocol):
+    """The writes of the reporting step into tables it does not own: the run record
+    (``ml_run``), the registry's retirements (``ml_model_registry``), the history's retention
+    (``ml_prediction_history``). Handed in by the worker (``worker.records.RunRecords``), which
+    owns those tables; reporting cannot import it (docs/architecture.md)."""
 
+    def record_assessment(self, run_id: uuid.UUID | str, *, alerts: list[Mapping[str, Any]], retrain: list[str],
+                          summary: Mapping[str, Any], messages: list[str], step_seconds: Mapping[str, float],
+                          retire_before: datetime | None) -> int: ...
 
-def record_report(engine: Engine, run_id: uuid.UUID | str, path: str, seconds: float) -> None:
-    """Where the run's HTML report was written, and how long it took."""
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE ml_run SET report_path = :path, "
-                "step_seconds = step_seconds || CAST(:steps AS jsonb) WHERE id = :id"
-            ),
-            {"id": str(run_id), "path": path, "steps": dumps({"report": round(float(seconds), 3)})},
-        )
+    def prune_history(self, cutoff: datetime) -> int: ...
+
+    def append_run_messages(self, run_id: uuid.UUID | str, messages: list[str]) -> None: ...
+
+    def record_report(self, run_id: uuid.UUID | str, path: str, seconds: float) -> None: ...
 
 
 __all__ = ["get_run", "registry_frame", "history_for_window", "accuracy_frame", "accuracy_over_time",
-           "alerts_frame", "shards_frame", "demand_daily_history", "record_assessment", "append_run_messages",
-           "record_report"]
+           "alerts_frame", "shards_frame", "demand_daily_history", "record_assessment", "RunRecordWriter",
+           "failed_deliveries"]
 
 
 def failed_deliveries(engine: Engine) -> int:

@@ -10,8 +10,9 @@ interval coverage by horizon.
 No PII: the page shows ids and numbers only (no restaurant, item or customer names are read),
 and every free text (messages, errors) goes through the webhook's scrubber first.
 
-The caller hands in the predictions engine, a reader on the replica and the model store's path;
-the SQL is in ``reporting.records``.
+The caller hands in the predictions engine, a reader on the replica, the model store's path and
+the run record's writer (the report's path is recorded on the run); the SQL is in
+``reporting.records``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from features.demand import daily_orders  # noqa: E402
 from features.restaurants import load_restaurants  # noqa: E402
 from models.accuracy import BUCKET_ORDER  # noqa: E402
 from reporting import records  # noqa: E402
+from reporting.records import RunRecordWriter  # noqa: E402
 from reporting.glance import four_week_mean_wape, glance_html  # noqa: E402
 from webhooks.payload import scrub_reason  # noqa: E402
 
@@ -346,13 +348,14 @@ def report_path(run_id: str, model_store: Path) -> Path:
 
 
 def write_report(run_id: str, *, engine: Engine, reader: ReplicaReader, model_store: Path,
-                 path: Path | None = None) -> Path:
+                 run_records: RunRecordWriter, path: Path | None = None) -> Path:
     """Build the report, write it (atomically) into the artifact store or ``path``, record where.
 
     Args:
-        engine: the predictions database (read, and the report's path recorded on the run).
+        engine: the predictions database (read).
         reader: the replica, read-only.
         model_store: the artifact store's root; the report goes to ``<model_store>/reports/``.
+        run_records: records the report's path and seconds on the run (the worker's writer).
         path: write here instead.
     """
     started = time.monotonic()
@@ -362,7 +365,7 @@ def write_report(run_id: str, *, engine: Engine, reader: ReplicaReader, model_st
     tmp = target.with_suffix(".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(target)
-    records.record_report(engine, str(run_id), str(target), time.monotonic() - started)
+    run_records.record_report(str(run_id), str(target), time.monotonic() - started)
     return target
 
 

@@ -94,11 +94,14 @@ def start_run(
     restaurant_ids: list[int] | None = None,
     trigger: str = "manual",
     run_id: str | None = None,
+    allow_future_as_of: bool = False,
 ) -> dict[str, Any]:
     """Begin a run of ``schedule`` unless one is running, and fan its shards out.
 
     ``run_id`` (optional) re-runs an earlier run under its own id: its shards are rewritten in
     place, so a run that ended ``partial`` after a crash can be completed without duplicates.
+    ``allow_future_as_of``: accept an ``as_of`` later than now (refused otherwise, see
+    ``worker.runs.checked_as_of``).
     """
     try:
         rid = str(uuid.UUID(str(run_id))) if run_id else _run_id_from(self.request.id)
@@ -117,7 +120,7 @@ def start_run(
         log.warning("start %s redelivered after its shards were dispatched; not sending them again", self.request.id)
         return {**earlier, "redelivered": True}
     plan = runs.begin_locked(lock, args["schedule"], args["as_of"], args["restaurant_ids"],
-                             trigger=args["trigger"], run_id=rid)
+                             trigger=args["trigger"], run_id=rid, allow_future_as_of=allow_future_as_of is True)
     if isinstance(plan, LockHeld):
         return {
             "status": "skipped",

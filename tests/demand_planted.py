@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from features.calendar import add_calendar, add_holidays
-from features.demand import DemandHistory, mark_closed_days, mark_outliers
+from features.demand import mark_closed_days, mark_outliers
+from features.model_frames import DemandHistory
 
 WEEKLY = np.array([0.8, 0.85, 0.9, 1.0, 1.25, 1.45, 0.75])
 HOURLY = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.02, 0.06, 0.14, 0.12, 0.05, 0.03, 0.04, 0.08, 0.16, 0.15,

@@ -13,8 +13,8 @@ import pandas as pd
 
 from core.settings import ForecastSettings
 from core.units import Scope
-from features.demand import DemandHistory, decorate
-from features.model_frames import dormant_days
+from features.demand import decorate
+from features.model_frames import DemandHistory, dormant_days
 from models.demand import ITEMS
 from models.forecasting import forecast
 

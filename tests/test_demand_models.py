@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demand import DemandHistory, checked_zones, gap_messages, mark_closed_days, mark_outliers
-from features.model_frames import idle_slots, known_closures
+from features.demand import checked_zones, gap_messages, mark_closed_days, mark_outliers
+from features.model_frames import DemandHistory, idle_slots, known_closures
 from models.artifacts import ArtifactChecksumError, load_artifact, save_artifact
 from models.demand import DAILY
 from models.forecasting import forecast

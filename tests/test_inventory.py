@@ -136,7 +136,7 @@ def test_simulated_stockout_weighs_arrival_scenarios_and_uses_arrivals_before_th
 
 
 def test_reorder_formulas_respect_par_level_and_min_order_quantity():
-    from models.inventory import reorder_plan
+    from models.reorder import reorder_plan
     from models.stock_projection import project_item
 
     usage, sd = np.full(30, 10.0), np.full(30, 2.0)
@@ -164,7 +164,7 @@ def test_a_perishable_reorders_on_its_usable_position_and_holds_no_more_than_it_
     written off tonight, so the usable position is 15, at the reorder point 15 (no spread): order
     today (counting the 15 that rot, the position 30 waited). The target is capped at what is used
     fresh: 5 x (3 + shelf life 2 - 1) = 20, not the par of 200, so 20 - 15 = 5 are ordered."""
-    from models.inventory import reorder_plan
+    from models.reorder import reorder_plan
     from models.stock_projection import project_item
 
     usage, sd = np.full(30, 5.0), np.zeros(30)
@@ -181,7 +181,7 @@ def test_a_perishable_reorders_on_its_usable_position_and_holds_no_more_than_it_
 
 def test_the_stockout_alarm_looks_as_far_as_an_order_placed_now_could_land():
     from core.settings import InventorySettings
-    from models.inventory import stockout_alarm
+    from models.reorder import stockout_alarm
 
     s = InventorySettings()
     p = np.array([0.0, 0.1, 0.4, 0.6, 0.9])
@@ -530,7 +530,8 @@ def test_stock_recorded_below_zero_is_flagged_not_hidden(seeded_replica):
     from core.replica import ReplicaReader
     from features.inventory import inventory_features
     from features.restaurants import load_restaurants
-    from models.inventory import plan_inventory, stockout_rows
+    from models.inventory import plan_inventory
+    from models.inventory_rows import stockout_rows
     from prediction_types import inventory as unit
 
     reader = ReplicaReader(db.replica_engine())

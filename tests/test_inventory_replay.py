@@ -102,6 +102,6 @@ def test_alarms_count_only_when_they_come_at_least_the_lead_time_before():
 
 
 def test_notice_days_round_the_lead_time_to_the_day_an_order_can_feed():
-    from models.inventory import notice_days
+    from models.reorder import notice_days
 
     assert [notice_days(x) for x in (0.3, 1.03, 1.84, 2.2, 9.5)] == [1, 1, 2, 2, 10]

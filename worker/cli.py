@@ -35,6 +35,9 @@ def run(
                                    "--no-lock only where no workers share the databases (no Redis needed)"),
     as_json: bool = typer.Option(False, "--json",
                                  help="print the run record as JSON on stdout (the summary table goes to stderr)"),
+    allow_future_as_of: bool = typer.Option(False, "--allow-future-as-of",
+                                            help="accept an --as-of later than now (its rows then stand over "
+                                                 "no present run, but nothing checks them)"),
 ) -> None:
     """Run one schedule in this process: read the replica, predict, write, record the run, and
     print a summary table (the full run record with --json).
@@ -45,11 +48,13 @@ def run(
     _setup_logging()
     from worker.runs import LockHeld, RunInputError, execute_run
 
+    _check_run_input(schedule, as_of, allow_future_as_of)
     try:
         with progress() as (bar, task):
             record = execute_run(schedule, as_of, restaurant or None, trigger="cli",
                                  progress=lambda step, done, total: advance(bar, task, step, done, total),
-                                 lock=_run_lock(schedule) if lock else None)
+                                 lock=_run_lock(schedule) if lock else None,
+                                 allow_future_as_of=allow_future_as_of)
     except RunInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -230,16 +235,19 @@ def trigger(
     restaurant: Optional[list[int]] = typer.Option(None, "--restaurant", help="restrict to these restaurant ids"),
     wait: bool = typer.Option(False, "--wait", help="wait for the run to finish and print its record"),
     timeout: float = typer.Option(3600, help="seconds to wait with --wait"),
+    allow_future_as_of: bool = typer.Option(False, "--allow-future-as-of", help="accept an --as-of later than now"),
 ) -> None:
     """Start a run on the Celery workers, like beat or Flower would (the same task, the same lock).
 
     Exit codes: 0 started (or finished, with --wait), 3 skipped because a run of the schedule is
-    going, 2 bad input, 1 the run failed.
+    going, 2 bad input (nothing sent, no run recorded), 1 the run failed.
     """
     from worker.celery_app import app as celery
 
+    _check_run_input(schedule, as_of, allow_future_as_of)
     _require_broker()
-    kwargs = {"schedule": schedule, "as_of": as_of, "restaurant_ids": restaurant or None, "trigger": "cli"}
+    kwargs = {"schedule": schedule, "as_of": as_of, "restaurant_ids": restaurant or None, "trigger": "cli",
+              "allow_future_as_of": allow_future_as_of}
     result = celery.send_task("rmsml.runs.start", kwargs=kwargs, retry=False)
     typer.echo(f"task {result.id} sent", err=True)
     if not wait:
@@ -256,6 +264,22 @@ def trigger(
     typer.echo(to_json(record))
     if record["status"] == "failed":
         raise typer.Exit(1)
+
+
+def _check_run_input(schedule: str, as_of: Optional[str], allow_future_as_of: bool) -> None:
+    """Exit 2 with one line for a schedule or as-of the run would refuse, before anything is sent:
+    a typo must not leave a failed run record behind an exit 0."""
+    from worker.catalog import SCHEDULES
+    from worker.runs import RunInputError, checked_as_of
+
+    if schedule not in SCHEDULES:
+        typer.echo(f"error: unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        checked_as_of(as_of, allow_future=allow_future_as_of)
+    except RunInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 def _require_broker(timeout_s: float = 3.0) -> None:
@@ -300,13 +324,15 @@ def report(
     from core.replica import ReplicaReader
     from reporting.report import ReportError, write_report
     from worker import db
+    from worker.records import RunRecords
     from worker.settings import get_settings
 
     try:
         with progress() as (bar, task):
             bar.update(task, description=f"report for run {run_id}")
             path = write_report(run_id, engine=db.predictions_engine(), reader=ReplicaReader(db.replica_engine()),
-                                model_store=get_settings().model_store.path, path=out)
+                                model_store=get_settings().model_store.path,
+                                run_records=RunRecords(db.predictions_engine()), path=out)
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

@@ -21,6 +21,9 @@ restaurant also waits for the nightly daily run, since both would write the same
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from dataclasses import dataclass
 
 import redis
@@ -29,9 +32,15 @@ from worker.settings import Settings, get_settings
 
 KEY_PREFIX = "rmsml:run-lock:"
 DISPATCH_PREFIX = "rmsml:run-dispatched:"
+HEARTBEAT_PREFIX = "rmsml:run-heartbeat:"
 
 # Delete or extend only if we still hold it: GET then DEL/PEXPIRE would race with expiry.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+# Hand a lock from a holder known dead to a new run, only if the dead one still holds it.
+_TAKE_OVER = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+    "else return 0 end"
+)
 _REFRESH = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
     "else return 0 end"
@@ -86,6 +95,29 @@ class RunLock:
         """Free the lock if ``run_id`` holds it; False when it had lapsed or moved on."""
         return bool(self.client.eval(_RELEASE, 1, self.key(schedule), run_id))
 
+    def take_over(self, schedule: str, dead_holder: str, run_id: str) -> bool:
+        """Compare-and-swap: the lock passes from ``dead_holder`` to ``run_id`` only if the dead
+        holder still has it (two starts racing for it: one wins, the other sees the winner)."""
+        return bool(self.client.eval(_TAKE_OVER, 1, self.key(schedule), dead_holder, run_id, self.ttl_ms))
+
+    def beat(self, run_id: str) -> None:
+        """An in-process holder is alive now (``Heartbeat`` calls this every few seconds).
+
+        Why: a run in one process (``worker run``, cron-only installs) has no broker to redeliver
+        its work; when it is SIGKILLed its lock would block the schedule for the lock's TTL (hours)
+        and its run record would look busy for a shard's time limit. Its silence says it died.
+        """
+        self.client.set(HEARTBEAT_PREFIX + run_id, f"{time.time():.3f}", px=self.ttl_ms)
+
+    def silent_for(self, run_id: str) -> float | None:
+        """Seconds since ``run_id`` last beat; None for a holder that never beat (a Celery run,
+        whose liveness its shards' records tell)."""
+        raw = self.client.get(HEARTBEAT_PREFIX + run_id)
+        return None if raw is None else max(0.0, time.time() - float(raw))
+
+    def stop_beating(self, run_id: str) -> None:
+        self.client.delete(HEARTBEAT_PREFIX + run_id)
+
     def dispatched(self, start_task_id: str) -> dict | None:
         """What an earlier delivery of this start message dispatched, if it got that far.
 
@@ -102,3 +134,38 @@ class RunLock:
 
     def holder(self, schedule: str) -> str | None:
         return self.client.get(self.key(schedule))
+
+
+class Heartbeat:
+    """While a run executes in this process: beat and keep its lock fresh every ``interval_s``.
+
+    A daemon thread, so a long shard (one model fit can take minutes) neither lets the lock lapse
+    nor looks dead; a SIGKILL stops the beats with the process, and after ``stranded_after_s`` of
+    silence the next start takes the lock over (``worker.runs.begin_locked``).
+    """
+
+    def __init__(self, lock: RunLock, schedule: str, run_id: str, interval_s: float):
+        self.lock, self.schedule, self.run_id, self.interval_s = lock, schedule, run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{run_id[:8]}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.lock.beat(self.run_id)
+                self.lock.refresh(self.schedule, self.run_id)
+            except redis.exceptions.RedisError as exc:  # the run goes on; a missed beat is only late
+                logging.getLogger(__name__).warning("run %s: heartbeat missed (%s)", self.run_id, exc)
+
+    def __enter__(self) -> "Heartbeat":
+        self.lock.beat(self.run_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5)
+        try:
+            self.lock.stop_beating(self.run_id)
+        except redis.exceptions.RedisError:
+            pass  # the key expires with the lock's TTL

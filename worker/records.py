@@ -1,8 +1,9 @@
 """The pipeline's own records in the predictions database: runs, their shards, the model registry.
 
-``RunRecords`` is the one writer of ``ml_run``, ``ml_run_shard`` and ``ml_model_registry`` (the
-report step adds its path through ``reporting.records``); the functions below read them.
-Predictions themselves are written by ``worker.writer`` only.
+``RunRecords`` is the one writer of ``ml_run``, ``ml_run_shard`` and ``ml_model_registry``
+(docs/architecture.md); the scoring and report steps add what they found through it, handed in
+as ``reporting.records.RunRecordWriter``. The functions below read them. Predictions and their
+history are written by ``worker.writer`` only.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from core.jsonb import dumps
+from worker.writer import PredictionWriter
 
 
 def _merge_counts(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
@@ -309,15 +311,69 @@ class RunRecords:
     def append_run_messages(self, run_id: uuid.UUID | str, messages: list[str]) -> None:
         """Add messages (each once) to a finished run's record: a failed scoring step says so there."""
         with self.engine.begin() as conn:
-            current = conn.execute(
-                text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": str(run_id)}
-            ).scalar()
-            merged = list(current or [])
-            merged.extend(m for m in messages if m not in merged)
             conn.execute(
                 text("UPDATE ml_run SET messages = CAST(:m AS jsonb) WHERE id = :id"),
-                {"id": str(run_id), "m": dumps(merged)},
+                {"id": str(run_id), "m": dumps(_merged_messages(conn, run_id, messages))},
             )
+
+    def record_assessment(self, run_id: uuid.UUID | str, *, alerts: list[Mapping[str, Any]], retrain: list[str],
+                          summary: Mapping[str, Any], messages: list[str], step_seconds: Mapping[str, float],
+                          retire_before: datetime | None) -> int:
+        """What the scoring step found (``reporting.accuracy.assess_run``), in one transaction:
+        the run record's alerts, retrain, accuracy summary, messages (added, each once) and step
+        seconds; and the models of the ``retrain`` types whose training data ended before
+        ``retire_before`` (the start of the evidence) retired. ``training_end`` is the exclusive
+        end, the as-of instant: a model with ``training_end <= retire_before`` saw nothing of the
+        evidence, so no later run's fallback chain reuses a model fitted before the change; models
+        trained through it stay usable. Idempotent for a run id. Returns the number retired."""
+        rid = str(run_id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """
+                    UPDATE ml_run SET alerts = CAST(:alerts AS jsonb), retrain = CAST(:retrain AS jsonb),
+                        accuracy = CAST(:summary AS jsonb), messages = CAST(:messages AS jsonb),
+                        step_seconds = step_seconds || CAST(:steps AS jsonb)
+                    WHERE id = :id
+                    """
+                ),
+                {"id": rid, "alerts": dumps(list(alerts)), "retrain": dumps(list(retrain)),
+                 "summary": dumps(dict(summary)), "messages": dumps(_merged_messages(conn, rid, messages)),
+                 "steps": dumps({k: round(float(v), 3) for k, v in step_seconds.items()})},
+            )
+            if not retrain or retire_before is None:
+                return 0
+            return int(conn.execute(
+                text(
+                    "UPDATE ml_model_registry SET status = 'retired' "
+                    "WHERE prediction_type = ANY(:types) AND status IN ('active', 'candidate') "
+                    "AND (training_end IS NULL OR training_end <= :before)"
+                ),
+                {"types": list(retrain), "before": retire_before},
+            ).rowcount or 0)
+
+    def record_report(self, run_id: uuid.UUID | str, path: str, seconds: float) -> None:
+        """Where the run's HTML report was written, and how long it took."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE ml_run SET report_path = :path, "
+                    "step_seconds = step_seconds || CAST(:steps AS jsonb) WHERE id = :id"
+                ),
+                {"id": str(run_id), "path": path, "steps": dumps({"report": round(float(seconds), 3)})},
+            )
+
+    def prune_history(self, cutoff: datetime) -> int:
+        """History older than the retention goes; the writer of the history deletes it."""
+        return PredictionWriter(self.engine).prune_history(cutoff)
+
+
+def _merged_messages(conn: Connection, run_id: uuid.UUID | str, messages: list[str]) -> list[str]:
+    """The run record's messages with these added, each once (the row locked for the update)."""
+    current = conn.execute(text("SELECT messages FROM ml_run WHERE id = :id FOR UPDATE"), {"id": str(run_id)}).scalar()
+    merged = list(current or [])
+    merged.extend(m for m in messages if m not in merged)
+    return merged
 
 
 

@@ -10,6 +10,7 @@ is idempotent for a given run id, so a retried or redelivered step writes no dup
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -32,7 +33,7 @@ from webhooks.deliveries import emit_run_completed
 from worker import db, records
 from worker.catalog import SCHEDULES, units_for
 from worker.failures import failure_reason, is_transient, with_retries
-from worker.locks import RunLock
+from worker.locks import Heartbeat, RunLock
 from worker.metrics import publish_run_metrics
 from worker.records import RunRecords
 from worker.settings import Settings, get_settings
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # A timestamp later than the wall clock plus this cannot be real.
 FUTURE_TOLERANCE = pd.Timedelta(hours=1)
+# How far an --as-of may run ahead of this machine's clock (clock skew between hosts), unforced.
+AS_OF_CLOCK_SKEW = pd.Timedelta(minutes=5)
 
 
 class RunInputError(ValueError):
@@ -71,6 +74,27 @@ def parse_as_of(as_of: str | datetime | None) -> pd.Timestamp:
         return pd.Timestamp(datetime.now(timezone.utc)).floor("s")
     ts = pd.Timestamp(as_of)
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("s")
+
+
+def checked_as_of(as_of: str | datetime | None, *, allow_future: bool = False) -> pd.Timestamp:
+    """``parse_as_of`` for what a user typed: ``RunInputError`` for a malformed instant, and for one
+    later than now (plus ``AS_OF_CLOCK_SKEW``) unless ``allow_future``.
+
+    Why refuse the future: a run predicts from its as-of, and rows of a later as-of are never
+    replaced by an earlier one, so a run "as of 2030" would have frozen today's forecasts. (Rows of
+    a forced future run do not block the present either: ``worker.writer`` ignores as-ofs ahead of
+    the clock when it keeps newer rows.)
+    """
+    try:
+        when = parse_as_of(as_of)
+    except (TypeError, ValueError, OverflowError):
+        raise RunInputError(f"as_of is not an ISO 8601 instant (e.g. 2026-11-20T04:15Z): {as_of!r}") from None
+    now = pd.Timestamp(datetime.now(timezone.utc))
+    if when > now + AS_OF_CLOCK_SKEW and not allow_future:
+        raise RunInputError(f"as_of {when.isoformat()} is later than now ({now.floor('s').isoformat()}); a run "
+                            "predicts from its as-of and its rows would stand until then "
+                            "(force it with --allow-future-as-of / allow_future_as_of=true)")
+    return when
 
 
 def _engines() -> tuple[Engine, Engine]:
@@ -114,6 +138,16 @@ def unit_key(unit: PredictionUnit, units: list[PredictionUnit]) -> str:
     return unit.prediction_type
 
 
+def _close_abandoned(run_id: str, schedule: str, reason: str, settings: Settings) -> dict:
+    """Fail a dead run's unfinished shards, close it from what it committed, record its event."""
+    predictions = _engines()[1]
+    RunRecords(predictions).abandon_unfinished_shards(run_id, reason)
+    record = finish_run(run_id, settings=settings)
+    emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
+    log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
+    return record
+
+
 def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
                          lock: RunLock | None = None) -> list[dict]:
     """Close runs of ``schedule`` whose workers all died, before a new run of it starts.
@@ -135,10 +169,8 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
     closed = []
     silent_for = settings.tasks.stranded_after_s
     for run_id in records.stale_runs(predictions, schedule, silent_for, settings.tasks.shard_time_limit_s):
-        run_records.abandon_unfinished_shards(run_id, f"abandoned: no heartbeat for {silent_for} s (workers gone)")
-        record = finish_run(run_id, settings=settings)
-        emit_run_completed(record, send="none", engine=predictions, settings=settings.webhooks)
-        log.warning("run %s (%s) was abandoned; closed as %s", run_id, schedule, record["status"])
+        record = _close_abandoned(run_id, schedule, f"abandoned: no heartbeat for {silent_for} s (workers gone)",
+                                  settings)
         if lock is not None:
             try:
                 lock.release(schedule, str(run_id))
@@ -146,6 +178,18 @@ def close_abandoned_runs(schedule: str, *, settings: Settings | None = None,
                 log.warning("run %s closed; its lock is left to expire (%s: %s)", run_id, type(exc).__name__, exc)
         closed.append(record)
     return closed
+
+
+def replica_role_risks(reader: ReplicaReader, settings: Settings) -> list[str]:
+    """What the replica role can do beyond reading, said loudly; ``RunInputError`` when the
+    settings refuse such a role (``replica.refuse_writable_role``)."""
+    risks = reader.role_risks()
+    for risk in risks:
+        log.warning("replica role can write: %s; use a SELECT-only role (docs/replica.md)", risk)
+    if risks and settings.replica.refuse_writable_role:
+        raise RunInputError(f"refused: {risks[0]}; RMSML_REPLICA__REFUSE_WRITABLE_ROLE is set, "
+                            "connect the replica with a SELECT-only role (docs/replica.md)")
+    return risks
 
 
 def begin_run(
@@ -156,13 +200,14 @@ def begin_run(
     trigger: str = "cli",
     run_id: str | None = None,
     settings: Settings | None = None,
+    allow_future_as_of: bool = False,
 ) -> RunPlan:
     """Create the run record and its shards. Raises ``RunInputError`` for bad input, recorded as failed."""
     settings = settings or get_settings()
     replica, predictions = _engines()
     run_records = RunRecords(predictions)
     run_id = str(run_id or uuid.uuid4())
-    when = parse_as_of(as_of)
+    when = checked_as_of(as_of, allow_future=allow_future_as_of)
     try:
         units = units_for(schedule)
     except ValueError as exc:
@@ -174,6 +219,7 @@ def begin_run(
         except (TypeError, ValueError):
             raise RunInputError(f"restaurant_ids must be integers, got {restaurant_ids!r}") from None
     reader = ReplicaReader(replica)
+    role_risks = replica_role_risks(reader, settings)
     found = load_restaurants(reader, restaurant_ids)
     modules_skipped = {}
     for unit in units:
@@ -182,7 +228,7 @@ def begin_run(
             reasons = [r for r in [unit.unusable(reader)] if r]
         if reasons:
             modules_skipped[unit_key(unit, units)] = "; ".join(reasons)
-    messages = list(found.rejected.values())
+    messages = [f"replica role can write: {r}" for r in role_risks] + list(found.rejected.values())
     skipped = {"restaurants_restaurant": len(found.rejected)} if found.rejected else {}
     ids = [int(i) for i in found.restaurants["id"]]
     size = max(1, settings.schedules.shard_size)
@@ -213,6 +259,37 @@ def begin_run(
     return RunPlan(run_id, schedule, when, shards, types)
 
 
+def _take_over_dead_holder(lock: RunLock, schedule: str, holder: str, run_id: str,
+                           settings: Settings | None) -> bool:
+    """Take the schedule's lock from a holder that died, closing its run; False if it may live.
+
+    Dead means: an in-process holder (``worker run``) silent for ``tasks.stranded_after_s`` (it
+    beats every few seconds while alive, ``worker.locks.Heartbeat``), or a run the records call
+    stranded (``records.stale_runs``: no shard started for that long and none running). Without
+    this the lock of a SIGKILLed run blocked its schedule for the lock's TTL (hours), and installs
+    without beat had no sweep to free it. The hand-over is compare-and-swap, so of two starts
+    racing for a dead holder's lock one wins and the other sees the winner.
+    """
+    settings = settings or get_settings()
+    silence = lock.silent_for(holder)
+    limit = settings.tasks.stranded_after_s
+    if silence is not None and silence >= limit:
+        predictions = _engines()[1]
+        if holder in records.running_runs(predictions, schedule):
+            _close_abandoned(holder, schedule, f"abandoned: its process stopped beating {int(silence)} s ago "
+                                               "(killed in-process run)", settings)
+        lock.stop_beating(holder)
+    elif silence is None and holder in [str(r["id"]) for r in close_abandoned_runs(schedule, settings=settings,
+                                                                                    lock=lock)]:
+        pass  # stranded, closed just now and its lock freed (compare-and-delete): take the free lock below
+    else:
+        return False
+    if lock.take_over(schedule, holder, run_id) or lock.acquire(schedule, run_id).acquired:
+        log.warning("%s run %s took over the lock of run %s, whose holder was gone", schedule, run_id, holder)
+        return True
+    return False
+
+
 def begin_locked(
     lock: RunLock,
     schedule: str,
@@ -222,6 +299,7 @@ def begin_locked(
     trigger: str,
     run_id: str,
     settings: Settings | None = None,
+    allow_future_as_of: bool = False,
 ) -> RunPlan | LockHeld:
     """Begin a run under its schedule's lock: the one start protocol of beat, Flower and the CLI.
 
@@ -237,7 +315,7 @@ def begin_locked(
         reject_run(run_id, schedule, as_of, trigger=trigger, error=error, settings=settings)
         raise RunInputError(error)
     taken = lock.acquire(schedule, run_id)
-    if not taken.acquired:
+    if not taken.acquired and not _take_over_dead_holder(lock, schedule, str(taken.holder), run_id, settings):
         log.warning("%s run not started: run %s still holds the lock", schedule, taken.holder)
         return LockHeld(schedule, str(taken.holder))
     try:
@@ -250,7 +328,8 @@ def begin_locked(
             log.warning("%s run not started: run %s is still running (the broker had lost its lock)", schedule,
                         alive[0])
             return LockHeld(schedule, alive[0])
-        return begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        return begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings,
+                         allow_future_as_of=allow_future_as_of)
     except RunInputError as exc:
         lock.release(schedule, run_id)
         reject_run(run_id, schedule, as_of, trigger=trigger, error=str(exc), settings=settings)
@@ -360,7 +439,6 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
         status=status,
         rows_written=written,
         rows_skipped=skipped,
-        modules_skipped={},
         messages=messages,
         error="; ".join(errors) or None,
     )
@@ -390,7 +468,8 @@ def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
         return closed
     record = run_records.finish_run(run_id)
     record.update(after_run(str(run_id), engine=predictions, reader=ReplicaReader(replica),
-                            settings=settings.accuracy, model_store=settings.model_store.path))
+                            settings=settings.accuracy, model_store=settings.model_store.path,
+                            run_records=run_records))
     publish_run_metrics(record, engine=predictions, textfile_dir=settings.metrics.textfile_dir,
                         pushgateway_url=settings.metrics.pushgateway_url)
     return record
@@ -455,6 +534,7 @@ def execute_run(
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     lock: RunLock | None = None,
+    allow_future_as_of: bool = False,
 ) -> dict | LockHeld:
     """Run a whole schedule in this process: the CLI's and the demo's path.
 
@@ -470,21 +550,19 @@ def execute_run(
     """
     run_id = str(run_id or uuid.uuid4())
     if lock is None:
-        plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        plan = begin_run(schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings,
+                         allow_future_as_of=allow_future_as_of)
     else:
-        started = begin_locked(lock, schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings)
+        started = begin_locked(lock, schedule, as_of, restaurant_ids, trigger=trigger, run_id=run_id, settings=settings,
+                               allow_future_as_of=allow_future_as_of)
         if isinstance(started, LockHeld):
             return started
         plan = started
+    beating = (Heartbeat(lock, schedule, plan.run_id, max(1.0, get_settings().tasks.stranded_after_s / 6))
+               if lock is not None else contextlib.nullcontext())
     try:
-        for shard_no in range(len(plan.shards)):
-            run_shard(plan.run_id, shard_no, settings=settings, escalate_transient=False)
-            if lock is not None:
-                lock.refresh(schedule, plan.run_id)  # a long in-process run keeps its lock, as shards do
-            if progress:
-                progress("shards", shard_no + 1, len(plan.shards))
-        if progress:
-            progress("finish", 0, 1)
+        with beating:
+            _run_shards(plan, settings, lock, progress)
         record = finish_run(plan.run_id, settings=settings)
     finally:
         if lock is not None:
@@ -495,7 +573,19 @@ def execute_run(
     return record
 
 
+def _run_shards(plan: RunPlan, settings: Settings | None, lock: RunLock | None,
+                progress: Callable[[str, int, int], None] | None) -> None:
+    for shard_no in range(len(plan.shards)):
+        run_shard(plan.run_id, shard_no, settings=settings, escalate_transient=False)
+        if lock is not None:
+            lock.refresh(plan.schedule, plan.run_id)  # a long in-process run keeps its lock, as shards do
+        if progress:
+            progress("shards", shard_no + 1, len(plan.shards))
+    if progress:
+        progress("finish", 0, 1)
+
+
 __all__ = [
     "SCHEDULES", "RunInputError", "RunPlan", "LockHeld", "begin_run", "begin_locked", "run_shard", "finish_run", "execute_run",
-    "reject_run", "unfinished_shards",
+    "reject_run", "unfinished_shards", "checked_as_of",
 ]

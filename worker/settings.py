@@ -24,6 +24,9 @@ class ReplicaSettings(BaseModel):
 
     url: SecretStr = SecretStr("postgresql+psycopg2://postgres@127.0.0.1:5432/rms_replica")
     statement_timeout_s: int = 900
+    # A role that can write (or a superuser) is reported at every run start; true refuses to run on
+    # it at all (docs/replica.md: what the reader guarantees on each kind of role).
+    refuse_writable_role: bool = False
 
 
 class PredictionsSettings(BaseModel):

@@ -1,4 +1,4 @@
-"""The one writer: every write to the predictions database goes through this module.
+"""The one writer of ``m_l_predictions`` and its history (``ml_prediction_history``).
 
 Why one module: the RMS reads ``m_l_predictions`` live, so the rules that keep it trustworthy
 (an entity's rows of one type change all at once, a re-run never duplicates, a failed run leaves
@@ -60,7 +60,9 @@ class InvalidPredictionRows(ValueError):
 _HELD_BY_NEWER_RUN = text(
     "SELECT DISTINCT p.entity_id FROM m_l_predictions p JOIN ml_run r ON r.id = p.run_id "
     "WHERE p.prediction_type = :ptype AND p.entity_type = :etype AND p.entity_id IN (SELECT unnest(CAST(:ids AS bigint[]))) "
-    "AND p.run_id <> :run_id AND r.as_of > (SELECT as_of FROM ml_run WHERE id = :run_id)"
+    "AND p.run_id <> :run_id AND r.as_of > (SELECT as_of FROM ml_run WHERE id = :run_id) "
+    # A run forced to an as-of ahead of the clock (issue 25) never holds the present back.
+    "AND r.as_of <= now() + interval '5 minutes'"
 )
 
 
@@ -216,6 +218,12 @@ class PredictionWriter:
 
     # ------------------------------------------------------------------ prediction history
     # What each scored run predicted, for realised accuracy (reporting/, docs/accuracy.md).
+    def prune_history(self, cutoff: datetime) -> int:
+        """Delete history rows made before ``cutoff`` (the accuracy settings' retention)."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                text("DELETE FROM ml_prediction_history WHERE as_of < :cutoff"), {"cutoff": cutoff}).rowcount
+
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
 

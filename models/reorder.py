@@ -1,0 +1,178 @@
+"""The reorder maths and the stockout alarm of one item: what to order and when, and whether to warn.
+
+Formulas (docs/inventory.md has the full page):
+
+* Reorder (continuous review, checked daily): with mean daily usage d, its sd s_d, expected lead
+  time L with sd s_L and review period R,
+  ``safety_stock = z(service_level) * sqrt((L + R) * s_d^2 + d^2 * s_L^2)``,
+  ``reorder_point = d * (L + R) + safety_stock``,
+  ``eoq = sqrt(2 * 365 d * order_cost / (holding_rate * unit_cost))`` (capped at d x shelf life
+  for perishables). ``order_by_date`` = the first day the projected inventory position (stock +
+  on order) falls to the reorder point. Quantity = order up to ``par_level`` when set (else up to
+  reorder_point + eoq) from the position on that day, at least ``min_order_quantity``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import norm
+
+from core.settings import InventorySettings
+from models.stock_projection import Projection, project_item, simulate_p_out
+
+
+def reorder_plan(
+    proj: Projection,
+    usage: np.ndarray,
+    usage_sd: np.ndarray,
+    on_hand: float,
+    lead_days: float,
+    lead_sd: float,
+    *,
+    service_level: float,
+    review_period_days: float,
+    order_cost: float,
+    holding_rate: float,
+    unit_cost: float,
+    par_level: float | None,
+    min_order_quantity: float | None,
+    shelf_life_days: float | None,
+    soon_days: int,
+    whole_units: bool,
+) -> dict:
+    """Reorder point, safety stock, EOQ, order-by day, urgency and quantity (module docstring)."""
+    n = len(usage)
+    cover = max(lead_days + review_period_days, 1.0)
+    window = usage[1 : 1 + max(int(math.ceil(cover)), 7)]
+    d = float(np.mean(window)) if len(window) else float(np.mean(usage)) if n else 0.0
+    sd_d = float(np.sqrt(np.mean(np.asarray(usage_sd[1 : 1 + len(window)]) ** 2))) if len(window) else 0.0
+    z = float(norm.ppf(service_level))
+    safety = z * math.sqrt(cover * sd_d**2 + d**2 * lead_sd**2)
+    rop = d * cover + safety
+    if unit_cost > 0 and holding_rate > 0 and d > 0:
+        eoq = math.sqrt(2 * 365 * d * order_cost / (holding_rate * unit_cost))
+    else:
+        eoq = 7 * d
+    if shelf_life_days and shelf_life_days > 0:
+        eoq = min(eoq, d * shelf_life_days)
+    # stock that expires (on the mean path) before the cover is over is not there to cover it: a
+    # perishable's position counted it and ordered too late (the decision replay's run-outs)
+    position_now = on_hand + proj.on_order_total - float(np.sum(proj.expired[: int(math.ceil(cover))]))
+    position = proj.end_stock + proj.on_order_after
+    if position_now <= rop:
+        when, pos_then = 0, position_now
+    else:
+        below = np.flatnonzero(position <= rop)
+        when, pos_then = (int(below[0]) + 1, float(position[below[0]])) if len(below) else (None, None)
+    if when is not None and when >= n:
+        when = None
+    target = par_level if par_level and par_level > rop else rop + eoq
+    if shelf_life_days and shelf_life_days > 0 and d > 0:
+        # a perishable's position is worth holding only as far as it is used fresh: what is on hand
+        # when an order lands (target - d * cover) must last no longer than its shelf life (a
+        # manager's par of 6 days of fish that keeps 3 threw away a fifth of it in the replay)
+        target = min(target, max(rop + d, d * (cover + shelf_life_days - 1)))
+    qty = 0.0
+    if when is not None:
+        qty = max(target - pos_then, 0.0)
+        if min_order_quantity and min_order_quantity > 0:
+            qty = max(qty, float(min_order_quantity))
+        if whole_units:
+            qty = float(math.ceil(qty - 1e-9))
+    stockout_idx = np.flatnonzero(proj.shortfall > 1e-9)
+    if when == 0 and (position_now < safety or (len(stockout_idx) and stockout_idx[0] <= lead_days)):
+        urgency = "urgent"
+    elif when is not None and when <= soon_days:
+        urgency = "soon"
+    else:
+        urgency = "ok"
+    return {
+        "quantity": qty,
+        "order_by_index": when,
+        "urgency": urgency,
+        "reorder_point": rop,
+        "safety_stock": safety,
+        "eoq": eoq,
+        "mean_daily_usage": d,
+        "position": position_now,
+    }
+
+
+def notice_days(lead_days: float) -> int:
+    """Whole days from the morning run to the first local day whose use an order placed then can
+    feed, at the supplier's expected lead time: the order lands ``lead_days`` after the run and
+    feeds that day when it lands before the evening's use (rounded: the run is in the morning,
+    the use in the evening). At least 1."""
+    return max(int(math.floor(float(lead_days) + 0.5)), 1)
+
+
+def stockout_alarm(p_out: np.ndarray | None, lead_days: float, settings: InventorySettings,
+                   threshold: float | None = None) -> tuple[bool, int]:
+    """The stockout alarm: P(out by day h) >= ``settings.stockout_alarm_probability`` (or
+    ``threshold``), h = ``notice_days(lead_days)`` + the review period: the item is likely to run
+    out before an order placed at the next run could land, so only an order today (or an
+    emergency one) prevents it. Returns (alarm, h)."""
+    h = notice_days(lead_days) + max(int(math.ceil(settings.review_period_days)), 0)
+    if p_out is None or not len(p_out):
+        return False, h
+    tau = settings.stockout_alarm_probability if threshold is None else threshold
+    return bool(p_out[min(h, len(p_out) - 1)] >= tau), h
+
+
+def decide_item(
+    on_hand: float,
+    lots: list[tuple[int, float]],
+    usage: np.ndarray,
+    usage_sd: np.ndarray,
+    arrivals: np.ndarray,
+    shelf_life_days: float | None,
+    lead_days: float,
+    lead_sd: float,
+    settings: InventorySettings,
+    *,
+    unit_cost: float,
+    par_level: float | None,
+    min_order_quantity: float | None,
+    whole_units: bool,
+    scenarios: list[tuple[float, np.ndarray]] | None = None,
+    seed: int = 0,
+    p_out: bool = True,
+    p_out_days: int | None = None,
+    paths: int = 4000,
+    level_cv: float = 0.0,
+) -> tuple[Projection, np.ndarray | None, dict]:
+    """One item's projection, P(out by day d) and reorder decision: what ``plan_inventory`` does
+    per item, and what the bench's decision replay (``bench.inventory_replay``) calls each morning.
+
+    Args:
+        on_hand, lots, usage, usage_sd, arrivals, shelf_life_days: as ``project_item``.
+        lead_days, lead_sd: the supplier's expected lead time and its sd (``models.lead_time``).
+        settings: ``InventorySettings`` (service level, review period, costs, soon_days).
+        scenarios: arrival scenarios (``arrival_scenarios``); default the expected arrivals.
+        p_out: False skips the usage-path simulation (the reorder decision does not need it).
+        p_out_days: simulate only this many days (P(out) beyond them is not needed).
+    Returns (projection, P(out by day d) or None, ``reorder_plan``'s dict).
+    """
+    proj = project_item(on_hand, lots, usage, usage_sd, arrivals, shelf_life_days)
+    p_mix = None
+    if p_out:
+        k = len(usage) if p_out_days is None else min(int(p_out_days), len(usage))
+        scen = [(w, np.asarray(a)[:k]) for w, a in (scenarios or [(1.0, arrivals)])]
+        p_mix = simulate_p_out(on_hand, lots, usage[:k], usage_sd[:k], scen, shelf_life_days, seed=seed, paths=paths,
+                               level_cv=level_cv)
+    plan = reorder_plan(
+        proj, usage, usage_sd, on_hand, lead_days, lead_sd,
+        service_level=settings.service_level,
+        review_period_days=settings.review_period_days,
+        order_cost=settings.order_cost,
+        holding_rate=settings.holding_cost_rate_per_year,
+        unit_cost=unit_cost,
+        par_level=par_level,
+        min_order_quantity=min_order_quantity,
+        shelf_life_days=shelf_life_days,
+        soon_days=settings.soon_days,
+        whole_units=whole_units,
+    )
+    return proj, p_mix, plan
