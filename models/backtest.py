@@ -138,6 +138,11 @@ def rolling_origin(
             "mae": mae(res["y"], res["yhat"]),
             "coverage80": cross_fitted_coverage(res, level),
             "n": int(len(res)),
+            # the sums a chain-wide decision pools over shards (models.chain_decision)
+            "abs_err": float(np.abs(res["y"] - res["yhat"]).sum()),
+            "y_sum": float(res["y"].sum()),
+            "series": int(res["series_id"].nunique()),
+            "folds": int(res["fold"].nunique()),
         }
     chosen, note = select(scores, residuals, simple, margin)
     if note:

@@ -18,12 +18,19 @@ INTERVAL_LEVEL = 0.8
 
 # Daily: few series per shard (its restaurants), so many overlapping origins (every 3 days) and
 # small trees; they learn how the level drifts (trend, season) from the series' own past.
-# The LightGBM + Prophet blend is a candidate too: with a year of history Prophet's per-series
-# yearly curve adds what the global model has too few year-old origins to learn (models/blend.py).
+# The chain uses one method, by default the equal-weight combination ("ensemble") of members that
+# err differently: the global LightGBM (recent level, momentum, calendar, holidays with their eves
+# and days after, last year's same week where a store has it), the plain lagged LightGBM (lags of
+# 28 days and more: what is known over the whole horizon) and Prophet per restaurant (its own
+# weekly shape and trend, the country's holidays and the days around them, outlier days left out;
+# fitted at the weekly reselection only). The pooled backtest of every shard may replace it
+# (models.chain_decision); a shard's own few origins never do. Chosen on the public chain's tuning
+# windows (docs/demand.md), never on its final window.
 DAILY = TypeSpec("demand_daily", "weekday", 28,
-                 candidates=("seasonal_naive", "seasonal_average", "lightgbm", "lightgbm+prophet", "lightgbm_plain",
-                             "ensemble"),
-                 ensemble=("seasonal_average", "lightgbm", "lightgbm_plain"),
+                 candidates=("seasonal_naive", "seasonal_average", "lightgbm", "lightgbm_plain", "prophet", "ensemble"),
+                 ensemble=("lightgbm", "lightgbm_plain", "prophet"),
+                 default="ensemble",
+                 prophet=(("holiday_days", True), ("drop_outliers", True)),
                  lgbm=(("origins", 70), ("origin_step_days", 3), ("num_leaves", 7), ("min_data_in_leaf", 20),
                        ("num_boost_round", 150)))
 # Prophet per restaurant on hourly data costs seconds a series; it is compared in bench/demand.py.

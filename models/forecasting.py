@@ -30,6 +30,7 @@ from features.model_frames import dormant_days, known_closures
 from models.artifacts import load_artifact, saved_record, shard_key
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend, MeanEnsemble
+from models.chain_decision import chain_decision
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM, PlainLagLGBM
 from models.prophet_model import YEARLY_MIN_DAYS, ProphetPerSeries
@@ -69,6 +70,10 @@ class TypeSpec:
         peer_shrink_days: k > 0: a series in the ``average`` step with some days of its own
             history gets the peers' forecast scaled to (its units + k x peer daily mean) /
             (its days + k): its own days count as far as they go, the peers' as k days (0: off).
+        prophet: extra ProphetPerSeries arguments (candidate "prophet").
+        default: the method the chain uses unless the pooled backtest of every shard shows another
+            better by a margin (``models.chain_decision``); None: each shard's backtest selects
+            (``models.backtest.select``).
     """
 
     prediction_type: str
@@ -88,6 +93,8 @@ class TypeSpec:
     dormant: tuple[int, float] | None = None
     peer_statistic: str = "mean"
     peer_shrink_days: int = 0
+    prophet: tuple[tuple[str, object], ...] = ()
+    default: str | None = None
 
     @property
     def hourly(self) -> bool:
@@ -110,7 +117,7 @@ def make_candidate(name: str, spec: TypeSpec, context: RestaurantContext | None 
     if name == PlainLagLGBM.name:
         return PlainLagLGBM(slot=spec.slot, horizon_days=spec.horizon_days, **dict(spec.plain_lgbm))
     if name == "prophet":
-        return ProphetPerSeries(hourly=spec.hourly, n_jobs=spec.prophet_jobs)
+        return ProphetPerSeries(hourly=spec.hourly, n_jobs=spec.prophet_jobs, **dict(spec.prophet))
     if name == LGBMProphetBlend.name:
         return LGBMProphetBlend(
             lgbm={"slot": spec.slot, "horizon_days": spec.horizon_days, **dict(spec.lgbm)},
@@ -179,6 +186,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
     seasoned = [int(s) for s in sids if days.get(s, 0) >= spec.min_history_days and totals.get(s, 0) > 0]
     records: list[ModelRecord] = []
     backtest = None
+    decision = None
     version = model_version(spec, scope)
     context = restaurant_context(features)
 
@@ -217,17 +225,28 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                 if backtest.chosen is None:
                     raise RuntimeError("no candidate survived the backtest")
                 chosen = backtest.chosen
+                if spec.default is not None:
+                    decision = chain_decision(scope.registry, spec.prediction_type, spec.default, spec.candidates,
+                                              exclude_run=str(scope.run_id)[:8])
+                    if decision.name in backtest.residuals:
+                        chosen = decision.name
+                    messages.append(f"{spec.prediction_type}: the chain's decision {decision.name} ({decision.reason})"
+                                    + ("" if chosen == decision.name else
+                                       f"; it has no backtest in this shard, {chosen} used"))
                 res = backtest.residuals[chosen]
                 intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
-            if selection is not None and chosen == LGBMProphetBlend.name and selection.model is not None:
-                # Prophet is refit at the weekly reselection only; nightly, only the LightGBM
+            if selection is not None and chosen in (LGBMProphetBlend.name, MeanEnsemble.name) \
+                    and selection.model is not None and hasattr(selection.model, "models_" if chosen ==
+                                                                MeanEnsemble.name else "prophet_"):
+                # Prophet is refit at the weekly reselection only; nightly, only the other parts
                 model = make(chosen).refit(h_s, selection.model)
             else:
                 model = make(chosen).fit(h_s)
             pred = model.predict(out.loc[f_mask], history=h_s)
             _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
             if save:
-                records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest, selection))
+                records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest, selection,
+                                         decision))
         except Exception as exc:
             log.warning("%s: model step failed", spec.prediction_type, exc_info=True)
             messages.append(f"{spec.prediction_type}: model step failed ({type(exc).__name__}: {exc}); "
@@ -396,7 +415,8 @@ def _first_instant(start, scope: Scope):
     return (min(instants) if instants else start.tz_localize("UTC")).to_pydatetime()
 
 
-def _register(model, intervals, chosen, version, spec, scope, history, backtest, selection=None) -> ModelRecord:
+def _register(model, intervals, chosen, version, spec, scope, history, backtest, selection=None,
+              decision=None) -> ModelRecord:
     start, end = history["ds"].min(), history["ds"].max()
     if selection is not None:  # refit under an earlier run's selection: its scores still stand
         scores, selected_at, selected_in = selection.scores, selection.selected_at, selection.version
@@ -419,6 +439,7 @@ def _register(model, intervals, chosen, version, spec, scope, history, backtest,
             "folds": spec.backtest_folds,
             "horizon_days": spec.horizon_days,
             "series": int(history["series_id"].nunique()),
+            **({"chain_decision": decision.as_metrics()} if decision is not None else {}),
         },
         params=model.params() if hasattr(model, "params") else {},
     )

@@ -41,19 +41,19 @@ def _fit_one(args: tuple) -> tuple[int, str | None]:
     from prophet.serialize import model_to_json
 
     _quiet()
-    sid, frame, hourly, holidays = args
+    sid, frame, hourly, holidays, mode = args
     if len(frame) < MIN_POINTS or frame["y"].sum() <= 0:
         return sid, None
     span_days = (frame["ds"].max() - frame["ds"].min()).days
     model = Prophet(
         uncertainty_samples=0,
-        seasonality_mode="multiplicative" if hourly else "additive",
+        seasonality_mode=mode or ("multiplicative" if hourly else "additive"),
         weekly_seasonality=True,
         daily_seasonality=hourly,
         yearly_seasonality=span_days >= YEARLY_MIN_DAYS,
     )
-    if holidays:
-        model.add_regressor("is_holiday")
+    for col in holidays:
+        model.add_regressor(col)
     try:
         model.fit(frame)
     except Exception:  # a degenerate series must not sink the comparison
@@ -64,24 +64,41 @@ def _fit_one(args: tuple) -> tuple[int, str | None]:
 class ProphetPerSeries:
     name = "prophet"
 
-    def __init__(self, hourly: bool = False, n_jobs: int = 1, holidays: bool = True):
+    def __init__(self, hourly: bool = False, n_jobs: int = 1, holidays: bool = True, holiday_days: bool = False,
+                 mode: str | None = None, drop_outliers: bool = False):
         """
         Args:
             hourly: add Prophet's daily seasonality (hour of day) for hourly series.
             n_jobs: worker processes for fitting (1 fits in this process).
             holidays: use the ``is_holiday`` column of history/future as a regressor.
+            holiday_days: also the eves and the days after (``is_holiday_eve``, ``is_holiday_after``):
+                the country's holidays with the days around them, each an effect of its own.
+            mode: Prophet's seasonality_mode; None: multiplicative for hourly, additive for daily.
+            drop_outliers: leave days flagged ``outlier`` out of the fit, as closed days are (an
+                event day otherwise bends the trend for weeks).
         """
         self.hourly = hourly
         self.n_jobs = n_jobs
         self.holidays = holidays
+        self.holiday_days = holiday_days
+        self.mode = mode
+        self.drop_outliers = drop_outliers
+
+    @property
+    def regressors(self) -> list[str]:
+        if not self.holidays:
+            return []
+        return ["is_holiday"] + (["is_holiday_eve", "is_holiday_after"] if self.holiday_days else [])
 
     def fit(self, history: pd.DataFrame) -> Self:
         """Args: history with series_id, ds (naive local), y, closed[, is_holiday]."""
         data = history
         if "closed" in data.columns:
             data = data[~data["closed"].astype(bool)]
-        cols = ["ds", "y"] + (["is_holiday"] if self.holidays else [])
-        jobs = [(int(sid), g[cols].reset_index(drop=True), self.hourly, self.holidays)
+        if self.drop_outliers and "outlier" in data.columns:
+            data = data[~data["outlier"].astype(bool)]
+        cols = ["ds", "y"] + self.regressors
+        jobs = [(int(sid), g[cols].reset_index(drop=True), self.hourly, self.regressors, self.mode)
                 for sid, g in data.groupby("series_id")]
         if self.n_jobs > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=self.n_jobs) as pool:
@@ -102,13 +119,15 @@ class ProphetPerSeries:
             if js is None:
                 continue
             model = model_from_json(js)
-            cols = ["ds"] + (["is_holiday"] if self.holidays else [])
+            cols = ["ds"] + self.regressors
             fc = model.predict(future.loc[idx, cols].reset_index(drop=True))
             yhat.loc[idx] = np.maximum(fc["yhat"].to_numpy(), 0.0)
         return point_forecast(future, yhat)
 
     def save(self, directory: Path) -> None:
-        write_params(directory, self.name, {"hourly": self.hourly, "n_jobs": self.n_jobs, "holidays": self.holidays})
+        write_params(directory, self.name, {"hourly": self.hourly, "n_jobs": self.n_jobs, "holidays": self.holidays,
+                                            "holiday_days": self.holiday_days, "mode": self.mode,
+                                            "drop_outliers": self.drop_outliers})
         (directory / "models.json").write_text(json.dumps({str(k): v for k, v in self.models_.items()}))
 
     @classmethod
