@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from core.replica import ReplicaReader
 from core.units import PredictionUnit, Scope
 from features.quality import count_malformed
-from features.restaurants import inactive_restaurant_ids, load_restaurants
+from features.restaurants import first_order_at, inactive_restaurant_ids, load_restaurants
 from reporting.accuracy import after_run
 from webhooks.deliveries import emit_run_completed
 from worker import db, records
@@ -228,6 +228,11 @@ def begin_run(
             reasons = [r for r in [unit.unusable(reader)] if r]
         if reasons:
             modules_skipped[unit_key(unit, units)] = "; ".join(reasons)
+    if as_of not in (None, "") and not found.unknown_ids and len(found.restaurants):
+        first = first_order_at(reader, [int(i) for i in found.restaurants["id"]])
+        if first is not None and when <= first:
+            raise RunInputError(f"as_of {when.isoformat()} is before the first order in the replica "
+                                f"({first.floor('s').isoformat()}): there is nothing to predict from")
     messages = [f"replica role can write: {r}" for r in role_risks] + list(found.rejected.values())
     skipped = {"restaurants_restaurant": len(found.rejected)} if found.rejected else {}
     ids = [int(i) for i in found.restaurants["id"]]
