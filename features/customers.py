@@ -65,6 +65,7 @@ anchored AS (
     WHERE (c.home_restaurant_id = ANY(:rids)
            OR (c.home_restaurant_id IS NULL AND c.organization_id = ANY(:orgs)))
       AND {valid_c}
+      AND c.date_joined < :anchor_as_of  -- an as-of replay sees the customers of that instant
       AND coalesce(c.home_restaurant_id, last.restaurant_id) = ANY(:rids)
       AND mod(c.id * 7919, 1000) < :keep_per_mille
 )

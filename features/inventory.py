@@ -448,7 +448,7 @@ def inventory_features(reader: ReplicaReader, scope: Scope, settings: InventoryS
     usage = usage_grid(raw, items, first, last)
     recipes = recipe_lines(reader, rids)
     zones = {rid: tz for rid, tz in checked_zones(scope.restaurants)[0].items() if rid in first}
-    menu = menu_items(reader, rids)
+    menu = menu_items(reader, rids, as_of)
     sold = item_daily_units(reader, zones, start, as_of, scope.valid_until) if zones else pd.DataFrame(
         columns=["menu_item_id", "restaurant_id", "local_date", "units"])
     menu_units = menu_unit_grid(sold, menu[menu["id"].isin(recipes["menu_item_id"])], first, last, zones)

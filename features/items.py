@@ -29,25 +29,28 @@ from features.demand import (
     mark_closed_days,
     mark_outliers,
 )
-from features.quality import valid
+from features.quality import AS_OF_FILTER, valid
 from features.timegrid import future_days, local_date
 
 ITEM_HISTORY_DAYS = 182
 
 
-def menu_items(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
+def menu_items(reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime | None = None) -> pd.DataFrame:
     """Menu items of these restaurants: id, restaurant_id, category, is_active, created_at (UTC).
 
-    Names are not read: they are not needed to forecast and stay out of features.
+    ``as_of``: only the items on the menu by then (``created_at`` before it), so a replay sees the
+    menu as it was, not items added since (issue 25: six later items moved every forecast of a
+    bakery replay, items being reconciled to the orders forecast). Names are not read: they are
+    not needed to forecast and stay out of features.
     """
     frame = reader.frame(
-        """
+        f"""
         SELECT id, restaurant_id, category, is_active, created_at
         FROM menu_menuitem
-        WHERE restaurant_id = ANY(:rids)
+        WHERE restaurant_id = ANY(:rids) AND {AS_OF_FILTER.format(column='created_at')}
         ORDER BY id
         """,
-        {"rids": restaurant_ids},
+        {"rids": restaurant_ids, "as_of": as_of},
     )
     if frame.empty:  # a chain imported as daily totals has no menu
         frame = pd.DataFrame({"id": [], "restaurant_id": [], "category": pd.Series(dtype=object),
@@ -104,7 +107,7 @@ def item_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHisto
     zones, messages = checked_zones(scope.restaurants)
     # windows start at local dates (features.demand.local_window): the hour of the run does not matter
     firsts, start = local_window(zones, scope.as_of, min(ITEM_HISTORY_DAYS, scope.forecast.history_days))
-    items = menu_items(reader, scope.restaurant_ids)
+    items = menu_items(reader, scope.restaurant_ids, scope.as_of)
     units = item_daily_units(reader, zones, start, scope.as_of, scope.valid_until)
     # the restaurants' orders over the full history window: the closed days of the item window, and
     # the top-down candidates' restaurant history (below)

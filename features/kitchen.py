@@ -17,7 +17,7 @@ import pandas as pd
 
 from core.replica import ReplicaReader
 from core.units import Scope
-from features.quality import valid
+from features.quality import AS_OF_FILTER, valid
 
 TICKET_HISTORY_DAYS = 90  # rows for the model: one quarter of tickets is plenty and keeps memory bounded
 # ...and at most this many x the shard's restaurants, the shard's newest (one cut across the
@@ -111,18 +111,19 @@ def prep_medians(
     return frame
 
 
-def kitchen_menu(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
-    """Every menu item of the restaurants with its station: menu_item_id, restaurant_id,
-    station_id (NaN when the menu names none), station_type, is_active."""
+def kitchen_menu(reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime | None = None) -> pd.DataFrame:
+    """Every menu item of the restaurants (on the menu before ``as_of``, when given: a replay sees
+    the menu as it was) with its station: menu_item_id, restaurant_id, station_id (NaN when the
+    menu names none), station_type, is_active."""
     frame = reader.frame(
-        """
+        f"""
         SELECT m.id AS menu_item_id, m.restaurant_id, m.station_id, s.station_type, m.is_active
         FROM menu_menuitem m
         LEFT JOIN kitchen_station s ON s.id = m.station_id
-        WHERE m.restaurant_id = ANY(:rids)
+        WHERE m.restaurant_id = ANY(:rids) AND {AS_OF_FILTER.format(column='m.created_at')}
         ORDER BY m.id
         """,
-        {"rids": [int(i) for i in restaurant_ids]},
+        {"rids": [int(i) for i in restaurant_ids], "as_of": as_of},
     )
     frame["menu_item_id"] = frame["menu_item_id"].astype("int64")
     frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
@@ -168,7 +169,7 @@ def kitchen_unit_features(reader: ReplicaReader, scope: Scope) -> KitchenData:
         as_of=as_of,
         tickets=tickets,
         medians=medians,
-        menu=kitchen_menu(reader, rids),
+        menu=kitchen_menu(reader, rids, as_of),
         stations=kitchen_stations(reader, rids),
         counts={"tickets": int(len(tickets))},
     )

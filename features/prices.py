@@ -16,22 +16,24 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.settings import InventorySettings
 from core.units import Scope
-from features.quality import valid
+from features.quality import AS_OF_FILTER, valid
 
 _SOLD = "o.status <> 'cancelled'"
 
 
-def menu_items(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.DataFrame:
-    """Active menu items: menu_item_id, restaurant_id, category, price (current list price),
-    cost (food cost per unit, NaN when unknown). Names are not read."""
+def menu_items(reader: ReplicaReader, restaurant_ids: list[int], as_of: datetime | None = None) -> pd.DataFrame:
+    """Active menu items (on the menu before ``as_of``, when given): menu_item_id, restaurant_id,
+    category, price (current list price), cost (food cost per unit, NaN when unknown). Names are
+    not read."""
     frame = reader.frame(
-        """
+        f"""
         SELECT id AS menu_item_id, restaurant_id, category, price::float8 AS price, cost::float8 AS cost
         FROM menu_menuitem
         WHERE restaurant_id = ANY(:rids) AND is_active AND price IS NOT NULL AND price > 0
+          AND {AS_OF_FILTER.format(column='created_at')}
         ORDER BY id
         """,
-        {"rids": restaurant_ids},
+        {"rids": restaurant_ids, "as_of": as_of},
     )
     frame["menu_item_id"] = frame["menu_item_id"].astype("int64")
     frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
@@ -72,6 +74,6 @@ def pricing_features(reader: ReplicaReader, scope: Scope, settings: InventorySet
     """Items and their daily sales over ``settings.price_history_days`` before ``scope.as_of``."""
     start = scope.as_of - pd.Timedelta(days=settings.price_history_days)
     return {
-        "items": menu_items(reader, scope.restaurant_ids),
+        "items": menu_items(reader, scope.restaurant_ids, scope.as_of),
         "sales": daily_item_sales(reader, scope.restaurant_ids, start, scope.as_of, scope.valid_until),
     }

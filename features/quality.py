@@ -78,6 +78,11 @@ _SCOPE: dict[str, tuple[str, str]] = {
     "customers_customerprofile": ("customers_customerprofile t", "t.home_restaurant_id = ANY(:rids)"),
 }
 
+# Rows that existed at ``:as_of`` by the date the replica gives them (``column``: a menu item's
+# ``created_at``, a customer's ``date_joined``): an as-of replay sees the replica as it was then.
+# A null as-of keeps every row.
+AS_OF_FILTER = "(CAST(:as_of AS timestamptz) IS NULL OR {column} < CAST(:as_of AS timestamptz))"
+
 
 def valid(table: str, alias: str) -> str:
     """SQL predicate that keeps only well-formed rows of ``table`` (aliased ``alias``)."""

@@ -51,3 +51,21 @@ def inactive_restaurant_ids(reader: ReplicaReader) -> list[int]:
     """Restaurants the RMS marks inactive: closed for good, so their predictions must go."""
     frame = reader.frame("SELECT id FROM restaurants_restaurant WHERE NOT is_active ORDER BY id")
     return [int(i) for i in frame["id"]]
+
+
+def first_order_at(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.Timestamp | None:
+    """The earliest order of these restaurants (UTC), None when they have none.
+
+    One index probe per restaurant (``orders_order (restaurant_id, created_at)``), not a scan: a
+    run started with an as-of before it has nothing to learn from, a user's mistake said plainly
+    rather than an error deep in a model.
+    """
+    first = reader.scalar(
+        """
+        SELECT min(f.created_at) FROM unnest(CAST(:rids AS bigint[])) AS r(id)
+        CROSS JOIN LATERAL (SELECT o.created_at FROM orders_order o WHERE o.restaurant_id = r.id
+                            ORDER BY o.created_at LIMIT 1) f
+        """,
+        {"rids": [int(i) for i in restaurant_ids]},
+    )
+    return None if first is None else pd.Timestamp(first).tz_convert("UTC")

@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike
 
 from features.customer_frames import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES, BetaGeo, add_btyd_features
+from models.lgbm_params import SAMPLED, booster_params, monotone_up
 
 MODEL_NAME = "churn_lgbm"
 FALLBACK_NAME = "churn_bgnbd"
@@ -144,13 +145,8 @@ class ChurnClassifier:
         self.holdout_: dict = {}
 
     def _params(self) -> dict:
-        return {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 0.9, "bagging_fraction": 0.9,
-                "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": self.num_threads, "seed": self.seed,
-                "deterministic": True, "verbose": -1,
-                # A longer silence never makes a customer less likely to churn.
-                "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in self.features],
-                "monotone_constraints_method": "advanced"}
+        # A longer silence never makes a customer less likely to churn.
+        return booster_params(self, "binary", **SAMPLED, **monotone_up(self.features, MONOTONE_UP))
 
     def _offset(self, frame: pd.DataFrame) -> np.ndarray:
         if self.offset is None:

@@ -204,7 +204,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         h_s = hist[hist["series_id"].isin(seasoned)]
         f_mask = out["series_id"].isin(seasoned)
         try:
-            selection = recent_selection(spec, scope, h_s["ds"].max())
+            selection = recent_selection(spec, scope, h_s["ds"].max(), messages)
             if selection is not None:
                 chosen, intervals = selection.name, selection.intervals
                 messages.append(f"{spec.prediction_type}: {chosen} refit on today's history; its selection and "
@@ -457,7 +457,8 @@ class Selection:
     model: object | None = None  # the artifact (the refit of a blend keeps its Prophet part)
 
 
-def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) -> Selection | None:
+def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp,
+                     messages: list[str] | None = None) -> Selection | None:
     """The newest active model of this type and shard whose backtest is under
     ``scope.forecast.reselect_days`` old, or None (then tonight's run backtests).
 
@@ -491,6 +492,9 @@ def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp) ->
             model, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
         except Exception as exc:
             log.warning("%s: selection of %s unusable (%s); backtesting", spec.prediction_type, rec.version, exc)
+            if messages is not None:  # a tampered or lost artifact belongs in the run record, not the log only
+                messages.append(f"{spec.prediction_type}: model {rec.version} unusable ({type(exc).__name__}: {exc}); "
+                                "backtested and refitted")
             return None
         return Selection(rec.name, str(metrics.get("selected_in", rec.version)), selected_at, metrics["backtest"],
                          intervals, model)

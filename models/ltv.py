@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike
 
 from models.btyd import BTYD_FEATURES, BetaGeo, GammaGamma, add_btyd_features
 from models.churn import bgnbd_inputs, fit_bgnbd
+from models.lgbm_params import SAMPLED, booster_params
 
 MODEL_NAME = "ltv_lgbm"
 FALLBACK_NAME = "ltv_bgnbd_gg"
@@ -77,10 +78,7 @@ class LtvRegressor:
         self.orders_: lgb.Booster | None = None
 
     def _params(self, objective: str) -> dict:
-        return {"objective": objective, "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 0.9, "bagging_fraction": 0.9,
-                "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": self.num_threads, "seed": self.seed,
-                "deterministic": True, "verbose": -1}
+        return booster_params(self, objective, **SAMPLED)
 
     @staticmethod
     def _offsets(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

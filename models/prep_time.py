@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.kitchen_frames import add_item_reference, left_unbumped, reference_minutes
+from models.lgbm_params import booster_params, monotone_up
 
 MODEL_NAME = "prep_time_lgbm"
 FALLBACK_NAME = "prep_time_median"
@@ -75,11 +76,7 @@ class PrepTimeModel:
         self.station_types_ = sorted(data["station_type"].unique().tolist())
         n_hold = int(len(data) * self.holdout_share)
         fit_part, hold = data.iloc[: len(data) - n_hold], data.iloc[len(data) - n_hold:]
-        params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                  "min_data_in_leaf": self.min_data_in_leaf, "num_threads": self.num_threads, "seed": self.seed,
-                  "deterministic": True, "verbose": -1,
-                  "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in FEATURES],
-                  "monotone_constraints_method": "advanced"}
+        params = booster_params(self, "regression", **monotone_up(FEATURES, MONOTONE_UP))
         self.booster_ = lgb.train(params, lgb.Dataset(self._X(fit_part), fit_part["prep_ratio"].to_numpy(float)),
                                   num_boost_round=self.num_boost_round)
         if len(hold):

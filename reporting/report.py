@@ -233,20 +233,38 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Run {_esc(run['id'])}</title>"
              f"<style>{CSS}</style></head><body>"]
     parts.append(f"<h1>Prediction run {_esc(run['id'])}</h1>")
+    parts.append(glance_html(run, accuracy, alerts, records.failed_deliveries(engine), _baseline(reader, run, accuracy)))
+    parts.append(_summary_section(run))
+    parts.append(_steps_section(run, shards))
+    parts.append(_skipped_section(run))
+    parts.append(_alerts_section(alerts))
+    parts.append(_accuracy_section(run, accuracy))
+    parts.append("<section id='plots'><h2>Plots</h2>")
+    parts.append(_img(forecast_plot(actual, past, future, rid), "forecast against actuals"))
+    parts.append(_img(accuracy_over_time_plot(over_time), "realised accuracy over time"))
+    parts.append(_img(coverage_plot(accuracy), "interval coverage"))
+    parts.append("</section>")
+    parts.append(f"<p class='empty'>generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC</p></body></html>")
+    return "".join(parts)
+
+
+def _baseline(reader: ReplicaReader, run: dict[str, Any], accuracy: pd.DataFrame) -> float | None:
+    """The glance's context: the four-week mean WAPE before the window, None when not known."""
     window = run.get("accuracy") or {}
-    baseline = None
-    if window.get("window_start") and len(accuracy):
-        try:
-            baseline = four_week_mean_wape(reader, [int(i) for i in run.get("restaurant_ids") or []],
-                                           pd.Timestamp(window["window_start"]), pd.Timestamp(window["window_end"]),
-                                           datetime.now(timezone.utc))
-        except Exception:  # the baseline is context; the report stands without it
-            baseline = None
-    parts.append(glance_html(run, accuracy, alerts, records.failed_deliveries(engine), baseline))
-    # summary ----------------------------------------------------------------------------
+    if not (window.get("window_start") and len(accuracy)):
+        return None
+    try:
+        return four_week_mean_wape(reader, [int(i) for i in run.get("restaurant_ids") or []],
+                                   pd.Timestamp(window["window_start"]), pd.Timestamp(window["window_end"]),
+                                   datetime.now(timezone.utc))
+    except Exception:  # the baseline is context; the report stands without it
+        return None
+
+
+def _summary_section(run: dict[str, Any]) -> str:
     duration = (run["finished_at"] - run["started_at"]).total_seconds() if run.get("finished_at") else None
     written = run.get("rows_written") or {}
-    parts.append("<section id='summary'><h2>Run summary</h2>")
+    parts = ["<section id='summary'><h2>Run summary</h2>"]
     parts.append(_table(["", ""], [
         ["schedule", _esc(run["schedule"])],
         ["status", f"<span class='status-{_esc(run['status'])}'>{_esc(run['status'])}</span>"],
@@ -267,8 +285,10 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
             [_esc(f.get("shard")), _esc(f.get("restaurant_ids")), _esc(scrub_reason(f.get("error")))]
             for f in run["failed"]]))
     parts.append("</section>")
-    # steps --------------------------------------------------------------------------------
-    parts.append("<section id='steps'><h2>Time per step</h2>")
+    return "".join(parts)
+
+
+def _steps_section(run: dict[str, Any], shards: pd.DataFrame) -> str:
     step_rows = []
     for s in shards.itertuples(index=False):
         took = (s.finished_at - s.started_at).total_seconds() if s.finished_at is not None and s.started_at is not None else None
@@ -276,10 +296,13 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
         step_rows.append([f"shard {s.shard_no}", _esc(s.status), _esc(s.attempts), f"{_fmt(took, 1)} s", units])
     for k, v in sorted((run.get("step_seconds") or {}).items()):
         step_rows.append([_esc(k), "", "", f"{_fmt(v, 1)} s", ""])
-    parts.append(_table(["step", "status", "attempts", "seconds", "per unit"], step_rows, "no steps recorded"))
-    parts.append("</section>")
-    # skipped ------------------------------------------------------------------------------
-    parts.append("<section id='skipped'><h2>Skipped modules and malformed rows</h2>")
+    return ("<section id='steps'><h2>Time per step</h2>"
+            + _table(["step", "status", "attempts", "seconds", "per unit"], step_rows, "no steps recorded")
+            + "</section>")
+
+
+def _skipped_section(run: dict[str, Any]) -> str:
+    parts = ["<section id='skipped'><h2>Skipped modules and malformed rows</h2>"]
     parts.append("<h3>Prediction types skipped (an RMS module missing, or nothing usable in it)</h3>")
     parts.append(_table(["prediction type", "reason"], [
         [_esc(t), _esc(scrub_reason(r))] for t, r in sorted((run.get("modules_skipped") or {}).items())],
@@ -296,16 +319,21 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
     else:
         parts.append("<p class='empty'>none</p>")
     parts.append("</section>")
-    # alerts -------------------------------------------------------------------------------
-    parts.append("<section id='alerts'><h2>Drift and degradation alerts</h2>")
-    parts.append(_table(["kind", "signal", "type", "restaurant", "observed", "reference", "threshold", "message"], [
-        [_esc(a.kind), _esc(a.signal), _esc(a.prediction_type or "–"),
-         _esc("chain" if a.restaurant_id is None or pd.isna(a.restaurant_id) else int(a.restaurant_id)),
-         _fmt(a.observed), _fmt(a.reference), _fmt(a.threshold), f"<span class='alert'>{_esc(a.message)}</span>"]
-        for a in alerts.itertuples(index=False)], "no alerts"))
-    parts.append("</section>")
-    # accuracy -----------------------------------------------------------------------------
-    parts.append("<section id='accuracy'><h2>Realised accuracy</h2>")
+    return "".join(parts)
+
+
+def _alerts_section(alerts: pd.DataFrame) -> str:
+    return ("<section id='alerts'><h2>Drift and degradation alerts</h2>"
+            + _table(["kind", "signal", "type", "restaurant", "observed", "reference", "threshold", "message"], [
+                [_esc(a.kind), _esc(a.signal), _esc(a.prediction_type or "–"),
+                 _esc("chain" if a.restaurant_id is None or pd.isna(a.restaurant_id) else int(a.restaurant_id)),
+                 _fmt(a.observed), _fmt(a.reference), _fmt(a.threshold), f"<span class='alert'>{_esc(a.message)}</span>"]
+                for a in alerts.itertuples(index=False)], "no alerts")
+            + "</section>")
+
+
+def _accuracy_section(run: dict[str, Any], accuracy: pd.DataFrame) -> str:
+    parts = ["<section id='accuracy'><h2>Realised accuracy</h2>"]
     window = run.get("accuracy") or {}
     if window.get("window_start"):
         parts.append(f"<p>Predictions whose targets ended between {_esc(window['window_start'])} and "
@@ -332,13 +360,6 @@ def build_report(run_id: str, *, engine: Engine, reader: ReplicaReader) -> str:
         parts.append(_table(["type", "reasons"], [
             [_esc(t), _esc(", ".join(f"{k} {v}" for k, v in sorted(c.items())))] for t, c in sorted(excluded.items())]))
     parts.append("</section>")
-    # plots --------------------------------------------------------------------------------
-    parts.append("<section id='plots'><h2>Plots</h2>")
-    parts.append(_img(forecast_plot(actual, past, future, rid), "forecast against actuals"))
-    parts.append(_img(accuracy_over_time_plot(over_time), "realised accuracy over time"))
-    parts.append(_img(coverage_plot(accuracy), "interval coverage"))
-    parts.append("</section>")
-    parts.append(f"<p class='empty'>generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC</p></body></html>")
     return "".join(parts)
 
 

@@ -11,6 +11,7 @@ no route lands on the default queue where no worker of its kind listens. Queues 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,10 @@ def retry_transient(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise self.retry(exc=exc, countdown=countdown)
 
     run.retries_transient = True  # type: ignore[attr-defined]
+    # Celery checks a call's arguments against the task's signature before sending it (an unknown
+    # keyword is the caller's mistake, answered at once: Flower's 400); the wrapper's own
+    # (*args, **kwargs) would let any argument through to fail later on a worker.
+    run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return run
 
 

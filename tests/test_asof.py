@@ -100,3 +100,11 @@ def test_a_forced_future_run_never_blocks_the_present_one(seeded_replica, clean_
     with db.predictions_engine().connect() as conn:
         holders = conn.execute(text("SELECT DISTINCT run_id FROM m_l_predictions")).scalars().all()
     assert [str(r) for r in holders] == [str(present["id"])], (future["rows_written"], present["rows_written"])
+
+
+def test_an_as_of_before_any_order_is_one_line_and_exit_2(seeded_replica, clean_predictions):
+    """Before: the run went on and failed deep in stock_daily with a TypeError."""
+    result = CliRunner().invoke(app, ["run", "--schedule", "daily", "--as-of", "2000-01-01T00:00Z", "--no-lock",
+                                      "--restaurant", "2"])
+    assert "before the first order" in _one_line_exit_2(result)
+    assert _runs() == 0

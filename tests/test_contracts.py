@@ -9,14 +9,28 @@ from sqlalchemy import text
 
 from core.contract import MODULE_OF_TABLE, contract_tables
 
-SHARED_CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "rms_replica.sql"
+SHARED_CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
+# The project's copy -> the upstream file it copies (../shared/contracts beside a working checkout).
+UPSTREAM_NAME = {"rms_replica.sql": "rms_replica.sql", "README.upstream.md": "README.md"}
 
 
-def test_replica_schema_copy_matches_shared_contract(project_root):
-    if not SHARED_CONTRACT.exists():
-        pytest.skip("no ../shared/contracts beside this checkout (a user's clone)")
-    ours = (project_root / "contracts" / "rms_replica.sql").read_text()
-    assert ours == SHARED_CONTRACT.read_text(), "contracts/rms_replica.sql differs from the shared contract"
+@pytest.mark.pure
+def test_the_contract_copy_is_the_one_pinned_and_the_upstream_one_where_present(project_root):
+    """The project's copy of the contracts (``contracts/``) is the reference: its files digest to
+    what ``contracts/SHA256SUMS`` pins (an edit of the copy fails here, in every checkout), and
+    an upstream copy beside the checkout (``../shared/contracts``) is byte for byte the same."""
+    import hashlib
+
+    pinned = dict(line.split()[::-1] for line in (project_root / "contracts" / "SHA256SUMS").read_text().splitlines())
+    assert set(pinned) == set(UPSTREAM_NAME), "contracts/SHA256SUMS lists each copied contract file"
+    for name, digest in pinned.items():
+        ours = (project_root / "contracts" / name).read_bytes()
+        assert hashlib.sha256(ours).hexdigest() == digest, (
+            f"contracts/{name} differs from the contract it copies (SHA256SUMS); take the RMS team's new "
+            "version whole and pin its digest, never edit the copy")
+        upstream = SHARED_CONTRACTS / UPSTREAM_NAME[name]
+        if upstream.exists():
+            assert upstream.read_bytes() == ours, f"contracts/{name} differs from {upstream}"
 
 
 def test_contract_parser_sees_every_table_and_module():

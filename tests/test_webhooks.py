@@ -147,7 +147,7 @@ def finished_run(engine, *, failing_error: str | None = None) -> dict:
         run_records.start_shard(run_id, shard_no, [rid])
         if failing_error and shard_no == 1:
             run_records.finish_shard(run_id, 1, status="failed", rows_written={}, rows_skipped={},
-                                     modules_skipped={}, messages=[], error=failing_error)
+                                     messages=[], error=failing_error)
             continue
         days = 3 if rid == 1 else 2
         rows = pd.DataFrame({
@@ -163,7 +163,7 @@ def finished_run(engine, *, failing_error: str | None = None) -> dict:
         n = writer.replace_predictions(run_id, "demand_daily", "restaurant", rows, generated_at=now,
                                        expires_at=now + timedelta(hours=36))
         run_records.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_daily": n},
-                                 rows_skipped={}, modules_skipped={}, messages=[])
+                                 rows_skipped={}, messages=[])
     return run_records.finish_run(run_id)
 
 

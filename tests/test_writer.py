@@ -148,7 +148,7 @@ def test_run_record_counts_come_from_committed_rows(clean_predictions, predictio
         run_records.start_shard(run_id, shard_no, [rid])
         write(writer, run_id, hourly_rows([rid]))
         run_records.finish_shard(run_id, shard_no, status="succeeded", rows_written={"demand_hourly": 168},
-                            rows_skipped={"orders_order": 2}, modules_skipped={}, messages=[])
+                            rows_skipped={"orders_order": 2}, messages=[])
     record = run_records.finish_run(run_id)
     assert record["status"] == "succeeded"
     assert record["rows_written"] == {"demand_hourly": 336}
@@ -170,7 +170,7 @@ def test_finishing_a_run_twice_records_the_same_figures(clean_predictions, predi
     run_records.start_shard(run_id, 0, [1])
     write(PredictionWriter(predictions_engine), run_id, hourly_rows([1]))
     run_records.finish_shard(run_id, 0, status="succeeded", rows_written={"demand_hourly": 168},
-                             rows_skipped={"orders_order": 8}, modules_skipped={}, messages=[])
+                             rows_skipped={"orders_order": 8}, messages=[])
     first = runs.finish_run(str(run_id))
     again = runs.finish_run(str(run_id))
     assert first["rows_skipped"] == again["rows_skipped"] == {"restaurants_restaurant": 1, "orders_order": 8}

@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -150,39 +151,62 @@ def deliver_inline(
     """Deliver in this process with the same policy as the Celery path, within a time budget.
 
     The CLI and the demo have no worker to come back later, so they retry here; but a receiver
-    that is down must not hold a finished run for long. After ``budget_s`` (default
-    ``settings.inline_budget_s``) the remaining deliveries stay ``pending`` with their next
-    attempt time, for the sweep task or ``python -m worker webhooks redeliver``. Returns the last
-    result per delivery.
+    that is down must not hold a finished run for long. Receivers are served concurrently (one
+    thread each): a hanging or slow receiver no longer delays the healthy ones (issue 25: two got
+    their event 20 s late). The budget bounds the whole phase, attempts included: an attempt near
+    its end gets only the time left for its connect and read timeouts. After ``budget_s`` (default
+    ``settings.inline_budget_s``) the remaining deliveries stay ``pending`` with their next attempt
+    time, for the sweep task or ``python -m worker webhooks redeliver``. Returns the last result
+    per delivery.
     """
     budget = settings.inline_budget_s if budget_s is None else budget_s
     deadline = time.monotonic() + budget
-    due = {d: time.monotonic() for d in delivery_ids}
-    results: dict[str, AttemptResult] = {}
-    while due:
-        for delivery_id in sorted(due, key=due.get):
-            if due[delivery_id] > time.monotonic():
-                continue
-            result = attempt_delivery(delivery_id, engine=engine, settings=settings, rng=rng)
-            if result.attempt_no is not None or delivery_id not in results:
-                results[delivery_id] = result
-            if result.delivery_status != "pending" or result.retry_in_s is None:
-                del due[delivery_id]
-            else:  # retry later, or not due yet (a fresh retry time, or another process's lease)
-                due[delivery_id] = time.monotonic() + result.retry_in_s + (0.0 if result.attempt_no else 0.01)
-        if not due:
-            break
-        wake = min(due.values())
-        if wake > deadline:
-            log.warning(
-                "webhooks: %d delivery(ies) still pending after the inline budget of %.0f s; "
-                "left for the sweep or `webhooks redeliver`",
-                len(due),
-                budget,
-            )
-            break
-        sleep(max(0.0, wake - time.monotonic()))
+    ids = list(dict.fromkeys(delivery_ids))
+    if not ids:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(ids), _MAX_CONCURRENT), thread_name_prefix="webhook") as pool:
+        futures = {d: pool.submit(_deliver_until, d, deadline, engine, settings, rng, sleep) for d in ids}
+        results = {d: f.result() for d, f in futures.items()}
+    left = [d for d, r in results.items() if r.delivery_status == "pending"]
+    if left:
+        log.warning("webhooks: %d delivery(ies) still pending after the inline budget of %.0f s; "
+                    "left for the sweep or `webhooks redeliver`", len(left), budget)
     return results
+
+
+# Receivers served at once by the inline phase; more deliveries than this queue for a thread.
+_MAX_CONCURRENT = 16
+# The least time an attempt gets (even with the budget spent: the first attempt is always made).
+_MIN_ATTEMPT_S = 0.3
+
+
+def _within(settings: WebhookSettings, seconds: float) -> WebhookSettings:
+    """``settings`` with timeouts whose worst case (connect + 2 x read, the transport's deadline)
+    fits in ``seconds``; unchanged when they fit already."""
+    worst = settings.connect_timeout_s + 2 * settings.timeout_s
+    if worst <= seconds:
+        return settings
+    scale = max(seconds, _MIN_ATTEMPT_S) / worst
+    return settings.model_copy(update={"connect_timeout_s": settings.connect_timeout_s * scale,
+                                       "timeout_s": settings.timeout_s * scale})
+
+
+def _deliver_until(delivery_id: str, deadline: float, engine: Engine, settings: WebhookSettings,
+                   rng: random.Random | None, sleep: Callable[[float], None]) -> AttemptResult:
+    """One delivery's attempts and waits until it is settled or the deadline comes."""
+    result: AttemptResult | None = None
+    while True:
+        attempt = attempt_delivery(delivery_id, engine=engine, settings=_within(settings, deadline - time.monotonic()),
+                                   rng=rng)
+        if attempt.attempt_no is not None or result is None:
+            result = attempt
+        if attempt.delivery_status != "pending" or attempt.retry_in_s is None:
+            return result
+        # retry later, or not due yet (a fresh retry time, or another process's lease)
+        wait = attempt.retry_in_s + (0.0 if attempt.attempt_no else 0.01)
+        if time.monotonic() + wait >= deadline:
+            return result
+        sleep(wait)
 
 
 def enqueue_delivery(delivery_id: str, enqueue: Enqueue, *, countdown_s: float = 0.0) -> bool:

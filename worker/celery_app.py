@@ -7,6 +7,8 @@ them: tasks sit above the worker).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
@@ -60,6 +62,8 @@ def flower_command(
         f"--port={port or flower.port}",
         f"--address={address}",
         "--persistent=False",
+        # answers a caller's argument mistake with 400 and its text, not an empty 500 (flower_api.py)
+        f"--conf={Path(__file__).with_name('flower_conf.py')}",
     ]
     return argv, {"FLOWER_BASIC_AUTH": f"{flower.user}:{flower.password.get_secret_value()}"}
 

@@ -41,16 +41,73 @@ def advance(bar, task, step: str, done: int, total: int) -> None:
         bar.update(task, description="scoring earlier predictions, drift checks, report")
 
 
+# What a rich table adds per column (a space either side and a border) and once (the last border).
+_COLUMN_OVERHEAD = 3
+
+
+def _longest_word(text: str) -> int:
+    return max((len(w) for w in text.split()), default=0)
+
+
+def column_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int] | None:
+    """Widths that fit the table into ``width`` columns without breaking a word (a name, a
+    score, a path), or None when even one word per line does not fit: the table is stacked then.
+    Each column gets its longest word and the room left is shared by what the columns lack."""
+    columns = list(zip(headers, *rows)) if rows else [(h,) for h in headers]
+    natural = [max(len(line) for cell in col for line in (cell.splitlines() or [""])) for col in columns]
+    least = [max(_longest_word(cell) for cell in col) for col in columns]
+    room = width - _COLUMN_OVERHEAD * len(columns) - 1
+    if sum(natural) <= room:
+        return natural
+    if sum(least) > room:
+        return None
+    spare, lack = room - sum(least), [n - m for n, m in zip(natural, least)]
+    widths = [m + spare * k // sum(lack) for m, k in zip(least, lack)]
+    return widths
+
+
+def _stacked(title: str, headers: list[str], rows: list[list[str]], width: int) -> str:
+    """One block per row, a line per column (``header  value``, the value wrapped at spaces so no
+    word is cut); a table without headers shows each row's first cell as its heading."""
+    import textwrap
+
+    labelled = any(headers)
+    key = max((len(h) for h in headers), default=0) + 2 if labelled else 2
+    lines = [title]
+    for row in rows:
+        lines.append("")
+        cells = list(zip(headers, row)) if labelled else [("", c) for c in row[1:]]
+        if not labelled:
+            lines.append(row[0] if row else "")
+        for header, cell in cells:
+            wrapped = textwrap.wrap(cell, max(20, width - key), break_long_words=False, break_on_hyphens=False) or [""]
+            lines += [(header if i == 0 else "").ljust(key) + part for i, part in enumerate(wrapped)]
+    return "\n".join(lines)
+
+
+def render_table(title: str, headers: list[str], rows: list[list], width: int):
+    """A table that reads at ``width`` columns: a rich table when every word fits its column,
+    else the rows stacked (a narrow terminal, or piped output at 80 columns)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [[str(c) for c in row] for row in rows]
+    widths = column_widths(headers, cells, width)
+    if widths is None:
+        return Text(_stacked(title, headers, cells, width))
+    table = Table(title=title)
+    for h, w in zip(headers, widths):
+        table.add_column(h, width=w, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    return table
+
+
 def summary_table(title: str, headers: list[str], rows: list[list], stderr: bool = True) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=title)
-    for h in headers:
-        table.add_column(h)
-    for row in rows:
-        table.add_row(*[str(c) for c in row])
-    Console(stderr=stderr).print(table)
+    console = Console(stderr=stderr)
+    console.print(render_table(title, headers, rows, console.width), soft_wrap=False)
 
 
 def run_summary(record: dict, stderr: bool = True) -> None:

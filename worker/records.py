@@ -130,18 +130,18 @@ class RunRecords:
         status: str,
         rows_written: Mapping[str, int],
         rows_skipped: Mapping[str, int],
-        modules_skipped: Mapping[str, str],
         messages: list[str],
         error: str | None = None,
     ) -> None:
+        """Close a shard's record. Modules are skipped for the whole run when it begins
+        (``create_run``), never per shard, so a shard records none."""
         with self.engine.begin() as conn:
             conn.execute(
                 text(
                     """
                     UPDATE ml_run_shard SET status = :status, finished_at = now(),
                         rows_written = CAST(:written AS jsonb), rows_skipped = CAST(:skipped AS jsonb),
-                        modules_skipped = CAST(:modules AS jsonb), messages = CAST(:messages AS jsonb),
-                        error = :error
+                        messages = CAST(:messages AS jsonb), error = :error
                     WHERE run_id = :run_id AND shard_no = :shard_no
                     """
                 ),
@@ -151,7 +151,6 @@ class RunRecords:
                     "status": status,
                     "written": dumps(dict(rows_written)),
                     "skipped": dumps(dict(rows_skipped)),
-                    "modules": dumps(dict(modules_skipped)),
                     "messages": dumps(messages),
                     "error": error[:4000] if error else None,
                 },
@@ -185,7 +184,7 @@ class RunRecords:
         rid = str(run_id)
         with self.engine.begin() as conn:
             run = conn.execute(
-                text("SELECT rows_skipped, modules_skipped, messages FROM ml_run WHERE id = :id FOR UPDATE"),
+                text("SELECT rows_skipped, messages FROM ml_run WHERE id = :id FOR UPDATE"),
                 {"id": rid},
             ).mappings().one()
             written = {
@@ -200,18 +199,16 @@ class RunRecords:
             }
             shards = conn.execute(
                 text(
-                    "SELECT shard_no, restaurant_ids, status, rows_skipped, modules_skipped, messages, error "
+                    "SELECT shard_no, restaurant_ids, status, rows_skipped, messages, error "
                     "FROM ml_run_shard WHERE run_id = :id ORDER BY shard_no"
                 ),
                 {"id": rid},
             ).mappings().all()
             skipped: dict[str, int] = dict(run["rows_skipped"])
-            modules: dict[str, str] = dict(run["modules_skipped"])
             messages: list[str] = list(run["messages"])
             failed: list[dict[str, Any]] = []
             for shard in shards:
                 _merge_counts(skipped, shard["rows_skipped"])
-                modules.update(shard["modules_skipped"])
                 messages.extend(m for m in shard["messages"] if m not in messages)
                 if shard["status"] != "succeeded":
                     failed.append(
@@ -234,8 +231,7 @@ class RunRecords:
                     """
                     UPDATE ml_run SET status = :status, finished_at = now(), heartbeat_at = now(),
                         rows_written = CAST(:written AS jsonb), rows_skipped = CAST(:skipped AS jsonb),
-                        modules_skipped = CAST(:modules AS jsonb), messages = CAST(:messages AS jsonb),
-                        failed = CAST(:failed AS jsonb), error = :error
+                        messages = CAST(:messages AS jsonb), failed = CAST(:failed AS jsonb), error = :error
                     WHERE id = :id
                     RETURNING id, schedule, as_of, status, started_at, finished_at, restaurant_ids,
                               rows_written, rows_skipped, modules_skipped, messages, failed, error
@@ -246,7 +242,6 @@ class RunRecords:
                     "status": status,
                     "written": dumps(written),
                     "skipped": dumps(skipped),
-                    "modules": dumps(modules),
                     "messages": dumps(messages),
                     "failed": dumps(failed),
                     "error": error,

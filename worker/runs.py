@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from core.replica import ReplicaReader
 from core.units import PredictionUnit, Scope
 from features.quality import count_malformed
-from features.restaurants import inactive_restaurant_ids, load_restaurants
+from features.restaurants import first_order_at, inactive_restaurant_ids, load_restaurants
 from reporting.accuracy import after_run
 from webhooks.deliveries import emit_run_completed
 from worker import db, records
@@ -228,6 +228,11 @@ def begin_run(
             reasons = [r for r in [unit.unusable(reader)] if r]
         if reasons:
             modules_skipped[unit_key(unit, units)] = "; ".join(reasons)
+    if as_of not in (None, "") and not found.unknown_ids and len(found.restaurants):
+        first = first_order_at(reader, [int(i) for i in found.restaurants["id"]])
+        if first is not None and when <= first:
+            raise RunInputError(f"as_of {when.isoformat()} is before the first order in the replica "
+                                f"({first.floor('s').isoformat()}): there is nothing to predict from")
     messages = [f"replica role can write: {r}" for r in role_risks] + list(found.rejected.values())
     skipped = {"restaurants_restaurant": len(found.rejected)} if found.rejected else {}
     ids = [int(i) for i in found.restaurants["id"]]
@@ -339,6 +344,19 @@ def begin_locked(
         raise
 
 
+@dataclass
+class _ShardWork:
+    """What one shard did: rows written per type, malformed rows skipped per table, messages,
+    errors, seconds per unit, and whether the soft time limit stopped it."""
+
+    written: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # time per unit, for the run report
+    out_of_time: bool = False
+
+
 def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
               escalate_transient: bool = True) -> dict:
     """Compute and write every unit of the run's schedule for one shard of restaurants.
@@ -362,16 +380,11 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
     valid_until = datetime.now(timezone.utc) + FUTURE_TOLERANCE.to_pytimedelta()
     scheduled = units_for(run["schedule"])
     units = [u for u in scheduled if unit_key(u, scheduled) not in run["modules_skipped"]]
-    written: dict[str, int] = {}
-    messages: list[str] = []
-    errors: list[str] = []
-    skipped: dict[str, int] = {}
-    seconds: dict[str, float] = {}  # time per unit, for the run report
-    out_of_time = False
+    work = _ShardWork()
     try:
         found = load_restaurants(reader, list(shard["restaurant_ids"]))
         tables = sorted({t for u in units for t in u.tables})
-        skipped = count_malformed(reader, tables, list(found.restaurants["id"]), valid_until)
+        work.skipped = count_malformed(reader, tables, list(found.restaurants["id"]), valid_until)
         scope = Scope(
             run_id=run_id,
             schedule=run["schedule"],
@@ -391,35 +404,25 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
             try:
                 result = with_retries(lambda unit=unit: unit.predict(shared.features(unit, reader, scope), scope),
                                        f"run {run_id} shard {shard_no}: {unit.prediction_type}")
-                written[unit.prediction_type] = written.get(unit.prediction_type, 0) + writer.replace_predictions(
-                    run_id,
-                    unit.prediction_type,
-                    unit.entity_type,
-                    result.rows,
-                    generated_at=generated_at,
-                    expires_at=expires_at,
-                    scope_entity_ids=result.scope_entity_ids,
-                    keep_history=unit.scored,
-                )
+                work.written[unit.prediction_type] = work.written.get(unit.prediction_type, 0) + \
+                    writer.replace_predictions(run_id, unit.prediction_type, unit.entity_type, result.rows,
+                                               generated_at=generated_at, expires_at=expires_at,
+                                               scope_entity_ids=result.scope_entity_ids, keep_history=unit.scored)
                 for model in result.models:
                     run_records.register_model(prediction_type=unit.prediction_type, run_id=run_id, **vars(model))
-                messages.extend(result.messages)
+                work.messages.extend(result.messages)
             except SoftTimeLimitExceeded:
                 # Out of time: record what was done, then let the task stop before the hard kill.
-                errors.append(f"{unit.prediction_type}: soft time limit reached, shard stopped")
-                out_of_time = True
+                work.errors.append(f"{unit.prediction_type}: soft time limit reached, shard stopped")
+                work.out_of_time = True
                 break
             except Exception as exc:  # one unit failing must not take the others down
                 if escalate_transient and is_transient(exc):
                     raise
                 log.exception("run %s shard %d: %s failed", run_id, shard_no, unit.prediction_type)
-                errors.append(f"{unit.prediction_type}: {failure_reason(exc)}")
-            seconds[unit_key(unit, units)] = time.monotonic() - unit_started
-            log.info("run %s shard %d: %s done in %.1f s", run_id, shard_no, unit_key(unit, units),
-                     seconds[unit_key(unit, units)],
-                     extra={"run_id": run_id, "shard": shard_no, "unit": unit_key(unit, units),
-                            "seconds": round(seconds[unit_key(unit, units)], 3),
-                            "rows": written.get(unit.prediction_type, 0)})
+                work.errors.append(f"{unit.prediction_type}: {failure_reason(exc)}")
+            _log_unit_done(run_id, shard_no, unit_key(unit, units), time.monotonic() - unit_started,
+                           work.written.get(unit.prediction_type, 0), work)
     except Exception as exc:
         if escalate_transient and is_transient(exc):
             # Still failing after the retries in place: the shard's own retry (the task's, with
@@ -427,25 +430,32 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
             log.warning("run %s shard %d: transient error, left to the shard's retry: %s", run_id, shard_no,
                         failure_reason(exc))
             raise
-        errors.append(f"shard: {failure_reason(exc)}")
+        work.errors.append(f"shard: {failure_reason(exc)}")
         log.error("run %s shard %d failed:\n%s", run_id, shard_no, traceback.format_exc())
+    return _close_shard(run_records, writer, run_id, shard_no, work)
+
+
+def _log_unit_done(run_id: str, shard_no: int, key: str, took: float, rows: int, work: _ShardWork) -> None:
+    work.seconds[key] = took
+    log.info("run %s shard %d: %s done in %.1f s", run_id, shard_no, key, took,
+             extra={"run_id": run_id, "shard": shard_no, "unit": key, "seconds": round(took, 3), "rows": rows})
+
+
+def _close_shard(run_records: RunRecords, writer: PredictionWriter, run_id: str, shard_no: int,
+                 work: _ShardWork) -> dict:
+    """Record the shard's outcome and seconds; stop the task when the soft time limit stopped the
+    shard, else return what the shard task returns."""
     for prediction_type, n in writer.kept_newer.items():
-        messages.append(f"{prediction_type}: {n} entit{'y' if n == 1 else 'ies'} kept the rows of a run with a later "
-                        "as-of; an older as-of never replaces newer predictions")
-    status = "failed" if errors else "succeeded"
-    run_records.finish_shard(
-        run_id,
-        shard_no,
-        status=status,
-        rows_written=written,
-        rows_skipped=skipped,
-        messages=messages,
-        error="; ".join(errors) or None,
-    )
-    run_records.record_step_seconds(run_id, shard_no, seconds)
-    if out_of_time:
+        work.messages.append(f"{prediction_type}: {n} entit{'y' if n == 1 else 'ies'} kept the rows of a run with a "
+                             "later as-of; an older as-of never replaces newer predictions")
+    status = "failed" if work.errors else "succeeded"
+    run_records.finish_shard(run_id, shard_no, status=status, rows_written=work.written, rows_skipped=work.skipped,
+                             messages=work.messages, error="; ".join(work.errors) or None)
+    run_records.record_step_seconds(run_id, shard_no, work.seconds)
+    if work.out_of_time:
         raise SoftTimeLimitExceeded(f"run {run_id} shard {shard_no}")
-    return {"run_id": run_id, "shard_no": shard_no, "status": status, "rows_written": written, "errors": errors}
+    return {"run_id": run_id, "shard_no": shard_no, "status": status, "rows_written": work.written,
+            "errors": work.errors}
 
 
 def finish_run(run_id: str, *, settings: Settings | None = None) -> dict:
