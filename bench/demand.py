@@ -180,13 +180,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a small chain (4 restaurants, 300 days)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument("--only", choices=("synthetic", "public"), help="run one block only")
+    parser.add_argument("--only", choices=("synthetic", "public", "chain"), help="run one block only")
     args = parser.parse_args(argv)
     restaurants, days = (4, 300) if args.quick else (20, 450)
     result = {"bench": "demand", "quick": args.quick, "restaurants": restaurants, "days": days}
     timings: dict = {}
     store = Path(tempfile.mkdtemp(prefix="bench-demand-"))
-    if args.only != "public":
+    if args.only in (None, "synthetic"):
         url = seed(restaurants, days)
         try:
             reader = ReplicaReader(make_replica_engine(url))
@@ -197,8 +197,12 @@ def main(argv: list[str] | None = None) -> dict:
                 from synthetic.scratch import drop_database
 
                 drop_database(DB)
-    if args.only != "synthetic":
+    if args.only in (None, "public"):
         result["public"] = public_block(store, timings)
+    if args.only in (None, "chain"):
+        from bench.chain import chain_block
+
+        result["chain"] = chain_block(args.quick, timings)
     # end to end per night (features, backtest amortised over reselect_days, fit, predict, rows)
     # against Prophet per series, all three demand types together, per block
     result["speedup_vs_prophet_end_to_end"] = {

@@ -225,7 +225,7 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
                 if backtest.chosen is None:
                     raise RuntimeError("no candidate survived the backtest")
                 chosen = backtest.chosen
-                if spec.default is not None:
+                if spec.default is not None and spec.default in spec.candidates:
                     decision = chain_decision(scope.registry, spec.prediction_type, spec.default, spec.candidates,
                                               exclude_run=str(scope.run_id)[:8])
                     if decision.name in backtest.residuals:
