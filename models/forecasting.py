@@ -121,7 +121,7 @@ def make_candidate(name: str, spec: TypeSpec, context: RestaurantContext | None 
     if name == LGBMProphetBlend.name:
         return LGBMProphetBlend(
             lgbm={"slot": spec.slot, "horizon_days": spec.horizon_days, **dict(spec.lgbm)},
-            prophet={"hourly": spec.hourly, "n_jobs": spec.prophet_jobs},
+            prophet={"hourly": spec.hourly, "n_jobs": spec.prophet_jobs, **dict(spec.prophet)},
         )
     if name in TOPDOWN:
         topdown = {"restaurant": {"slot": "weekday", **dict(spec.restaurant_lgbm), "horizon_days": spec.horizon_days},

@@ -41,7 +41,7 @@ def test_pooled_wape_is_the_chains_not_the_mean_of_shards():
 
 
 def test_the_default_stands_on_thin_evidence_and_within_the_margin():
-    candidates = DAILY.candidates
+    candidates = ("seasonal_average", "lightgbm", "lightgbm_plain", "prophet", "ensemble")
     assert decide({}, "ensemble", candidates).name == "ensemble"  # a first night
     thin = pool([_scores(ensemble=(0.40, 5), seasonal_average=(0.20, 5))])  # one small shard, 50 % better
     d = decide(thin, "ensemble", candidates)
