@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike
 
 from models.btyd import BTYD_FEATURES, BetaGeo, GammaGamma, add_btyd_features
 from models.churn import bgnbd_inputs, fit_bgnbd
-from models.lgbm_params import SAMPLED, booster_params
+from models.lgbm_params import SAMPLED, booster_params, keep_capacity
 
 MODEL_NAME = "ltv_lgbm"
 FALLBACK_NAME = "ltv_bgnbd_gg"
@@ -68,12 +68,7 @@ class LtvRegressor:
             num_threads: LightGBM threads.
         """
         self.features = tuple(features)
-        self.num_boost_round = num_boost_round
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
-        self.num_threads = num_threads
-        self.seed = seed
+        keep_capacity(self, num_boost_round, learning_rate, num_leaves, min_data_in_leaf, num_threads, seed)
         self.spend_: lgb.Booster | None = None
         self.orders_: lgb.Booster | None = None
 
