@@ -10,7 +10,7 @@ over-predicting totals by half or more; the offset keeps each customer anchored 
 history. Large leaves (``min_data_in_leaf``) keep the corrections to what many customers share.
 
 The label window is 12 months when the replica holds enough history, and shorter otherwise (see
-``features.customers.ltv_label_window``). A shorter window is extrapolated to 12 months with each
+``features.customer_frames.ltv_label_window``). A shorter window is extrapolated to 12 months with each
 customer's own BG/NBD ratio E[orders in 365 d] / E[orders in window]: a regular keeps buying at
 his rate while a lapsing one's expected purchases flatten, which a flat 365/window would ignore.
 
