@@ -261,3 +261,58 @@ def capped_training(frame: pd.DataFrame, max_rows: int | None = None, seed: int 
     if len(frame) <= max_rows:
         return frame
     return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def typed_rfm(frame: pd.DataFrame) -> pd.DataFrame:
+    """``customer_rfm``'s columns in their types: ids int64, instants UTC, counts and sums float64,
+    flags bool, the tier a string ('none' when missing)."""
+    frame = frame.copy()
+    for col in ("customer_id", "restaurant_id", "organization_id"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("date_joined", "first_order_at", "last_order_at", "second_order_at", "last_failure_at",
+                "first_failure_at"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    skip = {"customer_id", "restaurant_id", "organization_id", "anchored_by_last_order", "loyalty_tier",
+            "date_joined", "first_order_at", "last_order_at", "second_order_at", "last_failure_at",
+            "first_failure_at", "marketing_opt_in", "last_order_type"}
+    for col in frame.columns:
+        if col not in skip:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["anchored_by_last_order"] = frame["anchored_by_last_order"].astype(bool)
+    frame["marketing_opt_in"] = frame["marketing_opt_in"].fillna(False).astype(bool)
+    frame["last_order_type"] = frame["last_order_type"].astype(object)
+    frame["loyalty_tier"] = frame["loyalty_tier"].fillna("none").astype(str)
+    return frame
+
+
+# ---------------------------------------------------------------- training windows
+MIN_FEATURE_HISTORY_DAYS = 60
+
+
+def ltv_label_window(as_of: pd.Timestamp, first_order: pd.Timestamp | None) -> int:
+    """Days of the LTV training label: 365 when history allows, else the largest multiple of 30
+    days that leaves ``MIN_FEATURE_HISTORY_DAYS`` of history before the training cutoff (at
+    least 30). The model's output is then extrapolated to 12 months (see ``models.ltv``)."""
+    if first_order is None or pd.isna(first_order):
+        return LTV_HORIZON_DAYS
+    avail = int((as_of - first_order) / pd.Timedelta(days=1)) - MIN_FEATURE_HISTORY_DAYS
+    if avail >= LTV_HORIZON_DAYS:
+        return LTV_HORIZON_DAYS
+    return max(30, (avail // 30) * 30)
+
+
+TRAINING_CUTOFFS = 3
+CUTOFF_STEP_DAYS = 14
+
+
+def training_cutoffs(last_cutoff: pd.Timestamp, first_order: pd.Timestamp | None = None,
+                     cutoffs: int = TRAINING_CUTOFFS, step_days: int = CUTOFF_STEP_DAYS) -> list[pd.Timestamp]:
+    """``last_cutoff`` and up to ``cutoffs - 1`` earlier ones ``step_days`` apart, leaving out those
+    with less than ``MIN_FEATURE_HISTORY_DAYS`` of history after ``first_order`` (never the last)."""
+    out = []
+    for k in range(max(1, cutoffs)):
+        cut = last_cutoff - pd.Timedelta(days=k * step_days)
+        if k and first_order is not None and (cut - first_order) < pd.Timedelta(days=MIN_FEATURE_HISTORY_DAYS):
+            break
+        out.append(cut)
+    return out

@@ -29,15 +29,19 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.units import Scope
 from features.customer_frames import (
-    LTV_HORIZON_DAYS,
+    CUTOFF_STEP_DAYS,
     MAX_TRAIN_ROWS,
     ORDER_TYPES,
     RECENT_WINDOWS_DAYS,
+    TRAINING_CUTOFFS,
     capped_training,
     house_accounts,
+    ltv_label_window,
     rfm_transform,
     scorable,
+    training_cutoffs,
     training_sample_per_mille,
+    typed_rfm,
 )
 from features.quality import valid
 
@@ -88,46 +92,16 @@ def _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, keep_pe
     }
 
 
-def customer_rfm(
-    reader: ReplicaReader,
-    restaurant_ids: list[int],
-    organization_ids: list[int],
-    cutoff: datetime,
-    anchor_as_of: datetime,
-    valid_until: datetime,
-    history_days: int = 730,
-    keep_per_mille: int = 1000,
-) -> pd.DataFrame:
-    """Per anchored customer, aggregates of their purchases in [cutoff - history_days, cutoff).
-
-    Args:
-        restaurant_ids: the shard's restaurants (anchors).
-        organization_ids: their organisations (customers without a home restaurant).
-        cutoff: UTC instant; only orders strictly before it are read.
-        anchor_as_of: the run's as-of, which fixes each customer's anchor restaurant.
-        valid_until: latest plausible timestamp (malformed-row rule), UTC.
-        history_days: how far back purchases count (days).
-        keep_per_mille: read only the customers whose id hashes below this (of 1000): a fixed,
-            uniform sample of people (``training_sample_per_mille``); 1000 reads everyone.
-
-    Returns one row per anchored customer (also those without purchases, ``n_orders`` 0):
-    customer_id, restaurant_id (anchor), organization_id, anchored_by_last_order, loyalty_tier,
-    date_joined, n_orders, first_order_at, last_order_at, second_order_at, spend (sum of totals, currency units),
-    spend_{30,90,180,365}d, n_{30,90,180,365}d, gap_mean_days, gap_sd_days, last_gap_days,
-    recent_gap_mean_days (mean of the last three gaps), n_dine_in, n_takeaway, n_delivery,
-    n_restaurants, n_at_anchor, n_refunded, n_cancelled, n_failed_90d (cancelled or refunded in
-    the last 90 days), last_failure_at and first_failure_at (latest and earliest cancelled or
-    refunded order, NaT if none), marketing_opt_in (the profile's flag *as of the read*, see
-    ``MODEL_FEATURES``), guests_mean (mean guest_count of purchases where recorded),
-    last_order_type (of the latest purchase).
-    """
+def _rfm_sql() -> str:
+    """``customer_rfm``'s statement: the anchored customers, their purchases (with gaps and
+    order from either end) and failed orders in the window, aggregated per customer."""
     windows = ",\n".join(
         f"count(p.customer_id) FILTER (WHERE p.created_at >= CAST(:cutoff AS timestamptz) - interval '{d} days') AS n_{d}d,\n"
         f"coalesce(sum(p.total) FILTER (WHERE p.created_at >= CAST(:cutoff AS timestamptz) - interval '{d} days'), 0) AS spend_{d}d"
         for d in RECENT_WINDOWS_DAYS
     )
     types = ",\n".join(f"count(p.customer_id) FILTER (WHERE p.order_type = '{t}') AS n_{t}" for t in ORDER_TYPES)
-    sql = f"""
+    return f"""
     WITH {_anchored_cte()},
     p AS (
         SELECT a.customer_id, o.restaurant_id, o.order_type, o.guest_count, o.total::float8 AS total, o.created_at,
@@ -182,32 +156,50 @@ def customer_rfm(
              a.marketing_opt_in
     ORDER BY a.customer_id
     """
+
+
+_RFM_SQL = _rfm_sql()
+
+
+def customer_rfm(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    organization_ids: list[int],
+    cutoff: datetime,
+    anchor_as_of: datetime,
+    valid_until: datetime,
+    history_days: int = 730,
+    keep_per_mille: int = 1000,
+) -> pd.DataFrame:
+    """Per anchored customer, aggregates of their purchases in [cutoff - history_days, cutoff).
+
+    Args:
+        restaurant_ids: the shard's restaurants (anchors).
+        organization_ids: their organisations (customers without a home restaurant).
+        cutoff: UTC instant; only orders strictly before it are read.
+        anchor_as_of: the run's as-of, which fixes each customer's anchor restaurant.
+        valid_until: latest plausible timestamp (malformed-row rule), UTC.
+        history_days: how far back purchases count (days).
+        keep_per_mille: read only the customers whose id hashes below this (of 1000): a fixed,
+            uniform sample of people (``training_sample_per_mille``); 1000 reads everyone.
+
+    Returns one row per anchored customer (also those without purchases, ``n_orders`` 0):
+    customer_id, restaurant_id (anchor), organization_id, anchored_by_last_order, loyalty_tier,
+    date_joined, n_orders, first_order_at, last_order_at, second_order_at, spend (sum of totals, currency units),
+    spend_{30,90,180,365}d, n_{30,90,180,365}d, gap_mean_days, gap_sd_days, last_gap_days,
+    recent_gap_mean_days (mean of the last three gaps), n_dine_in, n_takeaway, n_delivery,
+    n_restaurants, n_at_anchor, n_refunded, n_cancelled, n_failed_90d (cancelled or refunded in
+    the last 90 days), last_failure_at and first_failure_at (latest and earliest cancelled or
+    refunded order, NaT if none), marketing_opt_in (the profile's flag *as of the read*, see
+    ``MODEL_FEATURES``), guests_mean (mean guest_count of purchases where recorded),
+    last_order_type (of the latest purchase).
+    """
     frame = reader.frame(
-        sql,
+        _RFM_SQL,
         _params(restaurant_ids, organization_ids, anchor_as_of, valid_until, keep_per_mille, cutoff=cutoff,
                 history_days=int(history_days)),
     )
-    return _typed_rfm(frame)
-
-
-def _typed_rfm(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for col in ("customer_id", "restaurant_id", "organization_id"):
-        frame[col] = frame[col].astype("int64")
-    for col in ("date_joined", "first_order_at", "last_order_at", "second_order_at", "last_failure_at",
-                "first_failure_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True)
-    skip = {"customer_id", "restaurant_id", "organization_id", "anchored_by_last_order", "loyalty_tier",
-            "date_joined", "first_order_at", "last_order_at", "second_order_at", "last_failure_at",
-            "first_failure_at", "marketing_opt_in", "last_order_type"}
-    for col in frame.columns:
-        if col not in skip:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-    frame["anchored_by_last_order"] = frame["anchored_by_last_order"].astype(bool)
-    frame["marketing_opt_in"] = frame["marketing_opt_in"].fillna(False).astype(bool)
-    frame["last_order_type"] = frame["last_order_type"].astype(object)
-    frame["loyalty_tier"] = frame["loyalty_tier"].fillna("none").astype(str)
-    return frame
+    return typed_rfm(frame)
 
 
 def customer_window(
@@ -290,19 +282,6 @@ class CustomerData:
 
 
 CHURN_WINDOW_DAYS = 60
-MIN_FEATURE_HISTORY_DAYS = 60
-
-
-def ltv_label_window(as_of: pd.Timestamp, first_order: pd.Timestamp | None) -> int:
-    """Days of the LTV training label: 365 when history allows, else the largest multiple of 30
-    days that leaves ``MIN_FEATURE_HISTORY_DAYS`` of history before the training cutoff (at
-    least 30). The model's output is then extrapolated to 12 months (see ``models.ltv``)."""
-    if first_order is None or pd.isna(first_order):
-        return LTV_HORIZON_DAYS
-    avail = int((as_of - first_order) / pd.Timedelta(days=1)) - MIN_FEATURE_HISTORY_DAYS
-    if avail >= LTV_HORIZON_DAYS:
-        return LTV_HORIZON_DAYS
-    return max(30, (avail // 30) * 30)
 
 
 def _labelled(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -345,23 +324,6 @@ def labelled_frame(
                         on="customer_id", how="left")
     frame["trailing_spend"] = frame["trailing_spend"].fillna(0.0)
     return frame[frame["n_orders"] > 0].reset_index(drop=True)
-
-
-TRAINING_CUTOFFS = 3
-CUTOFF_STEP_DAYS = 14
-
-
-def training_cutoffs(last_cutoff: pd.Timestamp, first_order: pd.Timestamp | None = None,
-                     cutoffs: int = TRAINING_CUTOFFS, step_days: int = CUTOFF_STEP_DAYS) -> list[pd.Timestamp]:
-    """``last_cutoff`` and up to ``cutoffs - 1`` earlier ones ``step_days`` apart, leaving out those
-    with less than ``MIN_FEATURE_HISTORY_DAYS`` of history after ``first_order`` (never the last)."""
-    out = []
-    for k in range(max(1, cutoffs)):
-        cut = last_cutoff - pd.Timedelta(days=k * step_days)
-        if k and first_order is not None and (cut - first_order) < pd.Timedelta(days=MIN_FEATURE_HISTORY_DAYS):
-            break
-        out.append(cut)
-    return out
 
 
 def training_frame(

@@ -59,8 +59,13 @@ def horizon_bucket(days: pd.Series, prediction_type: pd.Series | None = None) ->
     return labels
 
 
-def _finite(x: float) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number, or infinite."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def metrics(y: ArrayLike, yhat: ArrayLike, lower: ArrayLike | None = None,
@@ -104,7 +109,7 @@ def _reference(group: pd.DataFrame, column: str) -> float | None:
     if column not in group:
         return None
     vals = pd.to_numeric(group[column], errors="coerce").dropna()
-    return _finite(vals.mean()) if len(vals) else None
+    return finite_or_none(vals.mean()) if len(vals) else None
 
 
 def score(scored: pd.DataFrame) -> pd.DataFrame:
@@ -170,5 +175,5 @@ def _round(x) -> float | None:
     return round(x, 4) if math.isfinite(x) else None
 
 
-__all__ = ["CHURN_WINDOW", "HORIZON_BUCKETS", "BUCKET_ORDER", "ALL", "CHURN_BUCKET",
+__all__ = ["CHURN_WINDOW", "finite_or_none", "HORIZON_BUCKETS", "BUCKET_ORDER", "ALL", "CHURN_BUCKET",
            "horizon_days", "horizon_bucket", "metrics", "score", "summary"]

@@ -77,6 +77,35 @@ def rolling_origin(
     Closed days are never scored (they are not demand); outlier days are (they happen).
     """
     messages: list[str] = []
+    residuals = _fold_residuals(history, factories, horizon, folds, step, skip_idle_hours, messages)
+    for name, parts in (combinations or {}).items():
+        if parts and all(p in residuals for p in parts):
+            stack = np.vstack([residuals[p]["yhat"].to_numpy(float) for p in parts])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # rows no part forecast stay NaN
+                residuals[name] = residuals[parts[0]].assign(yhat=np.nanmean(stack, axis=0))
+    for name in helpers:
+        residuals.pop(name, None)
+    for name, res in list(residuals.items()):
+        missing = res["yhat"].isna().mean()
+        if missing > MAX_MISSING_SHARE:
+            messages.append(f"backtest: candidate {name} could not forecast {missing:.0%} of held-out rows")
+            del residuals[name]
+    if not residuals:
+        return BacktestResult({}, {}, None, messages + ["backtest: no candidate produced forecasts"])
+    scores = _scored_on_common_rows(residuals, level)
+    chosen, note = select(scores, residuals, simple, margin)
+    if note:
+        messages.append(note)
+    return BacktestResult(scores, residuals, chosen, messages)
+
+
+def _fold_residuals(history: pd.DataFrame, factories: dict[str, Callable[[], object]], horizon: pd.Timedelta,
+                    folds: int, step: pd.Timedelta, skip_idle_hours: bool, messages: list[str]
+                    ) -> dict[str, pd.DataFrame]:
+    """Each candidate fitted before each origin and forecasting the held-out rows after it:
+    fold, series_id, ds, h_days, y, yhat per candidate (a candidate that failed once is out,
+    with a message)."""
     rows: dict[str, list[pd.DataFrame]] = {name: [] for name in factories}
     failed: set[str] = set()
     for k, origin in enumerate(fold_origins(history, horizon, folds, step)):
@@ -109,22 +138,12 @@ def rolling_origin(
                     }
                 )
             )
-    residuals = {n: pd.concat(r, ignore_index=True) for n, r in rows.items() if r and n not in failed}
-    for name, parts in (combinations or {}).items():
-        if parts and all(p in residuals for p in parts):
-            stack = np.vstack([residuals[p]["yhat"].to_numpy(float) for p in parts])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # rows no part forecast stay NaN
-                residuals[name] = residuals[parts[0]].assign(yhat=np.nanmean(stack, axis=0))
-    for name in helpers:
-        residuals.pop(name, None)
-    for name, res in list(residuals.items()):
-        missing = res["yhat"].isna().mean()
-        if missing > MAX_MISSING_SHARE:
-            messages.append(f"backtest: candidate {name} could not forecast {missing:.0%} of held-out rows")
-            del residuals[name]
-    if not residuals:
-        return BacktestResult({}, {}, None, messages + ["backtest: no candidate produced forecasts"])
+    return {n: pd.concat(r, ignore_index=True) for n, r in rows.items() if r and n not in failed}
+
+
+def _scored_on_common_rows(residuals: dict[str, pd.DataFrame], level: float) -> dict[str, dict]:
+    """WAPE, MAE, coverage and n of each candidate on the rows every candidate forecast
+    (``residuals`` is cut to those rows in place)."""
     common = None
     for res in residuals.values():
         ok = res["yhat"].notna().to_numpy()
@@ -144,10 +163,7 @@ def rolling_origin(
             "series": int(res["series_id"].nunique()),
             "folds": int(res["fold"].nunique()),
         }
-    chosen, note = select(scores, residuals, simple, margin)
-    if note:
-        messages.append(note)
-    return BacktestResult(scores, residuals, chosen, messages)
+    return scores
 
 
 def select(scores: dict[str, dict], residuals: dict[str, pd.DataFrame], simple: tuple[str, ...] = SIMPLE,

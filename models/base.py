@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ class SavedModel(Protocol):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Rebuild a fitted model from ``save``'s files (checksum already checked by the caller)."""
+
+
+M = TypeVar("M")
 
 
 class Forecaster(SavedModel, Protocol):
@@ -50,6 +53,20 @@ def read_params(directory: Path) -> dict:
     params = json.loads((directory / "params.json").read_text())
     params.pop("class", None)
     return params
+
+
+def save_table_model(model: SavedModel, directory: Path, params: dict, table: str) -> None:
+    """Save a model whose fitted state is one table: its constructor arguments (``write_params``)
+    and the table, the attribute ``table`` (``"estimates_"``) as ``estimates.csv``."""
+    write_params(directory, model.name, params)
+    getattr(model, table).to_csv(directory / f"{table.rstrip('_')}.csv", index=False)
+
+
+def load_table_model(cls: type[M], directory: Path, table: str) -> M:
+    """The model ``save_table_model`` saved: built from its arguments, its table read back."""
+    model = cls(**read_params(directory))
+    setattr(model, table, pd.read_csv(directory / f"{table.rstrip('_')}.csv"))
+    return model
 
 
 def point_forecast(future: pd.DataFrame, yhat: np.ndarray | pd.Series) -> pd.DataFrame:

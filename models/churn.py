@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike
 
 from features.customer_frames import MODEL_FEATURES
 from models.btyd import BTYD_FEATURES, BetaGeo, add_btyd_features
-from models.lgbm_params import SAMPLED, booster_params, monotone_up
+from models.lgbm_params import SAMPLED, booster_params, keep_capacity, monotone_up
 
 MODEL_NAME = "churn_lgbm"
 FALLBACK_NAME = "churn_bgnbd"
@@ -131,14 +131,9 @@ class ChurnClassifier:
         to BG/NBD among the heaviest customers, where there are few training rows.
         """
         self.features = tuple(features)
-        self.num_boost_round = num_boost_round
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
+        keep_capacity(self, num_boost_round, learning_rate, num_leaves, min_data_in_leaf, num_threads, seed)
         self.offset = offset
         self.folds = folds
-        self.num_threads = num_threads
-        self.seed = seed
         self.booster_: lgb.Booster | None = None
         self.platt_a_ = 1.0
         self.platt_b_ = 0.0

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from core.settings import InventorySettings
-from models.base import read_params, write_params
+from models.base import load_table_model, save_table_model
 
 PRIOR_CV = 0.25  # assumed spread of a supplier with no history, relative to its promise
 RECENT_CLIP = np.log(4.0)  # one order counts at most 4x (or 1/4 of) the usual lead time
@@ -178,15 +178,12 @@ class SupplierLeadTime:
         return self.estimates_[self.estimates_["supplier_id"].isin(ids)].reset_index(drop=True)
 
     def save(self, directory: Path) -> None:
-        write_params(directory, self.name, {"min_orders": self.min_orders, "prior_orders": self.prior_orders,
-                                            "recent_prior_orders": self.recent_prior_orders})
-        self.estimates_.to_csv(directory / "estimates.csv", index=False)
+        save_table_model(self, directory, {"min_orders": self.min_orders, "prior_orders": self.prior_orders,
+                                           "recent_prior_orders": self.recent_prior_orders}, "estimates_")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**read_params(directory))
-        model.estimates_ = pd.read_csv(directory / "estimates.csv")
-        return model
+        return load_table_model(cls, directory, "estimates_")
 
 
 def lead_time_rows(estimates: pd.DataFrame, owned: pd.Series | None = None) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 Every booster (demand's ``models.lgbm``, churn, LTV, prep time) is deterministic and quiet, and
 takes its objective, capacity (learning rate, leaves, rows per leaf), threads and seed from the
-model's own attributes; what differs per model (row and column sampling, L2, monotone
+model's own attributes (set by ``keep_capacity``); what differs per model (row and column sampling, L2, monotone
 constraints, Tweedie power, bins) is added on top by the model.
 """
 
@@ -20,6 +20,17 @@ class Capacity(Protocol):
     min_data_in_leaf: int
     num_threads: int
     seed: int
+
+
+def keep_capacity(model: object, num_boost_round: int, learning_rate: float, num_leaves: int,
+                  min_data_in_leaf: int, num_threads: int, seed: int) -> None:
+    """Set on ``model`` the attributes its booster is trained with (``Capacity``, and the rounds)."""
+    model.num_boost_round = num_boost_round  # type: ignore[attr-defined]
+    model.learning_rate = learning_rate  # type: ignore[attr-defined]
+    model.num_leaves = num_leaves  # type: ignore[attr-defined]
+    model.min_data_in_leaf = min_data_in_leaf  # type: ignore[attr-defined]
+    model.num_threads = num_threads  # type: ignore[attr-defined]
+    model.seed = seed  # type: ignore[attr-defined]
 
 
 # Row and column sampling with a little L2: the customers' boosters (demand's bag 0.8 of rows).
@@ -49,4 +60,4 @@ def monotone_up(features: Iterable[str], up: Iterable[str]) -> dict[str, Any]:
             "monotone_constraints_method": "advanced"}
 
 
-__all__ = ["Capacity", "SAMPLED", "booster_params", "monotone_up"]
+__all__ = ["Capacity", "SAMPLED", "booster_params", "keep_capacity", "monotone_up"]

@@ -10,7 +10,7 @@ over-predicting totals by half or more; the offset keeps each customer anchored 
 history. Large leaves (``min_data_in_leaf``) keep the corrections to what many customers share.
 
 The label window is 12 months when the replica holds enough history, and shorter otherwise (see
-``features.customers.ltv_label_window``). A shorter window is extrapolated to 12 months with each
+``features.customer_frames.ltv_label_window``). A shorter window is extrapolated to 12 months with each
 customer's own BG/NBD ratio E[orders in 365 d] / E[orders in window]: a regular keeps buying at
 his rate while a lapsing one's expected purchases flatten, which a flat 365/window would ignore.
 
@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike
 
 from models.btyd import BTYD_FEATURES, BetaGeo, GammaGamma, add_btyd_features
 from models.churn import bgnbd_inputs, fit_bgnbd
-from models.lgbm_params import SAMPLED, booster_params
+from models.lgbm_params import SAMPLED, booster_params, keep_capacity
 
 MODEL_NAME = "ltv_lgbm"
 FALLBACK_NAME = "ltv_bgnbd_gg"
@@ -68,12 +68,7 @@ class LtvRegressor:
             num_threads: LightGBM threads.
         """
         self.features = tuple(features)
-        self.num_boost_round = num_boost_round
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
-        self.num_threads = num_threads
-        self.seed = seed
+        keep_capacity(self, num_boost_round, learning_rate, num_leaves, min_data_in_leaf, num_threads, seed)
         self.spend_: lgb.Booster | None = None
         self.orders_: lgb.Booster | None = None
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.kitchen_frames import add_item_reference, left_unbumped, reference_minutes
-from models.lgbm_params import booster_params, monotone_up
+from models.lgbm_params import booster_params, keep_capacity, monotone_up
 
 MODEL_NAME = "prep_time_lgbm"
 FALLBACK_NAME = "prep_time_median"
@@ -50,13 +50,8 @@ class PrepTimeModel:
             holdout_share: newest share of tickets kept out of the fit to size the interval.
             num_threads: LightGBM threads.
         """
-        self.num_boost_round = num_boost_round
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
+        keep_capacity(self, num_boost_round, learning_rate, num_leaves, min_data_in_leaf, num_threads, seed)
         self.holdout_share = holdout_share
-        self.num_threads = num_threads
-        self.seed = seed
         self.booster_: lgb.Booster | None = None
         self.station_types_: list[str] = []
         self.ratio_q10_ = 1.0

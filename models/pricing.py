@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from models.base import read_params, write_params
+from models.base import load_table_model, save_table_model
 
 PRIOR_ELASTICITY = -1.0
 # spread of true elasticities among one category's items: assumed when too few items changed price
@@ -193,15 +193,12 @@ class ElasticityEstimator:
         return self.estimates_[self.estimates_["menu_item_id"].isin(list(menu_item_ids))].reset_index(drop=True)
 
     def save(self, directory: Path) -> None:
-        write_params(directory, self.name, {"window_days": self.window_days, "min_change_pct": self.min_change_pct,
-                                            "prior_sd": self.prior_sd, "min_run_days": self.min_run_days})
-        self.estimates_.to_csv(directory / "estimates.csv", index=False)
+        save_table_model(self, directory, {"window_days": self.window_days, "min_change_pct": self.min_change_pct,
+                                           "prior_sd": self.prior_sd, "min_run_days": self.min_run_days}, "estimates_")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**read_params(directory))
-        model.estimates_ = pd.read_csv(directory / "estimates.csv")
-        return model
+        return load_table_model(cls, directory, "estimates_")
 
 
 def recommend_price(price: float, cost: float | None, elasticity: float, se: float, max_change_pct: float) -> dict:

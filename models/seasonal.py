@@ -15,7 +15,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from models.base import read_params, write_params
+from models.base import load_table_model, save_table_model
 
 SEASONS = {
     "weekday": lambda ds: ds.dt.day_of_week,
@@ -68,14 +68,12 @@ class SeasonalAverage:
         return out
 
     def save(self, directory: Path) -> None:
-        write_params(directory, self.name, {"season": self.season, "window": self.window, "level": self.level})
-        self.profile_.to_csv(directory / "profile.csv", index=False)
+        save_table_model(self, directory, {"season": self.season, "window": self.window, "level": self.level},
+                         "profile_")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**read_params(directory))
-        model.profile_ = pd.read_csv(directory / "profile.csv")
-        return model
+        return load_table_model(cls, directory, "profile_")
 
 
 class SeasonalNaive(SeasonalAverage):

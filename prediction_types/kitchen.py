@@ -67,35 +67,10 @@ def _details(station_id: int, by_queue: dict, extra: float | None, fallback: str
 
 def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
     """Rows for every active menu item of the shard that has a station with prep history."""
-    menu = data.menu
-    scope_ids = menu["menu_item_id"].astype("int64").tolist()
-    active = menu[menu["is_active"]].copy()
-    # An item without a station on the menu is placed at the station its tickets went to most.
-    if len(data.tickets):
-        usual = data.tickets.groupby("menu_item_id")["station_id"].agg(lambda s: s.value_counts().index[0])
-        missing = active["station_id"].isna()
-        active.loc[missing, "station_id"] = active.loc[missing, "menu_item_id"].map(usual)
+    scope_ids = data.menu["menu_item_id"].astype("int64").tolist()
     messages: list[str] = []
-    no_station = active["station_id"].isna()
-    if no_station.any():
-        messages.append(f"prep_time: {int(no_station.sum())} active item(s) without a station skipped")
-    active = active[~no_station].copy()
-    active["station_id"] = active["station_id"].astype("int64")
-    active = active.drop(columns=["station_type"]).merge(data.stations[["station_id", "station_type"]],
-                                                         on="station_id", how="left")
+    active = _active_items(data, messages)
     med = data.medians
-    item_med = med[med["level"] == "item"].set_index(["menu_item_id", "station_id"])
-    station_med = med[med["level"] == "station"].set_index("station_id")
-    key = list(zip(active["menu_item_id"].astype(float), active["station_id"]))
-    active["item_ref"] = [item_med["median_minutes"].get(k, np.nan) for k in key]
-    active["item_tickets"] = [int(item_med["tickets"].get(k, 0)) for k in key]
-    active["station_ref"] = active["station_id"].map(station_med["median_minutes"])
-    active["station_tickets"] = active["station_id"].map(station_med["tickets"]).fillna(0).astype(int)
-
-    idle = data.stations[~data.stations["station_id"].isin(station_med.index)]
-    if len(idle):
-        messages.append("prep_time: station(s) " + ", ".join(str(s) for s in idle["station_id"])
-                        + " have no completed tickets; their items fall back or are skipped")
     version = shard_version(MODEL_VERSION_PREFIX, scope)
     models: list[ModelRecord] = []
     model = None
@@ -141,7 +116,51 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
         for st, g in rel.groupby("station_type"):
             mult_by_type[st] = {"by_queue": {q: float(g[f"m{q}"].mean()) for q in QUEUE_SIZES}, "extra": float(g["extra"].mean())}
 
-    rest = active[~active["menu_item_id"].isin(modelled["menu_item_id"])]
+    rows += _fallback_rows(active[~active["menu_item_id"].isin(modelled["menu_item_id"])], mult_by_type, version,
+                           messages)
+    frame = pd.DataFrame(rows, columns=["entity_id", "restaurant_id", "value", "lower", "upper", "details",
+                                        "model_name", "model_version", "method"])
+    frame["entity_id"] = frame["entity_id"].astype("int64")
+    return UnitResult(rows=frame, scope_entity_ids=scope_ids, messages=messages, models=models)
+
+
+def _active_items(data: KitchenData, messages: list[str]) -> pd.DataFrame:
+    """The shard's active menu items at their station, with the SQL medians of the item
+    (``item_ref``, ``item_tickets``) and of its station (``station_ref``, ``station_tickets``);
+    items without a station are dropped, and said so in ``messages``."""
+    active = data.menu[data.menu["is_active"]].copy()
+    # An item without a station on the menu is placed at the station its tickets went to most.
+    if len(data.tickets):
+        usual = data.tickets.groupby("menu_item_id")["station_id"].agg(lambda s: s.value_counts().index[0])
+        missing = active["station_id"].isna()
+        active.loc[missing, "station_id"] = active.loc[missing, "menu_item_id"].map(usual)
+    no_station = active["station_id"].isna()
+    if no_station.any():
+        messages.append(f"prep_time: {int(no_station.sum())} active item(s) without a station skipped")
+    active = active[~no_station].copy()
+    active["station_id"] = active["station_id"].astype("int64")
+    active = active.drop(columns=["station_type"]).merge(data.stations[["station_id", "station_type"]],
+                                                         on="station_id", how="left")
+    med = data.medians
+    item_med = med[med["level"] == "item"].set_index(["menu_item_id", "station_id"])
+    station_med = med[med["level"] == "station"].set_index("station_id")
+    key = list(zip(active["menu_item_id"].astype(float), active["station_id"]))
+    active["item_ref"] = [item_med["median_minutes"].get(k, np.nan) for k in key]
+    active["item_tickets"] = [int(item_med["tickets"].get(k, 0)) for k in key]
+    active["station_ref"] = active["station_id"].map(station_med["median_minutes"])
+    active["station_tickets"] = active["station_id"].map(station_med["tickets"]).fillna(0).astype(int)
+
+    idle = data.stations[~data.stations["station_id"].isin(station_med.index)]
+    if len(idle):
+        messages.append("prep_time: station(s) " + ", ".join(str(s) for s in idle["station_id"])
+                        + " have no completed tickets; their items fall back or are skipped")
+    return active
+
+
+def _fallback_rows(rest: pd.DataFrame, mult_by_type: dict[str, dict], version: str, messages: list[str]) -> list[dict]:
+    """Rows of the items the model does not cover: the item's median, else its station's, scaled
+    by the model's queue and extra-unit effects of the station type when there are some."""
+    rows = []
     skipped = 0
     for r in rest.itertuples(index=False):
         if pd.notna(r.item_ref) and r.item_tickets > 0:
@@ -159,10 +178,7 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
                      "model_name": FALLBACK_NAME, "model_version": version, "method": "average"})
     if skipped:
         messages.append(f"prep_time: {skipped} active item(s) skipped: no completed tickets for the item or its station")
-    frame = pd.DataFrame(rows, columns=["entity_id", "restaurant_id", "value", "lower", "upper", "details",
-                                        "model_name", "model_version", "method"])
-    frame["entity_id"] = frame["entity_id"].astype("int64")
-    return UnitResult(rows=frame, scope_entity_ids=scope_ids, messages=messages, models=models)
+    return rows
 
 
 UNITS: tuple[PredictionUnit, ...] = (

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.settings import AccuracySettings
-from models.accuracy import ALL
+from models.accuracy import ALL, finite_or_none
 
 DEMAND_TYPES = ("demand_hourly", "demand_daily", "item_demand_daily")
 RETRAIN_ON_INPUT = {"order_volume": DEMAND_TYPES, "menu_change": ("item_demand_daily",)}
@@ -110,7 +109,7 @@ def degradation_alerts(accuracy: pd.DataFrame, policy: DriftPolicy = DriftPolicy
             continue
         ratio, margin = (policy.wape_ratio, policy.wape_margin) if chain else (
             policy.restaurant_wape_ratio, policy.restaurant_wape_margin)
-        if _num(r.wape) is not None and _num(r.backtest_wape) is not None:
+        if finite_or_none(r.wape) is not None and finite_or_none(r.backtest_wape) is not None:
             limit = r.backtest_wape * ratio + margin
             if r.wape > limit:
                 alerts.append(Alert(
@@ -119,7 +118,7 @@ def degradation_alerts(accuracy: pd.DataFrame, policy: DriftPolicy = DriftPolicy
                     f"{r.prediction_type} {where}: realised WAPE {r.wape:.3f} over {r.n} predictions exceeds "
                     f"backtest {r.backtest_wape:.3f} x {ratio:g} + {margin:g} = {limit:.3f}; retrain",
                 ))
-        if _num(r.coverage80) is not None and _num(r.backtest_coverage80) is not None and r.n_interval >= max(min_rows, policy.min_rows_coverage):
+        if finite_or_none(r.coverage80) is not None and finite_or_none(r.backtest_coverage80) is not None and r.n_interval >= max(min_rows, policy.min_rows_coverage):
             floor = r.backtest_coverage80 - policy.coverage_drop
             if r.coverage80 < floor:
                 alerts.append(Alert(
@@ -192,14 +191,6 @@ def menu_alerts(items: pd.DataFrame, as_of: pd.Timestamp, policy: DriftPolicy = 
 def retrain_types(alerts: list[Alert]) -> list[str]:
     """Types with a backtested model that some alert asks to retrain, sorted."""
     return sorted({t for a in alerts for t in a.retrain if t in MODEL_TYPES})
-
-
-def _num(x: Any) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 __all__ = ["DriftPolicy", "Alert", "degradation_alerts", "volume_alerts", "menu_alerts", "retrain_types",

@@ -8,7 +8,6 @@ reporting adds to them goes through the ``RunRecordWriter`` the worker hands in.
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,15 +17,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from core.jsonb import dumps
-from models.accuracy import CHURN_WINDOW
-
-
-def _finite_or_none(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+from models.accuracy import CHURN_WINDOW, finite_or_none
 
 
 def _frame(engine: Engine, sql: str, params: Mapping[str, Any]) -> pd.DataFrame:
@@ -156,7 +147,7 @@ def record_assessment(
     rows = []
     for r in accuracy.itertuples(index=False):
         restaurant = None if pd.isna(r.restaurant_id) else int(r.restaurant_id)
-        row = {k: _finite_or_none(getattr(r, k)) for k in (
+        row = {k: finite_or_none(getattr(r, k)) for k in (
             "actual_total", "predicted_total", "wape", "mae", "bias", "coverage80",
             "backtest_wape", "backtest_coverage80")}
         row.update(

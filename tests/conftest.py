@@ -94,9 +94,8 @@ def seeded_replica() -> dict:
     return seed_database(REPLICA_URL, ChainConfig(**CHAIN))
 
 
-@pytest.fixture()
-def clean_predictions(predictions_url):
-    """An empty predictions database (schema kept) for tests that count rows."""
+def empty_predictions_database() -> None:
+    """Every table of the predictions database emptied (schema kept)."""
     from sqlalchemy import text
 
     from worker import db
@@ -108,6 +107,12 @@ def clean_predictions(predictions_url):
                 "ml_webhook_attempt, ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert"
             )
         )
+
+
+@pytest.fixture()
+def clean_predictions(predictions_url):
+    """An empty predictions database (schema kept) for tests that count rows."""
+    empty_predictions_database()
     return predictions_url
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from models.accuracy import horizon_bucket, horizon_days, metrics, score
 from reporting.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
-from tests.conftest import REPLICA_URL
+from tests.conftest import REPLICA_URL, empty_predictions_database
 from worker import db, runs
 
 AS_OF = pd.Timestamp("2026-10-31T04:15:00Z")
@@ -104,10 +104,7 @@ def test_menu_drift_counts_recent_active_items():
 # ------------------------------------------------------------------------------------ pipeline
 @pytest.fixture(scope="module")
 def two_runs(seeded_replica, predictions_url):
-    with db.predictions_engine().begin() as conn:
-        conn.execute(text(
-            "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, ml_webhook_attempt, "
-            "ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert"))
+    empty_predictions_database()
     mp = pytest.MonkeyPatch()
     real = runs.units_for
     mp.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type in TYPES])

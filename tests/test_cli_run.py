@@ -141,7 +141,11 @@ def test_status_is_a_nagios_check_and_models_lists_the_registry(seeded_replica, 
         conn.execute(text("UPDATE ml_run SET started_at = now(), finished_at = now()"))
     ok = runner.invoke(app, ["status", "--json", "--schedule", "monthly"])
     status = json.loads(ok.stdout)
-    assert ok.exit_code == 0 and status["verdict"] == "OK", status
+    # the test replica's role is a superuser: said, a warning; nothing else is wrong
+    assert ok.exit_code == 1 and status["verdict"] == "WARNING", status
+    assert [p["problem"] for p in status["problems"]] == [
+        f"replica role can write: {status['replica_role_risks'][0]}; use a SELECT-only role (docs/replica.md)"]
+    assert "superuser" in status["replica_role_risks"][0]
     assert status["schedules"][0]["status"] == "succeeded"
     assert {t["prediction_type"] for t in status["prediction_types"]} == {"price_recommendation"}
 

@@ -26,7 +26,7 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import DB_SUFFIX, _BASE, drop_database, recreate_database, use_replica
+from tests.conftest import DB_SUFFIX, _BASE, drop_database, empty_predictions_database, recreate_database, use_replica
 from worker import db, runs
 
 SHIFT = pd.Timestamp("2026-10-15T04:15:00Z")
@@ -77,10 +77,7 @@ def drift_chain(predictions_url):
     seed_database(url, ChainConfig(restaurants=3, days=120, seed=11, end=date(2026, 11, 1), modules=()))
     planted = _plant(url)
     previous = use_replica(f"{_BASE}/{NAME}")
-    with db.predictions_engine().begin() as conn:
-        conn.execute(text(
-            "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, ml_webhook_attempt, "
-            "ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert"))
+    empty_predictions_database()
     mp = pytest.MonkeyPatch()
     real = runs.units_for
     mp.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type in UNITS])

@@ -9,6 +9,7 @@ lock or killed session, and the pooled session is still read-only.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -183,3 +184,47 @@ def test_role_risks_name_write_grants_and_are_empty_for_a_select_only_role(roles
         finally:
             engine.dispose()
         assert len(risks) == len(expected) and all(e in r for e, r in zip(expected, risks)), (kind, risks)
+
+
+def test_status_says_loudly_when_the_replica_role_can_write_and_is_critical_when_refused(roles, clean_predictions,
+                                                                                         monkeypatch):
+    """``worker status`` checks the replica's role: nothing for a SELECT-only role; a role with write
+    grants (or a superuser) is a WARNING naming it (exit 1, in the text output too); with
+    RMSML_REPLICA__REFUSE_WRITABLE_ROLE set it is CRITICAL (exit 2: every run will be refused)."""
+    from typer.testing import CliRunner
+
+    from worker import db
+    from worker.cli import app
+    from worker.db import make_replica_engine
+    from worker.settings import get_settings
+    from worker.status import CRITICAL, WARNING, read_status, replica_role_problems
+
+    predictions = db.predictions_engine()
+    for kind in ("reader", "writer"):
+        engine = make_replica_engine(roles[kind])
+        try:
+            found = read_status(predictions, (), replica=engine)
+            refused = replica_role_problems(engine, refuse_writable_role=True)
+        finally:
+            engine.dispose()
+        if kind == "reader":
+            assert found.replica_role_risks == [] and found.problems == [] and found.code == 0
+            assert refused == ([], [])
+        else:
+            assert found.code == WARNING and len(found.problems) == 1, found.problems
+            assert "replica role can write: role rmsml_test_guard_writer" in found.problems[0][1]
+            assert "can write 1 table(s)" in found.problems[0][1]
+            assert [level for level, _ in refused[1]] == [CRITICAL] and "will be refused" in refused[1][0][1]
+
+    runner = CliRunner()  # the test replica's own role, a superuser, through the command
+    shown = runner.invoke(app, ["status", "--schedule", "daily"])
+    assert "WARNING: replica role can write: role" in shown.stdout and "superuser" in shown.stdout, shown.stdout
+    assert shown.exit_code == 1  # no run yet (a warning) and the role (a warning)
+    monkeypatch.setenv("RMSML_REPLICA__REFUSE_WRITABLE_ROLE", "true")
+    get_settings.cache_clear()
+    try:
+        refused_run = runner.invoke(app, ["status", "--json", "--schedule", "daily"])
+    finally:
+        monkeypatch.delenv("RMSML_REPLICA__REFUSE_WRITABLE_ROLE")
+        get_settings.cache_clear()
+    assert refused_run.exit_code == 2 and json.loads(refused_run.stdout)["verdict"] == "CRITICAL"

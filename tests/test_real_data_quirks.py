@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import DB_SUFFIX, drop_database, recreate_database, use_replica
+from tests.conftest import DB_SUFFIX, drop_database, empty_predictions_database, recreate_database, use_replica
 from worker import db, runs
 
 END = dt.date(2026, 11, 1)
@@ -191,12 +191,6 @@ def q(sql: str, **params):
         return conn.execute(text(sql), params).all()
 
 
-TRUNCATE = (
-    "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, ml_webhook_attempt, "
-    "ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert"
-)
-
-
 def _per_type_and_method(restaurant_id: int) -> dict[tuple[str, str], int]:
     return {
         (t, m): n
@@ -225,16 +219,14 @@ def quirky_runs(predictions_url):
     _admin(url, f"UPDATE restaurants_restaurant SET is_active = false WHERE id = {INACTIVE}")
     previous_url = use_replica(url)
     try:
-        with db.predictions_engine().begin() as conn:
-            conn.execute(text(TRUNCATE))
+        empty_predictions_database()
         pristine = {s: runs.execute_run(s, AS_OF) for s in ("daily", "weekly", "monthly")}
         control = _per_type_and_method(CONTROL)
         control_demand = dict(q(
             "SELECT target_start, value FROM m_l_predictions WHERE restaurant_id = :r AND prediction_type = 'demand_daily'",
             r=CONTROL,
         ))
-        with db.predictions_engine().begin() as conn:
-            conn.execute(text(TRUNCATE))
+        empty_predictions_database()
         seed_database(url, chain)
         _admin(url, MUTATIONS)
         before = runs.execute_run("daily", AS_OF, [INACTIVE])

@@ -349,13 +349,16 @@ def status(
     """Last run per schedule, freshness per prediction type, failed webhook deliveries.
 
     Exit codes, as a Nagios check: 0 OK, 1 WARNING (a partial run, failed deliveries, some rows
-    expired), 2 CRITICAL (a schedule late or its last run failed, a type whose rows all expired).
+    expired, a replica role that can write or is a superuser), 2 CRITICAL (a schedule late or its
+    last run failed, a type whose rows all expired, such a role while it is refused by setting).
     """
     from worker import db
     from worker.catalog import SCHEDULES
+    from worker.settings import get_settings
     from worker.status import read_status
 
-    found = read_status(db.predictions_engine(), tuple(schedule or SCHEDULES))
+    found = read_status(db.predictions_engine(), tuple(schedule or SCHEDULES), replica=db.replica_engine(),
+                        refuse_writable_role=get_settings().replica.refuse_writable_role)
     if as_json:
         typer.echo(to_json(found.as_dict()))
     else:

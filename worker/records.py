@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from core.jsonb import dumps
+from reporting.records import get_run, registry_frame  # the reads scoring shares: one copy, in the layer below
 from worker.writer import PredictionWriter
 
 
@@ -372,12 +372,6 @@ def _merged_messages(conn: Connection, run_id: uuid.UUID | str, messages: list[s
 
 
 
-def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT * FROM ml_run WHERE id = :id"), {"id": str(run_id)}).mappings().first()
-    return dict(row) if row else None
-
-
 def get_shard(engine: Engine, run_id: str, shard_no: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(
@@ -395,19 +389,6 @@ def shard_numbers(engine: Engine, run_id: str) -> list[int]:
                 text("SELECT shard_no FROM ml_run_shard WHERE run_id = :id ORDER BY shard_no"), {"id": str(run_id)}
             )
         ]
-
-
-def registry_frame(engine: Engine, prediction_types: list[str]) -> pd.DataFrame:
-    """Registered models of these types, newest first (for the fallback chain)."""
-    with engine.connect() as conn:
-        result = conn.execute(
-            text(
-                "SELECT name, version, prediction_type, artifact_path, sha256, training_end, metrics, status, "
-                "created_at FROM ml_model_registry WHERE prediction_type = ANY(:types) ORDER BY created_at DESC"
-            ),
-            {"types": prediction_types},
-        )
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def stale_runs(engine: Engine, schedule: str, silent_for_s: int, shard_limit_s: int) -> list[str]:
@@ -443,3 +424,6 @@ def running_runs(engine: Engine, schedule: str) -> list[str]:
                 {"schedule": schedule},
             )
         ]
+
+
+__all__ = ["RunRecords", "get_run", "get_shard", "shard_numbers", "registry_frame", "stale_runs", "running_runs"]

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
+from core.replica import ReplicaReader
 from models.artifacts import verify_artifact
 
 OK, WARNING, CRITICAL = 0, 1, 2
@@ -30,6 +32,7 @@ class Status:
     schedules: list[dict[str, Any]] = field(default_factory=list)
     prediction_types: list[dict[str, Any]] = field(default_factory=list)
     failed_deliveries: int = 0
+    replica_role_risks: list[str] | None = None  # None: the replica's role was not checked
     problems: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -43,19 +46,44 @@ class Status:
             "schedules": self.schedules,
             "prediction_types": self.prediction_types,
             "failed_deliveries": self.failed_deliveries,
+            "replica_role_risks": self.replica_role_risks,
             "problems": [{"level": VERDICT[level], "problem": p} for level, p in self.problems],
         }
 
 
-def read_status(engine: Engine, schedules: tuple[str, ...], *, now: datetime | None = None) -> Status:
-    """The last run of each schedule, the freshness of each prediction type, undelivered events.
+def replica_role_problems(replica: Engine, *,
+                          refuse_writable_role: bool) -> tuple[list[str] | None, list[tuple[int, str]]]:
+    """What the replica's role can do beyond reading (``ReplicaReader.role_risks``) and the
+    problems it makes: WARNING for a role that can write or is a superuser (the reader's guards are
+    then all that stands between a bug and the RMS's data), CRITICAL when
+    ``RMSML_REPLICA__REFUSE_WRITABLE_ROLE`` is set (the next run will be refused). A replica that
+    does not answer is a WARNING (None risks): the next run's start will say more."""
+    try:
+        risks = ReplicaReader(replica).role_risks()
+    except SQLAlchemyError as exc:
+        return None, [(WARNING, f"replica role not checked: the replica did not answer ({type(exc).__name__})")]
+    if refuse_writable_role:
+        return risks, [(CRITICAL, f"replica role can write: {r}; RMSML_REPLICA__REFUSE_WRITABLE_ROLE is set, so "
+                                  "every run will be refused: use a SELECT-only role (docs/replica.md)") for r in risks]
+    return risks, [(WARNING, f"replica role can write: {r}; use a SELECT-only role (docs/replica.md)") for r in risks]
+
+
+def read_status(engine: Engine, schedules: tuple[str, ...], *, now: datetime | None = None,
+                replica: Engine | None = None, refuse_writable_role: bool = False) -> Status:
+    """The last run of each schedule, the freshness of each prediction type, undelivered events,
+    and what the replica's role can do beyond reading.
 
     Args:
         schedules: the schedules to check (a deployment that never runs monthly passes fewer).
         now: the instant to judge ages against (UTC); defaults to the wall clock.
+        replica: the replica's engine, to check its role (``replica_role_problems``); None skips it.
+        refuse_writable_role: the ``replica.refuse_writable_role`` setting (a risky role is then critical).
     """
     now = now or datetime.now(timezone.utc)
     status = Status()
+    if replica is not None:
+        status.replica_role_risks, problems = replica_role_problems(replica, refuse_writable_role=refuse_writable_role)
+        status.problems.extend(problems)
     with engine.connect() as conn:
         last = {
             r.schedule: r
