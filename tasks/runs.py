@@ -28,10 +28,10 @@ from celery import chord
 from tasks import webhooks as webhook_tasks
 from tasks.base import task
 from webhooks.deliveries import emit_run_completed
-from worker import db, runs
+from worker import db, run_finish, run_start, runs
 from worker.locks import RunLock
 from worker.queues import SHARD_QUEUE
-from worker.runs import LockHeld, RunInputError
+from worker.run_start import LockHeld, RunInputError
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def parse_start_args(schedule: Any, as_of: Any, restaurant_ids: Any, trigger: An
         raise RunInputError(f"as_of must be an ISO 8601 string or null, got {as_of!r}")
     if as_of:
         try:
-            runs.parse_as_of(as_of)
+            run_start.parse_as_of(as_of)
         except (TypeError, ValueError):
             raise RunInputError(f"as_of is not an ISO 8601 instant: {as_of!r}") from None
     if restaurant_ids is not None:
@@ -101,7 +101,7 @@ def start_run(
     ``run_id`` (optional) re-runs an earlier run under its own id: its shards are rewritten in
     place, so a run that ended ``partial`` after a crash can be completed without duplicates.
     ``allow_future_as_of``: accept an ``as_of`` later than now (refused otherwise, see
-    ``worker.runs.checked_as_of``).
+    ``worker.run_start.checked_as_of``).
     """
     try:
         rid = str(uuid.UUID(str(run_id))) if run_id else _run_id_from(self.request.id)
@@ -110,7 +110,7 @@ def start_run(
     try:
         args = parse_start_args(schedule, as_of, restaurant_ids, trigger)
     except RunInputError as exc:
-        runs.reject_run(rid, str(schedule), None, trigger=str(trigger)[:64], error=str(exc))
+        run_start.reject_run(rid, str(schedule), None, trigger=str(trigger)[:64], error=str(exc))
         raise
 
     lock = RunLock.from_settings()
@@ -119,8 +119,8 @@ def start_run(
         # the same message again, after its shards went out: they are running or done
         log.warning("start %s redelivered after its shards were dispatched; not sending them again", self.request.id)
         return {**earlier, "redelivered": True}
-    plan = runs.begin_locked(lock, args["schedule"], args["as_of"], args["restaurant_ids"],
-                             trigger=args["trigger"], run_id=rid, allow_future_as_of=allow_future_as_of is True)
+    plan = run_start.begin_locked(lock, args["schedule"], args["as_of"], args["restaurant_ids"],
+                                  trigger=args["trigger"], run_id=rid, allow_future_as_of=allow_future_as_of is True)
     if isinstance(plan, LockHeld):
         return {
             "status": "skipped",
@@ -187,7 +187,7 @@ def finish_run(self, run_id: str) -> dict[str, Any]:
     waiting = runs.unfinished_shards(rid)
     if waiting and self.request.retries * FINISH_POLL_S < _limits.shard_time_limit_s:
         raise self.retry(countdown=FINISH_POLL_S, max_retries=None)
-    record = runs.finish_run(rid)
+    record = run_finish.finish_run(rid)
     RunLock.from_settings().release(record["schedule"], rid)
     record = _json_safe(record)
     record["webhook_deliveries"] = on_run_finished(record)

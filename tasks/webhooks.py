@@ -16,7 +16,7 @@ from typing import Any
 
 from tasks.base import task
 from webhooks import deliveries, records
-from worker import db, runs
+from worker import db, run_start
 from worker.catalog import SCHEDULES
 from worker.locks import RunLock
 from worker.settings import get_settings
@@ -67,14 +67,14 @@ def deliver_due(self, overdue_s: float = 120.0) -> dict[str, Any]:
     """The safety net for beat: re-enqueue pending deliveries whose next attempt is overdue (left by
     the inline budget, a broker outage or a worker that died mid-attempt).
 
-    First it closes stranded runs (``worker.runs.close_abandoned_runs``, every schedule): a run
+    First it closes stranded runs (``worker.run_start.close_abandoned_runs``, every schedule): a run
     whose queued shards vanished with the broker's memory, or whose workers all died, would
     otherwise stay ``running`` until the next trigger of its schedule (a day for the daily one);
     swept, it is closed within ``stranded_after_s`` plus one sweep, its run lock is freed, and its
     event goes out now."""
     engine = db.predictions_engine()
     lock = RunLock.from_settings()
-    closed = [str(r["id"]) for schedule in SCHEDULES for r in runs.close_abandoned_runs(schedule, lock=lock)]
+    closed = [str(r["id"]) for schedule in SCHEDULES for r in run_start.close_abandoned_runs(schedule, lock=lock)]
     ids = records.due_delivery_ids(engine, overdue_s=float(overdue_s))
     for run_id in closed:
         ids += [d["id"] for d in records.list_deliveries(engine, run_id=run_id)

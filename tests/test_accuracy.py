@@ -15,7 +15,7 @@ from sqlalchemy import text
 from models.accuracy import horizon_bucket, horizon_days, metrics, score
 from reporting.drift import DriftPolicy, degradation_alerts, menu_alerts, retrain_types, volume_alerts
 from tests.conftest import REPLICA_URL, empty_predictions_database
-from worker import db, runs
+from worker import catalog, db, runs
 
 AS_OF = pd.Timestamp("2026-10-31T04:15:00Z")
 EARLIER = AS_OF - pd.Timedelta(days=7)
@@ -106,8 +106,8 @@ def test_menu_drift_counts_recent_active_items():
 def two_runs(seeded_replica, predictions_url):
     empty_predictions_database()
     mp = pytest.MonkeyPatch()
-    real = runs.units_for
-    mp.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type in TYPES])
+    real = catalog.units_for
+    mp.setattr(catalog, "units_for", lambda s: [u for u in real(s) if u.prediction_type in TYPES])
     try:
         a = runs.execute_run("daily", EARLIER.isoformat())
         b = runs.execute_run("daily", AS_OF.isoformat())

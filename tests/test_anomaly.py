@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from worker import db, runs
+from worker import catalog, db, runs
 
 
 def _series(values, holiday_day=None):
@@ -50,8 +50,8 @@ def test_daily_run_writes_anomaly_rows_for_a_planted_day(seeded_replica, clean_p
     truth = seeded_replica["ground_truth"]
     rest = truth["restaurants"][0]
     planted = pd.Timestamp(str(rest["anomalies"][-1]["date"]))
-    real = runs.units_for
-    monkeypatch.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "anomaly"])
+    real = catalog.units_for
+    monkeypatch.setattr(catalog, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "anomaly"])
     # the run the morning after the planted day (local): its last complete day is the planted one
     as_of = (planted + pd.Timedelta(days=1, hours=12)).tz_localize(rest["timezone"]).tz_convert("UTC")
     record = runs.execute_run("daily", as_of.isoformat(), [rest["restaurant_id"]])

@@ -77,7 +77,7 @@ def test_trigger_with_an_unknown_schedule_sends_nothing(clean_predictions, monke
 def test_the_start_protocol_refuses_a_future_as_of_and_frees_the_lock(seeded_replica, clean_predictions, lock):
     """What beat, Flower and the start task go through (``begin_locked``): refused, recorded as a
     failed trigger with the reason, the lock freed."""
-    from worker.runs import RunInputError, begin_locked
+    from worker.run_start import RunInputError, begin_locked
 
     run_id = str(uuid.uuid4())
     with pytest.raises(RunInputError, match="later than now"):

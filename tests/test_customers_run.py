@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from worker import db, runs
+from worker import catalog, db, run_finish, runs
 from worker.settings import get_settings
 
 AS_OF = "2026-11-01T00:00:00Z"
@@ -23,8 +23,8 @@ def q(sql, **params):
 @pytest.fixture()
 def only_customer_units(monkeypatch):
     """Run just these units (the weekly schedule also holds other teams' types)."""
-    real = runs.units_for
-    monkeypatch.setattr(runs, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
+    real = catalog.units_for
+    monkeypatch.setattr(catalog, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
 
 
 def test_weekly_run_writes_each_customer_once_and_replays_cleanly(seeded_replica, clean_predictions,
@@ -54,7 +54,7 @@ def test_weekly_run_writes_each_customer_once_and_replays_cleanly(seeded_replica
     # A replay of the same run (a redelivered message) leaves exactly the same rows.
     before = q("SELECT prediction_type, entity_id, value FROM m_l_predictions ORDER BY 1, 2")
     runs.run_shard("00000000-0000-0000-0000-0000000c0001", 0, settings=settings)
-    runs.finish_run("00000000-0000-0000-0000-0000000c0001", settings=settings)
+    run_finish.finish_run("00000000-0000-0000-0000-0000000c0001", settings=settings)
     after = q("SELECT prediction_type, entity_id, value FROM m_l_predictions ORDER BY 1, 2")
     assert before == after
 

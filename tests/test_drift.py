@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import DB_SUFFIX, _BASE, drop_database, empty_predictions_database, recreate_database, use_replica
-from worker import db, runs
+from worker import catalog, db, runs
 
 SHIFT = pd.Timestamp("2026-10-15T04:15:00Z")
 RUN_B = SHIFT + pd.Timedelta(days=7)
@@ -79,8 +79,8 @@ def drift_chain(predictions_url):
     previous = use_replica(f"{_BASE}/{NAME}")
     empty_predictions_database()
     mp = pytest.MonkeyPatch()
-    real = runs.units_for
-    mp.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type in UNITS])
+    real = catalog.units_for
+    mp.setattr(catalog, "units_for", lambda s: [u for u in real(s) if u.prediction_type in UNITS])
     try:
         a = runs.execute_run("daily", SHIFT.isoformat(), restaurant_ids=[1, 2, 3])
         _plant_unregistered_prediction(planted["item"])

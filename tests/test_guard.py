@@ -128,7 +128,7 @@ def test_plain_reads_pass_the_guard(replica_engine):
 
 
 def test_a_writable_role_is_reported_and_refused_when_the_setting_says_so(replica_engine):
-    from worker.runs import RunInputError, replica_role_risks
+    from worker.run_start import RunInputError, replica_role_risks
     from worker.settings import Settings
 
     reader = ReplicaReader(replica_engine)

@@ -17,7 +17,7 @@ from tests.conftest import (
     recreate_database,
     use_replica,
 )
-from worker import db, runs
+from worker import catalog, db, runs
 from worker.settings import get_settings
 
 AS_OF = "2026-10-31T04:15:00Z"
@@ -27,8 +27,8 @@ MINE = ("stock_daily", "stockout", "reorder", "lead_time", "anomaly")
 @pytest.fixture()
 def only_my_units(monkeypatch):
     """Run the loop with this domain's units only: the other domains test theirs, and stay out of our time."""
-    real = runs.units_for
-    monkeypatch.setattr(runs, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
+    real = catalog.units_for
+    monkeypatch.setattr(catalog, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
 
 
 def q(sql, **params):

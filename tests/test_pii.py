@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import REPLICA_URL
-from worker import db, runs
+from worker import catalog, db, runs
 
 AS_OF = "2026-11-01T00:00:00Z"
 MINE = ("churn", "ltv", "prep_time")
@@ -62,8 +62,8 @@ def _leaks(blob: str, pii: dict[str, set[str]]) -> list[str]:
 
 
 def test_no_pii_in_any_output_of_a_run(seeded_replica, clean_predictions, monkeypatch):
-    real = runs.units_for
-    monkeypatch.setattr(runs, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
+    real = catalog.units_for
+    monkeypatch.setattr(catalog, "units_for", lambda schedule: [u for u in real(schedule) if u.prediction_type in MINE])
     handler = _Collect()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()

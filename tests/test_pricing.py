@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from worker import db, runs
+from worker import catalog, db, runs
 
 
 def test_recommendation_stays_in_the_bound_and_follows_the_elasticity():
@@ -69,8 +69,8 @@ def test_elasticities_recover_the_planted_ones_better_than_a_naive_estimate(seed
 
 
 def test_monthly_run_recommends_prices_within_the_bound(seeded_replica, clean_predictions, monkeypatch):
-    real = runs.units_for
-    monkeypatch.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "price_recommendation"])
+    real = catalog.units_for
+    monkeypatch.setattr(catalog, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "price_recommendation"])
     record = runs.execute_run("monthly", "2026-11-01T05:15:00Z")
     assert record["status"] == "succeeded", record
     with db.predictions_engine().connect() as conn:
@@ -88,8 +88,8 @@ def test_monthly_run_recommends_prices_within_the_bound(seeded_replica, clean_pr
 def test_every_shard_registers_its_own_model(seeded_replica, clean_predictions, monkeypatch):
     from worker.settings import get_settings
 
-    real = runs.units_for
-    monkeypatch.setattr(runs, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "price_recommendation"])
+    real = catalog.units_for
+    monkeypatch.setattr(catalog, "units_for", lambda s: [u for u in real(s) if u.prediction_type == "price_recommendation"])
     monkeypatch.setenv("RMSML_SCHEDULES__SHARD_SIZE", "2")
     get_settings.cache_clear()
     try:

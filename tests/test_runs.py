@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import CHAIN, DB_SUFFIX, drop_database, recreate_database, use_replica
-from worker import db, runs
+from worker import catalog, db, run_start, runs
 from core.units import PredictionUnit
 
 AS_OF = "2026-10-31T04:15:00Z"
@@ -18,12 +18,12 @@ AS_OF = "2026-10-31T04:15:00Z"
 @pytest.fixture()
 def demand_only(monkeypatch):
     """Loop-behaviour tests run only the restaurant demand units: the loop is generic, other models slow."""
-    real_units_for = runs.units_for
+    real_units_for = catalog.units_for
 
     def only_demand(schedule):
         return [u for u in real_units_for(schedule) if u.prediction_type in ("demand_daily", "demand_hourly")]
 
-    monkeypatch.setattr(runs, "units_for", only_demand)
+    monkeypatch.setattr(catalog, "units_for", only_demand)
 
 
 def q(sql, **params):
@@ -97,7 +97,7 @@ def test_as_of_replays_history_strictly_before_it(seeded_replica, clean_predicti
 
 def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, clean_predictions, demand_only, monkeypatch):
     good = runs.execute_run("daily", AS_OF)
-    real_units_for = runs.units_for
+    real_units_for = catalog.units_for
 
     def failing_hourly(schedule):
         units = real_units_for(schedule)
@@ -107,7 +107,7 @@ def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, cl
             for u in units
         ]
 
-    monkeypatch.setattr(runs, "units_for", failing_hourly)
+    monkeypatch.setattr(catalog, "units_for", failing_hourly)
     broken = runs.execute_run("daily", "2026-10-31T05:15:00Z")
     assert broken["status"] == "partial"
     assert "demand_hourly" in broken["error"]
@@ -115,7 +115,7 @@ def test_unit_failure_keeps_previous_rows_and_rerun_completes(seeded_replica, cl
     assert broken["rows_written"]["demand_daily"] == 28 * CHAIN["restaurants"]
     hourly_runs = q("SELECT DISTINCT run_id::text FROM m_l_predictions WHERE prediction_type = 'demand_hourly'")
     assert hourly_runs == [(str(good["id"]),)]
-    monkeypatch.setattr(runs, "units_for", real_units_for)
+    monkeypatch.setattr(catalog, "units_for", real_units_for)
     retried = runs.execute_run("daily", "2026-10-31T05:15:00Z", run_id=str(broken["id"]))
     assert retried["status"] == "succeeded"
     assert q("SELECT count(*) FROM m_l_predictions")[0][0] == sum(good["rows_written"].values())
@@ -126,9 +126,9 @@ def _boom(features, scope):
 
 
 def test_bad_input_is_a_clear_error_recorded_and_writes_nothing(seeded_replica, clean_predictions, demand_only):
-    with pytest.raises(runs.RunInputError, match="unknown schedule"):
+    with pytest.raises(run_start.RunInputError, match="unknown schedule"):
         runs.execute_run("hourly", AS_OF)
-    with pytest.raises(runs.RunInputError, match="unknown restaurant"):
+    with pytest.raises(run_start.RunInputError, match="unknown restaurant"):
         runs.execute_run("daily", AS_OF, restaurant_ids=[1, 987654])
     failed = q("SELECT status, error FROM ml_run")
     assert failed == [("failed", "unknown restaurant id(s): [987654]")]
@@ -184,21 +184,21 @@ def test_a_weekly_run_without_customers_says_churn_and_ltv_were_skipped_and_why(
 
 def test_abandoned_run_is_closed_and_announced_before_the_next_one(seeded_replica, clean_predictions, demand_only):
     """Workers all died mid-run: the next run of the schedule closes it, from what it committed."""
-    plan = runs.begin_run("daily", AS_OF)
+    plan = run_start.begin_run("daily", AS_OF)
     runs.run_shard(plan.run_id, 0)  # one shard done, then everyone died
     with db.predictions_engine().begin() as conn:
         conn.execute(text("INSERT INTO ml_run_shard (run_id, shard_no, restaurant_ids, status) "
                           "VALUES (:id, 99, '[999]', 'running')"), {"id": plan.run_id})
         conn.execute(text("UPDATE ml_run SET heartbeat_at = now() - interval '3 hours' WHERE id = :id"),
                      {"id": plan.run_id})
-    fresh = runs.begin_run("daily", "2026-10-31T05:15:00Z")
+    fresh = run_start.begin_run("daily", "2026-10-31T05:15:00Z")
     (status, error), = q("SELECT status, error FROM ml_run WHERE id = :id", id=plan.run_id)
     assert status == "partial" and "abandoned" in error
     assert q("SELECT status FROM ml_run WHERE id = :id", id=fresh.run_id) == [("running",)]
     # What it committed stays readable.
     assert q("SELECT count(*) FROM m_l_predictions WHERE run_id = :id", id=plan.run_id)[0][0] > 0
     # A run that is merely slow (recent heartbeat) is left alone.
-    assert runs.close_abandoned_runs("daily") == []
+    assert run_start.close_abandoned_runs("daily") == []
 
 
 def _db_error(sqlstate: str, message: str, cls=None):
@@ -221,7 +221,7 @@ def test_a_dropped_connection_in_a_unit_is_retried_not_recorded_failed(seeded_re
     from worker import failures
 
     monkeypatch.setattr(failures, "UNIT_RETRY_PAUSES_S", (0.0, 0.0))
-    real_units_for = runs.units_for
+    real_units_for = catalog.units_for
     calls = {"n": 0}
 
     def flaky(features, scope):
@@ -240,7 +240,7 @@ def test_a_dropped_connection_in_a_unit_is_retried_not_recorded_failed(seeded_re
                     for u in real_units_for(schedule)]
         return units_for
 
-    monkeypatch.setattr(runs, "units_for", with_unit(flaky))
+    monkeypatch.setattr(catalog, "units_for", with_unit(flaky))
     record = runs.execute_run("daily", AS_OF)
     assert record["status"] == "succeeded" and calls["n"] == 2
     assert record["rows_written"]["demand_hourly"] == 168 * CHAIN["restaurants"]
@@ -248,8 +248,8 @@ def test_a_dropped_connection_in_a_unit_is_retried_not_recorded_failed(seeded_re
     def always_down(features, scope):
         raise _db_error("57P01", "terminating connection due to administrator command")
 
-    monkeypatch.setattr(runs, "units_for", with_unit(always_down))
-    plan = runs.begin_run("daily", "2026-10-31T06:15:00Z")
+    monkeypatch.setattr(catalog, "units_for", with_unit(always_down))
+    plan = run_start.begin_run("daily", "2026-10-31T06:15:00Z")
     import sqlalchemy.exc
 
     with pytest.raises(sqlalchemy.exc.OperationalError):
@@ -260,7 +260,7 @@ def test_a_dropped_connection_in_a_unit_is_retried_not_recorded_failed(seeded_re
         raise _db_error("42703", 'column "secret_column" does not exist\nLINE 1: SELECT secret_column ...',
                         cls=sqlalchemy.exc.ProgrammingError)
 
-    monkeypatch.setattr(runs, "units_for", with_unit(bad_sql))
+    monkeypatch.setattr(catalog, "units_for", with_unit(bad_sql))
     failed = runs.execute_run("daily", "2026-10-31T07:15:00Z")
     assert failed["status"] == "partial"
     assert "demand_hourly: _Orig: column \"secret_column\" does not exist" in failed["error"]
@@ -323,22 +323,22 @@ def test_a_run_stranded_by_a_broker_loss_holds_its_schedule_then_closes_within_m
     settings = get_settings().model_copy(deep=True)
     settings.schedules.shard_size = 2
     with cleared_run_lock("daily") as lock:
-        plan = runs.begin_locked(lock, "daily", AS_OF, trigger="test", run_id=str(uuid.uuid4()), settings=settings)
+        plan = run_start.begin_locked(lock, "daily", AS_OF, trigger="test", run_id=str(uuid.uuid4()), settings=settings)
         assert len(plan.shards) == 2
         runs.run_shard(plan.run_id, 0, settings=settings)  # shard 1 was queued in the Redis that was lost
         lock.client.delete(lock.key("daily"))
 
-        held = runs.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
+        held = run_start.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
                                  settings=settings)
-        assert held == runs.LockHeld("daily", plan.run_id)
+        assert held == run_start.LockHeld("daily", plan.run_id)
         assert lock.holder("daily") is None  # nothing was started, and the lock is not kept
 
         with db.predictions_engine().begin() as conn:
             conn.execute(text("UPDATE ml_run SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
                          {"id": plan.run_id, "s": settings.tasks.stranded_after_s + 60})
-        fresh = runs.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
+        fresh = run_start.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
                                   settings=settings)
-        assert isinstance(fresh, runs.RunPlan)
+        assert isinstance(fresh, run_start.RunPlan)
         (status, written), = q("SELECT status, rows_written FROM ml_run WHERE id = :id", id=plan.run_id)
         assert status == "partial" and written.get("demand_daily", 0) > 0
         assert get_settings().tasks.stranded_after_s <= 15 * 60 < get_settings().tasks.run_lock_ttl_s
@@ -363,7 +363,7 @@ def test_the_demand_units_share_one_daily_forecast_per_shard_declared_not_cached
     assert record["status"] == "succeeded"
     daily = [c for c in calls if c[0] == "demand_daily"]
     assert len(daily) == len(set(daily)) == len({c[1] for c in calls})  # once per shard
-    assert {u.shares for u in runs.units_for("daily")} == {"demand"}
+    assert {u.shares for u in catalog.units_for("daily")} == {"demand"}
     module_state = {k: v for k, v in vars(demand).items() if isinstance(v, dict) and not k.startswith("__")}
     assert not any(module_state.values()), module_state  # no process-global cache holds a shard
 
@@ -381,7 +381,7 @@ def test_the_webhook_sweep_closes_a_run_whose_workers_all_died_and_frees_its_loc
     settings = get_settings().model_copy(deep=True)
     settings.schedules.shard_size = 2
     with cleared_run_lock("daily") as lock:
-        plan = runs.begin_locked(lock, "daily", AS_OF, trigger="test", run_id=str(uuid.uuid4()), settings=settings)
+        plan = run_start.begin_locked(lock, "daily", AS_OF, trigger="test", run_id=str(uuid.uuid4()), settings=settings)
         runs.run_shard(plan.run_id, 0, settings=settings)  # then the workers died: shard 1 never ran
         swept = deliver_due.apply(kwargs={"overdue_s": 0}).get()
         assert "closed_runs" not in swept and lock.holder("daily") == plan.run_id  # not stranded yet
@@ -394,6 +394,6 @@ def test_the_webhook_sweep_closes_a_run_whose_workers_all_died_and_frees_its_loc
         (status, written), = q("SELECT status, rows_written FROM ml_run WHERE id = :id", id=plan.run_id)
         assert status == "partial" and written.get("demand_daily", 0) > 0
         assert lock.holder("daily") is None
-        fresh = runs.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
+        fresh = run_start.begin_locked(lock, "daily", "2026-10-31T05:15:00Z", trigger="test", run_id=str(uuid.uuid4()),
                                   settings=settings)
-        assert isinstance(fresh, runs.RunPlan)
+        assert isinstance(fresh, run_start.RunPlan)

@@ -57,7 +57,8 @@ def _run(run_id: str) -> dict:
 
 def test_a_sigkilled_in_process_run_is_taken_over_after_stranded_after_s(seeded_replica, clean_predictions,
                                                                          stranded_settings):
-    from worker.runs import LockHeld, execute_run
+    from worker.run_start import LockHeld
+    from worker.runs import execute_run
 
     with cleared_run_lock("monthly") as lock:
         killed = subprocess.run([sys.executable, "-c", CHILD], env=dict(os.environ), capture_output=True, text=True,
@@ -96,7 +97,7 @@ def test_a_stranded_celery_run_holding_the_lock_is_taken_over_without_the_sweep(
     """A run whose workers all died (Redis lived) keeps its lock; with no beat running the sweep,
     the next start closes it and takes the lock (before: exit 3 until the lock's TTL)."""
     from worker.records import RunRecords
-    from worker.runs import LockHeld, begin_locked
+    from worker.run_start import LockHeld, begin_locked
 
     dead = str(uuid.uuid4())
     records = RunRecords(db.predictions_engine())

@@ -471,7 +471,7 @@ def test_attempt_cut_short_by_a_dead_worker_stays_visible_and_is_redelivered(eng
 def test_a_run_rejected_for_bad_input_is_announced_too(engine, receivers, monkeypatch):
     """docs/webhooks.md lists a ``run`` failure kind, yet runs rejected for bad input sent nothing.
     The rejected run's event is recorded for the sweep; sent, it verifies and names the reason."""
-    from worker import runs
+    from worker import run_start
     from worker.settings import get_settings
 
     secret = new_secret()
@@ -482,7 +482,7 @@ def test_a_run_rejected_for_bad_input_is_announced_too(engine, receivers, monkey
     get_settings.cache_clear()
     try:
         run_id = str(uuid.uuid4())
-        runs.reject_run(run_id, "hourly", None, trigger="test", error="unknown schedule 'hourly'")
+        run_start.reject_run(run_id, "hourly", None, trigger="test", error="unknown schedule 'hourly'")
         [row] = records.list_deliveries(engine, run_id=run_id)
         assert row["status"] == "pending"
         deliveries.redeliver(row["id"], engine=engine, settings=get_settings().webhooks, send="inline")
@@ -490,7 +490,7 @@ def test_a_run_rejected_for_bad_input_is_announced_too(engine, receivers, monkey
         data = json.loads(request.body)["data"]
         assert data["status"] == "failed" and data["run_id"] == run_id
         assert data["failed"] == [{"kind": "run", "reason": "unknown schedule 'hourly'"}]
-        runs.reject_run(run_id, "hourly", None, trigger="test", error="again")  # recorded once: nothing new
+        run_start.reject_run(run_id, "hourly", None, trigger="test", error="again")  # recorded once: nothing new
         assert len(records.list_deliveries(engine, run_id=run_id)) == 1
     finally:
         get_settings.cache_clear()

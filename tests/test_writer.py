@@ -160,7 +160,7 @@ def test_finishing_a_run_twice_records_the_same_figures(clean_predictions, predi
     """A redelivered finish message must not merge the shards' malformed-row counts again (the
     fault drill saw orders_order 8 -> 16), and a re-run under the same id starts from its new
     begin figures."""
-    from worker import runs
+    from worker.run_finish import finish_run
 
     run_records = RunRecords(predictions_engine)
     run_id = uuid.uuid4()
@@ -171,8 +171,8 @@ def test_finishing_a_run_twice_records_the_same_figures(clean_predictions, predi
     write(PredictionWriter(predictions_engine), run_id, hourly_rows([1]))
     run_records.finish_shard(run_id, 0, status="succeeded", rows_written={"demand_hourly": 168},
                              rows_skipped={"orders_order": 8}, messages=[])
-    first = runs.finish_run(str(run_id))
-    again = runs.finish_run(str(run_id))
+    first = finish_run(str(run_id))
+    again = finish_run(str(run_id))
     assert first["rows_skipped"] == again["rows_skipped"] == {"restaurants_restaurant": 1, "orders_order": 8}
     assert again["finished_at"] == first["finished_at"] and again["status"] == first["status"] == "succeeded"
 

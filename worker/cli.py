@@ -46,7 +46,8 @@ def run(
     schedule holds the lock (nothing was started).
     """
     _setup_logging()
-    from worker.runs import LockHeld, RunInputError, execute_run
+    from worker.run_start import LockHeld, RunInputError
+    from worker.runs import execute_run
 
     _check_run_input(schedule, as_of, allow_future_as_of)
     try:
@@ -70,7 +71,7 @@ def run(
 
 def _run_lock(schedule: str):
     """The Redis run lock, or exit 2 when Redis does not answer. Taking it (and the run-table check
-    that backs it) is ``worker.runs.begin_locked``, the same protocol the start task follows:
+    that backs it) is ``worker.run_start.begin_locked``, the same protocol the start task follows:
     running beside a scheduled run would write the same rows twice over and race the webhooks."""
     import redis
 
@@ -270,7 +271,7 @@ def _check_run_input(schedule: str, as_of: Optional[str], allow_future_as_of: bo
     """Exit 2 with one line for a schedule or as-of the run would refuse, before anything is sent:
     a typo must not leave a failed run record behind an exit 0."""
     from worker.catalog import SCHEDULES
-    from worker.runs import RunInputError, checked_as_of
+    from worker.run_start import RunInputError, checked_as_of
 
     if schedule not in SCHEDULES:
         typer.echo(f"error: unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}", err=True)

@@ -141,7 +141,7 @@ class Heartbeat:
 
     A daemon thread, so a long shard (one model fit can take minutes) neither lets the lock lapse
     nor looks dead; a SIGKILL stops the beats with the process, and after ``stranded_after_s`` of
-    silence the next start takes the lock over (``worker.runs.begin_locked``).
+    silence the next start takes the lock over (``worker.run_start.begin_locked``).
     """
 
     def __init__(self, lock: RunLock, schedule: str, run_id: str, interval_s: float):

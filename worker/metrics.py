@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def run_registry(record: Mapping[str, Any], step_seconds: Mapping[str, float], failed_deliveries: int) -> CollectorRegistry:
-    """The metrics of one closed run (its record as ``worker.runs.finish_run`` returns it).
+    """The metrics of one closed run (its record as ``worker.run_finish.finish_run`` returns it).
 
     Args:
         step_seconds: seconds per unit summed over the run's shards, plus the report step.

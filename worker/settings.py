@@ -57,7 +57,7 @@ class TaskSettings(BaseModel):
     # run whose workers all died keeps blocking the next trigger of its schedule.
     run_lock_ttl_s: int = 2 * 3600
     # A running run no shard started for this long, with no live shard, is closed as abandoned
-    # (worker.runs.close_abandoned_runs): its workers died or the broker lost its queued shards.
+    # (worker.run_start.close_abandoned_runs): its workers died or the broker lost its queued shards.
     stranded_after_s: int = Field(600, ge=60)
 
 
