@@ -385,7 +385,7 @@ def models(
     its version, training window, the backtest scores of every candidate, when it was chosen and
     whether its artifact still matches its checksum."""
     from worker import db
-    from worker.status import models_in_use
+    from worker.status import chain_decisions, models_in_use
 
     rows = models_in_use(db.predictions_engine(), verify=verify)
     if as_json:
@@ -397,6 +397,8 @@ def models(
          ", ".join(f"{n}={v.get('wape'):.3f}" for n, v in (r["backtest"] or {}).items()
                    if isinstance(v, dict) and isinstance(v.get("wape"), (int, float))) or "-",
          r["checksum"] or "-"] for r in rows], stderr=False)
+    for line in chain_decisions(rows):
+        typer.echo(line)
 
 
 # ---------------------------------------------------------------------- bring your own sales (issue 17)

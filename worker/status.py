@@ -167,6 +167,21 @@ def models_in_use(engine: Engine, *, verify: bool = True) -> list[dict[str, Any]
             "training_start": r["training_start"].isoformat() if r["training_start"] else None,
             "training_end": r["training_end"].isoformat() if r["training_end"] else None,
             "chosen_at": r["created_at"].isoformat(), "backtest": metrics.get("backtest"),
+            "chain_decision": metrics.get("chain_decision"),
             "checksum": checksum,
         })
     return out
+
+
+def chain_decisions(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per type decided for the whole chain (``models.chain_decision``): the method the
+    shards apply, why, and the pooled backtest WAPE of each candidate behind it."""
+    lines = []
+    for ptype in sorted({r["prediction_type"] for r in rows if r.get("chain_decision")}):
+        d = max((r for r in rows if r["prediction_type"] == ptype and r.get("chain_decision")),
+                key=lambda r: r["chosen_at"])["chain_decision"]
+        pooled = ", ".join(f"{n}={p['wape']:.3f}" for n, p in sorted((d.get("pooled") or {}).items())
+                           if isinstance(p, dict) and isinstance(p.get("wape"), (int, float)))
+        lines.append(f"{ptype}: the chain uses {d['name']} ({d['reason']})"
+                     + (f"; pooled over {d.get('shards', 0)} shards: {pooled}" if pooled else ""))
+    return lines
