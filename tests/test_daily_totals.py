@@ -173,3 +173,6 @@ def test_a_daily_run_forecasts_days_and_says_why_not_hours_or_items(tmp_path, to
         details = [d for (d,) in conn.execute(text(
             "SELECT details FROM m_l_predictions WHERE prediction_type = 'demand_daily'"))]
     assert details and all("revenue" not in d for d in details)  # no prices: no revenue, rather than 0
+    # the chain's decision, the same in every shard, is what an admin reads from `worker models`
+    shown = CliRunner().invoke(app, ["models", "--no-verify"])
+    assert shown.exit_code == 0 and "demand_daily: the chain uses ensemble (default: no pooled backtest" in shown.output
