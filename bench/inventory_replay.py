@@ -22,7 +22,7 @@ from bench.replay_alarms import (
     calibration_holds,
 )
 from bench.replay_chain import build_world, historical_policy
-from bench.replay_leadtimes import lead_time_world
+from bench.replay_leadtimes import WorldLeadHistory, lead_time_world
 from bench.replay_model import ModelInputs, ModelPolicy, model_inputs
 from bench.replay_order_up_to import OrderUpTo
 from bench.replay_policies import HistoricalPolicy, ParRule, fit_par_rule, item_costs, trailing_use
@@ -33,6 +33,9 @@ __all__ = ["NEVER", "AlarmWatch", "HistoricalPolicy", "ModelInputs", "ModelPolic
            "fit_par_rule", "historical_policy", "model_inputs", "replay", "trailing_use", "without_new_orders"]
 
 SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
+# the par rule's and the order-up-to policy's knobs reach further: at the model's levels they run
+# out far more often, and their curves must reach the model's stockout levels to be compared
+OTHER_LEVELS = SERVICE_LEVELS + (0.999, 0.9999)
 ALARM_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 
 
@@ -80,7 +83,8 @@ def curve_check(model: list[dict], other: list[dict], y: str = "avg_stock_value"
     """The model's curve against another policy's at matched stockout levels (second half): at each
     knob point of either curve inside both curves' range of stockout item-days, ``y`` of the model
     and of the other, each linearly interpolated along its curve (sorted by stockout item-days).
-    ``at_or_below``: the model's ``y`` is at most the other's at every matched level."""
+    ``at_or_below``: the model's ``y`` is at most the other's at every matched level (None when the
+    curves share no stockout level: ``model_stockouts`` and ``other_stockouts`` give their ranges)."""
     def line(c):
         pts = sorted((p["second_half"]["stockout_item_days"], p["second_half"][y]) for p in c)
         xs = np.array([x for x, _ in pts], float)
@@ -93,14 +97,20 @@ def curve_check(model: list[dict], other: list[dict], y: str = "avg_stock_value"
     levels = sorted({x for x in np.concatenate([mx, ox]) if lo <= x <= hi})
     matched = [{"stockout_item_days": float(x), "model": round(float(np.interp(x, mx, my)), 2),
                 "other": round(float(np.interp(x, ox, oy)), 2)} for x in levels]
-    return {"matched": matched, "at_or_below": bool(matched) and all(m["model"] <= m["other"] + 1e-6 for m in matched),
-            "overlap": [float(lo), float(hi)] if lo <= hi else None}
+    return {"matched": matched,
+            "at_or_below": all(m["model"] <= m["other"] + 1e-6 for m in matched) if matched else None,
+            "overlap": [float(lo), float(hi)] if lo <= hi else None,
+            "model_stockouts": [float(mx.min()), float(mx.max())], "other_stockouts": [float(ox.min()), float(ox.max())]}
+
+
+def half_figures(r: ReplayResult, days: slice, settings) -> dict:
+    """``ReplayResult.summary`` over ``days`` and the ``operating_cost``: holding + ordering + waste
+    value (``item_costs`` without the priced shortage), what a policy spends to get its stockouts."""
+    return {**r.summary(days), "operating_cost": round(float(item_costs(r, days, settings, 0.0).sum()), 2)}
 
 
 def _curve(runs: dict, first: slice, second: slice, settings, knob: str) -> list[dict]:
-    return [{knob: sl, "first_half": r.summary(first), "second_half": r.summary(second),
-             "cost_first_half": round(float(item_costs(r, first, settings, sl).sum()), 2),
-             "cost_second_half": round(float(item_costs(r, second, settings, sl).sum()), 2)}
+    return [{knob: sl, "first_half": half_figures(r, first, settings), "second_half": half_figures(r, second, settings)}
             for sl, r in sorted(runs.items())]
 
 
@@ -119,6 +129,9 @@ def _alarm_figures(watch: AlarmWatch, world: World, settings, truth: dict, histo
         "model_thresholds": {str(t): alarms_without_new_orders(alarm_days(watch, world, settings, t)[0], notice, watch, second, D)
                              for t in ALARM_THRESHOLDS},
     }
+    need_p = [float(watch.model.p_out[k][min(h, len(watch.model.p_out[k]) - 1)]) for k, (L, h) in notice.items()
+              if k[0] in second and k[0] + h < D and L <= watch.cf[k] <= h]
+    out["needed_p_out_quartiles"] = [round(float(q), 4) for q in np.quantile(need_p, (0.25, 0.5, 0.75))] if need_p else None
     chain = {}
     for name, alarms in (("model", m_alarm), ("days_of_cover", c_alarm)):
         chain[name] = {
@@ -132,7 +145,7 @@ def _alarm_figures(watch: AlarmWatch, world: World, settings, truth: dict, histo
 
 
 def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, weeks: int,
-                    service_levels: tuple = SERVICE_LEVELS) -> dict:
+                    service_levels: tuple = SERVICE_LEVELS, lead_learning: str = "world", keep: dict | None = None) -> dict:
     """Every replay figure of ``python -m bench.inventory`` over the last ``weeks`` weeks, tuned on
     their first half and reported on their second (docs/inventory.md, issue 26).
 
@@ -141,7 +154,9 @@ def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, we
     order-up-to policy (its z); the chain's own ordering once. ``replay``: the full-window figures
     at the default, ``first_half``, ``second_half``, ``curves`` (per policy and knob, both halves),
     ``curve_check`` (the model's curve against the others' at matched stockout levels, second
-    half), ``default_service_level`` (chosen on the first half, ``choose_default``).
+    half), ``default_service_level`` (chosen on the first half, ``choose_default``). The model
+    learns the suppliers' lead times from the world's own deliveries (``lead_learning`` "world",
+    ``WorldLeadHistory``) or, "replica", from the replica's (the generator's lognormal).
     ``alarms_in_time`` and ``calibration``: the historical replay watched by the daily run.
     """
     import time
@@ -153,7 +168,9 @@ def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, we
     first, second = slice(0, half), slice(half, days)
     start = end - pd.Timedelta(days=days)
     world, items, ordered_at0 = build_world(reader, truth, restaurants, start, days)
-    inputs = model_inputs(reader, restaurants, settings, start, days)
+    pairs = sorted({(int(r), int(s)) for r, s in zip(world.restaurant_id, world.supplier_id) if s >= 0})
+    inputs = model_inputs(reader, restaurants, settings, start, days,
+                          WorldLeadHistory(world.arrive, pairs, days) if lead_learning == "world" else None)
     t_inputs = time.perf_counter() - t0
     moq = items["min_order_quantity"].fillna(0).to_numpy(float)
     from models.inventory import supplier_lead
@@ -167,22 +184,28 @@ def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, we
              for sl in levels}
     t_model = time.perf_counter() - t0
     par_fit = fit_par_rule(world, half, settings, moq, lead0)
-    par = {sl: replay(world, par_fit.rule(sl)) for sl in levels}
-    out = {sl: replay(world, OrderUpTo(inputs, sl, moq, settings.review_period_days)) for sl in levels}
+    others = sorted(set(OTHER_LEVELS) | set(levels))
+    par = {sl: replay(world, par_fit.rule(sl)) for sl in others}
+    out = {sl: replay(world, OrderUpTo(inputs, sl, moq, settings.review_period_days)) for sl in others}
     default, why = choose_default(model, historical, first)
     curves = {"model": _curve(model, first, second, settings, "service_level"),
               "par_rule": _curve(par, first, second, settings, "service_level"),
               "order_up_to": _curve(out, first, second, settings, "service_level"),
-              "historical": {"first_half": historical.summary(first), "second_half": historical.summary(second)}}
+              "historical": {"first_half": half_figures(historical, first, settings),
+                             "second_half": half_figures(historical, second, settings)}}
     runs = {"model": model[default], "historical": historical, "par_rule": par[default], "order_up_to": out[default]}
+    if keep is not None:  # for a diagnosis: every replay and what the model saw
+        keep.update(world=world, items=items, inputs=inputs, model=model, par=par, out=out, historical=historical)
     figures: dict = {"replay": {
         **{k: r.summary() for k, r in runs.items()},
-        "first_half": {k: r.summary(first) for k, r in runs.items()},
-        "second_half": {k: r.summary(second) for k, r in runs.items()},
+        "first_half": {k: half_figures(r, first, settings) for k, r in runs.items()},
+        "second_half": {k: half_figures(r, second, settings) for k, r in runs.items()},
+        "second_half_by_kind": {kind: {k: r.summary(second, m) for k, r in runs.items()}
+                                for kind, m in (("perishable", world.shelf > 0), ("other", world.shelf == 0))},
         "default_service_level": default, "default_rule": why,
         "curves": curves,
         "curve_check": {y: {o: curve_check(curves["model"], curves[o], y) for o in ("par_rule", "order_up_to")}
-                        for y in ("avg_stock_value", "waste_units")},
+                        for y in ("avg_stock_value", "waste_units", "operating_cost")},
     }}
     figures["alarms_in_time"] = _alarm_figures(watch, world, settings, truth, historical, range(half, days))
     buckets = calibration_buckets(watch, world, range(half, days))
@@ -192,6 +215,7 @@ def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, we
     figures["service_level_curve"] = [{"service_level": p["service_level"], **p["second_half"]} for p in curves["model"]]
     figures["replay_info"] = {
         "start": str(start.date()), "days": days, "first_half_days": half, "items": world.n,
+        "lead_learning": lead_learning,
         "lead_time_world": lead_time_world(world.arrive, truth),
         "truth_stockout_episodes": int(sum(1 for s in truth.get("stockouts", []) if pd.Timestamp(s["end_date"]) >= start)),
         "seconds_inputs": round(t_inputs, 1), "seconds_historical": round(t_hist - t_inputs, 1),

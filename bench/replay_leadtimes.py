@@ -88,14 +88,12 @@ def mixture_arrivals(truth: dict, restaurants: pd.DataFrame, start: pd.Timestamp
                                       float(s["true_lead_sd_days"])) for k, s in enumerate(sups)}
     tz = restaurants.set_index("id")["timezone"].to_dict()
     cache: dict = {}
-    leads: list = []
+    leads: set = set()  # (restaurant, supplier, day) of every order the replays placed
 
-    def arrive(rid: int, sid: int, d: int) -> int:
+    def draw(rid: int, sid: int, d: int) -> tuple[pd.Timestamp, float]:
+        """(local arrival instant, lead days) of an order placed on the morning of day ``d``."""
         key = (rid, sid, d)
         if key not in cache:
-            if sid not in params:
-                cache[key] = d + 1
-                return cache[key]
             k, usual, sd = params[sid]
             at = morning(start, d)
             local = at.tz_convert(tz[rid]).tz_localize(None)
@@ -104,19 +102,68 @@ def mixture_arrivals(truth: dict, restaurants: pd.DataFrame, start: pd.Timestamp
             if local.weekday() == SATURDAY:
                 lead += 1.0
             came = _deliver(local + pd.Timedelta(days=lead), seed, sid)
-            leads.append((sid, (came - local) / pd.Timedelta(days=1)))
-            late = came.hour + came.minute / 60.0 >= cutoff_hour  # after the day's use is booked
-            cache[key] = max(int((came.normalize() - start).days) + int(late), d)
+            cache[key] = (came, (came - local) / pd.Timedelta(days=1))
         return cache[key]
 
+    def arrive(rid: int, sid: int, d: int) -> int:
+        if sid not in params:
+            return d + 1
+        came, lead = draw(rid, sid, d)
+        leads.add((rid, sid, d))
+        late = came.hour + came.minute / 60.0 >= cutoff_hour  # after the day's use is booked
+        return max(int((came.normalize() - start).days) + int(late), d)
+
     arrive.leads = leads  # type: ignore[attr-defined]
+    arrive.cache = cache  # type: ignore[attr-defined]
+    arrive.draw = draw  # type: ignore[attr-defined]
+    arrive.suppliers = set(params)  # type: ignore[attr-defined]
     return arrive
+
+
+class WorldLeadHistory:
+    """The suppliers' delivery history *of this world*, for the model to learn lead times from.
+
+    The replica's purchase orders came from the generator's lognormal; judged in a world whose lead
+    times have another shape and spread, a model fitted on them would be judged on a supplier it
+    never saw. A live run learns from the deliveries of the suppliers it is judged on, so here
+    every restaurant is taken to order from each of its suppliers every morning over the ``back``
+    days before the replay and during it (the same draws as ``arrive``: the orders the replay's
+    policies place are among them), and ``frames(day)`` gives, as of that morning, what
+    ``features.inventory.supplier_lead_times`` and ``supplier_recent_orders`` would read: orders
+    placed in the last ``back`` days and received by then (n, mean, sd, p10, p50, p90), and the
+    orders of the last ``recent_days`` with their lead so far (``open`` when not yet received)."""
+
+    def __init__(self, arrive, pairs: list[tuple[int, int]], days: int, back: int = 365, recent_days: int = 5):
+        rows = []
+        for rid, sid in pairs:
+            if sid not in arrive.suppliers:
+                continue
+            for d in range(-back, days):
+                rows.append((sid, d, d + arrive.draw(rid, sid, d)[1]))
+        self.orders = pd.DataFrame(rows, columns=["supplier_id", "placed", "arrived"])
+        self.back, self.recent_days = back, recent_days
+
+    def frames(self, day: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        o = self.orders
+        got = o[(o["placed"] >= day - self.back) & (o["placed"] < day) & (o["arrived"] <= day)]
+        lead = (got["arrived"] - got["placed"]).groupby(got["supplier_id"])
+        hist = pd.DataFrame({
+            "n": lead.size(), "mean": lead.mean(), "sd": lead.std().fillna(0.0),
+            "p10": lead.quantile(0.1), "p50": lead.quantile(0.5), "p90": lead.quantile(0.9),
+        }).reset_index()
+        r = o[(o["placed"] >= day - self.recent_days) & (o["placed"] < day)]
+        open_ = r["arrived"] > day
+        recent = pd.DataFrame({"supplier_id": r["supplier_id"].to_numpy(),
+                               "lead_days": np.where(open_, day - r["placed"], r["arrived"] - r["placed"]).astype(float),
+                               "open": open_.to_numpy()})
+        return hist, recent
 
 
 def lead_time_world(arrive: Callable, truth: dict) -> dict:
     """Per supplier: the world's realised mean and sd lead (days, over the orders the replays drew)
     beside the ground truth's lognormal mean and sd."""
-    leads = pd.DataFrame(getattr(arrive, "leads", []), columns=["supplier_id", "lead"])
+    leads = pd.DataFrame([(sid, arrive.cache[(rid, sid, d)][1]) for rid, sid, d in getattr(arrive, "leads", ())],
+                         columns=["supplier_id", "lead"])
     out = {}
     for s in truth["suppliers"]:
         x = leads.loc[leads["supplier_id"] == int(s["supplier_id"]), "lead"]

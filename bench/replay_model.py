@@ -121,9 +121,12 @@ class ModelPolicy:
         return q if self.order else None
 
 
-def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestamp, days: int) -> ModelInputs:
+def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestamp, days: int,
+                 lead_history=None) -> ModelInputs:
     """``ModelInputs`` for each replay morning, from the replica as it stood then (SQL once a day:
-    the usage forecast's features and the suppliers' lead-time history)."""
+    the usage forecast's features and the suppliers' lead-time history). With ``lead_history``
+    (``bench.replay_leadtimes.WorldLeadHistory``) the lead times are learnt from the world's own
+    deliveries instead of the replica's."""
     from datetime import datetime, timezone
     from pathlib import Path
 
@@ -143,7 +146,8 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
         use = use.sort_values(["inventory_item_id", "ds"])
         out.as_of.append(as_of)
         out.usage.append({int(i): (g["mean"].to_numpy(float), g["sd"].to_numpy(float)) for i, g in use.groupby("inventory_item_id")})
-        out.lead.append(SupplierLeadTime.from_settings(settings).fit(feats.suppliers, feats.lead_times, feats.recent_orders).estimates_)
+        hist, recent = (feats.lead_times, feats.recent_orders) if lead_history is None else lead_history.frames(d)
+        out.lead.append(SupplierLeadTime.from_settings(settings).fit(feats.suppliers, hist, recent).estimates_)
         out.midpoint.append(feats.midpoint_hour or {})
         if d == 0:
             out.items = feats.items

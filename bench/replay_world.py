@@ -1,8 +1,9 @@
-"""Decision replay: the inventory advice judged by what following it would have done.
+"""Decision replay, the world and its bookkeeping: a policy judged by what following it would have done.
 
 Over the last weeks of a synthetic chain, day by day, a *policy* decides each morning what to
-order; the orders arrive with the supplier's true lead-time behaviour (the generator's lognormal
-and its bad spells, ``synthetic.sim_inventory``), the kitchen uses the true demand (units sold x
+order; the orders arrive after the world's lead time (``bench.replay_leadtimes``: a mixture with
+weekday effects and missed rounds, not the model's lognormal, times the suppliers' bad spells),
+the kitchen uses the true demand (units sold x
 recipe x the planted portioning) first-expiring-first, and what expires is written off. The same
 world (demand, lead-time draws, starting stock and orders in transit) is replayed for every policy:
 
@@ -10,8 +11,10 @@ world (demand, lead-time draws, starting stock and orders in transit) is replaye
   advised quantity when the order-by date is today, from the item's supplier;
 * ``historical``: the chain's own ordering as the generator planted it (the manager's reorder point
   and par, use-by dates read, and the planted gaps where reordering was forgotten);
-* ``par_rule``: order up to P days of average use when the position (stock + on order) is below R
-  days, R and P fitted per item on the weeks before the replay (``fit_par_rule``).
+* ``par_rule``: order up to P days of average use when the position is below R days, with the
+  model's position rule, MOQ and shelf-life bound, R and P fitted per item on the replay's first
+  half (``bench.replay_policies.fit_par_rule``);
+* ``order_up_to``: the textbook periodic-review policy (``bench.replay_order_up_to``).
 
 Bookkeeping (``replay``), per local day d, all policies alike:
 1. orders due today arrive (a delivery after 23:30 local, when the generator books the day's use,
@@ -130,21 +133,23 @@ class ReplayResult:
                     down = False
         return sorted(out)
 
-    def summary(self, days: slice | None = None) -> dict:
+    def summary(self, days: slice | None = None, items: np.ndarray | None = None) -> dict:
         """The figures over every day, or over ``days`` (e.g. the second half: the state carried
-        in from the days before, only these days counted)."""
+        in from the days before, only these days counted); over the ``items`` (a mask) when given
+        (``orders`` then counts every item's)."""
         w = slice(None) if days is None else days
-        short, end, expired = self.short[w], self.end_stock[w], self.expired[w]
+        m = np.ones(self.short.shape[1], bool) if items is None else np.asarray(items, bool)
+        short, end, expired, c = self.short[w][:, m], self.end_stock[w][:, m], self.expired[w][:, m], self.unit_cost[m]
         lo = w.start or 0
         hi = len(self.short) if w.stop is None else w.stop
         return {
             "stockout_item_days": int((short > 1e-9).sum()),
-            "runouts": sum(1 for _, d in self.runouts() if lo <= d < hi),
+            "runouts": sum(1 for i, d in self.runouts() if lo <= d < hi and m[i]),
             "units_short": round(float(short.sum()), 3),
-            "short_value": round(float((short * self.unit_cost).sum()), 2),
-            "avg_stock_value": round(float((end * self.unit_cost).sum(axis=1).mean()), 2) if len(end) else 0.0,
+            "short_value": round(float((short * c).sum()), 2),
+            "avg_stock_value": round(float((end * c).sum(axis=1).mean()), 2) if len(end) else 0.0,
             "waste_units": round(float(expired.sum()), 3),
-            "waste_value": round(float((expired * self.unit_cost).sum()), 2),
+            "waste_value": round(float((expired * c).sum()), 2),
             "orders": int(self.orders if days is None or self.orders_by_day is None else self.orders_by_day[w].sum()),
         }
 

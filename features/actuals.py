@@ -87,6 +87,12 @@ class Actuals:
     messages: list[str] = field(default_factory=list)
 
 
+def _utc_instants(values: pd.Series) -> list[datetime]:
+    """Python datetimes in UTC for the driver; naive values are taken as UTC."""
+    return [pd.Timestamp(t).tz_localize("UTC").to_pydatetime() if pd.Timestamp(t).tzinfo is None
+            else pd.Timestamp(t).to_pydatetime() for t in values]
+
+
 def _empty(**cols: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
 
@@ -201,8 +207,7 @@ def stock_at(reader: ReplicaReader, item_ids: pd.Series, instants: pd.Series, va
         FROM p LEFT JOIN cur ON cur.inventory_item_id = p.item
         """,
         {"items": [int(i) for i in pairs["item"]],
-         "ats": [pd.Timestamp(t).tz_localize("UTC").to_pydatetime() if pd.Timestamp(t).tzinfo is None
-                 else pd.Timestamp(t).to_pydatetime() for t in pairs["at"]],
+         "ats": _utc_instants(pairs["at"]),
          "valid_until": valid_until},
     )
     frame["inventory_item_id"] = frame["inventory_item_id"].astype("int64")
@@ -234,8 +239,7 @@ def churn_outcomes(reader: ReplicaReader, customer_ids: pd.Series, starts: pd.Se
         FROM p
         """,
         {"cids": [int(c) for c in pairs["cid"]],
-         "starts": [pd.Timestamp(t).tz_localize("UTC").to_pydatetime() if pd.Timestamp(t).tzinfo is None
-                    else pd.Timestamp(t).to_pydatetime() for t in pairs["start"]],
+         "starts": _utc_instants(pairs["start"]),
          "valid_until": valid_until},
     )
     frame["customer_id"] = frame["customer_id"].astype("int64")

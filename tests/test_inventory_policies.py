@@ -112,7 +112,9 @@ def test_curve_check_interpolates_at_matched_stockout_levels():
     assert [(m["stockout_item_days"], m["model"], m["other"]) for m in got["matched"]] == [
         (10.0, 100.0, 150.0), (20.0, 80.0, 100.0), (30.0, 60.0, 75.0)]
     assert got["at_or_below"]
-    assert not curve_check(other, model)["at_or_below"]
+    assert curve_check(other, model)["at_or_below"] is False
+    apart = curve_check(model, pts([(50, 10.0), (60, 5.0)]))
+    assert apart["at_or_below"] is None and apart["other_stockouts"] == [50.0, 60.0]
 
 
 def test_the_default_is_the_level_with_fewest_stockouts_at_no_more_waste_and_stock_than_the_chain():
