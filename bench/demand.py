@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
-from features.model_frames import idle_slots
+from features.demand import daily_demand_features, hourly_demand_features
+from features.model_frames import DemandHistory, idle_slots
 from features.items import item_demand_features
 from features.restaurants import load_restaurants
 from models.demand import DAILY, HOURLY, ITEMS

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.demand import DemandHistory
-from features.model_frames import dormant_days, known_closures
-from models.artifacts import load_artifact, saved_record, shard_key
+from features.model_frames import DemandHistory, dormant_days, known_closures
+from models.artifacts import load_artifact, saved_record, shard_key, shard_version
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend, MeanEnsemble
 from models.chain_decision import chain_decision
@@ -144,8 +143,9 @@ class Outcome:
 
 
 def model_version(spec: TypeSpec, scope: Scope) -> str:
-    """Unique per type, run and shard (the registry's key is name + version)."""
-    return f"{spec.prediction_type}.{scope.as_of:%Y%m%dT%H%M}.{str(scope.run_id)[:8]}.{shard_key(scope)}"
+    """Unique per type, run and shard (the registry's key is name + version); the minute of the
+    as-of is kept, as demand may run more than once a day."""
+    return shard_version(spec.prediction_type, scope, as_of_format="%Y%m%dT%H%M")
 
 
 def open_days(history: pd.DataFrame) -> pd.Series:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from features.model_frames import LagFeatures, OriginFeatures
 from models.base import point_forecast, read_params, write_params
+from models.lgbm_params import booster_params
 
 CALENDAR = ["dow", "month", "doy_sin", "doy_cos", "is_weekend", "is_holiday", "is_holiday_eve", "is_holiday_after"]
 MIN_LEVEL = 1e-3
@@ -122,23 +123,9 @@ class GlobalLGBM:
             x, label=train["y"].to_numpy(float), init_score=offset,
             categorical_feature=list(self.categorical) or "auto", free_raw_data=True,
         )
-        params = {
-            "objective": "tweedie",
-            "tweedie_variance_power": self.tweedie_variance_power,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "max_bin": self.max_bin,
-            "feature_fraction": 0.9,
-            "bagging_fraction": 0.8,
-            "bagging_freq": 1,
-            "lambda_l2": 1.0,
-            "num_threads": self.num_threads,
-            "seed": self.seed,
-            "verbosity": -1,
-            "deterministic": True,
-            "force_col_wise": True,
-        }
+        params = booster_params(self, "tweedie", tweedie_variance_power=self.tweedie_variance_power,
+                                max_bin=self.max_bin, feature_fraction=0.9, bagging_fraction=0.8, bagging_freq=1,
+                                lambda_l2=1.0, force_col_wise=True)
         self.booster_ = lgb.train(params, data, num_boost_round=self.num_boost_round)
         self.history_end_ = str(history["ds"].max())
         return self
@@ -253,12 +240,10 @@ class PlainLagLGBM:
         keep = x["lag_mean"].notna().to_numpy()
         if not keep.any():
             raise ValueError("history too short for a single lagged row")
-        params = {"objective": self.objective, "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                  "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": 0.9, "bagging_fraction": 0.8,
-                  "bagging_freq": 1, "num_threads": self.num_threads, "seed": self.seed, "verbosity": -1,
-                  "deterministic": True, "force_col_wise": True}
-        if self.objective == "tweedie":
-            params["tweedie_variance_power"] = self.tweedie_variance_power
+        params = booster_params(self, self.objective, feature_fraction=0.9, bagging_fraction=0.8, bagging_freq=1,
+                                force_col_wise=True,
+                                **({"tweedie_variance_power": self.tweedie_variance_power}
+                                   if self.objective == "tweedie" else {}))
         self.booster_ = lgb.train(params, lgb.Dataset(x[keep], label=train["y"].to_numpy(float)[keep]),
                                   num_boost_round=self.num_boost_round)
         return self

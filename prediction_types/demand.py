@@ -17,7 +17,8 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.tables import MENU_ITEMS, ORDER_ITEMS, ORDERS
 from core.units import PredictionUnit, Scope, UnitResult
-from features.demand import DemandHistory, daily_demand_features, hourly_demand_features
+from features.demand import daily_demand_features, hourly_demand_features
+from features.model_frames import DemandHistory
 from features.items import item_demand_features
 from models.demand import (
     HOURLY,
