@@ -447,7 +447,8 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     A trigger meanwhile is skipped (the run table still says a run is going: begin_locked checks
     it); once nothing of the run has worked for RMSML_TASKS__STRANDED_AFTER_S, beat's sweep
     (rmsml.webhooks.deliver_due) closes it as partial with what it committed and sends its event;
-    the next trigger then starts a run."""
+    the next trigger then starts a run. Meanwhile the daily schedule runs end to end (the lock is
+    per schedule) and is left alone by the sweep (``_daily_run_checked``)."""
     import redis
 
     started = drill.start(AS_OF["stranded"])
