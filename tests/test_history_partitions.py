@@ -106,3 +106,35 @@ def test_prune_finishes_a_detach_left_pending(clean_predictions, predictions_eng
             "UPDATE pg_inherits SET inhdetachpending = true WHERE inhrelid = 'ml_prediction_history_p202501'::regclass")
     assert writer.prune_history(datetime(2025, 3, 1, tzinfo=timezone.utc)) >= 1
     assert "ml_prediction_history_p202501" not in partitions(predictions_engine)
+
+
+def test_shards_of_a_new_month_create_its_partition_once(clean_predictions, predictions_engine):
+    """Four shards of a run in a month without a partition write at once: each writes its rows,
+    the partitions are created once."""
+    import threading
+
+    as_of = datetime(2024, 3, 5, 4, tzinfo=timezone.utc)  # far from every other test's months
+    run_id = uuid.uuid4()
+    RunRecords(predictions_engine).create_run(run_id, "daily", as_of, trigger="test", restaurant_ids=[1, 2, 3, 4],
+                                              prediction_types=["demand_daily"])
+    errors = []
+
+    def shard(rid):
+        try:
+            PredictionWriter(predictions_engine).replace_predictions(
+                run_id, "demand_daily", "restaurant", daily_rows([rid], as_of), generated_at=as_of,
+                expires_at=as_of + timedelta(days=2), keep_history=True)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=shard, args=(rid,)) for rid in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert {"ml_prediction_history_p202403", "ml_prediction_history_p202404",
+            "ml_prediction_history_p202405"} <= partitions(predictions_engine)
+    assert history_rows(predictions_engine, "run_id = :r", r=str(run_id)) == 28
+    PredictionWriter(predictions_engine).prune_history(datetime(2024, 7, 1, tzinfo=timezone.utc))
+    assert not {"ml_prediction_history_p202403", "ml_prediction_history_p202405"} & partitions(predictions_engine)

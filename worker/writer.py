@@ -88,6 +88,10 @@ _PARTITIONS = text(
     "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "WHERE i.inhparent = to_regclass('ml_prediction_history') ORDER BY c.relname"
 )
+_PARTITION_EXISTS = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = :name AND relnamespace = "
+    "(SELECT relnamespace FROM pg_class WHERE oid = 'ml_prediction_history'::regclass))"
+)
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
@@ -278,13 +282,19 @@ class PredictionWriter:
         """
         dropped = 0
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            for name, upper, pending in history_partitions(conn):
-                if upper is None or upper > _utc(cutoff):
-                    continue
-                how = "FINALIZE" if pending else "CONCURRENTLY"
-                conn.exec_driver_sql(f'ALTER TABLE ml_prediction_history DETACH PARTITION "{name}" {how}')
-                conn.exec_driver_sql(f'DROP TABLE "{name}"')
-                dropped += 1
+            # Two runs finishing at once (the daily and the weekly) must not detach the same month:
+            # one prune (or partition creation) at a time; the list is read under the lock.
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+            try:
+                for name, upper, pending in history_partitions(conn):
+                    if upper is None or upper > _utc(cutoff):
+                        continue
+                    how = "FINALIZE" if pending else "CONCURRENTLY"
+                    conn.exec_driver_sql(f'ALTER TABLE ml_prediction_history DETACH PARTITION "{name}" {how}')
+                    conn.exec_driver_sql(f'DROP TABLE "{name}"')
+                    dropped += 1
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PARTITION_LOCK_KEY})
         return dropped
 
     def ensure_history_partitions(self, as_of: datetime, months_ahead: int = HISTORY_MONTHS_AHEAD) -> list[str]:
@@ -306,7 +316,9 @@ class PredictionWriter:
             end = start + pd.DateOffset(months=1)
             with self.engine.begin() as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
-                if conn.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar() is not None:
+                # Read under the lock from pg_class itself (this statement's snapshot), not through
+                # to_regclass's cache: another shard may have created it while this one waited.
+                if conn.execute(_PARTITION_EXISTS, {"name": name}).scalar():
                     continue
                 conn.exec_driver_sql(
                     f'CREATE TABLE "{name}" (LIKE ml_prediction_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)')
