@@ -249,15 +249,7 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             chosen.frame = reconcile_items(chosen.frame, daily_frame, feats.history, feats.context,
                                            feats.series.set_index("series_id")["restaurant_id"])
         rows = chosen.frame.merge(truth, on=["series_id", "ds"])
-        wapes, bias = {}, {}
-        for name in ("seasonal_naive", "seasonal_average", "prophet", "lgbm_plain"):
-            cand = replace(spec, prophet_jobs=2)
-            model = PlainLGBM(slot=spec.slot) if name == "lgbm_plain" else make_candidate(name, cand)
-            pred, t = timed(lambda: model.fit(feats.history).predict(future, history=feats.history))
-            timings[f"{prefix}{ptype}.{name}_s"] = round(t, 2)
-            p = pred.merge(truth, on=["series_id", "ds"])
-            wapes[name] = round(wape(p["y"], p["yhat"].fillna(0.0)), 4)
-            bias[name] = round(float(p["yhat"].fillna(0.0).sum() / max(p["y"].sum(), 1e-9)), 4)
+        wapes, bias = _baselines(feats, future, truth, spec, timings, f"{prefix}{ptype}")
         # the spreadsheet: mean of the same weekday (and hour) over the last 4 weeks
         wapes["four_week_mean"], bias["four_week_mean"] = wapes["seasonal_average"], bias["seasonal_average"]
         wapes["chosen"] = round(wape(rows["y"], rows["yhat"]), 4)
@@ -266,25 +258,7 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             coherence = ({"before": day_gap(raw_frame, daily_frame), "after": day_gap(chosen.frame, daily_frame)}
                          if spec.hourly else None)
         bias["chosen"] = round(float(rows["yhat"].sum() / max(rows["y"].sum(), 1e-9)), 4)
-        types[ptype] = {
-            "wape": wapes,
-            "bias": bias,
-            "coverage80": round(coverage(rows["y"], rows["lower"], rows["upper"]), 4),
-            # per step of the chain: a dormant item's 0 (rule) is a certain interval [0, 0], new
-            # items borrow their category's (average); the model's own coverage is under "model"
-            "coverage80_by_method": {m: round(coverage(g["y"], g["lower"], g["upper"]), 4)
-                                     for m, g in rows.groupby("method")},
-            "chosen_model": chosen.backtest.chosen if chosen.backtest else None,
-            "backtest": ({n: round(s["wape"], 4) for n, s in chosen.backtest.scores.items()}
-                         if chosen.backtest else None),
-            "methods": rows["method"].value_counts().to_dict(),
-            "series": int(feats.series["series_id"].nunique()),
-            "held_out_rows": int(len(rows)),
-            "vs_naive": round(1 - wapes["chosen"] / wapes["seasonal_naive"], 4),
-            "vs_seasonal_average": round(1 - wapes["chosen"] / wapes["seasonal_average"], 4),
-            "vs_prophet": round(1 - wapes["chosen"] / wapes["prophet"], 4),
-            "vs_lgbm_plain": round(1 - wapes["chosen"] / wapes["lgbm_plain"], 4),
-        }
+        types[ptype] = _type_scores(rows, chosen, feats, wapes, bias)
         if ptype == "item_demand_daily":
             by_method = rows.groupby("method")[["y", "yhat"]].sum().round(1)
             types[ptype]["totals_by_method"] = {m: {"actual": float(r.y), "forecast": float(r.yhat)}
@@ -302,25 +276,7 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
                 coverage(every["y"], every["lower"], every["upper"]), 4)
         timings[f"{prefix}{ptype}.pipeline_s"] = round(t_chosen, 2)
         if speed:
-            # the next nights: the shard's selection is reused (forecast.reselect_days), only a refit
-            registry = pd.DataFrame([{**vars(m), "prediction_type": ptype, "status": "active"} for m in chosen.models])
-            later = replace(scope, run_id="bench1111-demand", registry=registry)
-            refit, t_refit = timed(lambda: forecast(replace(feats, future=future), spec, later, save=False))
-            timings[f"{prefix}{ptype}.pipeline_refit_s"] = round(t_refit, 2)
-        if speed and ptype == "item_demand_daily":
-            lgbm = make_candidate("lightgbm", spec)
-            _, t_lgbm = timed(lambda: lgbm.fit(feats.history).predict(future, history=feats.history))
-            timings["items.lightgbm_fit_predict_s"] = round(t_lgbm, 2)
-            prophet_s = timings["item_demand_daily.prophet_s"]
-            # the chosen candidate alone (a top-down one fits the restaurant model too)
-            best = make_candidate(chosen.backtest.chosen, spec, restaurant_context(feats))
-            _, t_best = timed(lambda: best.fit(feats.history).predict(future, history=feats.history))
-            timings["items.chosen_fit_predict_s"] = round(t_best, 2)
-            result["speedup_vs_prophet_chosen"] = round(prophet_s / t_best, 2)
-            result["speedup_vs_prophet"] = round(prophet_s / t_lgbm, 2)
-            result["speedup_vs_prophet_incl_backtest"] = round(prophet_s / t_chosen, 2)
-            result["speedup_vs_prophet_daily_refit"] = round(prophet_s / t_refit, 2)
-            result["refit_reused_selection"] = refit.backtest is None
+            _speed(ptype, feats, future, spec, scope, chosen, t_chosen, timings, result, prefix)
         print(prefix + ptype, json.dumps(types[ptype]), file=sys.stderr, flush=True)
     result["end_to_end"] = end_to_end(reader, cut, store, timings, prefix)
     # coherence (issue 16): the largest gap of a restaurant-day's hourly / item forecasts to its
@@ -329,6 +285,69 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
                                                        ("item_demand_daily", "items_vs_daily_max_gap"))
                            if k in types.get(p, {})}
     return types
+
+
+def _baselines(feats, future: pd.DataFrame, truth: pd.DataFrame, spec, timings: dict,
+               key: str) -> tuple[dict, dict]:
+    """WAPE and bias of the baselines (and Prophet) on the held-out rows; their times in ``timings``."""
+    wapes, bias = {}, {}
+    for name in ("seasonal_naive", "seasonal_average", "prophet", "lgbm_plain"):
+        cand = replace(spec, prophet_jobs=2)
+        model = PlainLGBM(slot=spec.slot) if name == "lgbm_plain" else make_candidate(name, cand)
+        pred, t = timed(lambda: model.fit(feats.history).predict(future, history=feats.history))
+        timings[f"{key}.{name}_s"] = round(t, 2)
+        p = pred.merge(truth, on=["series_id", "ds"])
+        wapes[name] = round(wape(p["y"], p["yhat"].fillna(0.0)), 4)
+        bias[name] = round(float(p["yhat"].fillna(0.0).sum() / max(p["y"].sum(), 1e-9)), 4)
+    return wapes, bias
+
+
+def _type_scores(rows: pd.DataFrame, chosen, feats, wapes: dict, bias: dict) -> dict:
+    """One type's figures: the chosen model's against the baselines, its coverage, its chain's steps."""
+    return {
+        "wape": wapes,
+        "bias": bias,
+        "coverage80": round(coverage(rows["y"], rows["lower"], rows["upper"]), 4),
+        # per step of the chain: a dormant item's 0 (rule) is a certain interval [0, 0], new
+        # items borrow their category's (average); the model's own coverage is under "model"
+        "coverage80_by_method": {m: round(coverage(g["y"], g["lower"], g["upper"]), 4)
+                                 for m, g in rows.groupby("method")},
+        "chosen_model": chosen.backtest.chosen if chosen.backtest else None,
+        "backtest": ({n: round(s["wape"], 4) for n, s in chosen.backtest.scores.items()}
+                     if chosen.backtest else None),
+        "methods": rows["method"].value_counts().to_dict(),
+        "series": int(feats.series["series_id"].nunique()),
+        "held_out_rows": int(len(rows)),
+        "vs_naive": round(1 - wapes["chosen"] / wapes["seasonal_naive"], 4),
+        "vs_seasonal_average": round(1 - wapes["chosen"] / wapes["seasonal_average"], 4),
+        "vs_prophet": round(1 - wapes["chosen"] / wapes["prophet"], 4),
+        "vs_lgbm_plain": round(1 - wapes["chosen"] / wapes["lgbm_plain"], 4),
+    }
+
+
+def _speed(ptype: str, feats, future: pd.DataFrame, spec, scope, chosen, t_chosen: float, timings: dict,
+           result: dict, prefix: str) -> None:
+    """The next nights' cost (a refit under the reused selection) and, for items, the speed-ups
+    against Prophet."""
+    # the next nights: the shard's selection is reused (forecast.reselect_days), only a refit
+    registry = pd.DataFrame([{**vars(m), "prediction_type": ptype, "status": "active"} for m in chosen.models])
+    later = replace(scope, run_id="bench1111-demand", registry=registry)
+    refit, t_refit = timed(lambda: forecast(replace(feats, future=future), spec, later, save=False))
+    timings[f"{prefix}{ptype}.pipeline_refit_s"] = round(t_refit, 2)
+    if ptype == "item_demand_daily":
+        lgbm = make_candidate("lightgbm", spec)
+        _, t_lgbm = timed(lambda: lgbm.fit(feats.history).predict(future, history=feats.history))
+        timings["items.lightgbm_fit_predict_s"] = round(t_lgbm, 2)
+        prophet_s = timings["item_demand_daily.prophet_s"]
+        # the chosen candidate alone (a top-down one fits the restaurant model too)
+        best = make_candidate(chosen.backtest.chosen, spec, restaurant_context(feats))
+        _, t_best = timed(lambda: best.fit(feats.history).predict(future, history=feats.history))
+        timings["items.chosen_fit_predict_s"] = round(t_best, 2)
+        result["speedup_vs_prophet_chosen"] = round(prophet_s / t_best, 2)
+        result["speedup_vs_prophet"] = round(prophet_s / t_lgbm, 2)
+        result["speedup_vs_prophet_incl_backtest"] = round(prophet_s / t_chosen, 2)
+        result["speedup_vs_prophet_daily_refit"] = round(prophet_s / t_refit, 2)
+        result["refit_reused_selection"] = refit.backtest is None
 
 
 def end_to_end(reader: ReplicaReader, as_of: pd.Timestamp, store: Path, timings: dict, prefix: str) -> dict:

@@ -16,7 +16,7 @@ def lead_time_mae(reader, ground_truth, end: pd.Timestamp) -> dict:
     midnight and scored on the orders placed that day (what a daily run sees): ``model_asof`` with
     the supplier's recent lateness, ``long_run_asof`` without it (factor 1).
     """
-    from features.inventory import (
+    from features.suppliers import (
         received_orders,
         shard_suppliers,
         supplier_lead_times,

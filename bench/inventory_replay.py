@@ -209,8 +209,9 @@ def evaluate_replay(reader, truth: dict, restaurants: pd.DataFrame, settings, we
     }}
     figures["alarms_in_time"] = _alarm_figures(watch, world, settings, truth, historical, range(half, days))
     buckets = calibration_buckets(watch, world, range(half, days))
+    first_buckets = calibration_buckets(watch, world, range(0, half))
     figures["calibration"] = {"second_half": buckets, "holds": calibration_holds(buckets),
-                              "first_half": calibration_buckets(watch, world, range(0, half)),
+                              "first_half": first_buckets, "holds_first_half": calibration_holds(first_buckets),
                               "sums": calibration(watch, world, historical)}
     figures["service_level_curve"] = [{"service_level": p["service_level"], **p["second_half"]} for p in curves["model"]]
     figures["replay_info"] = {

@@ -129,7 +129,7 @@ class WorldLeadHistory:
     every restaurant is taken to order from each of its suppliers every morning over the ``back``
     days before the replay and during it (the same draws as ``arrive``: the orders the replay's
     policies place are among them), and ``frames(day)`` gives, as of that morning, what
-    ``features.inventory.supplier_lead_times`` and ``supplier_recent_orders`` would read: orders
+    ``features.suppliers.supplier_lead_times`` and ``supplier_recent_orders`` would read: orders
     placed in the last ``back`` days and received by then (n, mean, sd, p10, p50, p90), and the
     orders of the last ``recent_days`` with their lead so far (``open`` when not yet received)."""
 

@@ -28,6 +28,11 @@ m_l_predictions)``): ratio = copy seconds / writer seconds (1.0 = as fast as a r
 side by side, alternating, best of ``--repeat``. The top-level figure is the replace ratio (the
 nightly case); ``writer`` has both.
 
+``retention_drop_s`` against ``retention_delete_s`` (``bench/scale_retention.py``, issue 28): one
+month of ``--retention-rows`` history rows dropped as a partition (``prune_history``) against the
+same rows deleted from an unpartitioned copy with the old indexes (and ``retention_vacuum_s``, the
+VACUUM that DELETE needed); ``retention_ratio`` = delete / drop; ``retention`` has the details.
+
 ``extrapolated_minutes``: the warm daily run's worker time per restaurant (the shards' summed
 step seconds / restaurants) and its serial part (plan + finish: run wall time minus shard wall
 time, taken as growing with restaurants too, which is pessimistic), for N restaurants on W
@@ -54,6 +59,7 @@ from datetime import datetime, timezone
 from bench.scale_celery import celery_runs
 from bench.scale_common import END, ML_DB, REPLICA_DB, count, point_at, prepare_replica, rss_mb
 from bench.scale_runs import extrapolate, run_schedule, table_sizes
+from bench.scale_retention import measure as retention_figures
 from bench.scale_writer import writer_rows, writer_vs_copy
 
 
@@ -65,6 +71,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="writer_vs_copy: best of this many")
     parser.add_argument("--only-writer", action="store_true",
                         help="with --keep: skip the runs, measure the writer on the kept predictions database")
+    parser.add_argument("--retention-rows", type=int, default=None,
+                        help="history rows per month for retention_drop_s/_delete_s (default 2M; quick 500k; 0: skip)")
     parser.add_argument("--no-celery", action="store_true", help="skip the 1- vs 2-worker Celery runs")
     parser.add_argument("--restaurants", type=int, default=None, help="chain size (default 100; --quick 20)")
     parser.add_argument("--days", type=int, default=None, help="days of history (default 730; --quick 365)")
@@ -159,6 +167,12 @@ def main(argv: list[str] | None = None) -> dict:
             point_at(replica_url, ml_url, store)
             two = _run_figures(result, replica_url, restaurants, shard_size, celery=not args.no_celery)
         _writer_figures(result, n_writer, args.repeat, weekly=not args.only_writer, restaurants=restaurants)
+        n_retention = args.retention_rows if args.retention_rows is not None else (
+            500_000 if args.quick else 2_000_000)
+        if n_retention:
+            retention = retention_figures(n_retention)
+            result.update({k: retention[k] for k in ("retention_drop_s", "retention_delete_s", "retention_ratio")})
+            result["retention"] = retention
     finally:
         if not args.keep:
             drop_database(ML_DB)

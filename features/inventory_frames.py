@@ -23,7 +23,7 @@ class InventoryFeatures:
     recipes: ``recipe_lines``; menu_units: ``menu_unit_grid`` over the same days; midpoint_hour:
     ``usage_midpoint_hour``; on_hand:
     ``stock_on_hand``; lots: ``allocate_batches``; open_orders: ``open_purchase_orders``;
-    suppliers: ``shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
+    suppliers: ``features.suppliers.shard_suppliers``; lead_times: ``supplier_lead_times``; future: per restaurant the
     local days to project (restaurant_id, ds, target_start, remaining_share: the part of that day's
     usage still to come at as_of, 1 except on the first day); recent_orders:
     ``supplier_recent_orders`` (how late each supplier is running now).

@@ -4,13 +4,15 @@
    all history, forecast, calibrate its intervals on the backtest residuals, save the artifact
    and hand a registry record (scores of every candidate included) back to the run loop. Within
    ``forecast.reselect_days`` of the shard's last backtest, the run skips the backtest and refits
-   the candidate it chose, with its intervals (``recent_selection``).
+   the candidate it chose, with its intervals (``models.demand_registry.recent_selection``).
 2. ``previous_model``: if step 1 fails, the newest registered artifact of this type from an
-   earlier run whose checksum still matches, forecasting from today's history.
+   earlier run whose checksum still matches, forecasting from today's history
+   (``models.demand_registry.previous_model``).
 3. ``rule``: series without a forecast yet but with a week of open history get the seasonal
    average of their own history (too little for a model, enough for a profile).
 4. ``average``: the rest (new or all-zero series) get the mean forecast of their peers
-   (the chain for restaurants, the category at the restaurant for menu items).
+   (the chain for restaurants, the category at the restaurant for menu items;
+   ``models.demand_rules``, with the zeros before a restaurant opens).
 Known closures (``features.model_frames.known_closures``) are then set to zero as a ``rule``.
 A series' rows always come from one step, so a reader never mixes methods within a day.
 """
@@ -20,21 +22,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.model_frames import DemandHistory, dormant_days, known_closures
-from models.artifacts import load_artifact, saved_record, shard_key, shard_version
+from models.artifacts import shard_version
 from models.backtest import BacktestResult, rolling_origin
 from models.blend import LGBMProphetBlend, MeanEnsemble
-from models.chain_decision import chain_decision
+from models.chain_decision import ChainDecision, chain_decision
+from models.demand_registry import AS_OF_FORMAT, previous_model, recent_selection, register
+from models.demand_rules import not_open_yet, peer_average, shrink_to_own
 from models.intervals import ConformalIntervals
 from models.lgbm import GlobalLGBM, PlainLagLGBM
 from models.prophet_model import YEARLY_MIN_DAYS, ProphetPerSeries
 from models.seasonal import SeasonalAverage, SeasonalNaive
-from models.topdown import LGBMTopDownBlend, RestaurantContext, SharedFit, TopDown, with_context
+from models.topdown import LGBMTopDownBlend, RestaurantContext, SharedFit, TopDown
 from core.units import ModelRecord, Scope
 
 log = logging.getLogger(__name__)
@@ -142,12 +145,6 @@ class Outcome:
     backtest: BacktestResult | None = None
 
 
-def model_version(spec: TypeSpec, scope: Scope) -> str:
-    """Unique per type, run and shard (the registry's key is name + version); the minute of the
-    as-of is kept, as demand may run more than once a day."""
-    return shard_version(spec.prediction_type, scope, as_of_format="%Y%m%dT%H%M")
-
-
 def open_days(history: pd.DataFrame) -> pd.Series:
     """Distinct open local days per series (any rows of a day not flagged closed)."""
     if history.empty:
@@ -158,9 +155,9 @@ def open_days(history: pd.DataFrame) -> pd.Series:
 
 def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: bool = True) -> Outcome:
     """Run the fallback chain for every series of ``features``; never raises for bad series."""
-    hist, fut, series = features.history, features.future, features.series
+    hist, series = features.history, features.series
     messages = list(features.messages)
-    out = fut.copy()
+    out = features.future.copy()
     for col in ("yhat", "lower", "upper"):
         out[col] = np.nan
     out["method"] = None
@@ -170,25 +167,48 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         return Outcome(out, [], messages)
     days = open_days(hist)
     totals = hist.groupby("series_id")["y"].sum() if len(hist) else pd.Series(dtype=float)
-    out["dormant_days"] = np.nan
-    dormant = pd.Series(dtype=float)
-    if spec.dormant is not None and len(hist):
-        dormant = dormant_days(hist, *spec.dormant)
-        dead = out["series_id"].isin(dormant.index)
-        out.loc[dead, "dormant_days"] = out.loc[dead, "series_id"].map(dormant)
-        out.loc[dead, ["yhat", "lower", "upper"]] = 0.0
-        out.loc[dead, ["method", "model_name", "model_version"]] = ["rule", "dormant_rule", "rule"]
-        if len(dormant):
-            messages.append(f"{spec.prediction_type}: {len(dormant)} series without a sale for longer than their "
-                            f"own longest gap x {spec.dormant[1]:g} (at least {spec.dormant[0]} days) forecast 0 "
-                            f"until they sell again")
+    dormant = _dormant_step(out, hist, spec, messages)
     sids = series["series_id"][~series["series_id"].isin(dormant.index)]
     seasoned = [int(s) for s in sids if days.get(s, 0) >= spec.min_history_days and totals.get(s, 0) > 0]
     records: list[ModelRecord] = []
     backtest = None
-    decision = None
-    version = model_version(spec, scope)
-    context = restaurant_context(features)
+    if seasoned:
+        records, backtest = _model_step(out, hist, seasoned, features, spec, scope, messages, save=save)
+    _rule_step(out, hist, sids, seasoned, days, totals, spec)
+    _peer_step(out, series, seasoned, days, totals, spec, messages)
+    # closures known from evidence
+    if "holiday_name" in out.columns and len(hist):
+        closed = known_closures(hist, out)
+        if closed.any():
+            out.loc[closed, ["yhat", "lower", "upper"]] = 0.0
+            out.loc[closed, ["method", "model_name", "model_version"]] = ["rule", "closure_rule", "rule"]
+    not_open_yet(out, hist, series, scope, spec, messages)
+    out["closed_pattern"] = out["model_name"].eq("closure_rule")
+    return Outcome(out, records, messages, backtest)
+
+
+def _dormant_step(out: pd.DataFrame, hist: pd.DataFrame, spec: TypeSpec, messages: list[str]) -> pd.Series:
+    """Series silent for longer than the dormant rule allows are forecast 0 as a ``rule``; their
+    days of silence (series_id -> days), empty without the rule."""
+    out["dormant_days"] = np.nan
+    dormant = pd.Series(dtype=float)
+    if spec.dormant is None or not len(hist):
+        return dormant
+    dormant = dormant_days(hist, *spec.dormant)
+    dead = out["series_id"].isin(dormant.index)
+    out.loc[dead, "dormant_days"] = out.loc[dead, "series_id"].map(dormant)
+    out.loc[dead, ["yhat", "lower", "upper"]] = 0.0
+    out.loc[dead, ["method", "model_name", "model_version"]] = ["rule", "dormant_rule", "rule"]
+    if len(dormant):
+        messages.append(f"{spec.prediction_type}: {len(dormant)} series without a sale for longer than their "
+                        f"own longest gap x {spec.dormant[1]:g} (at least {spec.dormant[0]} days) forecast 0 "
+                        f"until they sell again")
+    return dormant
+
+
+def _maker(spec: TypeSpec, context: RestaurantContext | None) -> Callable[[str], object]:
+    """The shard's candidate factory: ``make_candidate`` with the restaurants' context, the
+    ensemble's parts made alike, and the LightGBM fitted once per fold for it and the top-down blend."""
 
     def make(name: str):
         if name == MeanEnsemble.name:
@@ -199,61 +219,95 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
             return SharedFit(make_candidate(name, spec), context)  # fitted once per fold for it and the blend
         return make_candidate(name, spec)
 
-    # 1. the model chosen by the backtest -----------------------------------------------
-    if seasoned:
-        h_s = hist[hist["series_id"].isin(seasoned)]
-        f_mask = out["series_id"].isin(seasoned)
-        try:
-            selection = recent_selection(spec, scope, h_s["ds"].max(), messages)
-            if selection is not None:
-                chosen, intervals = selection.name, selection.intervals
-                messages.append(f"{spec.prediction_type}: {chosen} refit on today's history; its selection and "
-                                f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
-                                f"({selection.version})")
-            else:
-                yearly = LGBMProphetBlend.name in spec.candidates and yearly_history(h_s, spec)
-                if not yearly and LGBMProphetBlend.name in spec.candidates:
-                    messages.append(f"{spec.prediction_type}: {LGBMProphetBlend.name} not offered: under "
-                                    f"{YEARLY_MIN_DAYS} days of history before the backtest, Prophet fits no yearly curve")
-                factories, combos, helpers = backtest_plan(spec, make, yearly)
-                backtest = rolling_origin(
-                    h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
-                    pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly, combinations=combos,
-                    helpers=helpers,
-                )
-                messages += backtest.messages
-                if backtest.chosen is None:
-                    raise RuntimeError("no candidate survived the backtest")
-                chosen = backtest.chosen
-                if spec.default is not None and spec.default in spec.candidates:
-                    decision = chain_decision(scope.registry, spec.prediction_type, spec.default, spec.candidates,
-                                              exclude_run=str(scope.run_id)[:8])
-                    if decision.name in backtest.residuals:
-                        chosen = decision.name
-                    messages.append(f"{spec.prediction_type}: the chain's decision {decision.name} ({decision.reason})"
-                                    + ("" if chosen == decision.name else
-                                       f"; it has no backtest in this shard, {chosen} used"))
-                res = backtest.residuals[chosen]
-                intervals = ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"])
-            if selection is not None and chosen in (LGBMProphetBlend.name, MeanEnsemble.name) \
-                    and selection.model is not None and hasattr(selection.model, "models_" if chosen ==
-                                                                MeanEnsemble.name else "prophet_"):
-                # Prophet is refit at the weekly reselection only; nightly, only the other parts
-                model = make(chosen).refit(h_s, selection.model)
-            else:
-                model = make(chosen).fit(h_s)
-            pred = model.predict(out.loc[f_mask], history=h_s)
-            _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
-            if save:
-                records.append(_register(model, intervals, chosen, version, spec, scope, h_s, backtest, selection,
-                                         decision))
-        except Exception as exc:
-            log.warning("%s: model step failed", spec.prediction_type, exc_info=True)
-            messages.append(f"{spec.prediction_type}: model step failed ({type(exc).__name__}: {exc}); "
-                            "falling back to the previous model")
-            _previous_model(out, f_mask, h_s, spec, scope, messages, context)
+    return make
 
-    # 2./3. rule for series with some history but no forecast yet -----------------------
+
+def _model_step(out: pd.DataFrame, hist: pd.DataFrame, seasoned: list[int], features: DemandHistory,
+                spec: TypeSpec, scope: Scope, messages: list[str], *,
+                save: bool) -> tuple[list[ModelRecord], BacktestResult | None]:
+    """1. The model chosen by the backtest (or an earlier run's recent selection), fitted on the
+    seasoned series' history; 2. if that fails, the previous model. The records to register and
+    tonight's backtest (None when a recent selection was refit)."""
+    h_s = hist[hist["series_id"].isin(seasoned)]
+    f_mask = out["series_id"].isin(seasoned)
+    context = restaurant_context(features)
+    make = _maker(spec, context)
+    version = shard_version(spec.prediction_type, scope, as_of_format=AS_OF_FORMAT)
+    records: list[ModelRecord] = []
+    backtest = decision = None
+    try:
+        selection = recent_selection(spec, scope, h_s["ds"].max(), messages)
+        if selection is not None:
+            chosen, intervals = selection.name, selection.intervals
+            messages.append(f"{spec.prediction_type}: {chosen} refit on today's history; its selection and "
+                            f"intervals come from the backtest of {selection.selected_at:%Y-%m-%d} "
+                            f"({selection.version})")
+        else:
+            backtest = _backtest(h_s, spec, make, messages)
+            chosen, intervals, decision = _choose(backtest, spec, scope, messages)
+        if selection is not None and chosen in (LGBMProphetBlend.name, MeanEnsemble.name) \
+                and selection.model is not None and hasattr(selection.model, "models_" if chosen ==
+                                                            MeanEnsemble.name else "prophet_"):
+            # Prophet is refit at the weekly reselection only; nightly, only the other parts
+            model = make(chosen).refit(h_s, selection.model)
+        else:
+            model = make(chosen).fit(h_s)
+        pred = model.predict(out.loc[f_mask], history=h_s)
+        _fill(out, f_mask, pred["yhat"].to_numpy(), intervals, "model", chosen, version, h_s)
+        if save:
+            records.append(register(model, intervals, chosen, version, spec, scope, h_s, backtest, selection,
+                                    decision))
+    except Exception as exc:
+        log.warning("%s: model step failed", spec.prediction_type, exc_info=True)
+        messages.append(f"{spec.prediction_type}: model step failed ({type(exc).__name__}: {exc}); "
+                        "falling back to the previous model")
+        previous = previous_model(spec, scope, out.loc[f_mask], h_s, messages, context)
+        if previous is not None:
+            _fill(out, f_mask, previous.yhat, previous.intervals, "previous_model", previous.name,
+                  previous.version, h_s)
+    return records, backtest
+
+
+def _backtest(h_s: pd.DataFrame, spec: TypeSpec, make: Callable[[str], object],
+              messages: list[str]) -> BacktestResult:
+    """Every candidate of the spec on its rolling origins (the blend only with a year of history)."""
+    yearly = LGBMProphetBlend.name in spec.candidates and yearly_history(h_s, spec)
+    if not yearly and LGBMProphetBlend.name in spec.candidates:
+        messages.append(f"{spec.prediction_type}: {LGBMProphetBlend.name} not offered: under "
+                        f"{YEARLY_MIN_DAYS} days of history before the backtest, Prophet fits no yearly curve")
+    factories, combos, helpers = backtest_plan(spec, make, yearly)
+    backtest = rolling_origin(
+        h_s, factories, pd.Timedelta(days=spec.horizon_days), spec.backtest_folds,
+        pd.Timedelta(days=spec.fold_step_days), skip_idle_hours=spec.hourly, combinations=combos,
+        helpers=helpers,
+    )
+    messages += backtest.messages
+    return backtest
+
+
+def _choose(backtest: BacktestResult, spec: TypeSpec, scope: Scope,
+            messages: list[str]) -> tuple[str, ConformalIntervals, ChainDecision | None]:
+    """The backtest's winner, or the chain's decision where the spec has a default and this shard
+    has its backtest; its intervals calibrated on the backtest residuals."""
+    if backtest.chosen is None:
+        raise RuntimeError("no candidate survived the backtest")
+    chosen = backtest.chosen
+    decision = None
+    if spec.default is not None and spec.default in spec.candidates:
+        decision = chain_decision(scope.registry, spec.prediction_type, spec.default, spec.candidates,
+                                  exclude_run=str(scope.run_id)[:8])
+        if decision.name in backtest.residuals:
+            chosen = decision.name
+        messages.append(f"{spec.prediction_type}: the chain's decision {decision.name} ({decision.reason})"
+                        + ("" if chosen == decision.name else
+                           f"; it has no backtest in this shard, {chosen} used"))
+    res = backtest.residuals[chosen]
+    return chosen, ConformalIntervals(0.8).fit(res["y"], res["yhat"], res["h_days"]), decision
+
+
+def _rule_step(out: pd.DataFrame, hist: pd.DataFrame, sids: pd.Series, seasoned: list[int], days: pd.Series,
+               totals: pd.Series, spec: TypeSpec) -> None:
+    """3. Series with a week of open history but no forecast yet: their own seasonal average."""
     missing = out["yhat"].isna()
     eligible = {int(s) for s in sids if days.get(s, 0) >= RULE_MIN_OPEN_DAYS and totals.get(s, 0) > 0}
     if spec.short_series != "rule":
@@ -267,30 +321,24 @@ def forecast(features: DemandHistory, spec: TypeSpec, scope: Scope, *, save: boo
         out.loc[idx, ["yhat", "lower", "upper"]] = pred.loc[ok, ["yhat", "lower", "upper"]].to_numpy()
         out.loc[idx, ["method", "model_name", "model_version"]] = ["rule", rule.name, "rule"]
 
-    # 4. peer average for the rest -------------------------------------------------------
-    missing = out["yhat"].isna()
-    if missing.any():
-        # Series with no orders at all are named by the features; those with a little history
-        # (a restaurant open two days) would otherwise fall back silently.
-        short = sorted({int(s) for s in out.loc[missing, "series_id"]
-                        if totals.get(s, 0) > 0 and int(s) not in seasoned})
-        if short:
-            shown = ", ".join(map(str, short[:20])) + (", ..." if len(short) > 20 else "")
-            messages.append(f"{spec.prediction_type}: {len(short)} series with under {spec.min_history_days} open "
-                            f"days of history forecast from their peers' average: [{shown}]")
-        _peer_average(out, missing, series, spec, messages, exclude=out["dormant_days"].notna())
-        if spec.peer_shrink_days > 0:
-            _shrink_to_own(out, missing, days, totals, spec.peer_shrink_days)
 
-    # closures known from evidence --------------------------------------------------------
-    if "holiday_name" in out.columns and len(hist):
-        closed = known_closures(hist, out)
-        if closed.any():
-            out.loc[closed, ["yhat", "lower", "upper"]] = 0.0
-            out.loc[closed, ["method", "model_name", "model_version"]] = ["rule", "closure_rule", "rule"]
-    _not_open_yet(out, hist, series, scope, spec, messages)
-    out["closed_pattern"] = out["model_name"].eq("closure_rule")
-    return Outcome(out, records, messages, backtest)
+def _peer_step(out: pd.DataFrame, series: pd.DataFrame, seasoned: list[int], days: pd.Series, totals: pd.Series,
+               spec: TypeSpec, messages: list[str]) -> None:
+    """4. The rest: their peers' average (shrunk towards their own rate where the spec says so)."""
+    missing = out["yhat"].isna()
+    if not missing.any():
+        return
+    # Series with no orders at all are named by the features; those with a little history
+    # (a restaurant open two days) would otherwise fall back silently.
+    short = sorted({int(s) for s in out.loc[missing, "series_id"]
+                    if totals.get(s, 0) > 0 and int(s) not in seasoned})
+    if short:
+        shown = ", ".join(map(str, short[:20])) + (", ..." if len(short) > 20 else "")
+        messages.append(f"{spec.prediction_type}: {len(short)} series with under {spec.min_history_days} open "
+                        f"days of history forecast from their peers' average: [{shown}]")
+    peer_average(out, missing, series, spec, messages, exclude=out["dormant_days"].notna())
+    if spec.peer_shrink_days > 0:
+        shrink_to_own(out, missing, days, totals, spec.peer_shrink_days)
 
 
 def yearly_history(history: pd.DataFrame, spec: TypeSpec) -> bool:
@@ -340,43 +388,6 @@ def restaurant_context(features: DemandHistory) -> RestaurantContext | None:
     return RestaurantContext(features.context, features.series.set_index("series_id")["restaurant_id"])
 
 
-def _not_open_yet(out: pd.DataFrame, hist: pd.DataFrame, series: pd.DataFrame, scope: Scope, spec: TypeSpec,
-                  messages: list[str]) -> None:
-    """Periods before a restaurant's ``opened_on`` (its local date) are forecast as zero.
-
-    A restaurant announced in the RMS before it opens has no orders; without this rule it would get
-    its peers' average for days it cannot trade, and the dashboard would plan staff for them. From
-    the opening day on, the peer average stands (a new restaurant's best guess). Orders are
-    stronger evidence than a date someone typed: a restaurant that already has orders (a soft
-    opening, a wrong ``opened_on``) is forecast as trading, and the run says so.
-    """
-    if "opened_on" not in scope.restaurants.columns or out.empty or "restaurant_id" not in series.columns:
-        return
-    opened = pd.to_datetime(scope.restaurants.set_index("id")["opened_on"], errors="coerce").dropna()
-    opened = opened[opened > out["ds"].min().normalize()]
-    if opened.empty:
-        return
-    restaurant_of = series.set_index("series_id")["restaurant_id"]
-    if len(hist):
-        sold = hist.loc[hist["y"] > 0, "series_id"].map(restaurant_of)
-        trading = sorted({int(r) for r in sold.dropna()} & {int(r) for r in opened.index})
-        if trading:
-            messages.append(f"{spec.prediction_type}: restaurants with orders before their opened_on are forecast as "
-                            f"trading: {', '.join(f'{r} (opened_on {opened[r].date()})' for r in trading[:20])}")
-            opened = opened.drop(trading)
-    if opened.empty:
-        return
-    opening = pd.to_datetime(out["series_id"].map(restaurant_of).map(opened.to_dict()))
-    before = opening.notna() & (out["ds"].dt.normalize() < opening)
-    if not before.any():
-        return
-    out.loc[before, ["yhat", "lower", "upper"]] = 0.0
-    out.loc[before, ["method", "model_name", "model_version"]] = ["rule", "not_open_rule", "rule"]
-    rids = sorted({int(r) for r in out.loc[before, "series_id"].map(restaurant_of)})
-    shown = ", ".join(f"{r} (opens {opened[r].date()})" for r in rids[:20]) + (", ..." if len(rids) > 20 else "")
-    messages.append(f"{spec.prediction_type}: restaurants not open yet are forecast 0 before their opening day: {shown}")
-
-
 def horizon_days(future: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
     """Days from each series' forecast origin (the period after its history) to each future
     period: the horizon the backtest residuals were bucketed by."""
@@ -397,174 +408,3 @@ def _fill(out, mask, yhat, intervals, method, name, version, history) -> None:
     out.loc[idx, "lower"] = lower
     out.loc[idx, "upper"] = upper
     out.loc[idx, ["method", "model_name", "model_version"]] = [method, name, version]
-
-
-def _first_instant(start, scope: Scope):
-    """The UTC instant the history begins. Daily and item histories are keyed by local dates (a
-    local date written as UTC midnight would be off by the restaurant's offset), so a naive start
-    is the earliest local midnight among the shard's time zones; ``training_end`` is the as-of
-    instant for every type (history is strictly before it), so the registry holds instants only."""
-    if pd.isna(start):
-        return None
-    start = pd.Timestamp(start)
-    if start.tzinfo is not None:
-        return start.tz_convert("UTC").to_pydatetime()
-    zones = scope.restaurants["timezone"].dropna().unique() if "timezone" in scope.restaurants else []
-    instants = [start.tz_localize(str(z), ambiguous="NaT", nonexistent="shift_forward") for z in zones]
-    instants = [t.tz_convert("UTC") for t in instants if pd.notna(t)]
-    return (min(instants) if instants else start.tz_localize("UTC")).to_pydatetime()
-
-
-def _register(model, intervals, chosen, version, spec, scope, history, backtest, selection=None,
-              decision=None) -> ModelRecord:
-    start, end = history["ds"].min(), history["ds"].max()
-    if selection is not None:  # refit under an earlier run's selection: its scores still stand
-        scores, selected_at, selected_in = selection.scores, selection.selected_at, selection.version
-    else:
-        scores = {n: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()}
-                  for n, s in backtest.scores.items()}
-        selected_at, selected_in = end, version
-    return saved_record(
-        model, Path(scope.model_store) / spec.prediction_type / version,
-        intervals=intervals,
-        name=chosen,
-        version=version,
-        training_start=_first_instant(start, scope),
-        training_end=scope.as_of.to_pydatetime(),
-        metrics={
-            "chosen": chosen,
-            "backtest": scores,
-            "selected_at": pd.Timestamp(selected_at).isoformat(),
-            "selected_in": selected_in,
-            "folds": spec.backtest_folds,
-            "horizon_days": spec.horizon_days,
-            "series": int(history["series_id"].nunique()),
-            **({"chain_decision": decision.as_metrics()} if decision is not None else {}),
-        },
-        params=model.params() if hasattr(model, "params") else {},
-    )
-
-
-@dataclass
-class Selection:
-    """An earlier run's backtest verdict for this shard: which candidate, and its intervals."""
-
-    name: str
-    version: str
-    selected_at: pd.Timestamp
-    scores: dict
-    intervals: ConformalIntervals | None
-    model: object | None = None  # the artifact (the refit of a blend keeps its Prophet part)
-
-
-def recent_selection(spec: TypeSpec, scope: Scope, history_end: pd.Timestamp,
-                     messages: list[str] | None = None) -> Selection | None:
-    """The newest active model of this type and shard whose backtest is under
-    ``scope.forecast.reselect_days`` old, or None (then tonight's run backtests).
-
-    Why: the backtest (every candidate on several rolling origins) costs several times the one
-    refit a daily forecast needs, and which candidate wins rarely changes from one day to the
-    next. The chosen model is still refit on today's history every run; only the choice and the
-    calibrated intervals are reused. A model retired by a drift alert (``reporting.accuracy``) is not
-    active, so a degraded model triggers a fresh backtest the next night.
-    """
-    days = scope.forecast.reselect_days
-    reg = scope.registry
-    if days <= 0 or reg is None or reg.empty or pd.isna(history_end):
-        return None
-    shard = shard_key(scope)
-    rows = reg[(reg["prediction_type"] == spec.prediction_type) & (reg["status"] == "active")
-               & reg["version"].astype(str).str.endswith("." + shard)
-               & ~reg["version"].astype(str).str.contains(str(scope.run_id)[:8])
-               & reg["name"].isin(spec.candidates)]
-    for rec in rows.itertuples(index=False):
-        metrics = getattr(rec, "metrics", None)
-        metrics = metrics if isinstance(metrics, dict) else {}
-        if "selected_at" not in metrics or not metrics.get("backtest"):
-            continue
-        selected_at = pd.Timestamp(metrics["selected_at"])
-        if selected_at.tzinfo is not None:
-            selected_at = selected_at.tz_localize(None)
-        age = pd.Timestamp(history_end) - selected_at
-        if not pd.Timedelta(0) <= age < pd.Timedelta(days=days):
-            return None  # the newest is too old (or from the future: a replayed as_of): backtest again
-        try:
-            model, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
-        except Exception as exc:
-            log.warning("%s: selection of %s unusable (%s); backtesting", spec.prediction_type, rec.version, exc)
-            if messages is not None:  # a tampered or lost artifact belongs in the run record, not the log only
-                messages.append(f"{spec.prediction_type}: model {rec.version} unusable ({type(exc).__name__}: {exc}); "
-                                "backtested and refitted")
-            return None
-        return Selection(rec.name, str(metrics.get("selected_in", rec.version)), selected_at, metrics["backtest"],
-                         intervals, model)
-    return None
-
-
-def _previous_model(out, mask, history, spec, scope, messages, context=None) -> None:
-    reg = scope.registry
-    if reg is None or reg.empty or not mask.any():
-        messages.append(f"{spec.prediction_type}: no previous model registered")
-        return
-    current = str(scope.run_id)[:8]
-    rows = reg[(reg["prediction_type"] == spec.prediction_type) & ~reg["version"].astype(str).str.contains(current)]
-    if "status" in rows:
-        rows = rows[rows["status"].isin(["active", "candidate"])]
-    for rec in rows.itertuples(index=False):
-        try:
-            model, intervals = load_artifact(Path(rec.artifact_path), rec.sha256)
-            pred = with_context(model, context).predict(out.loc[mask], history=history)
-        except Exception as exc:
-            messages.append(f"{spec.prediction_type}: previous model {rec.name} {rec.version} unusable: {exc}")
-            continue
-        _fill(out, mask, pred["yhat"].to_numpy(), intervals, "previous_model", rec.name, rec.version, history)
-        messages.append(f"{spec.prediction_type}: forecast with previous model {rec.name} {rec.version}")
-        return
-    messages.append(f"{spec.prediction_type}: no usable previous model")
-
-
-def _shrink_to_own(out, missing, days: pd.Series, totals: pd.Series, k: int) -> None:
-    """Scale each ``average`` series' borrowed forecast towards its own rate so far.
-
-    Why: a new menu item borrows its category's median, the rate of the category's established
-    items; its own first days are evidence too (on the public bakery an item on the menu for 21
-    days without a sale borrowed 0.9 units a day and sold 4 in 14 days). Empirical Bayes with the
-    peers as prior worth ``k`` days: rate = (own units + k x peer daily mean) / (own open days + k);
-    the peers' day-to-day shape and the interval's width relative to the value are kept. A series
-    without a day of history keeps the peers' forecast."""
-    rows = out.loc[missing]
-    if rows.empty:
-        return
-    peer_mean = rows.groupby("series_id")["yhat"].mean()
-    n = peer_mean.index.map(lambda s: float(days.get(s, 0))).to_numpy(float)
-    own = peer_mean.index.map(lambda s: float(totals.get(s, 0.0))).to_numpy(float)
-    pm = peer_mean.to_numpy(float)
-    factor = np.where((n > 0) & (pm > 0), (own + k * pm) / ((n + k) * np.where(pm > 0, pm, 1.0)), 1.0)
-    scale = rows["series_id"].map(pd.Series(factor, index=peer_mean.index)).to_numpy(float)
-    for col in ("yhat", "lower", "upper"):
-        out.loc[missing, col] = out.loc[missing, col].to_numpy(float) * scale
-
-
-def _peer_average(out, missing, series, spec, messages, exclude=None) -> None:
-    """Mean forecast of the series' peers on the same local period; else of every series.
-    ``exclude``: rows that are no peers' evidence (dormant series' zeros)."""
-    groups = series.set_index("series_id")["peer_group"]
-    out_group = out["series_id"].map(groups)
-    peers = ~missing if exclude is None else ~missing & ~exclude
-    done = out[peers].assign(peer_group=out_group[peers])
-    if done.empty:
-        out.loc[missing, ["yhat", "lower", "upper"]] = 0.0
-        out.loc[missing, ["method", "model_name", "model_version"]] = ["average", "peer_average", "average"]
-        messages.append(f"{spec.prediction_type}: no series with a forecast to average; zero forecast")
-        return
-    stat = spec.peer_statistic
-    by_group = done.groupby(["peer_group", "ds"])[["yhat", "lower", "upper"]].agg(stat)
-    overall = done.groupby("ds")[["yhat", "lower", "upper"]].agg(stat)
-    target = out.loc[missing]
-    key = pd.MultiIndex.from_arrays([out_group[missing], target["ds"]])
-    vals = by_group.reindex(key).to_numpy()
-    fallback = overall.reindex(target["ds"]).to_numpy()
-    vals = np.where(np.isnan(vals), fallback, vals)
-    vals = np.where(np.isnan(vals), np.nanmean(done[["yhat", "lower", "upper"]].to_numpy(), axis=0), vals)
-    out.loc[missing, ["yhat", "lower", "upper"]] = vals
-    out.loc[missing, ["method", "model_name", "model_version"]] = ["average", "peer_average", "average"]

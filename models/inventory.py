@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.settings import InventorySettings
-from features.inventory import InventoryFeatures
+from features.inventory_frames import InventoryFeatures
 from models.inventory_rows import InventoryPlan
 from models.reorder import decide_item, stockout_alarm
 from models.stock_projection import (
@@ -29,7 +29,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
     """Project every item of the shard and decide its stockout and reorder figures.
 
     Args:
-        features: ``features.inventory.InventoryFeatures``.
+        features: ``features.inventory_frames.InventoryFeatures`` (read by ``features.inventory``).
         settings: ``core.settings.InventorySettings``.
         restaurants: the scope's restaurants (id, timezone).
     """

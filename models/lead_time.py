@@ -91,9 +91,9 @@ class SupplierLeadTime:
 
         Args:
             suppliers: supplier_id, promised_lead_days (days, NaN when unknown).
-            history: ``features.inventory.supplier_lead_times`` (supplier_id, n, mean, sd, p10, p50,
+            history: ``features.suppliers.supplier_lead_times`` (supplier_id, n, mean, sd, p10, p50,
                 p90; days).
-            recent: ``features.inventory.supplier_recent_orders`` as of the same instant
+            recent: ``features.suppliers.supplier_recent_orders`` as of the same instant
                 (supplier_id, lead_days, open); None or empty: no recent lateness (factor 1).
         """
         frame = suppliers[["supplier_id", "promised_lead_days"]].drop_duplicates("supplier_id")
@@ -191,7 +191,7 @@ def lead_time_rows(estimates: pd.DataFrame, owned: pd.Series | None = None) -> p
 
     Args:
         estimates: ``SupplierLeadTime.estimates_`` (days).
-        owned: supplier ids this shard writes (see ``features.inventory.shard_suppliers``).
+        owned: supplier ids this shard writes (see ``features.suppliers.shard_suppliers``).
     """
     est = estimates if owned is None else estimates[estimates["supplier_id"].isin(list(owned))]
     est = est[np.isfinite(est["expected_days"].astype(float))]

@@ -210,7 +210,7 @@ def usage_forecast(features: InventoryFeatures, holdout_days: int = USAGE_HOLDOU
     variation) times the day's mean: an out-of-sample interval, not the in-sample fit.
 
     Args:
-        features: ``features.inventory.InventoryFeatures``.
+        features: ``features.inventory_frames.InventoryFeatures``.
     Returns:
         (forecast, choice): forecast = inventory_item_id, ds, target_start, mean, sd,
         enough_history, usage_model (item units per local day); choice = per item usage_model,

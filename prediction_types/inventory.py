@@ -22,12 +22,9 @@ from core.tables import (
     SUPPLIERS,
 )
 from core.units import PredictionUnit, Scope, UnitResult
-from features.inventory import (
-    InventoryFeatures,
-    SupplierHistory,
-    inventory_features,
-    supplier_history,
-)
+from features.inventory import inventory_features
+from features.inventory_frames import InventoryFeatures
+from features.suppliers import SupplierHistory, supplier_history
 from models.artifacts import saved_model
 from models.inventory import plan_inventory
 from models.inventory_rows import InventoryPlan, reorder_rows, stock_daily_rows, stockout_rows
@@ -86,7 +83,7 @@ def lead_time_features(reader: ReplicaReader, scope: Scope) -> SupplierHistory:
 
 
 def predict_lead_time(features: SupplierHistory, scope: Scope) -> UnitResult:
-    """Rows only for the suppliers this shard owns (see ``features.inventory.shard_suppliers``)."""
+    """Rows only for the suppliers this shard owns (see ``features.suppliers.shard_suppliers``)."""
     suppliers, history, recent = features
     owned = suppliers.loc[suppliers["owned"], "supplier_id"]
     model = SupplierLeadTime.from_settings(scope.inventory).fit(suppliers[suppliers["owned"]], history, recent)

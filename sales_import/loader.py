@@ -156,6 +156,41 @@ def _first(series: pd.Series):
 
 def _frames(lines: pd.DataFrame, name: str, tz: str, country: str) -> tuple[dict[str, pd.DataFrame], dict[str, int], int]:
     """Rows per table (contract column names), ids derived from the data."""
+    lines, org_id, rest_ids, item_price = _with_ids(lines, name)
+    org = pd.DataFrame({"id": [org_id], "name": [name]})
+    firsts = lines.groupby("restaurant_id")["local"].min()
+    restaurants = pd.DataFrame({
+        "id": list(rest_ids.values()),
+        "organization_id": org_id,
+        "name": list(rest_ids.keys()),
+        "timezone": tz,
+        "country_code": country,
+        "seats": None,
+        "opened_on": [(firsts[i] - BUSINESS_DAY_STARTS).date() for i in rest_ids.values()],
+        "is_active": True,
+    })
+    by_item = lines.groupby("menu_item_id")
+    items = pd.DataFrame({
+        "id": by_item.size().index,
+        "restaurant_id": by_item["restaurant_id"].first().to_numpy(),
+        "name": by_item["item"].agg(lambda s: s.value_counts().index[0]).to_numpy(),
+        "category": by_item["category"].agg(lambda s: s.value_counts().index[0]).to_numpy(),
+        "price": item_price.reindex(by_item.size().index).to_numpy(),
+        "cost": None,
+        "station_id": None,
+        "is_active": True,
+        "created_at": by_item["at"].min().to_numpy(),
+    })
+    customers = _customers(lines, org_id)
+    orders, order_items = _orders(lines)
+    frames = {"restaurants_organization": org, "restaurants_restaurant": restaurants, "menu_menuitem": items,
+              "customers_customerprofile": customers, "orders_order": orders, "orders_orderitem": order_items}
+    return frames, {str(k): v for k, v in rest_ids.items()}, org_id
+
+
+def _with_ids(lines: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int, dict, pd.Series]:
+    """The lines with their restaurant, menu item, order and line ids (stable, from the data), and
+    prices filled; the organisation's id, the restaurants' ids by name and the items' median price."""
     lines = lines.copy()
     has_sites = lines["site"].notna().any()
     org_id = stable_id("organization", name)
@@ -188,30 +223,12 @@ def _frames(lines: pd.DataFrame, name: str, tz: str, country: str) -> tuple[dict
     lines["id"] = [lid if lid is not None else stable_id("line", o, m, k)
                    for lid, o, m, k in zip(lines["_lid"], lines["order_id"], lines["menu_item_id"], rank)]
 
-    org = pd.DataFrame({"id": [org_id], "name": [name]})
-    firsts = lines.groupby("restaurant_id")["local"].min()
-    restaurants = pd.DataFrame({
-        "id": list(rest_ids.values()),
-        "organization_id": org_id,
-        "name": list(rest_ids.keys()),
-        "timezone": tz,
-        "country_code": country,
-        "seats": None,
-        "opened_on": [(firsts[i] - BUSINESS_DAY_STARTS).date() for i in rest_ids.values()],
-        "is_active": True,
-    })
-    by_item = lines.groupby("menu_item_id")
-    items = pd.DataFrame({
-        "id": by_item.size().index,
-        "restaurant_id": by_item["restaurant_id"].first().to_numpy(),
-        "name": by_item["item"].agg(lambda s: s.value_counts().index[0]).to_numpy(),
-        "category": by_item["category"].agg(lambda s: s.value_counts().index[0]).to_numpy(),
-        "price": item_price.reindex(by_item.size().index).to_numpy(),
-        "cost": None,
-        "station_id": None,
-        "is_active": True,
-        "created_at": by_item["at"].min().to_numpy(),
-    })
+    return lines, org_id, rest_ids, item_price
+
+
+def _customers(lines: pd.DataFrame, org_id: int) -> pd.DataFrame:
+    """The customers the lines name (joined at their first line, at home where it was); sets the
+    lines' ``customer_id`` (NA without one)."""
     customers = pd.DataFrame()
     if lines["customer"].notna().any():
         with_customer = lines[lines["customer"].notna()].sort_values("at")
@@ -225,6 +242,11 @@ def _frames(lines: pd.DataFrame, name: str, tz: str, country: str) -> tuple[dict
         lines["customer_id"] = lines["customer"].map(dict(zip(first.index, customers["id"]))).astype("Int64")
     else:
         lines["customer_id"] = pd.array([pd.NA] * len(lines), dtype="Int64")
+    return customers
+
+
+def _orders(lines: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The orders (totals of their lines) and their order items."""
     lines["line_total"] = lines["quantity"] * lines["unit_price"]
     by_order = lines.sort_values("at", kind="stable").groupby("order_id")
     subtotal = by_order["line_total"].sum().round(2)
@@ -253,9 +275,7 @@ def _frames(lines: pd.DataFrame, name: str, tz: str, country: str) -> tuple[dict
     })
     if order_items["id"].duplicated().any():
         raise SalesImportError("two different lines hash to one id; please report this export")
-    frames = {"restaurants_organization": org, "restaurants_restaurant": restaurants, "menu_menuitem": items,
-              "customers_customerprofile": customers, "orders_order": orders, "orders_orderitem": order_items}
-    return frames, {str(k): v for k, v in rest_ids.items()}, org_id
+    return orders, order_items
 
 
 def _present(cur) -> set[str]:

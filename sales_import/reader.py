@@ -218,12 +218,7 @@ def read_sales(
     clock = pd.Timestamp(now or datetime.now(timezone.utc)) + pd.Timedelta(minutes=10)
     mark(at > clock, "future_time")
 
-    if "quantity" in mapping:
-        qty_text = text("quantity")
-        qty = pd.to_numeric(qty_text.str.replace(",", ".", regex=False), errors="coerce")
-        qty[qty_text == ""] = 1.0
-    else:
-        qty = pd.Series(1.0, index=raw.index)
+    qty = _quantity(text("quantity")) if "quantity" in mapping else pd.Series(1.0, index=raw.index)
     mark(qty.isna() | ~np.isfinite(qty.fillna(0)), "unparseable_quantity")
     mark(qty < 0, "negative_quantity")
     mark(qty == 0, "zero_quantity")
@@ -244,8 +239,29 @@ def read_sales(
         mark(dup.reindex(raw.index, fill_value=False), "duplicate_line_id")
 
     ok = pd.isna(reason).to_numpy()
-    customer = text("customer")
-    category = text("category")
+    lines = _usable_lines(ok, site=site, ticket=ticket, item=item, category=text("category"), qty=qty, price=price,
+                          customer=text("customer"), line_id=line_id, at=at, local=local)
+    counts = reason.value_counts()
+    skipped = {k: int(counts.get(k, 0)) for k in SKIP_REASONS if counts.get(k, 0)}
+    tickets = ticket[ticket != ""]
+    n_tickets = int(pd.DataFrame({"s": site if site is not None else "", "t": ticket})[ticket != ""]
+                    .drop_duplicates().shape[0]) if len(tickets) else 0
+    return SaleLines(lines=lines, read=n, skipped=skipped, columns=mapping, notes=notes, tickets_in_file=n_tickets,
+                     items_in_file=int(item[item != ""].nunique()))
+
+
+def _quantity(qty_text: pd.Series) -> pd.Series:
+    """Quantities from their text (a decimal comma read as a point); an empty cell is 1, an
+    unreadable one NaN."""
+    qty = pd.to_numeric(qty_text.str.replace(",", ".", regex=False), errors="coerce")
+    qty[qty_text == ""] = 1.0
+    return qty
+
+
+def _usable_lines(ok: np.ndarray, *, site: pd.Series | None, ticket: pd.Series, item: pd.Series,
+                  category: pd.Series, qty: pd.Series, price: pd.Series, customer: pd.Series,
+                  line_id: pd.Series | None, at: pd.Series, local: pd.Series) -> pd.DataFrame:
+    """The usable lines (``ok``) as ``SaleLines.lines``."""
     lines = pd.DataFrame(
         {
             "site": site[ok].to_numpy() if site is not None else None,
@@ -262,13 +278,7 @@ def read_sales(
         }
     )
     lines["at"] = pd.to_datetime(lines["at"], utc=True)
-    counts = reason.value_counts()
-    skipped = {k: int(counts.get(k, 0)) for k in SKIP_REASONS if counts.get(k, 0)}
-    tickets = ticket[ticket != ""]
-    n_tickets = int(pd.DataFrame({"s": site if site is not None else "", "t": ticket})[ticket != ""]
-                    .drop_duplicates().shape[0]) if len(tickets) else 0
-    return SaleLines(lines=lines, read=n, skipped=skipped, columns=mapping, notes=notes, tickets_in_file=n_tickets,
-                     items_in_file=int(item[item != ""].nunique()))
+    return lines
 
 
 def _as_text(col: pd.Series) -> pd.Series:

@@ -10,7 +10,10 @@ predictions database, two real Celery workers (``-A tests.celery_drill``, every 
 ``tests.test_webhooks.ScriptedReceiver``) that records every request with its ``webhook-id``.
 
 The monthly schedule is the drill's run (one prediction type, about a second per restaurant):
-4 restaurants, one per shard. Scenarios run in file order on the same servers; each starts a run
+4 restaurants, one per shard. The daily schedule (demand daily, hourly and per item, anomalies; the
+replica has no inventory or kitchen module) runs once, cold (every model backtested), beside the
+stranded monthly run; its shards take up to about 20 s on two busy cores, hence shard limits of
+40/45 s and a visibility timeout of 50 s. Scenarios run in file order on the same servers; each starts a run
 (or several), causes its fault at a chosen moment and then checks, besides its own expectations:
 
 - no duplicate key in ``m_l_predictions`` and no entity with rows from two runs;
@@ -27,8 +30,9 @@ minimum) in real time, so nothing but the clock makes the run stranded.
 Scenarios (docs/operations.md, "What happens when", cites them): redelivered start, shard and
 finish messages; a replica connection terminated mid-query; PostgreSQL restarted mid-write; Redis
 restarted with its append-only file; Redis lost without its data (a stranded run); an old run
-re-run by id; a worker killed with SIGKILL mid-shard (last: it leaves one worker). About 2.5
-minutes in all on two cores, most of it the stranded run's minute of silence.
+re-run by id; a worker killed with SIGKILL mid-shard (last: it leaves one worker). About 3
+minutes in all on two cores, most of it the stranded run's minute of silence (the daily run fills
+it) and the killed worker's visibility timeout.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ AS_OF = {
     "stranded": "2026-10-29T05:15:00Z",
     "after_stranded": "2026-10-30T05:15:00Z",
     "newer": "2026-10-30T17:15:00Z",
+    "daily": "2026-10-24T04:15:00Z",  # before every monthly run: the re-run scenario's "newest" stays monthly
     "killed": "2026-10-31T05:15:00Z",
 }
 # SQL a failure reason must never carry (statements, SQLAlchemy's "[SQL: ...]" and parameters).
@@ -102,9 +107,9 @@ class Drill:
         return self.client.send_task(name, kwargs=kwargs, task_id=task_id, retry=True,
                                      retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5})
 
-    def start(self, as_of: str, task_id: str | None = None, **kwargs) -> dict:
+    def start(self, as_of: str, task_id: str | None = None, schedule: str = SCHEDULE, **kwargs) -> dict:
         """Send ``rmsml.runs.start`` and return its result (the run id and its task ids)."""
-        result = self.send("rmsml.runs.start", task_id=task_id or str(uuid.uuid4()), schedule=SCHEDULE,
+        result = self.send("rmsml.runs.start", task_id=task_id or str(uuid.uuid4()), schedule=schedule,
                            as_of=as_of, trigger="drill", **kwargs).get(timeout=60)
         if result["status"] == "started":
             self.expected.setdefault(result["run_id"], set())
@@ -191,8 +196,11 @@ class Drill:
                       "FROM m_l_predictions") == [(0,)]
         assert self.q("SELECT prediction_type, entity_type, entity_id FROM m_l_predictions GROUP BY 1, 2, 3 "
                       "HAVING count(DISTINCT run_id) > 1") == []
-        if owner is not None:
-            assert {str(r) for (r,) in self.q("SELECT DISTINCT run_id FROM m_l_predictions")} == {owner}
+        if owner is not None:  # every row of the owner's schedule's types is the owner's
+            assert {str(r) for (r,) in self.q(
+                "SELECT DISTINCT run_id FROM m_l_predictions WHERE prediction_type IN (SELECT jsonb_array_elements_text("
+                "prediction_types) FROM ml_run WHERE schedule = (SELECT schedule FROM ml_run WHERE id = %(id)s))",
+                id=owner)} == {owner}
         # every closed run announced, once per outcome, to the verifying receiver
         # (a run's current outcome: its id, status and committed rows; a re-run's outcome is new)
         closed = {(str(r), s, json.dumps({str(k): int(v) for k, v in w.items()}, sort_keys=True))
@@ -278,12 +286,13 @@ def drill():
             "RMSML_MODEL_STORE__PATH": str(tmp / "models"),
             "RMSML_SCHEDULES__SHARD_SIZE": "1",
             "RMSML_TEST_SHARD_PAUSE_S": "2",
-            # a killed worker's shard is handed out again after 15 s, swept for every second
-            "RMSML_BROKER__VISIBILITY_TIMEOUT_S": "15",
+            # a killed worker's shard is handed out again after 50 s (above a cold daily shard's
+            # hard limit), swept for every second
+            "RMSML_BROKER__VISIBILITY_TIMEOUT_S": "50",
             "RMSML_BROKER__UNACKED_RESTORE_INTERVAL_S": "1",
             "RMSML_BROKER__UNACKED_RESTORE_THROTTLE": "1",
-            "RMSML_TASKS__SHARD_SOFT_TIME_LIMIT_S": "12",
-            "RMSML_TASKS__SHARD_TIME_LIMIT_S": "14",
+            "RMSML_TASKS__SHARD_SOFT_TIME_LIMIT_S": "40",
+            "RMSML_TASKS__SHARD_TIME_LIMIT_S": "45",
             "RMSML_TASKS__STRANDED_AFTER_S": str(STRANDED_AFTER_S),
             "RMSML_WEBHOOKS__RECEIVERS": json.dumps([{"name": "rms", "url": receiver.url(), "secrets": receiver.secrets}]),
             "RMSML_WEBHOOKS__URLS": "[]",
@@ -296,6 +305,9 @@ def drill():
         get_settings.cache_clear()
         db.reset_engines()
         workers = start_workers(["w1", "w2"], tmp, env, queues="runs,scoring,training,webhooks")
+        # and one on the webhooks queue alone (compose's worker-webhooks): the sweep and the
+        # deliveries are not queued behind the shards of a long run
+        workers += start_workers(["w3"], tmp, env, queues="webhooks")
         the_drill = Drill(pg, broker, receiver, tmp, env)
         the_drill.workers = workers
         yield the_drill
@@ -362,7 +374,7 @@ def _first_run(drill) -> tuple[str, dict]:
 def _whole_run_rows(drill) -> dict:
     """Rows a whole run writes per type (the first run's, before it was re-run)."""
     (rows,), = drill.q("SELECT rows_written FROM ml_run WHERE status = 'succeeded' AND rows_written <> '{}' "
-                       "ORDER BY started_at LIMIT 1")
+                       "AND schedule = %(s)s ORDER BY started_at LIMIT 1", s=SCHEDULE)
     return rows
 
 
@@ -435,7 +447,8 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     A trigger meanwhile is skipped (the run table still says a run is going: begin_locked checks
     it); once nothing of the run has worked for RMSML_TASKS__STRANDED_AFTER_S, beat's sweep
     (rmsml.webhooks.deliver_due) closes it as partial with what it committed and sends its event;
-    the next trigger then starts a run."""
+    the next trigger then starts a run. Meanwhile the daily schedule runs end to end (the lock is
+    per schedule) and is left alone by the sweep (``_daily_run_checked``)."""
     import redis
 
     started = drill.start(AS_OF["stranded"])
@@ -459,6 +472,10 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     skipped = drill.start(AS_OF["after_stranded"])
     assert skipped["status"] == "skipped" and skipped["running_run_id"] == run_id, skipped
     assert drill.q("SELECT count(*) FROM ml_run WHERE status = 'running'") == [(1,)]
+    # meanwhile the daily schedule runs end to end, cold (its own lock: the stranded monthly run
+    # holds only its schedule); the sweep below must leave this live run alone
+    daily = drill.start(AS_OF["daily"], schedule="daily")
+    assert daily["status"] == "started" and daily["shards"] == RESTAURANTS, daily
 
     # stranded: nothing of the run has started for STRANDED_AFTER_S (real time, not aged)
     waited = time.monotonic()
@@ -480,6 +497,22 @@ def test_redis_lost_mid_run_strands_the_run_closed_partial_and_none_beside_it(dr
     (closed_at, started_at), = drill.q("SELECT (SELECT finished_at FROM ml_run WHERE id = %(a)s), "
                                        "(SELECT started_at FROM ml_run WHERE id = %(b)s)", a=run_id, b=after["run_id"])
     assert closed_at <= started_at  # closed before the next run began: never two at once
+    _daily_run_checked(drill, daily["run_id"])
+
+
+def _daily_run_checked(drill: Drill, run_id: str) -> None:
+    """The daily schedule's run: succeeded (one webhook-id, no duplicate keys, every row of the
+    daily types its own: ``Drill.check``), every shard succeeded, the demand rows of every
+    restaurant, and the units of modules the replica lacks skipped by name."""
+    record = drill.check(run_id, "succeeded", owner=run_id)
+    assert record["failed"] == [] and set(drill.shard_status(run_id).values()) == {"succeeded"}
+    rows = record["rows_written"]
+    assert rows["demand_daily"] == 28 * RESTAURANTS and rows["demand_hourly"] == 168 * RESTAURANTS, rows
+    assert rows["item_demand_daily"] > 0, rows
+    (committed,), = drill.q("SELECT count(*) FROM m_l_predictions WHERE run_id = %(id)s", id=run_id)
+    assert committed == sum(rows.values())
+    (skipped,), = drill.q("SELECT modules_skipped FROM ml_run WHERE id = %(id)s", id=run_id)
+    assert {"stock_daily", "stockout", "reorder", "prep_time"} <= set(skipped), skipped
 
 
 def test_old_run_rerun_by_id_keeps_newer_rows(drill):
@@ -487,7 +520,8 @@ def test_old_run_rerun_by_id_keeps_newer_rows(drill):
     goes back to its older predictions, the run record says that newer rows were kept, and the RMS
     hears of the re-run's outcome once."""
     first_id, _ = _first_run(drill)
-    (newest,), = drill.q("SELECT id FROM ml_run WHERE status = 'succeeded' ORDER BY as_of DESC LIMIT 1")
+    (newest,), = drill.q("SELECT id FROM ml_run WHERE status = 'succeeded' AND schedule = %(s)s "
+                         "ORDER BY as_of DESC LIMIT 1", s=SCHEDULE)
     newest = str(newest)
     if newest == first_id:  # run alone (-k): a newer run first
         newest = drill.start(AS_OF["newer"])["run_id"]

@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 from bench.inventory_replay import choose_default, curve_check
 from bench.replay_alarms import alarms_without_new_orders, calibration_buckets, calibration_holds
-from bench.replay_leadtimes import _deliver, usual_lead
+from bench.replay_leadtimes import WorldLeadHistory, _deliver, usual_lead
 from bench.replay_model import ModelInputs
 from bench.replay_order_up_to import OrderUpTo
 from bench.replay_policies import ParFit, ParRule, expiring, item_costs, shortage_penalty
@@ -158,3 +158,15 @@ def test_the_lead_time_world_delivers_no_sunday_and_keeps_the_suppliers_mean_in_
     # the on-time lead leaves room for the late draws and the weekday shifts, never below 35 % of the mean
     assert 0.35 * 2.0 <= usual_lead(2.0, 0.5) < 2.0
     assert usual_lead(0.5, 2.0) == pytest.approx(0.35 * 0.5)
+
+
+def test_the_world_lead_history_is_what_a_replica_would_show_as_of_each_morning():
+    # supplier 10: every order takes 2 days, except the one placed on day -1, which takes 4
+    arrive = SimpleNamespace(suppliers={10}, draw=lambda rid, sid, d: (None, 4.0 if d == -1 else 2.0))
+    h = WorldLeadHistory(arrive, [(1, 10), (1, 99)], days=3, back=4, recent_days=2)
+    hist, recent = h.frames(2)
+    # as of day 2: placed on days -2..1; received by then: -2 (day 0), 0 (day 2); -1 lands day 3, 1 day 3
+    assert hist.to_dict("records") == [{"supplier_id": 10, "n": 2, "mean": 2.0, "sd": 0.0, "p10": 2.0, "p50": 2.0, "p90": 2.0}]
+    # the last 2 days' orders (days 0 and 1): day 0 received after 2 days, day 1 open for 1 day so far
+    assert recent.to_dict("records") == [{"supplier_id": 10, "lead_days": 2.0, "open": False},
+                                         {"supplier_id": 10, "lead_days": 1.0, "open": True}]

@@ -102,7 +102,7 @@ def test_row_keeps_its_fields_and_adds_the_recent_ones():
 
 
 def _estimates(reader, as_of):
-    from features.inventory import shard_suppliers, supplier_lead_times, supplier_recent_orders
+    from features.suppliers import shard_suppliers, supplier_lead_times, supplier_recent_orders
     from models.lead_time import SupplierLeadTime
 
     rids = [int(i) for i in reader.frame("SELECT id FROM restaurants_restaurant")["id"]]

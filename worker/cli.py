@@ -356,6 +356,7 @@ def status(
     from worker import db
     from worker.catalog import SCHEDULES
     from worker.settings import get_settings
+    from worker.console_status import print_status
     from worker.status import read_status
 
     found = read_status(db.predictions_engine(), tuple(schedule or SCHEDULES), replica=db.replica_engine(),
@@ -363,16 +364,7 @@ def status(
     if as_json:
         typer.echo(to_json(found.as_dict()))
     else:
-        summary_table("schedules", ["schedule", "last run", "status", "age (h)"], [
-            [s["schedule"], s.get("last_run") or "-", s.get("status") or "-", s.get("age_hours", "-")]
-            for s in found.schedules], stderr=False)
-        summary_table("prediction types", ["type", "rows", "newest", "expired"], [
-            [t["prediction_type"], t["rows"], t["newest_generated_at"], t["expired_rows"]]
-            for t in found.prediction_types], stderr=False)
-        summary = found.as_dict()
-        for p in summary["problems"]:
-            typer.echo(f"{p['level']}: {p['problem']}")
-        typer.echo(f"{summary['verdict']}: {len(found.problems)} problem(s)")
+        print_status(found)
     raise typer.Exit(found.code)
 
 
@@ -385,20 +377,14 @@ def models(
     its version, training window, the backtest scores of every candidate, when it was chosen and
     whether its artifact still matches its checksum."""
     from worker import db
-    from worker.status import chain_decisions, models_in_use
+    from worker.console_status import print_models
+    from worker.status import models_in_use
 
     rows = models_in_use(db.predictions_engine(), verify=verify)
     if as_json:
         typer.echo(to_json(rows))
         return
-    summary_table("models in use", ["type", "shard", "model", "trained", "chosen", "backtest WAPE", "checksum"], [
-        [r["prediction_type"], r["shard"], r["model"],
-         f"{(r['training_start'] or '?')[:10]} .. {(r['training_end'] or '?')[:10]}", r["chosen_at"][:16],
-         ", ".join(f"{n}={v.get('wape'):.3f}" for n, v in (r["backtest"] or {}).items()
-                   if isinstance(v, dict) and isinstance(v.get("wape"), (int, float))) or "-",
-         r["checksum"] or "-"] for r in rows], stderr=False)
-    for line in chain_decisions(rows):
-        typer.echo(line)
+    print_models(rows)
 
 
 # ---------------------------------------------------------------------- bring your own sales (issue 17)
@@ -438,55 +424,13 @@ def import_sales_command(
     Exit codes: 0 imported, 2 the file or an option cannot be imported (nothing written).
     """
     _setup_logging()
-    from sales_import import SalesImportError, check_timezone, import_sales
+    from worker.console_import import run_import
 
     columns = {"timestamp": timestamp_col, "date": date_col, "time": time_col, "ticket": ticket_col,
                "item": item_col, "quantity": quantity_col, "price": price_col, "customer": customer_col,
                "site": site_col, "line": line_col, "category": category_col}
-    embedded = dsn is None
-    try:
-        check_timezone(timezone_name)  # before an embedded server is started for nothing
-        if embedded:
-            from worker.embedded import embedded_urls
-            from worker.settings import get_settings
-
-            dsn, predictions_url = embedded_urls(get_settings().embedded.data_dir)
-        if count_col is not None:
-            from sales_import.chain import import_daily_totals
-
-            rep = import_daily_totals(file, dsn, timezone=timezone_name, organization_name=restaurant_name,
-                                      country=country, columns={**columns, "count": count_col},
-                                      date_format=date_format, sites=sites)
-        elif sites is not None:
-            raise SalesImportError("--sites goes with --count-col (daily totals); a line export names its sites")
-        else:
-            rep = import_sales(file, dsn, timezone=timezone_name, restaurant_name=restaurant_name, country=country,
-                               currency=currency, columns=columns, date_format=date_format)
-    except SalesImportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
-    if count_col is not None:
-        from worker.console_import import print_totals_import
-
-        print_totals_import(rep, dsn, predictions_url if embedded else None)
-        return
-    typer.echo(f"{rep.file}: {rep.lines_read} lines, {rep.tickets_in_file} tickets, {rep.items_in_file} item names")
-    typer.echo("columns: " + ", ".join(f"{role}={col}" for role, col in rep.columns.items()))
-    typer.echo(f"{'lines':<50} {'count':>8}")
-    typer.echo(f"{'imported':<50} {rep.lines_imported:>8}")
-    for reason, n in rep.skip_table():
-        typer.echo(f"{'skipped: ' + reason:<50} {n:>8}")
-    for note, n in rep.notes.items():
-        typer.echo(f"{'kept, ' + note.replace('_', ' ') + ' (docs/import.md)':<50} {n:>8}")
-    typer.echo("new rows: " + ", ".join(f"{t} {n}" for t, n in rep.inserted.items())
-               + (f"; orders re-totalled {rep.orders_updated}" if rep.orders_updated else ""))
-    for name, rid in rep.restaurants.items():
-        typer.echo(f"restaurant {name!r}: id {rid}, {rep.timezone}, {rep.country}, "
-                   f"local days {rep.first_local_day} .. {rep.last_local_day}")
-    env = f"RMSML_REPLICA__URL='{dsn}' " + (f"RMSML_PREDICTIONS__URL='{predictions_url}' " if embedded else "")
-    typer.echo("forecast it (docs/import.md):")
-    typer.echo(f"  {env}python -m worker migrate")
-    typer.echo(f"  {env}python -m worker run --schedule daily --as-of {rep.next_as_of} --no-lock")
+    run_import(file, dsn, timezone=timezone_name, restaurant_name=restaurant_name, country=country,
+               currency=currency, columns=columns, date_format=date_format, count_col=count_col, sites=sites)
 
 
 def main() -> None:

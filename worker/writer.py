@@ -9,6 +9,7 @@ The replica is never written: its engine is read-only (``worker.db``).
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -73,6 +74,52 @@ _WRITTEN_NOW = (
 )
 
 
+# ml_prediction_history's partitions (monthly ranges of as_of, UTC; migration 0004).
+HISTORY_MONTHS_AHEAD = 2  # a run makes sure this many months after its own exist
+_PARTITION_LOCK_KEY = 0x726D736D6C68  # pg_advisory_xact_lock: one creator of partitions at a time
+_RUN_PARTITIONS_READY = text(
+    "SELECT r.as_of, bool_and(to_regclass('ml_prediction_history_p' || to_char(m, 'YYYYMM')) IS NOT NULL) AS ready "
+    "FROM ml_run r, generate_series(date_trunc('month', r.as_of AT TIME ZONE 'UTC'), "
+    "date_trunc('month', r.as_of AT TIME ZONE 'UTC') + make_interval(months => :ahead), interval '1 month') m "
+    "WHERE r.id = :run_id GROUP BY r.as_of"
+)
+_PARTITIONS = text(
+    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound, i.inhdetachpending "
+    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = to_regclass('ml_prediction_history') ORDER BY c.relname"
+)
+_PARTITION_EXISTS = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = :name AND relnamespace = "
+    "(SELECT relnamespace FROM pg_class WHERE oid = 'ml_prediction_history'::regclass))"
+)
+_BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
+
+
+def _utc(ts: datetime) -> pd.Timestamp:
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _month_start(ts: datetime) -> pd.Timestamp:
+    return _utc(ts).normalize().replace(day=1)
+
+
+def history_partition_name(month: datetime) -> str:
+    """The partition holding the history made in ``month`` (UTC): ``ml_prediction_history_pYYYYMM``."""
+    return f"ml_prediction_history_p{_month_start(month):%Y%m}"
+
+
+def history_partitions(conn: Connection) -> list[tuple[str, pd.Timestamp | None, bool]]:
+    """(name, upper bound, detach pending) of each partition of ``ml_prediction_history``;
+    the bound is None for a DEFAULT partition (never dropped by retention)."""
+    out = []
+    for name, bound, pending in conn.execute(_PARTITIONS):
+        m = _BOUND.search(bound or "")
+        upper = pd.Timestamp(m.group(2)).tz_convert("UTC") if m and m.group(2) != "MAXVALUE" else None
+        out.append((name, upper, bool(pending)))
+    return out
+
+
 class PredictionWriter:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -123,6 +170,9 @@ class PredictionWriter:
         key = {"ptype": prediction_type, "etype": entity_type, "run_id": str(run_id)}
         cols = ", ".join(PREDICTION_COLUMNS)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in PREDICTION_COLUMNS[3:])
+        if keep_history:
+            # Outside the write's transaction: creating a partition must not wait inside it.
+            self._ensure_history_partition_for(run_id)
         with self.engine.begin() as conn:
             newer = {int(e) for (e,) in conn.execute(_HELD_BY_NEWER_RUN, {**key, "ids": entity_ids})}
             if newer:
@@ -218,11 +268,73 @@ class PredictionWriter:
 
     # ------------------------------------------------------------------ prediction history
     # What each scored run predicted, for realised accuracy (reporting/, docs/accuracy.md).
+    # The table is partitioned by month of as_of (UTC; migration 0004): rows never leave it one by
+    # one, whole months do (prune_history), and the month a run writes into is created ahead.
     def prune_history(self, cutoff: datetime) -> int:
-        """Delete history rows made before ``cutoff`` (the accuracy settings' retention)."""
-        with self.engine.begin() as conn:
-            return conn.execute(
-                text("DELETE FROM ml_prediction_history WHERE as_of < :cutoff"), {"cutoff": cutoff}).rowcount
+        """Retention: drop the history's monthly partitions that hold only rows made before
+        ``cutoff`` (the accuracy settings' retention); returns the number of partitions dropped.
+
+        No ``DELETE``: each expired partition is detached (``DETACH PARTITION ... CONCURRENTLY``,
+        which never blocks readers or the writer's appends) and dropped, so nothing is left to
+        vacuum. A partition straddling the cutoff stays whole until its last day has expired: the
+        history keeps up to a month more than the retention (``docs/operations.md``). A partition
+        left detach-pending by an interrupted prune is finished (``FINALIZE``) and dropped.
+        """
+        dropped = 0
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # Two runs finishing at once (the daily and the weekly) must not detach the same month:
+            # one prune (or partition creation) at a time; the list is read under the lock.
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+            try:
+                for name, upper, pending in history_partitions(conn):
+                    if upper is None or upper > _utc(cutoff):
+                        continue
+                    how = "FINALIZE" if pending else "CONCURRENTLY"
+                    conn.exec_driver_sql(f'ALTER TABLE ml_prediction_history DETACH PARTITION "{name}" {how}')
+                    conn.exec_driver_sql(f'DROP TABLE "{name}"')
+                    dropped += 1
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PARTITION_LOCK_KEY})
+        return dropped
+
+    def ensure_history_partitions(self, as_of: datetime, months_ahead: int = HISTORY_MONTHS_AHEAD) -> list[str]:
+        """Make sure the monthly partitions from ``as_of``'s month to ``months_ahead`` months
+        later exist; returns the names of those created.
+
+        Each is created as a table of its own and attached (``ATTACH PARTITION`` takes a lock that
+        lets readers and writers of the history go on; ``CREATE TABLE ... PARTITION OF`` would
+        block them for the moment). Concurrent shards serialise on an advisory lock.
+        """
+        month = _month_start(as_of)
+        wanted = [month + pd.DateOffset(months=k) for k in range(months_ahead + 1)]
+        with self.engine.connect() as conn:
+            have = {name for name, _, _ in history_partitions(conn)}
+        missing = [m for m in wanted if history_partition_name(m) not in have]
+        created = []
+        for start in missing:
+            name = history_partition_name(start)
+            end = start + pd.DateOffset(months=1)
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+                # Read under the lock from pg_class itself (this statement's snapshot), not through
+                # to_regclass's cache: another shard may have created it while this one waited.
+                if conn.execute(_PARTITION_EXISTS, {"name": name}).scalar():
+                    continue
+                conn.exec_driver_sql(
+                    f'CREATE TABLE "{name}" (LIKE ml_prediction_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)')
+                conn.exec_driver_sql(
+                    f"ALTER TABLE ml_prediction_history ATTACH PARTITION \"{name}\" "
+                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')")
+                created.append(name)
+        return created
+
+    def _ensure_history_partition_for(self, run_id: uuid.UUID | str) -> None:
+        """Before a scored write: the partition of the run's as-of (and the months ahead) exist.
+        One catalog look-up when they do, which is every write but the first of a month."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_RUN_PARTITIONS_READY, {"run_id": str(run_id), "ahead": HISTORY_MONTHS_AHEAD}).first()
+        if row is not None and not row.ready:
+            self.ensure_history_partitions(row.as_of)
 
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
@@ -238,7 +350,8 @@ class PredictionWriter:
         """
         cols = ", ".join(self._HISTORY_COLUMNS)
         staged = ", ".join(f"s.{c}" for c in self._HISTORY_COLUMNS)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("as_of", *self._HISTORY_COLUMNS[3:]))
+        # as_of is the partition key and part of the unique key (a run's as_of never changes).
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self._HISTORY_COLUMNS[3:])
         _insert_or_upsert(
             conn,
             f"INSERT INTO ml_prediction_history (as_of, {cols}) "
