@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from reporting.records import demand_daily_history, history_for_window
 from worker.records import RunRecords
-from worker.writer import HISTORY_MONTHS_AHEAD, PredictionWriter, history_partition_name, history_partitions
+from worker.history_partitions import HISTORY_MONTHS_AHEAD, history_partition_name, history_partitions
+from worker.writer import PredictionWriter
 
 # One run on the 3rd and one on the 20th of each month, June to November 2026.
 AS_OFS = [datetime(2026, m, d, 4, 0, tzinfo=timezone.utc) for m in range(6, 12) for d in (3, 20)]

@@ -9,7 +9,6 @@ The replica is never written: its engine is read-only (``worker.db``).
 from __future__ import annotations
 
 import io
-import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -24,6 +23,16 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from core.jsonb import ENCODER
+from worker.history_partitions import (
+    HISTORY_MONTHS_AHEAD,
+    PARTITION_EXISTS,
+    PARTITION_LOCK_KEY,
+    RUN_PARTITIONS_READY,
+    history_partition_name,
+    history_partitions,
+    month_start,
+    utc,
+)
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "prediction_type",
@@ -72,52 +81,6 @@ _WRITTEN_NOW = (
     "s.run_id = :run_id AND s.prediction_type = :ptype AND s.entity_type = :etype "
     "AND s.entity_id IN (SELECT unnest(CAST(:ids AS bigint[])))"
 )
-
-
-# ml_prediction_history's partitions (monthly ranges of as_of, UTC; migration 0004).
-HISTORY_MONTHS_AHEAD = 2  # a run makes sure this many months after its own exist
-_PARTITION_LOCK_KEY = 0x726D736D6C68  # pg_advisory_xact_lock: one creator of partitions at a time
-_RUN_PARTITIONS_READY = text(
-    "SELECT r.as_of, bool_and(to_regclass('ml_prediction_history_p' || to_char(m, 'YYYYMM')) IS NOT NULL) AS ready "
-    "FROM ml_run r, generate_series(date_trunc('month', r.as_of AT TIME ZONE 'UTC'), "
-    "date_trunc('month', r.as_of AT TIME ZONE 'UTC') + make_interval(months => :ahead), interval '1 month') m "
-    "WHERE r.id = :run_id GROUP BY r.as_of"
-)
-_PARTITIONS = text(
-    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound, i.inhdetachpending "
-    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-    "WHERE i.inhparent = to_regclass('ml_prediction_history') ORDER BY c.relname"
-)
-_PARTITION_EXISTS = text(
-    "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = :name AND relnamespace = "
-    "(SELECT relnamespace FROM pg_class WHERE oid = 'ml_prediction_history'::regclass))"
-)
-_BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
-
-
-def _utc(ts: datetime) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def _month_start(ts: datetime) -> pd.Timestamp:
-    return _utc(ts).normalize().replace(day=1)
-
-
-def history_partition_name(month: datetime) -> str:
-    """The partition holding the history made in ``month`` (UTC): ``ml_prediction_history_pYYYYMM``."""
-    return f"ml_prediction_history_p{_month_start(month):%Y%m}"
-
-
-def history_partitions(conn: Connection) -> list[tuple[str, pd.Timestamp | None, bool]]:
-    """(name, upper bound, detach pending) of each partition of ``ml_prediction_history``;
-    the bound is None for a DEFAULT partition (never dropped by retention)."""
-    out = []
-    for name, bound, pending in conn.execute(_PARTITIONS):
-        m = _BOUND.search(bound or "")
-        upper = pd.Timestamp(m.group(2)).tz_convert("UTC") if m and m.group(2) != "MAXVALUE" else None
-        out.append((name, upper, bool(pending)))
-    return out
 
 
 class PredictionWriter:
@@ -284,17 +247,17 @@ class PredictionWriter:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             # Two runs finishing at once (the daily and the weekly) must not detach the same month:
             # one prune (or partition creation) at a time; the list is read under the lock.
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PARTITION_LOCK_KEY})
             try:
                 for name, upper, pending in history_partitions(conn):
-                    if upper is None or upper > _utc(cutoff):
+                    if upper is None or upper > utc(cutoff):
                         continue
                     how = "FINALIZE" if pending else "CONCURRENTLY"
                     conn.exec_driver_sql(f'ALTER TABLE ml_prediction_history DETACH PARTITION "{name}" {how}')
                     conn.exec_driver_sql(f'DROP TABLE "{name}"')
                     dropped += 1
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PARTITION_LOCK_KEY})
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PARTITION_LOCK_KEY})
         return dropped
 
     def ensure_history_partitions(self, as_of: datetime, months_ahead: int = HISTORY_MONTHS_AHEAD) -> list[str]:
@@ -305,7 +268,7 @@ class PredictionWriter:
         lets readers and writers of the history go on; ``CREATE TABLE ... PARTITION OF`` would
         block them for the moment). Concurrent shards serialise on an advisory lock.
         """
-        month = _month_start(as_of)
+        month = month_start(as_of)
         wanted = [month + pd.DateOffset(months=k) for k in range(months_ahead + 1)]
         with self.engine.connect() as conn:
             have = {name for name, _, _ in history_partitions(conn)}
@@ -315,10 +278,10 @@ class PredictionWriter:
             name = history_partition_name(start)
             end = start + pd.DateOffset(months=1)
             with self.engine.begin() as conn:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK_KEY})
                 # Read under the lock from pg_class itself (this statement's snapshot), not through
                 # to_regclass's cache: another shard may have created it while this one waited.
-                if conn.execute(_PARTITION_EXISTS, {"name": name}).scalar():
+                if conn.execute(PARTITION_EXISTS, {"name": name}).scalar():
                     continue
                 conn.exec_driver_sql(
                     f'CREATE TABLE "{name}" (LIKE ml_prediction_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)')
@@ -332,7 +295,7 @@ class PredictionWriter:
         """Before a scored write: the partition of the run's as-of (and the months ahead) exist.
         One catalog look-up when they do, which is every write but the first of a month."""
         with self.engine.connect() as conn:
-            row = conn.execute(_RUN_PARTITIONS_READY, {"run_id": str(run_id), "ahead": HISTORY_MONTHS_AHEAD}).first()
+            row = conn.execute(RUN_PARTITIONS_READY, {"run_id": str(run_id), "ahead": HISTORY_MONTHS_AHEAD}).first()
         if row is not None and not row.ready:
             self.ensure_history_partitions(row.as_of)
 
