@@ -12,12 +12,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from sales_import import SalesImportError
 from sales_import.chain import import_daily_totals
-from tests.conftest import DB_SUFFIX, drop_database, recreate_database, use_replica
+from tests.conftest import use_replica
+from tests.test_sales_import import sales_db  # noqa: F401 - the fixture
 from worker.cli import app
 
-TOTALS_DB = f"rmsml_test_totals{DB_SUFFIX}"
 TZ = "Asia/Tokyo"
 FIRST, DAYS = date(2025, 1, 6), 84
 COLS = {"site": "store", "date": "day", "count": "visitors"}
@@ -41,20 +40,12 @@ def _write(path: Path, rows, header: str = "store,day,visitors") -> Path:
     return path
 
 
-@pytest.fixture()
-def totals_db():
-    url = recreate_database(TOTALS_DB)
-    yield url
-    drop_database(TOTALS_DB)
-
-
 def _q(url: str, sql: str, **params):
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql), params).all()
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), params).all()
+    engine.dispose()
+    return rows
 
 
 def _replica_totals(url: str) -> dict[tuple[str, str], int]:
@@ -67,22 +58,22 @@ def _import(path: Path, url: str, **kw):
     return import_daily_totals(path, url, timezone=TZ, organization_name="chain", country="JP", columns=COLS, **kw)
 
 
-def test_import_twice_adds_nothing_and_a_later_export_corrects_and_appends(tmp_path, totals_db):
+def test_import_twice_adds_nothing_and_a_later_export_corrects_and_appends(tmp_path, sales_db):
     rows = _totals()
-    first = _import(_write(tmp_path / "chain.csv", rows), totals_db)
+    first = _import(_write(tmp_path / "chain.csv", rows), sales_db)
     expected = {(s, d): n for s, d, n in rows if n > 0}
-    assert _replica_totals(totals_db) == expected
+    assert _replica_totals(sales_db) == expected
     assert first.change.days_new == len(expected) and first.change.orders_inserted == sum(expected.values())
     assert len(first.restaurants) == 3 and first.new_restaurants == 3
     # one restaurant per site, named by it; local noon in the restaurant's zone
-    assert {r[0] for r in _q(totals_db, "SELECT name FROM restaurants_restaurant")} == {"s1", "s2", "s3"}
-    hours = _q(totals_db, "SELECT DISTINCT extract(hour FROM created_at AT TIME ZONE 'Asia/Tokyo') FROM orders_order")
+    assert {r[0] for r in _q(sales_db, "SELECT name FROM restaurants_restaurant")} == {"s1", "s2", "s3"}
+    hours = _q(sales_db, "SELECT DISTINCT extract(hour FROM created_at AT TIME ZONE 'Asia/Tokyo') FROM orders_order")
     assert hours == [(12,)]
 
-    again = _import(_write(tmp_path / "chain.csv", rows), totals_db)
+    again = _import(_write(tmp_path / "chain.csv", rows), sales_db)
     assert again.change.orders_inserted == 0 and again.change.orders_removed == 0
     assert again.change.days_unchanged == len(expected) and again.change.days_new == 0
-    assert _replica_totals(totals_db) == expected
+    assert _replica_totals(sales_db) == expected
 
     # a later export: the last two weeks only, two days corrected (one up, one down), a week added
     later = [r for r in rows if r[1] >= (FIRST + timedelta(days=DAYS - 14)).isoformat()]
@@ -90,11 +81,11 @@ def test_import_twice_adds_nothing_and_a_later_export_corrects_and_appends(tmp_p
     later = [(s, d, n + 7 if (s, d) == ("s1", up_day) else (n - 5 if (s, d) == ("s1", down_day) else n))
              for s, d, n in later]
     new_week = [("s1", (FIRST + timedelta(days=DAYS + i)).isoformat(), 30) for i in range(7)]
-    rep = _import(_write(tmp_path / "chain2.csv", later + new_week), totals_db)
+    rep = _import(_write(tmp_path / "chain2.csv", later + new_week), sales_db)
     assert rep.change.days_corrected == 2 and rep.change.days_new == 7
     assert rep.change.orders_inserted == 7 + 7 * 30 and rep.change.orders_removed == 5
     assert any(f"s1 {up_day}:" in line for line in rep.change.examples)
-    after = _replica_totals(totals_db)
+    after = _replica_totals(sales_db)
     assert after[("s1", up_day)] == expected[("s1", up_day)] + 7
     assert after[("s1", down_day)] == expected[("s1", down_day)] - 5
     # days the later file does not mention keep their totals: a missing day is not a zero day
@@ -111,11 +102,11 @@ def _refused(args: list[str]) -> str:
     return errors[0]
 
 
-def test_bad_totals_are_one_clear_line_exit_2_and_nothing_written(tmp_path, totals_db):
+def test_bad_totals_are_one_clear_line_exit_2_and_nothing_written(tmp_path, sales_db):
     good = _totals()[:20]
-    _import(_write(tmp_path / "good.csv", good), totals_db)
-    before = _replica_totals(totals_db)
-    flags = ["--dsn", totals_db, "--timezone", TZ, "--country", "JP", "--restaurant-name", "chain",
+    _import(_write(tmp_path / "good.csv", good), sales_db)
+    before = _replica_totals(sales_db)
+    flags = ["--dsn", sales_db, "--timezone", TZ, "--country", "JP", "--restaurant-name", "chain",
              "--site-col", "store", "--date-col", "day", "--count-col", "visitors"]
 
     def bad(name: str, rows) -> str:
@@ -132,33 +123,33 @@ def test_bad_totals_are_one_clear_line_exit_2_and_nothing_written(tmp_path, tota
     assert "count column and line columns mixed" in mixed
     no_count = _write(tmp_path / "x.csv", good, "store,day,amount")
     assert "'visitors' (--count-col) not in the file" in _refused([str(no_count), *flags])
-    assert _replica_totals(totals_db) == before
+    assert _replica_totals(sales_db) == before
 
 
-def test_days_after_today_are_counted_and_skipped(tmp_path, totals_db):
+def test_days_after_today_are_counted_and_skipped(tmp_path, sales_db):
     rows = [("s1", "2025-03-01", 10), ("s1", "2025-03-02", 12), ("s1", "2031-09-20", 99)]
-    rep = _import(_write(tmp_path / "f.csv", rows), totals_db, today=datetime(2025, 3, 3, tzinfo=timezone.utc))
+    rep = _import(_write(tmp_path / "f.csv", rows), sales_db, today=datetime(2025, 3, 3, tzinfo=timezone.utc))
     assert rep.future_days == 1 and rep.last_local_day == "2025-03-02"
-    assert _replica_totals(totals_db) == {("s1", "2025-03-01"): 10, ("s1", "2025-03-02"): 12}
+    assert _replica_totals(sales_db) == {("s1", "2025-03-01"): 10, ("s1", "2025-03-02"): 12}
 
 
-def test_sites_file_fills_what_the_replica_has_a_place_for(tmp_path, totals_db):
+def test_sites_file_fills_what_the_replica_has_a_place_for(tmp_path, sales_db):
     rows = [r for r in _totals() if r[1] < (FIRST + timedelta(days=10)).isoformat()]
     sites = tmp_path / "stores.csv"
     sites.write_text("store,genre,area,seats\ns1,Izakaya,Tokyo,40\ns2,Cafe,Osaka,\n")
-    rep = _import(_write(tmp_path / "f.csv", rows), totals_db, sites=sites)
+    rep = _import(_write(tmp_path / "f.csv", rows), sales_db, sites=sites)
     assert rep.sites_matched == 2 and rep.sites_missing == 1  # s3 is not in the sites file
     assert set(rep.site_columns_not_stored) == {"genre", "area"}
-    seats = dict(_q(totals_db, "SELECT name, seats FROM restaurants_restaurant"))
+    seats = dict(_q(sales_db, "SELECT name, seats FROM restaurants_restaurant"))
     assert seats["s1"] == 40
 
 
-def test_a_daily_run_forecasts_days_and_says_why_not_hours_or_items(tmp_path, totals_db, clean_predictions):
-    rep = _import(_write(tmp_path / "chain.csv", _totals()), totals_db)
+def test_a_daily_run_forecasts_days_and_says_why_not_hours_or_items(tmp_path, sales_db, clean_predictions):
+    rep = _import(_write(tmp_path / "chain.csv", _totals()), sales_db)
     from worker import db
     from worker.runs import execute_run
 
-    previous = use_replica(totals_db.replace("postgresql://", "postgresql+psycopg2://", 1))
+    previous = use_replica(sales_db.replace("postgresql://", "postgresql+psycopg2://", 1))
     try:
         record = execute_run("daily", rep.next_as_of, trigger="cli")
     finally:
