@@ -312,7 +312,9 @@ def _type_scores(rows: pd.DataFrame, chosen, feats, wapes: dict, bias: dict) -> 
         # items borrow their category's (average); the model's own coverage is under "model"
         "coverage80_by_method": {m: round(coverage(g["y"], g["lower"], g["upper"]), 4)
                                  for m, g in rows.groupby("method")},
-        "chosen_model": chosen.backtest.chosen if chosen.backtest else None,
+        # the model the rows came from: the chain's decision where the type has a default
+        "chosen_model": (chosen.models[0].name if chosen.models else
+                         chosen.backtest.chosen if chosen.backtest else None),
         "backtest": ({n: round(s["wape"], 4) for n, s in chosen.backtest.scores.items()}
                      if chosen.backtest else None),
         "methods": rows["method"].value_counts().to_dict(),
