@@ -17,6 +17,7 @@ import psycopg2
 
 from core.pg import libpq_dsn
 from sales_import.loader import (
+    ID_RANGE,
     ORDER_TYPE,
     check_timezone,
     check_zones,
@@ -101,7 +102,7 @@ def import_daily_totals(
                                                                   [firsts[s].date() for s in rest_ids])
         report_sites = {"sites_matched": int(matched.sum()), "sites_missing": int((~matched).sum()),
                         "site_columns_not_stored": not_stored}
-    orders = explode_orders(totals, stable_id, timezone)
+    orders = explode_orders(totals, stable_id, timezone, ID_RANGE)
     frames = {
         "restaurants_organization": pd.DataFrame({"id": [org_id], "name": [org_name]}),
         "restaurants_restaurant": restaurants,
@@ -166,7 +167,8 @@ def _write(dsn: str, frames: dict[str, pd.DataFrame], totals: pd.DataFrame, tz: 
                                       totals["local_date"].max() + pd.Timedelta(days=1))
             days = totals[["site", "restaurant_id", "local_date", "orders"]].merge(
                 before, on=["restaurant_id", "local_date"], how="left").fillna({"before": 0})
-            inserted = copy_insert(cur, "orders_order", frames["orders_order"])
+            # a chain's first import: none of its restaurants has an order yet, nothing to conflict with
+            inserted = copy_insert(cur, "orders_order", frames["orders_order"], direct=before.empty)
             removed = _remove_surplus(cur, days[days["before"] > days["orders"]], tz)
         conn.commit()
     except BaseException:

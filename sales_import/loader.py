@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, available_timezones
 
+import numpy as np
 import pandas as pd
 import psycopg2
 
@@ -37,6 +38,9 @@ ORDER_TYPE = "dine_in"  # exports do not say; demand does not read it
 def stable_id(*parts: object) -> int:
     digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8).digest()
     return _ID_LOW + int.from_bytes(digest, "big") % (_ID_HIGH - _ID_LOW)
+
+
+ID_RANGE = (_ID_LOW, _ID_HIGH)  # for ids derived in bulk from one stable_id (sales_import.totals)
 
 
 @dataclass
@@ -346,19 +350,28 @@ def _write(dsn: str, frames: dict[str, pd.DataFrame], tz: str) -> tuple[dict[str
     return inserted, updated
 
 
-def copy_insert(cur, table: str, frame: pd.DataFrame) -> int:
-    """COPY into a temporary twin, then INSERT ... ON CONFLICT DO NOTHING: the count is what was new."""
+def copy_insert(cur, table: str, frame: pd.DataFrame, *, direct: bool = False) -> int:
+    """COPY into a temporary twin, then INSERT ... ON CONFLICT DO NOTHING: the count is what was new.
+
+    ``direct``: COPY straight into ``table``, for rows none of which can be there yet (a chain's
+    first import): no twin and no conflict check, about half the time on 1.4 M orders."""
     cols = [c.name for c in contract()[table].columns if c.name in frame.columns]
-    tmp = f"_import_{table}"
-    cur.execute(f"CREATE TEMP TABLE {tmp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
-    buf = io.StringIO()
     out = frame[cols].copy()
     for c in out.columns:
         if isinstance(out[c].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[c]):
-            out[c] = pd.to_datetime(out[c], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+            # each distinct instant formatted once (a day's orders share one)
+            codes, uniques = pd.factorize(pd.to_datetime(out[c], utc=True))
+            text = np.asarray(pd.DatetimeIndex(uniques).strftime("%Y-%m-%d %H:%M:%S.%f+00"), dtype=object)
+            out[c] = np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else "", "")
+    buf = io.StringIO()
     out.to_csv(buf, index=False, header=False)
     buf.seek(0)
     col_list = ", ".join(cols)
+    if direct:
+        cur.copy_expert(f"COPY {table} ({col_list}) FROM STDIN WITH (FORMAT csv)", buf)
+        return len(out)
+    tmp = f"_import_{table}"
+    cur.execute(f"CREATE TEMP TABLE {tmp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
     cur.copy_expert(f"COPY {tmp} ({col_list}) FROM STDIN WITH (FORMAT csv)", buf)
     cur.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {tmp} ON CONFLICT (id) DO NOTHING")
     return cur.rowcount
