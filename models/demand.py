@@ -40,6 +40,8 @@ DAILY = TypeSpec("demand_daily", "weekday", 28,
 # Six weekly backtest origins (not three): hourly scores are noisy, and the LightGBM has to beat
 # the four-week mean on most of them (models.backtest.select).
 HOURLY = TypeSpec("demand_hourly", "weekday_hour", 7, min_history_days=21, backtest_folds=6,
+                  candidates=("seasonal_naive", "seasonal_average", "lightgbm", "ensemble"),
+                  ensemble=("seasonal_average", "lightgbm"), default="ensemble",
                   lgbm=(("origins", 10), ("origin_step_days", 7)))
 # Items: thousands of short, zero-heavy series; a lean model (80 rounds of 15-leaf trees) over
 # many origins, with a Tweedie power nearer Gamma for their spiky counts. Top-down candidates
