@@ -17,8 +17,8 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    op.execute(
+# The schema as one DDL script (a module constant: it is data, not logic).
+SCHEMA = (
         """
         CREATE TABLE m_l_predictions (
             id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -140,7 +140,11 @@ def upgrade() -> None:
             CONSTRAINT ml_webhook_attempt_unique UNIQUE (delivery_id, attempt_no)
         );
         """
-    )
+)
+
+
+def upgrade() -> None:
+    op.execute(SCHEMA)
 
 
 def downgrade() -> None:
