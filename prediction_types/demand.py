@@ -203,36 +203,14 @@ def predict_item_demand_daily(inputs: DemandInputs, scope: Scope) -> UnitResult:
     return _result(outcome, rows, scope_ids)
 
 
+def _demand_unit(prediction_type: str, entity_type: str, requires: tuple, predict) -> PredictionUnit:
+    """A demand unit: daily, scored, and sharing the shard's demand inputs with the other two."""
+    return PredictionUnit(prediction_type=prediction_type, entity_type=entity_type, schedules=("daily",),
+                          requires=requires, features=demand_inputs, predict=predict, shares="demand", scored=True)
+
 
 UNITS: tuple[PredictionUnit, ...] = (
-    PredictionUnit(
-        prediction_type="demand_daily",
-        entity_type="restaurant",
-        schedules=("daily",),
-        requires=(ORDERS,),
-        features=demand_inputs,
-        predict=predict_demand_daily,
-        shares="demand",
-        scored=True,
-    ),
-    PredictionUnit(
-        prediction_type="demand_hourly",
-        entity_type="restaurant",
-        schedules=("daily",),
-        requires=(ORDERS,),
-        features=demand_inputs,
-        predict=predict_demand_hourly,
-        shares="demand",
-        scored=True,
-    ),
-    PredictionUnit(
-        prediction_type="item_demand_daily",
-        entity_type="menu_item",
-        schedules=("daily",),
-        requires=(ORDERS, ORDER_ITEMS, MENU_ITEMS),
-        features=demand_inputs,
-        predict=predict_item_demand_daily,
-        shares="demand",
-        scored=True,
-    ),
+    _demand_unit("demand_daily", "restaurant", (ORDERS,), predict_demand_daily),
+    _demand_unit("demand_hourly", "restaurant", (ORDERS,), predict_demand_hourly),
+    _demand_unit("item_demand_daily", "menu_item", (ORDERS, ORDER_ITEMS, MENU_ITEMS), predict_item_demand_daily),
 )
