@@ -207,3 +207,25 @@ def test_public_functions_of_lower_layers_type_their_parameters() -> None:
                 if missing:
                     untyped.append(f"{path.relative_to(ROOT)}:{node.lineno} {prefix}{node.name}({', '.join(missing)})")
     assert not untyped, "untyped parameters:\n" + "\n".join(untyped)
+
+
+# The house's size rule (docs/architecture.md): a module over this many lines, or a function over
+# the second figure, mixes concerns; tests/ and synthetic/ (the generator's tables) are exempt.
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 90
+
+
+def test_no_module_or_function_outgrows_the_size_rule() -> None:
+    too_long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in {"tests", "synthetic"} or rel.parts[0].startswith("."):
+            continue
+        source = path.read_text()
+        if source.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{rel}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, "split these (docs/architecture.md, the size rule):\n" + "\n".join(too_long)
