@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sales_import.chain import import_daily_totals
 from tests.conftest import use_replica
-from tests.test_sales_import import sales_db  # noqa: F401 - the fixture
+from tests.test_sales_import import _refused, sales_db  # noqa: F401 - sales_db is a fixture
 from worker.cli import app
 
 TZ = "Asia/Tokyo"
@@ -92,14 +92,6 @@ def test_import_twice_adds_nothing_and_a_later_export_corrects_and_appends(tmp_p
     untouched = {k: v for k, v in expected.items() if k[1] < later[0][1]}
     assert all(after[k] == v for k, v in untouched.items())
     assert ("s3", (FIRST + timedelta(days=1)).isoformat()) not in after
-
-
-def _refused(args: list[str]) -> str:
-    result = CliRunner().invoke(app, ["import-sales", *args])
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
 
 
 def test_bad_totals_are_one_clear_line_exit_2_and_nothing_written(tmp_path, sales_db):
