@@ -146,7 +146,7 @@ def hourly_orders(
     return _typed(frame, {"hour_start": "utc", "local_hour_start": "naive"})
 
 
-def untimed_restaurants(hourly: pd.DataFrame) -> list[int]:
+def untimed_restaurants(hourly: pd.DataFrame) -> set[int]:
     """Restaurants whose every order in ``hourly_orders``' window sits at one local time of day.
 
     Why: a chain that hands over daily totals (``sales_import.totals``), or an RMS that back-fills
@@ -156,10 +156,10 @@ def untimed_restaurants(hourly: pd.DataFrame) -> list[int]:
     over several minutes even in a one-hour service.
     """
     if hourly.empty or "one_time" not in hourly:
-        return []
+        return set()
     per = hourly.groupby("restaurant_id").agg(one=("one_time", "all"), times=("first_time", "nunique"),
                                               orders=("orders", "sum"))
-    return [int(r) for r in per.index[per["one"] & (per["times"] == 1) & (per["orders"] >= 2)]]
+    return {int(r) for r in per.index[per["one"] & (per["times"] == 1) & (per["orders"] >= 2)]}
 
 
 def _typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -315,8 +315,8 @@ def hourly_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHis
     if untimed:
         messages.append(f"demand_hourly: no times of day in the history of {len(untimed)} restaurant"
                         f"{'' if len(untimed) == 1 else 's'} (every order at one local time of day, as daily "
-                        f"totals are imported); no hourly forecast for them: {', '.join(map(str, untimed))}")
-        zones = {rid: tz for rid, tz in zones.items() if rid not in set(untimed)}
+                        f"totals are imported); no hourly forecast for them: {', '.join(map(str, sorted(untimed)))}")
+        zones = {rid: tz for rid, tz in zones.items() if rid not in untimed}
     series = _restaurant_series(scope, zones)
     histories, futures = [], []
     for sid, tz in zones.items():

@@ -70,20 +70,20 @@ def latest_backtests(registry: pd.DataFrame | None, prediction_type: str, exclud
 def pool(backtests: list[dict]) -> dict[str, dict]:
     """Candidate -> pooled WAPE (sum of absolute errors / sum of actuals over every shard that
     scored it), series and shards. Records without the sums (older versions) are left out."""
-    sums: dict[str, list[float]] = {}
+    acc: dict[str, dict] = {}
     for scores in backtests:
         for name, s in scores.items():
             if not isinstance(s, dict) or s.get("abs_err") is None or not s.get("y_sum"):
                 continue
-            acc = sums.setdefault(name, [0.0, 0.0, 0, 0, 99])
-            acc[0] += float(s["abs_err"])
-            acc[1] += float(s["y_sum"])
-            acc[2] += int(s.get("series", 0))
-            acc[3] += 1
-            acc[4] = min(acc[4], int(s.get("folds", 0)))
-    return {n: {"wape": round(a / y, 5) if y > 0 else None, "series": k, "shards": sh, "folds": f}
-            for n, (a, y, k, sh, f) in sums.items()}
-
+            a = acc.setdefault(name, {"abs_err": 0.0, "y_sum": 0.0, "series": 0, "shards": 0, "folds": []})
+            a["abs_err"] += float(s["abs_err"])
+            a["y_sum"] += float(s["y_sum"])
+            a["series"] += int(s.get("series", 0))
+            a["shards"] += 1
+            a["folds"].append(int(s.get("folds", 0)))
+    # folds: the fewest origins any shard scored the candidate on
+    return {n: {"wape": round(a["abs_err"] / a["y_sum"], 5) if a["y_sum"] > 0 else None, "series": a["series"],
+                "shards": a["shards"], "folds": min(a["folds"])} for n, a in acc.items()}
 
 def decide(pooled: dict[str, dict], default: str, candidates: tuple[str, ...], margin: float = CHAIN_MARGIN,
            min_series: int = MIN_SERIES, min_folds: int = MIN_FOLDS) -> ChainDecision:

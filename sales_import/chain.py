@@ -19,6 +19,7 @@ from core.pg import libpq_dsn
 from sales_import.loader import (
     ID_RANGE,
     ORDER_TYPE,
+    as_of_after,
     check_timezone,
     check_zones,
     copy_insert,
@@ -87,9 +88,10 @@ def import_daily_totals(
     rest_ids = {s: stable_id("restaurant", org_id, s) for s in sorted(totals["site"].unique())}
     totals["restaurant_id"] = totals["site"].map(rest_ids)
     firsts = totals.groupby("site")["local_date"].min()
+    first_days = [firsts[s].date() for s in rest_ids]  # opened_on unless the sites file says otherwise
     restaurants = pd.DataFrame({"id": list(rest_ids.values()), "organization_id": org_id, "name": list(rest_ids),
                                 "timezone": timezone, "country_code": country, "seats": None,
-                                "opened_on": [firsts[s].date() for s in rest_ids], "is_active": True})
+                                "opened_on": first_days, "is_active": True})
     report_sites: dict = {}
     if sites is not None:
         attrs, not_stored = read_sites(Path(sites), data.columns.get("site"))
@@ -98,8 +100,7 @@ def import_daily_totals(
         for col in ("seats", "opened_on"):
             if col in attrs:
                 restaurants[col] = restaurants["name"].map(attrs[col]).where(matched, restaurants[col])
-        restaurants["opened_on"] = restaurants["opened_on"].where(restaurants["opened_on"].notna(),
-                                                                  [firsts[s].date() for s in rest_ids])
+        restaurants["opened_on"] = restaurants["opened_on"].where(restaurants["opened_on"].notna(), first_days)
         report_sites = {"sites_matched": int(matched.sum()), "sites_missing": int((~matched).sum()),
                         "site_columns_not_stored": not_stored}
     orders = explode_orders(totals, stable_id, timezone, ID_RANGE)
@@ -115,13 +116,11 @@ def import_daily_totals(
     }
     change, new_restaurants = _write(dsn, frames, totals, timezone)
     last = totals["local_date"].max()
-    next_as_of = ((last + pd.Timedelta(days=1, hours=5)).tz_localize(timezone).tz_convert("UTC")
-                  .strftime("%Y-%m-%dT%H:%M:%SZ"))
     return TotalsReport(
         file=str(path), rows_read=data.read, columns=data.columns, organization_id=org_id,
         restaurants={str(k): v for k, v in rest_ids.items()}, orders_in_file=int(totals["orders"].sum()),
         first_local_day=str(totals["local_date"].min().date()), last_local_day=str(last.date()),
-        next_as_of=next_as_of, timezone=timezone, country=country, change=change,
+        next_as_of=as_of_after(last, timezone), timezone=timezone, country=country, change=change,
         new_restaurants=new_restaurants, future_days=data.future_days, zero_days=data.zero_days, **report_sites,
     )
 

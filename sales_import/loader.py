@@ -90,6 +90,13 @@ def country_of_zone(tz: str) -> str | None:
     return None
 
 
+def as_of_after(last_day, tz: str) -> str:
+    """The ``--as-of`` that forecasts from the day after ``last_day`` (a local date): that day's
+    business start (05:00 local) as a UTC instant, so ``last_day`` counts as complete."""
+    start = pd.Timestamp(last_day) + pd.Timedelta(days=1)
+    return (start.tz_localize(ZoneInfo(tz)) + BUSINESS_DAY_STARTS).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def resolve_country(country: str | None, tz: str) -> str:
     """The ISO 3166 code given, else the zone's country; refused when neither is a two-letter code."""
     code = (country or country_of_zone(tz) or "").strip().upper()
@@ -127,10 +134,7 @@ def import_sales(
     frames, restaurants, org_id = _frames(lines, name, timezone, country)
     local = lines["local"]
     last_day = (local.max() - BUSINESS_DAY_STARTS).date() if len(local) else None
-    next_as_of = None
-    if last_day is not None:
-        start = pd.Timestamp(last_day + timedelta(days=1)).tz_localize(ZoneInfo(timezone)) + BUSINESS_DAY_STARTS
-        next_as_of = start.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    next_as_of = as_of_after(last_day, timezone) if last_day is not None else None
     inserted, updated = _write(dsn, frames, timezone)
     return ImportReport(
         file=str(path),

@@ -194,7 +194,6 @@ def explode_orders(totals: pd.DataFrame, stable_id, tz: str, id_range: tuple[int
     totals = totals[totals["orders"] > 0]
     reps = totals["orders"].to_numpy()
     rid = np.repeat(totals["restaurant_id"].to_numpy(), reps)
-    dates = np.repeat(totals["local_date"].to_numpy(), reps)
     starts = np.cumsum(reps) - reps
     rank = np.arange(int(reps.sum())) - np.repeat(starts, reps)
     # one hash per restaurant-day (67 k for the public chain, not 1.4 M), spread over its ranks by
@@ -205,8 +204,7 @@ def explode_orders(totals: pd.DataFrame, stable_id, tz: str, id_range: tuple[int
     if pd.Index(ids).has_duplicates:
         raise SalesImportError("two orders hash to one id; please report this file")
     at = np.repeat(order_instants(totals["local_date"], tz).to_numpy(), reps)
-    return pd.DataFrame({"id": ids, "restaurant_id": rid, "created_at": at,
-                         "rank": rank, "local_date": pd.to_datetime(dates)})
+    return pd.DataFrame({"id": ids, "restaurant_id": rid, "created_at": at})
 
 
 def _spread(base: np.ndarray, rank: np.ndarray, low: int, high: int) -> np.ndarray:
