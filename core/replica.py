@@ -162,7 +162,13 @@ class ReplicaReader:
         checked_query(sql)
         with self.engine.connect() as conn:
             result = conn.execute(text(sql), dict(params or {}))
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            # The driver's own tuples, not SQLAlchemy Row objects: pandas turns a list of Rows
+            # into tuples one by one before the same column inference, which was two thirds of a
+            # large read (1 M tickets: 12.4 s -> 6.3 s, issue 28). The statement still went
+            # through ``execute`` above (the guard, the engine's pipeline and read-only settings);
+            # only the fetch skips the Row wrappers, so columns and dtypes are pandas' as before.
+            names = list(result.keys())
+            return pd.DataFrame(result.cursor.fetchall(), columns=names)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row of one SELECT (``NotAQuery`` otherwise)."""
