@@ -105,51 +105,21 @@ def pipeline(replica: str, cutoff: str, names: pd.Series) -> tuple[pd.DataFrame,
     return rows[["site", "ds", "value", "lower", "upper"]], timing
 
 
-def prophet_baseline(hist: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, float]:
-    """Prophet per store, the library as documented: JP holidays, outlier days removed (the
-    pipeline's own rule, ``features.demand.mark_outliers``), 28 days forecast; and its seconds."""
-    import logging
-
-    from prophet import Prophet
-
+def baselines(hist: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, float]:
+    """The anchors (``bench.baselines``) on the chain's history: Prophet per store with JP holidays
+    and outlier days (``features.demand.mark_outliers``) removed, statsforecast and mlforecast;
+    columns site, ds, prophet, four_week_mean, autoets, lgbm_plain, and Prophet's seconds."""
+    from bench.baselines import field_forecasts, prophet_forecasts
     from features.demand import mark_outliers
 
-    for name in ("cmdstanpy", "prophet"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     flagged = mark_outliers(hist.rename(columns={"site": "series_id"}).assign(closed=False))
-    start, outs = time.perf_counter(), []
-    for site, g in flagged[~flagged["outlier"]].groupby("series_id"):
-        m = Prophet(uncertainty_samples=0, yearly_seasonality=(g["ds"].max() - g["ds"].min()).days >= 365)
-        m.add_country_holidays(country_name=COUNTRY)
-        m.fit(g[["ds", "y"]])
-        fut = pd.DataFrame({"ds": pd.date_range(cutoff, periods=HORIZON, freq="D")})
-        outs.append(fut.assign(site=site, prophet=np.maximum(m.predict(fut)["yhat"].to_numpy(), 0.0)))
-    return pd.concat(outs, ignore_index=True), round(time.perf_counter() - start, 2)
-
-
-def field_baselines(hist: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """statsforecast and mlforecast forecasts (``bench/field_baselines.py`` in its own venv)."""
-    from bench.field_baselines import ensure_env
-    from features.calendar import holiday_table
-
-    python = ensure_env()
-    days = pd.date_range(hist["ds"].min(), cutoff + pd.Timedelta(days=HORIZON + 7), freq="D")
-    holidays = set(pd.to_datetime(holiday_table(COUNTRY, range(days[0].year, days[-1].year + 1))["date"]))
-    work = Path(tempfile.mkdtemp(prefix="bench-field-"))
-    train = hist.rename(columns={"site": "unique_id"})[["unique_id", "ds", "y"]]
-    train = train.assign(is_holiday=train["ds"].isin(holidays).astype(int))
-    sites = train["unique_id"].unique()
-    fdays = pd.date_range(train["ds"].max() + pd.Timedelta(days=1), cutoff + pd.Timedelta(days=HORIZON - 1))
-    future = pd.DataFrame({"unique_id": np.repeat(sites, len(fdays)), "ds": np.tile(fdays, len(sites))})
-    future["is_holiday"] = future["ds"].isin(holidays).astype(int)
-    train.to_parquet(work / "in.parquet")
-    future.to_parquet(work / "future.parquet")
-    subprocess.run([str(python), str(ROOT / "bench" / "field_baselines.py"), str(work / "in.parquet"),
-                    str(work / "out.parquet"), "--horizon", str(HORIZON), "--future", str(work / "future.parquet")],
-                   check=True, capture_output=True)
-    out = pd.read_parquet(work / "out.parquet")
-    wide = out.pivot_table(index=["unique_id", "ds"], columns="method", values="yhat").reset_index()
-    return wide.rename(columns={"unique_id": "site"})
+    countries = {s: COUNTRY for s in flagged["series_id"].unique()}
+    days = pd.date_range(cutoff, periods=HORIZON, freq="D")
+    future = pd.DataFrame({"series_id": np.repeat(list(countries), len(days)), "ds": np.tile(days, len(countries))})
+    prophet, prophet_s = prophet_forecasts(flagged, future, countries)
+    field, _ = field_forecasts(flagged, days[-1], countries, HORIZON)
+    both = prophet.merge(field, on=["series_id", "ds"], how="outer")
+    return both.rename(columns={"series_id": "site"}), prophet_s
 
 
 def window(replica: str, visits: pd.DataFrame, names: pd.Series, cutoff: str) -> dict:
@@ -157,10 +127,8 @@ def window(replica: str, visits: pd.DataFrame, names: pd.Series, cutoff: str) ->
     hist = visits[visits["ds"] < c]
     actual = visits[(visits["ds"] >= c) & (visits["ds"] < c + pd.Timedelta(days=HORIZON))]
     rows, timing = pipeline(replica, cutoff, names)
-    prophet, prophet_s = prophet_baseline(hist, c)
-    scored = (actual.merge(rows, on=["site", "ds"], how="left")
-              .merge(prophet, on=["site", "ds"], how="left")
-              .merge(field_baselines(hist, c), on=["site", "ds"], how="left"))
+    anchors, prophet_s = baselines(hist, c)
+    scored = actual.merge(rows, on=["site", "ds"], how="left").merge(anchors, on=["site", "ds"], how="left")
     present = len(scored)
     with_row = int(scored["value"].notna().sum())
     methods = {"chosen": "value", "four_week_mean": "four_week_mean", "lgbm_plain": "lgbm_plain",

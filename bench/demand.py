@@ -12,15 +12,17 @@ series by series, and the model the pipeline chooses (backtest + selection + con
 Hourly rows are scored on the hours each restaurant serves (``features.model_frames.idle_slots``: an
 hour without an order in the last 4 weeks is not demand, as a closed day is not); the coverage
 over every hour is reported too. Speed: fitting and forecasting every item series with the global
-LightGBM (1 thread) against Prophet per series (2 processes), side by side in this process, and
+LightGBM (1 thread) against Prophet per series (1 process), side by side in this process, and
 the whole pipeline (backtest of 3 candidates x 3 folds, refit, intervals) against the same Prophet,
 and the pipeline of the following nights (the shard's selection and intervals reused within
 ``forecast.reselect_days``, only the chosen model refit).
 The public block (``"public"``): the real Edinburgh bakery of ../shared/data/public, imported
 with ``sales_import`` into its own scratch database, its last 28 days held out and scored the same
-way; skipped with a message when ../shared is absent. Every block also scores the four-week mean
-(``four_week_mean``, the seasonal average) and a plain global LightGBM Poisson with lags of 28 days
-and more plus calendar (``lgbm_plain``, ``PlainLGBM``), and gives ``bias`` = forecast total /
+way; skipped with a message when ../shared is absent. Every block also scores the anchors from the
+field's libraries (``bench.baselines``): the four-week mean (``four_week_mean``, statsforecast's
+SeasonalWindowAverage), a plain global LightGBM Poisson with lags no shorter than the horizon
+(``lgbm_plain``, mlforecast), AutoETS (``autoets``, statsforecast, daily types) and Prophet with the
+country's holidays (``prophet``); ``seasonal_average`` is the pipeline's own four-week mean. ``bias`` = forecast total /
 actual total per method. ``--only synthetic|public`` runs one block.
 Prints one JSON line last.
 """
@@ -91,57 +93,6 @@ def held_out(full: DemandHistory, cut: DemandHistory, days: int) -> pd.DataFrame
     fut = fut[fut["ds"] < fut["series_id"].map(first) + pd.Timedelta(days=days)]
     actual = full.history[~full.history["closed"]][["series_id", "ds", "y"]]
     return fut.merge(actual, on=["series_id", "ds"])
-
-
-class PlainLGBM:
-    """The plain global LightGBM a data scientist would try first: Poisson, one model over every
-    series, direct lags of 28 days and more (so every target of a 28-day horizon has them known)
-    plus calendar and the series as a category. No offsets, no origins, no tuning."""
-
-    LAGS_WEEKS = (4, 5, 6, 7, 8)
-
-    def __init__(self, slot: str = "weekday"):
-        self.slot = slot
-
-    def _frame(self, rows: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-        src = history.assign(y=history["y"].where(~history["closed"].astype(bool)))[["series_id", "ds", "y"]]
-        src = src.drop_duplicates(["series_id", "ds"]).set_index(["series_id", "ds"])["y"]
-        out = rows[["series_id", "ds"]].copy()
-        for w in self.LAGS_WEEKS:
-            key = pd.MultiIndex.from_arrays([out["series_id"], out["ds"] - pd.Timedelta(days=7 * w)])
-            out[f"lag_w{w}"] = src.reindex(key).to_numpy(float)
-        lags = out[[f"lag_w{w}" for w in self.LAGS_WEEKS]]
-        out["lag_mean"] = lags.mean(axis=1)
-        daily = src.groupby([src.index.get_level_values(0), src.index.get_level_values(1).normalize()]).sum(min_count=1)
-        level = daily.groupby(level=0).transform(lambda s: s.rolling(28, min_periods=7).mean())
-        key = pd.MultiIndex.from_arrays([out["series_id"], out["ds"].dt.normalize() - pd.Timedelta(days=28)])
-        out["level_lag28"] = level.reindex(key).to_numpy(float)
-        for col in ("dow", "month", "doy_sin", "doy_cos", "is_holiday", "is_holiday_eve", "is_holiday_after", "hour"):
-            if col in rows:
-                out[col] = rows[col].to_numpy(float)
-        out["series"] = pd.Categorical(out["series_id"].where(out["series_id"].isin(self.series_)),
-                                       categories=self.series_)
-        return out.drop(columns=["series_id", "ds"])
-
-    def fit(self, history: pd.DataFrame) -> "PlainLGBM":
-        import lightgbm as lgb
-
-        self.series_ = sorted(history["series_id"].unique())
-        train = history[~(history["closed"].astype(bool))]
-        x = self._frame(train, history)
-        keep = x["lag_mean"].notna().to_numpy()
-        params = {"objective": "poisson", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
-                  "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "num_threads": 1,
-                  "seed": 7, "verbosity": -1, "deterministic": True, "force_col_wise": True}
-        self.booster_ = lgb.train(params, lgb.Dataset(x[keep], label=train["y"].to_numpy(float)[keep]),
-                                  num_boost_round=300)
-        return self
-
-    def predict(self, future: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
-        pred = self.booster_.predict(self._frame(future, history))
-        out = future[["series_id", "ds"]].copy()
-        out["yhat"] = pred
-        return out
 
 
 def day_gap(hourly: pd.DataFrame, daily: pd.DataFrame) -> float:
@@ -249,9 +200,8 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
             chosen.frame = reconcile_items(chosen.frame, daily_frame, feats.history, feats.context,
                                            feats.series.set_index("series_id")["restaurant_id"])
         rows = chosen.frame.merge(truth, on=["series_id", "ds"])
-        wapes, bias = _baselines(feats, future, truth, spec, timings, f"{prefix}{ptype}")
-        # the spreadsheet: mean of the same weekday (and hour) over the last 4 weeks
-        wapes["four_week_mean"], bias["four_week_mean"] = wapes["seasonal_average"], bias["seasonal_average"]
+        wapes, bias = _baselines(feats, truth.merge(future[["series_id", "ds"]], on=["series_id", "ds"]), spec, scope,
+                                 timings, f"{prefix}{ptype}")
         wapes["chosen"] = round(wape(rows["y"], rows["yhat"]), 4)
         if raw_rows is not None:
             wapes["chosen_unscaled"] = round(wape(raw_rows["y"], raw_rows["yhat"]), 4)
@@ -287,18 +237,39 @@ def score_types(reader: ReplicaReader, end: pd.Timestamp, store: Path, timings: 
     return types
 
 
-def _baselines(feats, future: pd.DataFrame, truth: pd.DataFrame, spec, timings: dict,
-               key: str) -> tuple[dict, dict]:
-    """WAPE and bias of the baselines (and Prophet) on the held-out rows; their times in ``timings``."""
+def _baselines(feats, truth: pd.DataFrame, spec, scope: Scope, timings: dict, key: str) -> tuple[dict, dict]:
+    """WAPE and bias of the anchors on the held-out rows; their times in ``timings``.
+
+    ``seasonal_naive`` and ``seasonal_average`` are the pipeline's own candidates (what the chain
+    falls back to); the anchors come from the field's libraries (``bench.baselines``):
+    ``four_week_mean`` (statsforecast), ``lgbm_plain`` (mlforecast, lags no shorter than the
+    horizon), ``autoets`` (statsforecast, daily types) and ``prophet`` (country holidays, closed and
+    outlier periods out)."""
+    from bench.baselines import field_forecasts, prophet_forecasts
+
+    country = scope.restaurants.set_index("id").get("country_code", pd.Series(dtype=str))
+    countries = {int(s): str(country.get(r, "") or "") for s, r in
+                 feats.series.set_index("series_id")["restaurant_id"].items()}
+    preds = {}
+    for name in ("seasonal_naive", "seasonal_average"):
+        model = make_candidate(name, spec)
+        preds[name], timings[f"{key}.{name}_s"] = timed(
+            lambda: model.fit(feats.history).predict(truth, history=feats.history)["yhat"].to_numpy(float))
+    freq, periods = ("h", spec.horizon_days * 24) if spec.hourly else ("D", spec.horizon_days)
+    field, timings[f"{key}.field_s"] = field_forecasts(feats.history, truth["ds"].max(), countries,
+                                                       int(periods), freq)
+    prophet, timings[f"{key}.prophet_s"] = prophet_forecasts(feats.history, truth[["series_id", "ds"]], countries,
+                                                             hourly=spec.hourly)
+    rows = truth.merge(field, on=["series_id", "ds"], how="left").merge(prophet, on=["series_id", "ds"], how="left")
+    for name in ("four_week_mean", "lgbm_plain", "autoets", "prophet"):
+        if name in rows:
+            preds[name] = rows[name].to_numpy(float)
     wapes, bias = {}, {}
-    for name in ("seasonal_naive", "seasonal_average", "prophet", "lgbm_plain"):
-        cand = replace(spec, prophet_jobs=2)
-        model = PlainLGBM(slot=spec.slot) if name == "lgbm_plain" else make_candidate(name, cand)
-        pred, t = timed(lambda: model.fit(feats.history).predict(future, history=feats.history))
-        timings[f"{key}.{name}_s"] = round(t, 2)
-        p = pred.merge(truth, on=["series_id", "ds"])
-        wapes[name] = round(wape(p["y"], p["yhat"].fillna(0.0)), 4)
-        bias[name] = round(float(p["yhat"].fillna(0.0).sum() / max(p["y"].sum(), 1e-9)), 4)
+    y = truth["y"].to_numpy(float)
+    for name, yhat in preds.items():
+        yhat = np.nan_to_num(yhat, nan=0.0)
+        wapes[name] = round(wape(y, yhat), 4)
+        bias[name] = round(float(yhat.sum() / max(y.sum(), 1e-9)), 4)
     return wapes, bias
 
 

@@ -1,24 +1,29 @@
 """Baselines from the field's libraries, run in their own virtual environment.
 
-    <venv>/bin/python bench/field_baselines.py IN.parquet OUT.parquet --horizon 28 --country JP
+    <venv>/bin/python bench/field_baselines.py IN.parquet OUT.parquet --future FUTURE.parquet \
+        --horizon 28 [--freq D|h] [--season 7|168]
 
 statsforecast and mlforecast pin pandas below 3, the product pins pandas 3 (requirements.lock):
 they cannot share one environment, and a bench must not bend the product's pins to get its
-baselines. So ``bench.chain`` makes ``.venv-baselines`` on first use (``ensure_env``) and hands this
-script the history as Parquet; this file imports nothing of the project and runs under that venv.
+baselines. So ``bench.baselines`` makes ``.venv-baselines`` on first use (``ensure_env``) and hands
+this script the history as Parquet; this file imports nothing of the project and runs under that venv.
 
 Methods (Nixtla's own, untuned, as a practitioner would call them):
-- ``four_week_mean``: ``statsforecast.models.SeasonalWindowAverage(season_length=7, window_size=4)``;
-- ``autoets``: ``statsforecast.models.AutoETS(season_length=7)`` per series;
-- ``lgbm_plain``: ``mlforecast.MLForecast`` with a LightGBM Poisson regressor, lags no shorter than
-  the horizon (28, 35, 42, 49, 56 for 28 days), day of week and month, the series as a category,
-  and a holiday flag as an exogenous column (one global model over every series).
-IN: unique_id, ds (daily, naive), y, is_holiday (history); OUT: unique_id, ds, method, yhat.
+- ``four_week_mean``: ``statsforecast.models.SeasonalWindowAverage(season_length, window_size=4)``;
+- ``autoets``: ``statsforecast.models.AutoETS(season_length=7)`` per series (daily data only:
+  ETS has no weekly season of 168 hours), ``Naive`` where a series is too short for ETS;
+- ``lgbm_plain``: ``mlforecast.MLForecast`` with a LightGBM Poisson regressor, five seasonal lags
+  no shorter than the horizon (28, 35, ..., 56 days for 28 days; 14, ..., 42 for 14; 168, 336, ...
+  hours for a week of hours), day of week (and hour), month, the series as a category, and a
+  holiday flag as an exogenous column (one global model over every series).
+IN: unique_id, ds (naive), y, is_holiday (history); FUTURE: unique_id, ds, is_holiday, every period
+from the history's end to the last one forecast; OUT: unique_id, ds, method, yhat.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import time
@@ -37,6 +42,21 @@ def ensure_env() -> Path:
     return python
 
 
+def regular(hist, freq: str):
+    """Every series to the history's last period, gaps (closed or missing periods) filled by the
+    median of the same weekday (and hour): AutoETS and mlforecast need regular series."""
+    import pandas as pd
+
+    end, full = hist["ds"].max(), []
+    for uid, g in hist.groupby("unique_id"):
+        periods = pd.date_range(g["ds"].min(), end, freq=freq)
+        s = g.set_index("ds")["y"].reindex(periods)
+        slot = periods.dayofweek * 24 + (periods.hour if freq == "h" else 0)
+        s = s.fillna(s.groupby(slot).transform("median")).fillna(0.0)
+        full.append(pd.DataFrame({"unique_id": uid, "ds": periods, "y": s.to_numpy()}))
+    return pd.concat(full, ignore_index=True)
+
+
 def main() -> None:
     import numpy as np
     import pandas as pd
@@ -44,57 +64,54 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("inp")
     parser.add_argument("out")
-    parser.add_argument("--horizon", type=int, default=28)
+    parser.add_argument("--horizon", type=int, default=28, help="periods ahead the lags must reach past")
     parser.add_argument("--future", required=True, help="parquet of unique_id, ds, is_holiday to forecast")
+    parser.add_argument("--freq", default="D", choices=("D", "h"))
+    parser.add_argument("--season", type=int, default=7, help="periods in a week")
     args = parser.parse_args()
-    hist = pd.read_parquet(args.inp)
-    future = pd.read_parquet(args.future)
-    h = args.horizon
-    outs, seconds = [], {}
+    hist, future = pd.read_parquet(args.inp), pd.read_parquet(args.future)
+    h, season, outs, seconds = args.horizon, args.season, [], {}
 
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, SeasonalWindowAverage
+    from statsforecast.models import AutoETS, Naive, SeasonalWindowAverage
 
     t = time.perf_counter()
-    # AutoETS and mlforecast need regular series: closed/missing days filled by the weekday median
-    full = []
-    end = hist["ds"].max()  # every series to the day before the cutoff, so all forecast the same days
-    for uid, g in hist.groupby("unique_id"):
-        days = pd.date_range(g["ds"].min(), end, freq="D")
-        s = g.set_index("ds")["y"].reindex(days)
-        s = s.fillna(s.groupby(s.index.dayofweek).transform("median")).fillna(0.0)
-        full.append(pd.DataFrame({"unique_id": uid, "ds": days, "y": s.to_numpy()}))
-    full = pd.concat(full, ignore_index=True)
-    holidays = set(pd.concat([hist.loc[hist["is_holiday"] == 1, "ds"], future.loc[future["is_holiday"] == 1, "ds"]]))
-    full["is_holiday"] = full["ds"].isin(holidays).astype(int)
-    sf = StatsForecast(models=[AutoETS(season_length=7), SeasonalWindowAverage(season_length=7, window_size=4)],
-                       freq="D", n_jobs=1)
-    fc = sf.forecast(df=full[["unique_id", "ds", "y"]], h=h + 7)
-    outs.append(fc.rename(columns={"AutoETS": "yhat"})[["unique_id", "ds", "yhat"]].assign(method="autoets"))
+    full = regular(hist, args.freq)
+    flags = pd.concat([hist[["unique_id", "ds", "is_holiday"]], future[["unique_id", "ds", "is_holiday"]]])
+    full = full.merge(flags.drop_duplicates(["unique_id", "ds"]), on=["unique_id", "ds"], how="left")
+    full["is_holiday"] = full["is_holiday"].fillna(0).astype(int)
+    steps = int((future["ds"].max() - full["ds"].max()) / pd.Timedelta(1, unit=args.freq))
+    models = [SeasonalWindowAverage(season_length=season, window_size=4)]
+    if args.freq == "D":
+        models.insert(0, AutoETS(season_length=season))
+    # a series too short for ETS (a new menu item) gets the last value, statsforecast's own fallback
+    fc = StatsForecast(models=models, freq=args.freq, n_jobs=1, fallback_model=Naive()).forecast(
+        df=full[["unique_id", "ds", "y"]], h=steps)
     outs.append(fc.rename(columns={"SeasWA": "yhat"})[["unique_id", "ds", "yhat"]].assign(method="four_week_mean"))
-    seconds["autoets"] = time.perf_counter() - t
+    if args.freq == "D":
+        outs.append(fc.rename(columns={"AutoETS": "yhat"})[["unique_id", "ds", "yhat"]].assign(method="autoets"))
+    seconds["statsforecast"] = time.perf_counter() - t
 
     import lightgbm as lgb
     from mlforecast import MLForecast
 
     t = time.perf_counter()
-    lags = [h + 7 * k for k in range(5)]
-    train = full.assign(unique_id=full["unique_id"].astype(str))  # mlforecast needs regular series too
+    first = math.ceil(h / season) * season
+    dates = ["dayofweek", "month"] + (["hour"] if args.freq == "h" else [])
     fcst = MLForecast(models={"lgbm": lgb.LGBMRegressor(objective="poisson", n_estimators=300, learning_rate=0.05,
                                                          verbose=-1, num_threads=1)},
-                      freq="D", lags=lags, date_features=["dayofweek", "month"])
+                      freq=args.freq, lags=[first + season * k for k in range(5)], date_features=dates)
+    train = full.assign(unique_id=full["unique_id"].astype(str))
     fcst.fit(train[["unique_id", "ds", "y", "is_holiday"]], static_features=[])
     fut = future.assign(unique_id=future["unique_id"].astype(str))
-    horizon = int((fut["ds"].max() - train["ds"].max()).days)
-    pred = fcst.predict(h=horizon, X_df=fut[["unique_id", "ds", "is_holiday"]])
-    pred = pred.rename(columns={"lgbm": "yhat"})
+    fut = fut[fut["ds"] > full["ds"].max()]
+    pred = fcst.predict(h=steps, X_df=fut[["unique_id", "ds", "is_holiday"]]).rename(columns={"lgbm": "yhat"})
     pred["unique_id"] = pred["unique_id"].astype(hist["unique_id"].dtype)
     outs.append(pred[["unique_id", "ds", "yhat"]].assign(method="lgbm_plain"))
     seconds["lgbm_plain"] = time.perf_counter() - t
 
     out = pd.concat(outs, ignore_index=True)
     out["yhat"] = np.maximum(out["yhat"].astype(float), 0.0)
-    out.attrs["seconds"] = seconds
     out.to_parquet(args.out)
     print(seconds)
 
