@@ -2,7 +2,7 @@
 
     python -m bench.scale [--quick] [--keep]
 
-Seeds a synthetic chain (default the issue's 100 restaurants x 730 days; --quick 20 x 365) into a
+Seeds a synthetic chain (default the issue's 100 restaurants x 730 days; --quick 20 x 730) into a
 scratch replica (in a child process, so the peak RSS reported is the run's, not the generator's),
 makes a fresh predictions database with the migrations, and runs in this process, through
 ``worker.runs.execute_run`` as the CLI does (no Celery, no run lock, no webhook receivers):
@@ -37,10 +37,23 @@ VACUUM that DELETE needed); ``retention_ratio`` = delete / drop; ``retention`` h
 step seconds / restaurants) and its serial part (plan + finish: run wall time minus shard wall
 time, taken as growing with restaurants too, which is pessimistic), for N restaurants on W
 workers: (serial x N/n + per_restaurant x N / W) / 60, keyed "NxW". Per-restaurant costs are at
-the measured days of history; reads grow with history, so 730 days costs more than --quick's 365.
+the measured days of history; whether a night grows with history is ``history_cost_ratio`` (below).
 ``two_workers_speedup``: the warm daily run on 1 then 2 real Celery workers (``celery_runs``: the
 project's app, its own redis-server on a spare port, triggered by ``python -m worker trigger --wait``),
 wall time of one over two; null with ``two_workers_reason`` when it could not be measured.
+
+``warm_s_per_100_restaurants_by_days`` and ``history_cost_ratio`` (``bench/scale_history.py``):
+the daily cold and warm again on the same replica at an as-of with ``--histories`` days behind it
+(default 365; a fresh predictions database and model store), beside the main warm run at
+``days``; the ratio is 730 over 365. ``read_s_per_100_restaurants`` (cold, warm): the seconds a
+daily run spends inside ``ReplicaReader`` calls (``bench/scale_reads.py``'s ``ReadClock``: the
+statement, its rows' transfer and the frame), per 100 restaurants; ``reads`` per run.
+``replica_read_rows_per_s`` (``before``, ``after``): one ``--read-rows`` read of kitchen tickets
+turned into a DataFrame from SQLAlchemy Row objects (the reader until issue 28) and by
+``ReplicaReader.frame`` (the driver's tuples), side by side in this run; ``replica_read`` has the
+seconds and their ratio.
+
+--quick seeds 20 x 730 since issue 28 (20 x 365 before), so that one run has both histories.
 
 Scratch databases: ``rmsml_bench_scale_replica`` and ``rmsml_bench_scale_ml`` + RMSML_TEST_DB_SUFFIX;
 --keep keeps both and reuses a replica seeded with the same size (only the predictions database
@@ -58,6 +71,8 @@ from datetime import datetime, timezone
 
 from bench.scale_celery import celery_runs
 from bench.scale_common import END, ML_DB, REPLICA_DB, count, point_at, prepare_replica, rss_mb
+from bench.scale_history import by_days, shorter_history_runs
+from bench.scale_reads import read_throughput
 from bench.scale_runs import extrapolate, run_schedule, table_sizes
 from bench.scale_retention import measure as retention_figures
 from bench.scale_writer import writer_rows, writer_vs_copy
@@ -65,7 +80,7 @@ from bench.scale_writer import writer_rows, writer_vs_copy
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
-    parser.add_argument("--quick", action="store_true", help="20 restaurants x 365 days")
+    parser.add_argument("--quick", action="store_true", help="20 restaurants x 730 days")
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases; reuse a seeded replica")
     parser.add_argument("--writer-rows", type=int, default=None, help="rows for writer_vs_copy (default 350k; quick 100k)")
     parser.add_argument("--repeat", type=int, default=2, help="writer_vs_copy: best of this many")
@@ -75,17 +90,27 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="history rows per month for retention_drop_s/_delete_s (default 2M; quick 500k; 0: skip)")
     parser.add_argument("--no-celery", action="store_true", help="skip the 1- vs 2-worker Celery runs")
     parser.add_argument("--restaurants", type=int, default=None, help="chain size (default 100; --quick 20)")
-    parser.add_argument("--days", type=int, default=None, help="days of history (default 730; --quick 365)")
+    parser.add_argument("--days", type=int, default=None, help="days of history (default 730, --quick too)")
     parser.add_argument("--shard-size", type=int, default=None,
                         help="restaurants per shard for every run (default 10, the production default; --quick 5, "
                              "so two workers have four shards to share)")
+    parser.add_argument("--histories", default="365",
+                        help="shorter histories (days, comma-separated) to run the daily at as well, for "
+                             "warm_s_per_100_restaurants_by_days; '' skips them")
+    parser.add_argument("--read-rows", type=int, default=1_000_000,
+                        help="rows of the replica_read_rows_per_s read (0: skip)")
     return parser.parse_args(argv)
 
 
-def _run_figures(result: dict, replica_url: str, restaurants: int, shard_size: int, celery: bool) -> dict:
+def _as_of():
+    """The runs' as-of: the seeded chain's last day, 04:15 UTC (the nightly run's hour)."""
+    return datetime(END.year, END.month, END.day, 4, 15, tzinfo=timezone.utc)
+
+
+def _run_figures(result: dict, replica_url: str, restaurants: int, shard_size: int, celery: bool) -> tuple[dict, dict]:
     """The daily (cold, warm) and weekly (cold, warm) runs and what follows from them, into
-    ``result``; the two-worker runs between them unless not ``celery``. Returns those."""
-    as_of = datetime(END.year, END.month, END.day, 4, 15, tzinfo=timezone.utc)
+    ``result``; the two-worker runs between them unless not ``celery``. Returns those and the runs."""
+    as_of = _as_of()
     runs = {
         "daily_cold": run_schedule("daily", as_of, "cold"),
         "daily_warm": run_schedule("daily", as_of, "warm"),
@@ -116,8 +141,12 @@ def _run_figures(result: dict, replica_url: str, restaurants: int, shard_size: i
         "tables_after_daily": sizes,
         "extrapolated_minutes": extrapolate(warm, restaurants),
         "extrapolated_weekly_minutes": extrapolate(runs["weekly_warm"], restaurants),
+        # seconds inside ReplicaReader calls (statement, transfer, frame), per 100 restaurants
+        "read_s_per_100_restaurants": {k.removeprefix("daily_"): round(runs[k]["read"]["s"] * 100 / restaurants, 1)
+                                       for k in ("daily_cold", "daily_warm")},
+        "reads": {k: r["read"] for k, r in runs.items()},
     })
-    return two
+    return two, runs
 
 
 def _writer_figures(result: dict, n_writer: int, repeat: int, weekly: bool, restaurants: int) -> None:
@@ -143,7 +172,7 @@ def _writer_figures(result: dict, n_writer: int, repeat: int, weekly: bool, rest
 
 def main(argv: list[str] | None = None) -> dict:
     args = _arguments(argv)
-    restaurants, days = (20, 365) if args.quick else (100, 730)
+    restaurants, days = (20, 730) if args.quick else (100, 730)
     restaurants, days = args.restaurants or restaurants, args.days or days
     shard_size = args.shard_size or (5 if args.quick else 10)
     os.environ["RMSML_SCHEDULES__SHARD_SIZE"] = str(shard_size)
@@ -162,10 +191,17 @@ def main(argv: list[str] | None = None) -> dict:
         if args.only_writer:
             point_at(replica_url, database_url(ML_DB), store)
         else:
+            histories = [int(h) for h in args.histories.split(",") if h.strip()]
+            shorter = shorter_history_runs(replica_url, _as_of(), days, histories)
             ml_url = recreate_database(ML_DB)
             upgrade(ml_url)
             point_at(replica_url, ml_url, store)
-            two = _run_figures(result, replica_url, restaurants, shard_size, celery=not args.no_celery)
+            two, runs = _run_figures(result, replica_url, restaurants, shard_size, celery=not args.no_celery)
+            result.update(by_days(shorter, runs["daily_warm"], days, restaurants))
+        if args.read_rows:
+            reads = read_throughput(args.read_rows)
+            result["replica_read_rows_per_s"] = {k: reads[k] for k in ("before", "after")}
+            result["replica_read"] = reads
         _writer_figures(result, n_writer, args.repeat, weekly=not args.only_writer, restaurants=restaurants)
         n_retention = args.retention_rows if args.retention_rows is not None else (
             500_000 if args.quick else 2_000_000)
