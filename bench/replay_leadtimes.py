@@ -131,7 +131,9 @@ class WorldLeadHistory:
     policies place are among them), and ``frames(day)`` gives, as of that morning, what
     ``features.suppliers.supplier_lead_times`` and ``supplier_recent_orders`` would read: orders
     placed in the last ``back`` days and received by then (n, mean, sd, p10, p50, p90), and the
-    orders of the last ``recent_days`` with their lead so far (``open`` when not yet received)."""
+    orders of the last ``recent_days`` with their lead so far (``open`` when not yet received); with
+    ``quantiles`` K > 0 also the received leads at the levels (k + 1/2) / K (``quantiles``, as the
+    reader's ``percentile_cont``)."""
 
     def __init__(self, arrive, pairs: list[tuple[int, int]], days: int, back: int = 365, recent_days: int = 5):
         rows = []
@@ -143,14 +145,18 @@ class WorldLeadHistory:
         self.orders = pd.DataFrame(rows, columns=["supplier_id", "placed", "arrived"])
         self.back, self.recent_days = back, recent_days
 
-    def frames(self, day: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def frames(self, day: int, quantiles: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
         o = self.orders
         got = o[(o["placed"] >= day - self.back) & (o["placed"] < day) & (o["arrived"] <= day)]
         lead = (got["arrived"] - got["placed"]).groupby(got["supplier_id"])
         hist = pd.DataFrame({
             "n": lead.size(), "mean": lead.mean(), "sd": lead.std().fillna(0.0),
             "p10": lead.quantile(0.1), "p50": lead.quantile(0.5), "p90": lead.quantile(0.9),
-        }).reset_index()
+        })
+        if quantiles > 0:
+            levels = (np.arange(quantiles) + 0.5) / quantiles
+            hist["quantiles"] = lead.apply(lambda x: list(np.quantile(x.to_numpy(float), levels)))
+        hist = hist.reset_index()
         r = o[(o["placed"] >= day - self.recent_days) & (o["placed"] < day)]
         open_ = r["arrived"] > day
         recent = pd.DataFrame({"supplier_id": r["supplier_id"].to_numpy(),

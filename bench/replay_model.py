@@ -49,8 +49,9 @@ class ModelPolicy:
     (``p_out``, ``lead``), from the arrival scenarios of the orders in transit, like the daily run."""
 
     def __init__(self, inputs: ModelInputs, settings, ordered_at0: dict | None = None, *, alarms: bool = False,
-                 alarm_days: int = 21, paths: int = 1000, order: bool = True):
+                 alarm_days: int = 21, paths: int = 1000, order: bool = True, lead_distribution: bool = True):
         self.inputs, self.settings, self.alarms, self.alarm_days, self.paths = inputs, settings, alarms, alarm_days, paths
+        self.lead_distribution = lead_distribution
         self.ordered_at0 = ordered_at0 or {}
         self.order = order
         self.p_out: dict = {}
@@ -61,12 +62,15 @@ class ModelPolicy:
         self._item = it
 
     def __call__(self, world: World, state: State) -> np.ndarray | None:
+        from models.lead_time import QUANTILE_COLUMNS, lead_draws_now, supplier_quantiles
         from models.reorder import decide_item
         from models.stock_projection import arrival_days, arrival_scenarios
 
         d = state.day
         inp = self.inputs
         as_of, lead, use = inp.as_of[d], inp.lead[d], inp.usage[d]
+        if not self.lead_distribution:  # the lognormal of before, for comparison
+            lead = lead.drop(columns=QUANTILE_COLUMNS, errors="ignore")
         today = world.start + pd.Timedelta(days=d)
         oo = _orders_frame(world, state, inp, self.ordered_at0)
         arr_days = arrival_days(oo, lead, inp.restaurants, inp.items, as_of)
@@ -77,13 +81,15 @@ class ModelPolicy:
             if k < horizon:
                 arr.setdefault(int(iid), np.zeros(horizon))[k] += q
         scen = {}
-        if self.alarms and len(oo):
+        if (self.alarms or self.lead_distribution) and len(oo):
             rest_of = inp.items.set_index("inventory_item_id")["restaurant_id"]
             tz = inp.restaurants.set_index("id")["timezone"]
             ids = [int(x) for x in oo["inventory_item_id"].unique()]
             mid = inp.midpoint[d] if inp.midpoint else {}
             scen = arrival_scenarios(oo, lead, {i: tz[rest_of[i]] for i in ids}, {i: today for i in ids},
                                      {i: mid.get(int(rest_of[i]), 23.0) for i in ids}, as_of, self.alarm_days)
+        shapes = supplier_quantiles(lead) if self.lead_distribution else {}
+        draws = {}
         lead_by = lead.set_index("supplier_id") if len(lead) else pd.DataFrame()
         default_L = float(lead["expected_days"].median()) if len(lead) else 2.0
         default_sL = float(lead["sd_days"].median()) if len(lead) else 0.5
@@ -110,6 +116,7 @@ class ModelPolicy:
                 min_order_quantity=None if pd.isna(row["min_order_quantity"]) else float(row["min_order_quantity"]),
                 whole_units=row["unit"] == "each", scenarios=scen.get(iid) or [(1.0, a[: self.alarm_days])],
                 seed=iid, p_out=self.alarms, p_out_days=self.alarm_days, paths=self.paths,
+                lead_draws=draws.setdefault(sid, lead_draws_now(shapes, sid)) if shapes else None,
             )
             if self.alarms:
                 self.p_out[(d, i)] = p
@@ -132,6 +139,7 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
 
     from core.units import Scope
     from features.inventory import inventory_features
+    from features.suppliers import LEAD_QUANTILES
     from models.lead_time import SupplierLeadTime
     from models.usage import usage_forecast
     from worker.settings import get_settings
@@ -146,7 +154,8 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
         use = use.sort_values(["inventory_item_id", "ds"])
         out.as_of.append(as_of)
         out.usage.append({int(i): (g["mean"].to_numpy(float), g["sd"].to_numpy(float)) for i, g in use.groupby("inventory_item_id")})
-        hist, recent = (feats.lead_times, feats.recent_orders) if lead_history is None else lead_history.frames(d)
+        hist, recent = ((feats.lead_times, feats.recent_orders) if lead_history is None
+                        else lead_history.frames(d, LEAD_QUANTILES))
         out.lead.append(SupplierLeadTime.from_settings(settings).fit(feats.suppliers, hist, recent).estimates_)
         out.midpoint.append(feats.midpoint_hour or {})
         if d == 0:

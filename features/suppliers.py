@@ -16,6 +16,10 @@ from core.replica import ReplicaReader
 from core.settings import InventorySettings
 from features.quality import valid
 
+# Lead-time quantiles read per supplier (``supplier_lead_times``): 40 levels, 1.25 % .. 98.75 %, enough
+# to see a missed round or a bad spell in the tail of a daily supplier's year of deliveries
+LEAD_QUANTILES = 40
+
 # Purchase orders that were really placed with the supplier ('draft' never left the building).
 PLACED = "po.status IN ('sent', 'received')"
 
@@ -60,15 +64,21 @@ def shard_suppliers(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.Data
 
 
 def supplier_lead_times(
-    reader: ReplicaReader, supplier_ids: list[int], start: datetime, as_of: datetime
+    reader: ReplicaReader, supplier_ids: list[int], start: datetime, as_of: datetime,
+    quantiles: int = 0,
 ) -> pd.DataFrame:
     """Observed order-to-receipt days of received purchase orders, per supplier (all restaurants).
 
     Orders placed in [start, as_of) and received before ``as_of``; a receipt before the order is
-    malformed and ignored. Returns supplier_id, n, mean, sd, p10, p50, p90 (days), last_ordered_at.
+    malformed and ignored. Returns supplier_id, n, mean, sd, p10, p50, p90 (days), last_ordered_at,
+    and with ``quantiles`` K > 0 a column ``quantiles``: per supplier the lead times at the levels
+    (k + 1/2) / K, k = 0 .. K-1 (the shape of ``models.lead_time``'s distribution, tail included).
     Orders still open are censored (not counted): a supplier late on everything looks better than it
     is until the orders arrive, which is why the spread matters as much as the mean.
     """
+    levels = [(k + 0.5) / quantiles for k in range(quantiles)]
+    extra = (",\n               percentile_cont(CAST(:levels AS float8[])) WITHIN GROUP (ORDER BY days) AS quantiles"
+             if levels else "")
     frame = reader.frame(
         f"""
         WITH lt AS (
@@ -82,10 +92,11 @@ def supplier_lead_times(
                percentile_cont(0.1) WITHIN GROUP (ORDER BY days)::float8 AS p10,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY days)::float8 AS p50,
                percentile_cont(0.9) WITHIN GROUP (ORDER BY days)::float8 AS p90,
-               max(ordered_at) AS last_ordered_at
+               max(ordered_at) AS last_ordered_at{extra}
         FROM lt GROUP BY 1 ORDER BY 1
         """,
-        {"sids": supplier_ids, "start": start, "as_of": as_of, "valid_until": as_of},
+        {"sids": supplier_ids, "start": start, "as_of": as_of, "valid_until": as_of,
+         **({"levels": [float(x) for x in levels]} if levels else {})},
     )
     frame["supplier_id"] = frame["supplier_id"].astype("int64")
     frame["n"] = frame["n"].astype("int64")
@@ -137,7 +148,8 @@ def supplier_history(reader: ReplicaReader, restaurant_ids: list[int], as_of: da
     """
     suppliers = shard_suppliers(reader, restaurant_ids)
     sids = [int(s) for s in suppliers["supplier_id"]]
-    history = supplier_lead_times(reader, sids, as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of)
+    history = supplier_lead_times(reader, sids, as_of - pd.Timedelta(days=settings.lead_time_history_days), as_of,
+                                  LEAD_QUANTILES)
     recent = supplier_recent_orders(reader, sids, as_of, settings.lead_time_recent_days)
     return suppliers, history, recent
 

@@ -33,7 +33,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
         settings: ``core.settings.InventorySettings``.
         restaurants: the scope's restaurants (id, timezone).
     """
-    from models.lead_time import SupplierLeadTime
+    from models.lead_time import SupplierLeadTime, lead_draws_now, supplier_quantiles
 
     items = features.items
     lead = SupplierLeadTime.from_settings(settings).fit(features.suppliers, features.lead_times,
@@ -51,6 +51,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
     recorded = features.on_hand.set_index("inventory_item_id").get("recorded", on_hand)
     below_zero = set(recorded.index[recorded < -1e-9])
     tz_of = restaurants.set_index("id")["timezone"]
+    shapes = supplier_quantiles(lead)
     daily_frames, decisions = [], []
     for item in items.itertuples(index=False):
         iid = int(item.inventory_item_id)
@@ -70,6 +71,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
             par_level=None if pd.isna(item.par_level) else float(item.par_level),
             min_order_quantity=None if pd.isna(item.min_order_quantity) else float(item.min_order_quantity),
             whole_units=item.unit == "each", scenarios=scenarios.get(iid) or [(1.0, arr)], seed=iid,
+            lead_draws=lead_draws_now(shapes, item.supplier_id),
         )
         method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
         daily_frames.append(_daily_frame(item, u, proj, arr, method, min(settings.horizon_days, len(days))))

@@ -47,6 +47,13 @@ from models.base import load_table_model, save_table_model
 
 PRIOR_CV = 0.25  # assumed spread of a supplier with no history, relative to its promise
 RECENT_CLIP = np.log(4.0)  # one order counts at most 4x (or 1/4 of) the usual lead time
+# The lead-time distribution's shape: quantiles of the observed lead times at these equally spaced
+# levels (``features.suppliers.supplier_lead_times``' ``quantiles``), kept as lead / median ratios
+LEAD_LEVELS = (np.arange(40) + 0.5) / 40
+QUANTILE_COLUMNS = [f"lead_q{k:02d}" for k in range(len(LEAD_LEVELS))]
+POOL_PRIOR_ORDERS = 20.0  # weight, in orders, of the chain's pooled shape in a supplier's own
+TAIL_FROM = 0.9  # above this level the quantile function continues as an exponential tail
+MIN_TAIL_DAYS = 0.25
 
 
 def censored_median(x: np.ndarray, observed: np.ndarray) -> float:
@@ -65,6 +72,90 @@ def censored_median(x: np.ndarray, observed: np.ndarray) -> float:
                 return float(xi)
         at_risk -= 1
     return max(float(x.max()), 0.0) if len(x) else 0.0
+
+
+def tail_mean(q: np.ndarray) -> float:
+    """Mean excess (days) of an exponential tail fitted to the quantiles above ``TAIL_FROM``: with
+    Q(g) - Q(p0) = m log((1 - p0) / (1 - g)), least squares through the origin. What lies beyond
+    the highest observed level (a delivery later than almost all seen) and how long an order older
+    than that may still take (memoryless: a lost order's remaining wait does not shrink)."""
+    up = LEAD_LEVELS > TAIL_FROM
+    q0 = float(np.interp(TAIL_FROM, LEAD_LEVELS, q))
+    ell = np.log((1 - TAIL_FROM) / (1 - LEAD_LEVELS[up]))
+    m = float(np.sum((q[up] - q0) * ell) / np.sum(ell**2))
+    return max(m, MIN_TAIL_DAYS)
+
+
+def lead_quantile(q: np.ndarray, u: np.ndarray, elapsed: float = 0.0) -> np.ndarray:
+    """Lead times (days) at levels ``u`` of the distribution whose quantiles at ``LEAD_LEVELS`` are
+    ``q``, conditioned on the order not having arrived after ``elapsed`` days.
+
+    Linear between the levels, flat below the first, an exponential tail above the last
+    (``tail_mean``). Conditioning maps u to F(elapsed) + (1 - F(elapsed)) u; an order older than the
+    last level waits ``elapsed`` + the tail's exponential (it is lost in a missed round or a bad
+    spell, and the history says how long such waits last).
+    """
+    q = np.maximum.accumulate(np.asarray(q, dtype=float))
+    u = np.asarray(u, dtype=float)
+    m, top, g_top = tail_mean(q), float(q[-1]), float(LEAD_LEVELS[-1])
+    if elapsed > top:
+        return elapsed - m * np.log1p(-np.minimum(u, 1 - 1e-9))
+    lo = float(np.interp(elapsed, q, LEAD_LEVELS, left=0.0)) if elapsed > q[0] else 0.0
+    v = lo + (1 - lo) * u
+    body = np.interp(v, LEAD_LEVELS, q)
+    tail = top - m * np.log(np.maximum(1 - v, 1e-12) / (1 - g_top))
+    return np.maximum(np.where(v > g_top, tail, body), elapsed)
+
+
+def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
+    """Quantiles at ``LEAD_LEVELS`` of a lognormal with this mean and sd: the shape when nothing
+    better is known (no supplier of the chain has a delivery history)."""
+    from scipy.stats import norm
+
+    if not (np.isfinite(mean) and mean > 0):
+        return np.full(len(LEAD_LEVELS), np.nan)
+    s2 = math.log(1 + (max(sd, 1e-6) / mean) ** 2)
+    return np.exp(math.log(mean) - s2 / 2 + math.sqrt(s2) * norm.ppf(LEAD_LEVELS))
+
+
+def shrunk_shapes(frame: pd.DataFrame, enough: np.ndarray) -> np.ndarray:
+    """Per supplier row, its lead / median ratios at ``LEAD_LEVELS``: its own (``quantiles``, K of
+    them at the levels (k + 1/2) / K, over ``p50``) shrunk towards the chain's pool with the weight of ``POOL_PRIOR_ORDERS`` orders, so
+    a supplier with a short history borrows the tail the chain's suppliers show, and one with
+    hundreds of deliveries has its own. The pool is the order-weighted mean of the suppliers' ratio
+    quantiles (quantile averaging). NaN rows when nobody has a history (no ``quantiles``)."""
+    k = len(LEAD_LEVELS)
+    own = np.full((len(frame), k), np.nan)
+    if "quantiles" in frame:
+        for i, (q, p50, ok) in enumerate(zip(frame["quantiles"], frame["p50"], enough)):
+            if ok and q is not None and not (isinstance(q, float) and np.isnan(q)) and p50 and p50 > 0:
+                q = np.maximum.accumulate(np.asarray(q, dtype=float))
+                own[i] = np.interp(LEAD_LEVELS, (np.arange(len(q)) + 0.5) / len(q), q) / float(p50)
+    have = np.isfinite(own).all(axis=1)
+    if not have.any():
+        return own
+    n = frame["n"].to_numpy(float)
+    pool = np.average(own[have], axis=0, weights=n[have])
+    w = np.where(have, n / (n + POOL_PRIOR_ORDERS), 0.0)[:, None]
+    return w * np.where(have[:, None], own, 0.0) + (1 - w) * pool
+
+
+def supplier_quantiles(lead: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Per supplier id, its lead-time quantiles at ``LEAD_LEVELS`` (``SupplierLeadTime.estimates_``;
+    empty for estimates without them, e.g. saved before they existed)."""
+    if lead is None or not len(lead) or QUANTILE_COLUMNS[0] not in lead:
+        return {}
+    q = lead[QUANTILE_COLUMNS].to_numpy(float)
+    return {int(s): q[i] for i, s in enumerate(lead["supplier_id"]) if np.isfinite(q[i]).all()}
+
+
+def lead_draws_now(shapes: dict[int, np.ndarray], supplier_id: float | None, grid: int = 200) -> np.ndarray | None:
+    """``grid`` equally likely lead times (days) of an order placed now with this supplier
+    (``supplier_quantiles``); None when it has no distribution (the reorder point then uses the
+    Normal formula with the lead time's sd)."""
+    if supplier_id is None or pd.isna(supplier_id) or int(supplier_id) not in shapes:
+        return None
+    return lead_quantile(shapes[int(supplier_id)], (np.arange(grid) + 0.5) / grid)
 
 
 class SupplierLeadTime:
@@ -145,6 +236,11 @@ class SupplierLeadTime:
             out[col] = out[col] * factor
         out["lower"] = np.minimum(out["lower"], out["expected_days"])
         out["upper"] = np.maximum(out["upper"], out["expected_days"])
+        shapes = shrunk_shapes(frame, enough.to_numpy())
+        q = shapes * out["median_days"].to_numpy(float)[:, None]
+        for i in np.flatnonzero(~np.isfinite(q).all(axis=1)):
+            q[i] = lognormal_quantiles(float(out["expected_days"].iloc[i]), float(out["sd_days"].iloc[i]))
+        out[QUANTILE_COLUMNS] = q
         self.estimates_ = out.reset_index(drop=True)
         return self
 

@@ -41,16 +41,24 @@ def reorder_plan(
     shelf_life_days: float | None,
     soon_days: int,
     whole_units: bool,
+    lead_draws: np.ndarray | None = None,
+    on_order_in_cover: float | None = None,
 ) -> dict:
-    """Reorder point, safety stock, EOQ, order-by day, urgency and quantity (module docstring)."""
+    """Reorder point, safety stock, EOQ, order-by day, urgency and quantity (module docstring).
+
+    Args:
+        lead_draws: equally likely lead times (days) of an order placed now (``lead_draws_now``);
+            the reorder point is then the service level's quantile of use over lead + review
+            (``reorder_point_quantile``) instead of the Normal formula with the lead time's sd.
+        on_order_in_cover: the open orders' expected quantity arriving within the cover (from the
+            arrival scenarios); default all of it (``proj.on_order_total``).
+    """
     n = len(usage)
     cover = max(lead_days + review_period_days, 1.0)
     window = usage[1 : 1 + max(int(math.ceil(cover)), 7)]
     d = float(np.mean(window)) if len(window) else float(np.mean(usage)) if n else 0.0
     sd_d = float(np.sqrt(np.mean(np.asarray(usage_sd[1 : 1 + len(window)]) ** 2))) if len(window) else 0.0
-    z = float(norm.ppf(service_level))
-    safety = z * math.sqrt(cover * sd_d**2 + d**2 * lead_sd**2)
-    rop = d * cover + safety
+    rop, safety = _reorder_point(d, sd_d, cover, lead_sd, service_level, lead_draws, review_period_days)
     if unit_cost > 0 and holding_rate > 0 and d > 0:
         eoq = math.sqrt(2 * 365 * d * order_cost / (holding_rate * unit_cost))
     else:
@@ -59,7 +67,10 @@ def reorder_plan(
         eoq = min(eoq, d * shelf_life_days)
     # stock that expires (on the mean path) before the cover is over is not there to cover it: a
     # perishable's position counted it and ordered too late (the decision replay's run-outs)
-    position_now = on_hand + proj.on_order_total - float(np.sum(proj.expired[: int(math.ceil(cover))]))
+    # and an open order not expected to land within the cover does not cover it either: an order
+    # long overdue from a supplier whose late orders can take weeks (the replay's 32-day order)
+    on_order = proj.on_order_total if on_order_in_cover is None else min(on_order_in_cover, proj.on_order_total)
+    position_now = on_hand + on_order - float(np.sum(proj.expired[: int(math.ceil(cover))]))
     position = proj.end_stock + proj.on_order_after
     if position_now <= rop:
         when, pos_then = 0, position_now
@@ -98,6 +109,43 @@ def reorder_plan(
         "mean_daily_usage": d,
         "position": position_now,
     }
+
+
+def _reorder_point(d: float, sd_d: float, cover: float, lead_sd: float, service_level: float,
+                   lead_draws: np.ndarray | None, review_period_days: float) -> tuple[float, float]:
+    """(reorder point, safety stock): from the lead-time draws when there are some
+    (``reorder_point_quantile``), else d * cover + z sqrt(cover s_d^2 + d^2 s_L^2)."""
+    if lead_draws is not None and len(lead_draws) and d > 0:
+        rop = reorder_point_quantile(d, sd_d, np.asarray(lead_draws, float) + review_period_days, service_level)
+        return rop, max(rop - d * cover, 0.0)
+    safety = float(norm.ppf(service_level)) * math.sqrt(cover * sd_d**2 + d**2 * lead_sd**2)
+    return d * cover + safety, safety
+
+
+def reorder_point_quantile(d: float, sd_d: float, cover_draws: np.ndarray, service_level: float) -> float:
+    """The ``service_level`` quantile of use over a random cover (lead + review, equally likely
+    draws ``cover_draws``): per draw T the use is Normal(d T, sd_d^2 T), mixed over the draws, the
+    quantile found by bisection. With a heavy-tailed lead time (missed rounds, lost orders) this
+    is what protects against the late delivery; the Normal formula with the lead time's sd
+    understates a long tail and overstates a short one."""
+    T = np.maximum(np.asarray(cover_draws, float), 1e-6)
+    mu, s = d * T, np.maximum(sd_d * np.sqrt(T), 1e-9 * max(d, 1e-9))
+    lo, hi = 0.0, float(np.max(mu + 8 * s))
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if float(np.mean(norm.cdf((mid - mu) / s))) < service_level:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def on_order_within(scenarios: list[tuple[float, np.ndarray]] | None, days: int) -> float | None:
+    """The open orders' expected quantity landing on days 0 .. ``days`` - 1 (weighted arrival
+    scenarios, ``arrival_scenarios``); None without scenarios."""
+    if not scenarios:
+        return None
+    return float(sum(w * float(np.sum(np.asarray(a)[:days])) for w, a in scenarios))
 
 
 def notice_days(lead_days: float) -> int:
@@ -142,6 +190,7 @@ def decide_item(
     p_out_days: int | None = None,
     paths: int = 4000,
     level_cv: float = 0.0,
+    lead_draws: np.ndarray | None = None,
 ) -> tuple[Projection, np.ndarray | None, dict]:
     """One item's projection, P(out by day d) and reorder decision: what ``plan_inventory`` does
     per item, and what the bench's decision replay (``bench.inventory_replay``) calls each morning.
@@ -153,6 +202,9 @@ def decide_item(
         scenarios: arrival scenarios (``arrival_scenarios``); default the expected arrivals.
         p_out: False skips the usage-path simulation (the reorder decision does not need it).
         p_out_days: simulate only this many days (P(out) beyond them is not needed).
+        lead_draws: equally likely lead times of an order placed now (``models.lead_time.lead_quantile``):
+            the reorder point from the supplier's lead-time distribution, and the open orders
+            counted in the position by their chance of landing within the cover (``scenarios``).
     Returns (projection, P(out by day d) or None, ``reorder_plan``'s dict).
     """
     proj = project_item(on_hand, lots, usage, usage_sd, arrivals, shelf_life_days)
@@ -174,5 +226,8 @@ def decide_item(
         shelf_life_days=shelf_life_days,
         soon_days=settings.soon_days,
         whole_units=whole_units,
+        lead_draws=lead_draws,
+        on_order_in_cover=None if lead_draws is None else on_order_within(
+            scenarios, int(math.ceil(max(lead_days + settings.review_period_days, 1.0)))),
     )
     return proj, p_mix, plan

@@ -105,11 +105,12 @@ def arrival_scenarios(
     Returns:
         item id -> [(weight, arrivals per day)]; items without open orders are absent.
     """
-    from scipy.stats import lognorm
+    from models.lead_time import supplier_quantiles
 
     out: dict[int, list[tuple[float, np.ndarray]]] = {}
     if orders.empty:
         return out
+    shapes = supplier_quantiles(lead)
     o = orders.merge(lead[["supplier_id", "expected_days", "sd_days"]], on="supplier_id", how="left")
     u = (np.arange(grid) + 0.5) / grid
     for iid, lines in o.groupby("inventory_item_id"):
@@ -121,17 +122,8 @@ def arrival_scenarios(
         for _, po in lines.groupby("purchase_order_id"):
             first = po.iloc[0]
             qty = float(po["quantity"].sum())
-            mean, sd = first["expected_days"], first["sd_days"]
             elapsed = max((as_of - first["ordered_at"]).total_seconds() / 86400.0, 0.0)
-            if pd.notna(mean) and mean > 0 and pd.notna(sd) and sd > 1e-6:
-                s2 = math.log(1 + (sd / mean) ** 2)
-                dist = lognorm(s=math.sqrt(s2), scale=math.exp(math.log(mean) - s2 / 2))
-                lo = float(dist.cdf(elapsed))
-                lead_days = dist.ppf(np.minimum(lo + (1 - lo) * u, 1 - 1e-9)) if lo < 1 - 1e-9 else np.full(grid, elapsed)
-            else:
-                eta = first["ordered_at"] + pd.Timedelta(days=float(mean)) if pd.notna(mean) else first["expected_at"]
-                eta = eta if pd.notna(eta) else as_of + pd.Timedelta(days=1)
-                lead_days = np.full(grid, max((eta - first["ordered_at"]).total_seconds() / 86400.0, elapsed))
+            lead_days = _lead_draws(first, shapes, elapsed, u, as_of)
             at = (first["ordered_at"] + pd.to_timedelta(lead_days, unit="D")).tz_convert(tz).tz_localize(None)
             day = (at.normalize() - today).days.to_numpy() + (at.hour + at.minute / 60.0 >= mid).astype(int)
             per_po.append((np.maximum(day, 0), qty))
@@ -162,6 +154,31 @@ def arrival_scenarios(
                 scen.append((1.0 / max_scenarios, a))
         out[iid] = scen
     return out
+
+
+def _lead_draws(order: pd.Series, shapes: dict[int, np.ndarray], elapsed: float, u: np.ndarray,
+                as_of: pd.Timestamp) -> np.ndarray:
+    """An open order's lead time (days) at the equally likely levels ``u``, given it has not come
+    after ``elapsed`` days: from the supplier's own delivery history (``models.lead_time``:
+    empirical quantiles shrunk to the chain's, exponential tail), else a lognormal with its expected
+    lead time and sd, else its own ``expected_at`` (tomorrow when it has none)."""
+    from scipy.stats import lognorm
+
+    from models.lead_time import lead_quantile
+
+    sid = order["supplier_id"]
+    q = shapes.get(int(sid)) if pd.notna(sid) else None
+    if q is not None:
+        return lead_quantile(q, u, elapsed)
+    mean, sd = order["expected_days"], order["sd_days"]
+    if pd.notna(mean) and mean > 0 and pd.notna(sd) and sd > 1e-6:
+        s2 = math.log(1 + (sd / mean) ** 2)
+        dist = lognorm(s=math.sqrt(s2), scale=math.exp(math.log(mean) - s2 / 2))
+        lo = float(dist.cdf(elapsed))
+        return dist.ppf(np.minimum(lo + (1 - lo) * u, 1 - 1e-9)) if lo < 1 - 1e-9 else np.full(len(u), elapsed)
+    eta = order["ordered_at"] + pd.Timedelta(days=float(mean)) if pd.notna(mean) else order["expected_at"]
+    eta = eta if pd.notna(eta) else as_of + pd.Timedelta(days=1)
+    return np.full(len(u), max((eta - order["ordered_at"]).total_seconds() / 86400.0, elapsed))
 
 
 @dataclass
