@@ -21,6 +21,10 @@ class ForecastSettings(BaseModel):
     # Days a shard's backtest verdict (chosen model + calibrated intervals) is reused by later runs,
     # which then only refit the chosen model; 0 backtests every run (models.forecasting).
     reselect_days: int = Field(7, ge=0, le=60)
+    # Complete local days this close to the as-of day are read from the replica every night even
+    # when their aggregates are kept (late edits, refunds, back-dated orders); older kept days are
+    # trusted once read this many days after them (features.aggregate_cache, docs/demand.md).
+    aggregates_reread_days: int = Field(7, ge=1, le=90)
 
 
 class InventorySettings(BaseModel):

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.aggregates import AggregateStore
 from core.replica import ReplicaReader, Requirement
 from core.settings import ForecastSettings, InventorySettings
 
@@ -36,6 +37,9 @@ class Scope:
     valid_until: datetime  # wall-clock now plus tolerance: later timestamps are malformed
     registry: pd.DataFrame = field(default_factory=pd.DataFrame)  # earlier registered models
     inventory: InventorySettings = field(default_factory=InventorySettings)  # inventory/pricing/anomaly policy
+    # The demand aggregates kept between nights (``worker.aggregates``), handed in by the run loop;
+    # None reads every day from the replica. Only ``features.aggregate_cache`` touches it.
+    aggregates: AggregateStore | None = None
 
     @property
     def restaurant_ids(self) -> list[int]:

@@ -21,8 +21,10 @@ import pandas as pd
 
 from core.replica import ReplicaReader
 from core.units import Scope
+from features.aggregate_cache import read_through
 from features.calendar import add_calendar, add_holidays
 from features.model_frames import DemandHistory
+from features.order_ranges import IN_RANGE, RANGES_CTE, range_params, whole_ranges
 from features.quality import valid
 from features.timegrid import future_days, future_hours, hour_grid, local_date, local_midnight
 
@@ -66,11 +68,6 @@ def local_window(zones: dict[int, str], as_of: pd.Timestamp, days: int) -> tuple
     return firsts, start
 
 
-def _zone_params(zones: dict[int, str]) -> dict:
-    ids = list(zones)
-    return {"rids": ids, "tzs": [zones[i] for i in ids]}
-
-
 def daily_orders(
     reader: ReplicaReader,
     zones: dict[int, str],
@@ -87,21 +84,26 @@ def daily_orders(
     Returns columns restaurant_id, local_date (datetime64, local midnight, naive), orders (count),
     revenue (sum of order totals, in the restaurant's currency). Days without orders are absent.
     """
+    return daily_orders_in(reader, zones, whole_ranges(zones, start, end), valid_until)
+
+
+def daily_orders_in(reader: ReplicaReader, zones: dict[int, str], ranges: pd.DataFrame,
+                    valid_until: datetime) -> pd.DataFrame:
+    """``daily_orders`` over per-restaurant ranges (restaurant_id, lo, hi: UTC instants, disjoint)."""
     frame = reader.frame(
         f"""
-        WITH z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[])) AS z(rid, tz))
+        WITH {RANGES_CTE}
         SELECT o.restaurant_id,
                (o.created_at AT TIME ZONE z.tz)::date AS local_date,
                count(*) AS orders,
                coalesce(sum(o.total), 0)::float8 AS revenue
         FROM orders_order o
-        JOIN z ON z.rid = o.restaurant_id
-        WHERE o.restaurant_id = ANY(:rids) AND o.created_at >= :start AND o.created_at < :end
-          AND {_COUNTED} AND {valid('orders_order', 'o')}
+        JOIN z ON {IN_RANGE}
+        WHERE {_COUNTED} AND {valid('orders_order', 'o')}
         GROUP BY 1, 2
         ORDER BY 1, 2
         """,
-        {**_zone_params(zones), "start": start, "end": end, "valid_until": valid_until},
+        {**range_params(zones, ranges), "valid_until": valid_until},
     )
     return _typed(frame, {"local_date": "date"})
 
@@ -121,15 +123,20 @@ def hourly_orders(
     and first_time (the earliest, 'HH:MM:SS'): see ``untimed_restaurants``. Hours without orders
     are absent.
     """
+    return hourly_orders_in(reader, zones, whole_ranges(zones, start, end), valid_until)
+
+
+def hourly_orders_in(reader: ReplicaReader, zones: dict[int, str], ranges: pd.DataFrame,
+                     valid_until: datetime) -> pd.DataFrame:
+    """``hourly_orders`` over per-restaurant ranges (restaurant_id, lo, hi: UTC instants, disjoint)."""
     frame = reader.frame(
         f"""
-        WITH z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[])) AS z(rid, tz)),
+        WITH {RANGES_CTE},
         o AS (
             SELECT o.restaurant_id, o.created_at, o.created_at AT TIME ZONE z.tz AS local_ts
             FROM orders_order o
-            JOIN z ON z.rid = o.restaurant_id
-            WHERE o.restaurant_id = ANY(:rids) AND o.created_at >= :start AND o.created_at < :end
-              AND {_COUNTED} AND {valid('orders_order', 'o')}
+            JOIN z ON {IN_RANGE}
+            WHERE {_COUNTED} AND {valid('orders_order', 'o')}
         )
         SELECT restaurant_id,
                created_at - (local_ts - date_trunc('hour', local_ts)) AS hour_start,
@@ -141,7 +148,7 @@ def hourly_orders(
         GROUP BY 1, 2, 3
         ORDER BY 1, 2
         """,
-        {**_zone_params(zones), "start": start, "end": end, "valid_until": valid_until},
+        {**range_params(zones, ranges), "valid_until": valid_until},
     )
     return _typed(frame, {"hour_start": "utc", "local_hour_start": "naive"})
 
@@ -270,7 +277,7 @@ def daily_demand_features(reader: ReplicaReader, scope: Scope, raw: pd.DataFrame
     zones, messages = checked_zones(scope.restaurants)
     firsts, start = local_window(zones, scope.as_of, scope.forecast.history_days)
     if raw is None:
-        raw = daily_orders(reader, zones, start, scope.as_of, scope.valid_until)
+        raw = read_through("daily", daily_orders_in, reader, scope, zones, start)
     series = _restaurant_series(scope, zones)
     histories, futures = [], []
     for sid, tz in zones.items():
@@ -310,7 +317,7 @@ def hourly_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHis
     """
     zones, messages = checked_zones(scope.restaurants)
     firsts, start = local_window(zones, scope.as_of, min(HOURLY_HISTORY_DAYS, scope.forecast.history_days))
-    raw = hourly_orders(reader, zones, start, scope.as_of, scope.valid_until)
+    raw = read_through("hourly", hourly_orders_in, reader, scope, zones, start)
     untimed = untimed_restaurants(raw)
     if untimed:
         messages.append(f"demand_hourly: no times of day in the history of {len(untimed)} restaurant"

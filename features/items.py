@@ -23,12 +23,14 @@ from features.demand import (
     _typed,
     checked_zones,
     daily_demand_features,
-    daily_orders,
+    daily_orders_in,
     decorate,
     local_window,
     mark_closed_days,
     mark_outliers,
 )
+from features.aggregate_cache import read_through
+from features.order_ranges import IN_RANGE, RANGES_CTE, range_params, whole_ranges
 from features.quality import AS_OF_FILTER, valid
 from features.timegrid import future_days, local_date
 
@@ -77,22 +79,27 @@ def item_daily_units(
     Returns menu_item_id, restaurant_id, local_date (naive), units. Cancelled orders are not
     counted (as for orders); zero days are absent.
     """
-    ids = list(zones)
+    return item_daily_units_in(reader, zones, whole_ranges(zones, start, end), valid_until)
+
+
+def item_daily_units_in(reader: ReplicaReader, zones: dict[int, str], ranges: pd.DataFrame,
+                        valid_until: datetime) -> pd.DataFrame:
+    """``item_daily_units`` over per-restaurant ranges of the order's ``created_at``
+    (restaurant_id, lo, hi: UTC instants, disjoint)."""
     frame = reader.frame(
         f"""
-        WITH z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[])) AS z(rid, tz))
+        WITH {RANGES_CTE}
         SELECT i.menu_item_id, o.restaurant_id,
                (o.created_at AT TIME ZONE z.tz)::date AS local_date,
                sum(i.quantity)::float8 AS units
         FROM orders_orderitem i
         JOIN orders_order o ON o.id = i.order_id
-        JOIN z ON z.rid = o.restaurant_id
-        WHERE o.restaurant_id = ANY(:rids) AND o.created_at >= :start AND o.created_at < :end
-          AND o.status <> 'cancelled' AND {valid('orders_order', 'o')} AND {valid('orders_orderitem', 'i')}
+        JOIN z ON {IN_RANGE}
+        WHERE o.status <> 'cancelled' AND {valid('orders_order', 'o')} AND {valid('orders_orderitem', 'i')}
         GROUP BY 1, 2, 3
         ORDER BY 1, 3
         """,
-        {"rids": ids, "tzs": [zones[i] for i in ids], "start": start, "end": end, "valid_until": valid_until},
+        {**range_params(zones, ranges), "valid_until": valid_until},
     )
     frame = _typed(frame, {"local_date": "date"})
     frame["menu_item_id"] = frame["menu_item_id"].astype("int64")
@@ -108,12 +115,12 @@ def item_demand_features(reader: ReplicaReader, scope: Scope, daily: DemandHisto
     # windows start at local dates (features.demand.local_window): the hour of the run does not matter
     firsts, start = local_window(zones, scope.as_of, min(ITEM_HISTORY_DAYS, scope.forecast.history_days))
     items = menu_items(reader, scope.restaurant_ids, scope.as_of)
-    units = item_daily_units(reader, zones, start, scope.as_of, scope.valid_until)
+    units = read_through("items", item_daily_units_in, reader, scope, zones, start)
     # the restaurants' orders over the full history window: the closed days of the item window, and
     # the top-down candidates' restaurant history (below)
     if daily is None:
-        orders = daily_orders(reader, zones, local_window(zones, scope.as_of, scope.forecast.history_days)[1],
-                              scope.as_of, scope.valid_until)
+        orders = read_through("daily", daily_orders_in, reader, scope, zones,
+                              local_window(zones, scope.as_of, scope.forecast.history_days)[1])
         daily = daily_demand_features(reader, scope, raw=orders)
     # orders per restaurant and local day (zero-filled over the full window; days before it are 0)
     restaurant_orders = daily.history.set_index(["series_id", "ds"])["y"]

@@ -12,6 +12,8 @@ from worker.migrations import alembic_config, downgrade, upgrade
 OUR_TABLES = {
     "m_l_predictions", "ml_run", "ml_run_shard", "ml_model_registry", "ml_webhook_delivery", "ml_webhook_attempt",
     "ml_prediction_history", "ml_accuracy", "ml_drift_alert",
+    "ml_demand_aggregate_day", "ml_demand_daily_aggregate", "ml_demand_hourly_aggregate", "ml_demand_item_aggregate",
+    "ml_demand_watermark",
 }
 
 

@@ -30,6 +30,11 @@ OWNERS = {
     "ml_drift_alert": "reporting/records.py",
     "ml_webhook_delivery": "webhooks/records.py",
     "ml_webhook_attempt": "webhooks/records.py",
+    "ml_demand_aggregate_day": "worker/aggregates.py",
+    "ml_demand_daily_aggregate": "worker/aggregates.py",
+    "ml_demand_hourly_aggregate": "worker/aggregates.py",
+    "ml_demand_item_aggregate": "worker/aggregates.py",
+    "ml_demand_watermark": "worker/aggregates.py",
 }
 WALKED = ("core", "features", "models", "synthetic", "sales_import", "prediction_types", "webhooks",
           "reporting", "worker", "tasks")

@@ -1,0 +1,165 @@
+"""The demand aggregates a night takes from the kept ones and the ones it reads (issue 28).
+
+Why: the daily, hourly and item aggregates of up to two years of orders were read from the
+replica every night although one day was new. Now the aggregates of complete local days are kept
+in the predictions database (``core.aggregates.AggregateStore``, handed in as ``Scope.aggregates``)
+and a night reads from the replica only what it cannot trust. The frame returned is the one a full
+read returns (same rows, order and dtypes; ``tests/test_aggregate_cache.py`` compares them).
+
+A kept day of a restaurant is used when all of these hold, else the day is read again:
+- it is a whole local day of the window, older than the re-read window: strictly before the
+  as-of's local date minus ``ForecastSettings.aggregates_reread_days`` (late edits, refunds and
+  back-dated orders land in the last days; those are read every night, also in an ``--as-of``
+  replay, whose window is anchored on its own as-of);
+- it was read at least that many days after it (a day read the morning after, with no run for
+  a week since, is read again);
+- it was bucketed in the zone the restaurant has now;
+- its ``orders_order`` rows (any status) still number what they did when it was read: one
+  index-only count per night over the kept days (``order_rows_per_day``) finds orders added to
+  or removed from old days (an import of older history, a purge) and those days are read again.
+  Edits that keep the count (a status or total changed, an item added to an old order) are not
+  seen after the re-read window: ``python -m worker rebuild-aggregates`` reads everything again.
+
+The partial as-of day and the window's first partial day are always read, never kept. Days read
+whole are kept with the time they were read (taken before reading); a day kept from a later read
+is never replaced by an earlier one (``AggregateStore.save``), so a replay cannot put older state
+over newer. Malformed rows are skipped by the same predicates as before and counted for the run
+record by ``features.quality.count_malformed``, which this does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from core.aggregates import AggregateStore
+from core.replica import ReplicaReader
+from core.units import Scope
+from features.order_ranges import (
+    complete_days,
+    day_runs,
+    first_whole_day,
+    order_rows_per_day,
+    run_ranges,
+    whole_ranges,
+    without_runs,
+)
+
+# How each kind's rows are ordered by the replica's query, and the column that gives their local day.
+ORDER = {"daily": ["restaurant_id", "local_date"], "hourly": ["restaurant_id", "hour_start"],
+         "items": ["menu_item_id", "local_date"]}
+# The dtypes of a replica read, for a night whose fresh days hold no row to take them from.
+_UTC = pd.DatetimeTZDtype("ns", "UTC")
+DTYPES = {
+    "daily": {"restaurant_id": "int64", "local_date": "datetime64[ns]", "orders": "float64", "revenue": "float64"},
+    "hourly": {"restaurant_id": "int64", "hour_start": _UTC, "local_hour_start": "datetime64[ns]", "orders": "float64",
+               "one_time": "bool", "first_time": "object"},
+    "items": {"menu_item_id": "int64", "restaurant_id": "int64", "local_date": "datetime64[ns]", "units": "float64"},
+}
+RangeRead = Callable[[ReplicaReader, dict, pd.DataFrame, datetime], pd.DataFrame]
+
+
+def row_days(kind: str, frame: pd.DataFrame) -> pd.Series:
+    """The local date (naive midnight) each aggregate row belongs to."""
+    if kind == "hourly":
+        return pd.to_datetime(frame["local_hour_start"]).dt.normalize().astype("datetime64[ns]")
+    return pd.to_datetime(frame["local_date"]).astype("datetime64[ns]")
+
+
+def read_through(kind: str, read_in: RangeRead, reader: ReplicaReader, scope: Scope, zones: dict[int, str],
+                 start: pd.Timestamp) -> pd.DataFrame:
+    """What ``read_in`` returns for orders in [start, scope.as_of) per restaurant, taking the days
+    it can from ``scope.aggregates`` and keeping what it reads (without a store: a full read).
+
+    Args:
+        kind: one of ``core.aggregates.KINDS``.
+        read_in: the kind's replica query over per-restaurant ranges (e.g. ``features.demand.daily_orders_in``).
+        zones: restaurant id -> checked IANA zone (the zone days are bucketed in).
+        start: UTC instant the window starts (``features.demand.local_window``).
+    """
+    store = scope.aggregates
+    whole = whole_ranges(zones, start, scope.as_of)
+    if store is None or not zones:
+        return read_in(reader, zones, whole, scope.valid_until)
+    read_at = datetime.now(timezone.utc)  # before reading: what the read sees is at least this new
+    kept = trusted_days(kind, reader, store, zones, pd.Timestamp(start), scope.as_of,
+                        scope.forecast.aggregates_reread_days)
+    runs = day_runs(kept)
+    fresh_ranges = without_runs(zones, whole, runs)
+    whole_days = complete_days(zones, fresh_ranges)
+    counts = order_rows_per_day(reader, zones, run_ranges(zones, day_runs(whole_days)))  # before the read: see save
+    fresh = read_in(reader, zones, fresh_ranges, scope.valid_until)
+    frame = fresh
+    if len(runs):
+        old = store.rows(kind, runs)[list(fresh.columns)]
+        old = _like(old, dict(fresh.dtypes) if len(fresh) else DTYPES[kind])
+        frame = pd.concat([fresh, old], ignore_index=True) if len(fresh) else old
+        frame = frame.sort_values(ORDER[kind], kind="mergesort").reset_index(drop=True)
+    _save(kind, store, zones, fresh, whole_days, counts, read_at)
+    return frame
+
+
+def trusted_days(kind: str, reader: ReplicaReader, store: AggregateStore, zones: dict[int, str],
+                 start: pd.Timestamp, as_of: pd.Timestamp, reread_days: int) -> pd.DataFrame:
+    """The kept days usable for a read of [start, as_of): restaurant_id, local_date (module docstring).
+
+    Args:
+        start, as_of: UTC instants bounding the read.
+        reread_days: ``ForecastSettings.aggregates_reread_days``.
+    """
+    firsts = {rid: first_whole_day(start, tz) for rid, tz in zones.items()}
+    lasts = {rid: as_of.tz_convert(tz).tz_localize(None).normalize() - pd.Timedelta(days=reread_days + 1)
+             for rid, tz in zones.items()}
+    empty = pd.DataFrame({"restaurant_id": pd.Series(dtype="int64"), "local_date": pd.Series(dtype="datetime64[ns]")})
+    if all(lasts[r] < firsts[r] for r in zones):
+        return empty
+    cover = store.covered(kind, list(zones), min(firsts.values()), max(lasts.values()))
+    if cover.empty:
+        return empty
+    cover = cover.assign(local_date=pd.to_datetime(cover["local_date"]).astype("datetime64[ns]"),
+                         restaurant_id=cover["restaurant_id"].astype("int64"))
+    usable = []
+    for rid, tz in zones.items():
+        mine = cover[(cover["restaurant_id"] == rid) & (cover["zone"] == tz)
+                     & (cover["local_date"] >= firsts[rid]) & (cover["local_date"] <= lasts[rid])]
+        read_day = pd.to_datetime(mine["read_at"], utc=True).dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+        usable.append(mine[(read_day - mine["local_date"]) >= pd.Timedelta(days=reread_days)])
+    usable = pd.concat(usable, ignore_index=True)
+    if usable.empty:
+        return empty
+    now = order_rows_per_day(reader, zones, run_ranges(zones, day_runs(usable)))
+    same = usable.merge(now, on=["restaurant_id", "local_date"], how="left", suffixes=("", "_now"))
+    same = same[same["order_rows"].astype("int64") == same["order_rows_now"].fillna(0).astype("int64")]
+    return same[["restaurant_id", "local_date"]].reset_index(drop=True)
+
+
+def _save(kind: str, store: AggregateStore, zones: dict[int, str], fresh: pd.DataFrame, days: pd.DataFrame,
+          counts: pd.DataFrame, read_at: datetime) -> None:
+    """Keep the whole local days just read, with their order rows counted before the read: an order
+    added between the count and the read leaves the kept count short, so the day is read again
+    next night, never trusted with a count that matches data it does not hold."""
+    if days.empty:
+        return
+    days = days.merge(counts, on=["restaurant_id", "local_date"], how="left")
+    days["order_rows"] = days["order_rows"].fillna(0).astype("int64")
+    days["zone"] = days["restaurant_id"].map(zones)
+    key = pd.MultiIndex.from_arrays([fresh["restaurant_id"].astype("int64"), row_days(kind, fresh)])
+    wanted = pd.MultiIndex.from_arrays([days["restaurant_id"], days["local_date"]])
+    rows = fresh[key.isin(wanted)].assign(local_date=row_days(kind, fresh)[key.isin(wanted)].to_numpy())
+    store.save(kind, days, rows, read_at)
+
+
+def _like(frame: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
+    """``frame`` with the dtypes of the replica read (rows kept in the predictions database come
+    back as Python dates and offsets; the models must get exactly what a replica read gives)."""
+    out = frame.copy()
+    for col, dtype in dtypes.items():
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            out[col] = pd.to_datetime(out[col], utc=True).dt.tz_convert(dtype.tz).astype(dtype)
+        elif str(dtype).startswith("datetime64"):
+            out[col] = pd.to_datetime(out[col]).astype(dtype)
+        else:
+            out[col] = out[col].astype(dtype)
+    return out
