@@ -29,11 +29,14 @@ INTERVAL_LEVEL = 0.8
 # (it cost most of a first night). The pooled backtest of every shard may replace the
 # default (models.chain_decision); a shard's own few origins never do. Chosen on the public
 # chain's tuning windows (docs/demand.md), never on its final window.
+# Prophet's forecasts stored with its fits at the reselection (``ProphetPerSeries.forecast_days``):
+# the longest daily horizon (90 days) plus two weeks of nights that keep those fits.
+PROPHET_STORED_DAYS = 104
 DAILY = TypeSpec("demand_daily", "weekday", 28,
                  candidates=("seasonal_average", "lightgbm_plain", "prophet", "ensemble"),
                  ensemble=("lightgbm_plain", "prophet"),
                  default="ensemble",
-                 prophet=(("holiday_days", True), ("drop_outliers", True)),
+                 prophet=(("holiday_days", True), ("drop_outliers", True), ("forecast_days", PROPHET_STORED_DAYS)),
                  lgbm=(("origins", 70), ("origin_step_days", 3), ("num_leaves", 7), ("min_data_in_leaf", 20),
                        ("num_boost_round", 150)))
 # Prophet per restaurant on hourly data costs seconds a series; it is compared in bench/demand.py.
