@@ -10,6 +10,7 @@ Local hour and weekday come from the restaurant's IANA zone, in SQL, like every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +32,21 @@ _COMPLETED = (
     "k.status = 'completed' AND k.prep_time_minutes IS NOT NULL "
     f"AND {valid('kitchen_orderitemstation', 'k')} AND {valid('orders_orderitem', 'i')}"
 )
+# One ticket's columns and where they come from: prep_tickets and recent_prep_tickets read the same.
+_TICKETS_FROM = f"""
+        SELECT k.id AS ticket_id, s.restaurant_id, k.station_id, s.station_type, i.menu_item_id,
+               i.quantity, i.has_modifiers::int AS has_modifiers, k.queue_size_at_start AS queue_size,
+               extract(hour FROM k.queued_at AT TIME ZONE r.timezone)::int AS local_hour,
+               (extract(isodow FROM k.queued_at AT TIME ZONE r.timezone)::int - 1) AS local_dow,
+               k.prep_time_minutes::float8 AS prep_minutes, k.queued_at
+        FROM kitchen_orderitemstation k
+        JOIN kitchen_station s ON s.id = k.station_id
+        JOIN orders_orderitem i ON i.id = k.order_item_id
+        JOIN restaurants_restaurant r ON r.id = s.restaurant_id
+        WHERE s.restaurant_id = ANY(:rids) AND k.queued_at >= :start AND k.queued_at < :end AND {_COMPLETED}
+"""
+TICKET_COLUMNS = ("ticket_id", "restaurant_id", "station_id", "station_type", "menu_item_id", "quantity",
+                  "has_modifiers", "queue_size", "local_hour", "local_dow", "prep_minutes", "queued_at")
 
 
 def prep_tickets(
@@ -50,24 +66,15 @@ def prep_tickets(
     """
     newest = "k.queued_at DESC, k.id DESC LIMIT :limit" if limit else "k.queued_at, k.id"
     frame = reader.frame(
-        f"""
-        SELECT * FROM (
-        SELECT k.id AS ticket_id, s.restaurant_id, k.station_id, s.station_type, i.menu_item_id,
-               i.quantity, i.has_modifiers::int AS has_modifiers, k.queue_size_at_start AS queue_size,
-               extract(hour FROM k.queued_at AT TIME ZONE r.timezone)::int AS local_hour,
-               (extract(isodow FROM k.queued_at AT TIME ZONE r.timezone)::int - 1) AS local_dow,
-               k.prep_time_minutes::float8 AS prep_minutes, k.queued_at
-        FROM kitchen_orderitemstation k
-        JOIN kitchen_station s ON s.id = k.station_id
-        JOIN orders_orderitem i ON i.id = k.order_item_id
-        JOIN restaurants_restaurant r ON r.id = s.restaurant_id
-        WHERE s.restaurant_id = ANY(:rids) AND k.queued_at >= :start AND k.queued_at < :end AND {_COMPLETED}
-        ORDER BY {newest}
-        ) t ORDER BY queued_at, ticket_id
-        """,
+        f"SELECT * FROM ({_TICKETS_FROM} ORDER BY {newest}) t ORDER BY queued_at, ticket_id",
         {"rids": [int(i) for i in restaurant_ids], "start": start, "end": end, "valid_until": valid_until,
          "limit": int(limit) if limit else None},
     )
+    return _typed_tickets(frame)
+
+
+def _typed_tickets(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ticket columns in the dtypes the model and the glue expect, whichever read they came from."""
     for col in ("ticket_id", "restaurant_id", "station_id", "menu_item_id", "local_hour", "local_dow"):
         frame[col] = frame[col].astype("int64")
     for col in ("quantity", "has_modifiers", "queue_size", "prep_minutes"):
@@ -75,6 +82,70 @@ def prep_tickets(
     frame["queued_at"] = pd.to_datetime(frame["queued_at"], utc=True)
     frame["station_type"] = frame["station_type"].astype(str)
     return frame
+
+
+@dataclass
+class RecentTickets:
+    """What a night that reuses the prep-time model needs of the tickets, without reading them all.
+
+    The full read (``prep_tickets``, up to 10,000 tickets per restaurant) feeds the fit; predicting
+    with a fitted model needs only each item's newest tickets (its recent hours and weekdays) and
+    enough of a summary to know the full read would have led to the same model being reused: how
+    many tickets the window holds, how many of them could be "left unbumped" (only a ticket longer
+    than ``min_minutes`` can be, see ``features.kitchen_frames.left_unbumped``), and which station
+    types they cover. At 100 restaurants x 730 days the full read was the warm night's largest unit
+    (75 s), for a model it did not refit (issue 28).
+    """
+
+    tickets: pd.DataFrame  # each item's newest ``per_item`` tickets of the window, oldest first (prep_tickets columns)
+    per_item: int
+    window_tickets: int  # tickets the full read would return
+    over_minutes: int  # of those, tickets longer than min_minutes (the only ones that can be unbumped)
+    station_types: set[str]  # every station type among those tickets
+    station_types_sure: bool  # each of them has a ticket at or under min_minutes (survives the unbumped filter)
+
+
+def recent_prep_tickets(
+    reader: ReplicaReader,
+    restaurant_ids: list[int],
+    start: datetime,
+    end: datetime,
+    valid_until: datetime,
+    limit: int | None,
+    per_item: int,
+    min_minutes: float,
+) -> RecentTickets:
+    """Each menu item's newest ``per_item`` tickets among those ``prep_tickets`` would return with
+    the same arguments (window [start, end) in UTC instants, the newest ``limit`` of them), with the
+    summary ``RecentTickets`` describes; ``min_minutes`` (minutes) is the unbumped filter's floor.
+    One statement: the window is cut, ranked and summarised in SQL; only the newest rows per item
+    (and one per station type) leave the replica.
+    """
+    frame = reader.frame(
+        f"""
+        WITH capped AS ({_TICKETS_FROM} ORDER BY k.queued_at DESC, k.id DESC LIMIT :limit),
+        marked AS (
+            SELECT c.*,
+                   row_number() OVER (PARTITION BY menu_item_id ORDER BY queued_at DESC, ticket_id DESC) AS item_rank,
+                   row_number() OVER (PARTITION BY station_type ORDER BY queued_at DESC, ticket_id DESC) AS type_rank,
+                   bool_or(prep_minutes <= :min_minutes) OVER (PARTITION BY station_type) AS type_sure,
+                   count(*) OVER () AS window_tickets,
+                   sum((prep_minutes > :min_minutes)::int) OVER () AS over_minutes
+            FROM capped c
+        )
+        SELECT * FROM marked WHERE item_rank <= :per_item OR type_rank = 1 ORDER BY queued_at, ticket_id
+        """,
+        {"rids": [int(i) for i in restaurant_ids], "start": start, "end": end, "valid_until": valid_until,
+         "limit": int(limit) if limit else None, "per_item": int(per_item), "min_minutes": float(min_minutes)},
+    )
+    window = int(frame["window_tickets"].iloc[0]) if len(frame) else 0
+    over = int(frame["over_minutes"].iloc[0]) if len(frame) else 0
+    sure = bool(frame["type_sure"].astype(bool).all())
+    recent = frame[frame["item_rank"] <= per_item]
+    tickets = _typed_tickets(recent[list(TICKET_COLUMNS)].reset_index(drop=True))
+    types = set(_typed_tickets(frame[list(TICKET_COLUMNS)].copy())["station_type"])
+    return RecentTickets(tickets=tickets, per_item=int(per_item), window_tickets=window, over_minutes=over,
+                         station_types=types, station_types_sure=sure)
 
 
 def prep_medians(
@@ -146,30 +217,47 @@ def kitchen_stations(reader: ReplicaReader, restaurant_ids: list[int]) -> pd.Dat
 
 @dataclass
 class KitchenData:
-    """One shard's kitchen history: tickets to learn from, SQL medians, the menu and stations."""
+    """One shard's kitchen history: tickets to learn from, SQL medians, the menu and stations.
+
+    ``tickets`` is None when only ``recent`` was read (a night expected to reuse its model);
+    ``read_tickets`` then reads them all, for the night that has to fit after all.
+    """
 
     as_of: pd.Timestamp
-    tickets: pd.DataFrame
+    tickets: pd.DataFrame | None
     medians: pd.DataFrame
     menu: pd.DataFrame
     stations: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    recent: RecentTickets | None = None
+    read_tickets: Callable[[], pd.DataFrame] | None = None
 
 
-def kitchen_unit_features(reader: ReplicaReader, scope: Scope) -> KitchenData:
+def kitchen_unit_features(reader: ReplicaReader, scope: Scope, recent_per_item: int | None = None,
+                          unbumped_min_minutes: float = 0.0) -> KitchenData:
+    """The shard's kitchen data. With ``recent_per_item``, tickets are not read: only each item's
+    newest ``recent_per_item`` and their summary (``recent_prep_tickets``, with
+    ``unbumped_min_minutes`` in minutes), and ``read_tickets`` reads the rest when needed."""
     rids = scope.restaurant_ids
     as_of = scope.as_of
-    tickets = prep_tickets(reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until,
-                           limit=TICKETS_PER_RESTAURANT * len(rids))
+    window = (reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until)
+    limit = TICKETS_PER_RESTAURANT * len(rids)
     medians = prep_medians(
         reader, rids, as_of - pd.Timedelta(days=min(MEDIAN_HISTORY_DAYS, scope.forecast.history_days)), as_of,
         scope.valid_until,
     )
+    tickets, recent = None, None
+    if recent_per_item:
+        recent = recent_prep_tickets(*window, limit=limit, per_item=recent_per_item, min_minutes=unbumped_min_minutes)
+    else:
+        tickets = prep_tickets(*window, limit=limit)
     return KitchenData(
         as_of=as_of,
         tickets=tickets,
         medians=medians,
         menu=kitchen_menu(reader, rids, as_of),
         stations=kitchen_stations(reader, rids),
-        counts={"tickets": int(len(tickets))},
+        counts={"tickets": int(len(tickets)) if tickets is not None else recent.window_tickets},
+        recent=recent,
+        read_tickets=lambda: prep_tickets(*window, limit=limit),
     )

@@ -3,27 +3,37 @@ stretches it), daily.
 
 Path: ``features.kitchen.kitchen_unit_features`` reads the shard's tickets (SQL, bounded history)
 and menu; ``models.prep_time.PrepTimeModel`` is fitted when there are enough tickets (at most weekly,
-see ``REFIT_DAYS``); the rows
+see ``REFIT_DAYS``); on the nights between, only each item's newest tickets are read (``kitchen_features``:
+what the predictions use), unless the model turns out unusable; the rows
 below fall back per item to the item's, then the station's median (``method`` ``average``), and
 the run messages count what was skipped or kept out of training. Details in docs/kitchen.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.replica import ReplicaReader
 from core.tables import KITCHEN_TICKETS, MENU_ITEMS, ORDER_ITEMS, STATIONS
 from core.units import ModelRecord, PredictionUnit, Scope, UnitResult
 from features.kitchen import KitchenData, kitchen_unit_features
-from features.kitchen_frames import UNBUMPED_EXTRA_MINUTES, UNBUMPED_RATIO, add_item_reference, left_unbumped
+from features.kitchen_frames import (
+    UNBUMPED_EXTRA_MINUTES,
+    UNBUMPED_MIN_MINUTES,
+    UNBUMPED_RATIO,
+    add_item_reference,
+    left_unbumped,
+)
 from models.artifacts import load_model, previous_records, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
 from models.prep_time import (
     FALLBACK_NAME,
     FEATURES,
+    GRID_ROWS_PER_ITEM,
     MIN_ITEM_TICKETS,
     MIN_TICKETS,
     MODEL_NAME,
@@ -36,15 +46,34 @@ from models.prep_time import (
 # other nights predict with it (issue 19: the fit was most of the unit's time). A new station type
 # in the tickets refits at once.
 REFIT_DAYS = 7
+# A night that reuses the model reads each item's newest GRID_ROWS_PER_ITEM tickets plus these,
+# so that the tickets the unbumped filter drops still leave the grid its full count (else it reads all).
+GRID_READ_SLACK = 16
+
+
+def _reusable_records(scope: Scope) -> list:
+    """This shard's prep-time registry records trained less than ``REFIT_DAYS`` before the as-of, newest first."""
+    recs = []
+    for rec in previous_records(scope, "prep_time", MODEL_NAME).itertuples(index=False):
+        end = pd.to_datetime(rec.training_end, utc=True)
+        if not pd.isna(end) and scope.as_of - end < pd.Timedelta(days=REFIT_DAYS):
+            recs.append(rec)
+    return recs
+
+
+def kitchen_features(reader: ReplicaReader, scope: Scope) -> KitchenData:
+    """The unit's reads. A night with a model to reuse (one registered less than ``REFIT_DAYS``
+    ago) reads only each item's newest tickets, which is all a prediction uses; a night that fits,
+    or finds the model unusable after all, reads every ticket of the window (issue 28: the full read
+    was most of a warm night's prep time)."""
+    per_item = GRID_ROWS_PER_ITEM + GRID_READ_SLACK if _reusable_records(scope) else None
+    return kitchen_unit_features(reader, scope, recent_per_item=per_item, unbumped_min_minutes=UNBUMPED_MIN_MINUTES)
 
 
 def _recent_model(scope: Scope, station_types: set[str], messages: list[str]):
     """(model, registry record) of the newest checksum-verified prep-time model this shard
     registered less than ``REFIT_DAYS`` before the as-of and that knows every station type; else None."""
-    for rec in previous_records(scope, "prep_time", MODEL_NAME).itertuples(index=False):
-        end = pd.to_datetime(rec.training_end, utc=True)
-        if pd.isna(end) or scope.as_of - end >= pd.Timedelta(days=REFIT_DAYS):
-            continue
+    for rec in _reusable_records(scope):
         try:
             model = load_model(PrepTimeModel, Path(rec.artifact_path), rec.sha256)
         except Exception as exc:  # a missing, tampered or incompatible artifact: try the next, else fit
@@ -65,39 +94,98 @@ def _details(station_id: int, by_queue: dict, extra: float | None, fallback: str
     return d
 
 
-def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
-    """Rows for every active menu item of the shard that has a station with prep history."""
-    scope_ids = data.menu["menu_item_id"].astype("int64").tolist()
+def _unbumped_message(n: int, among: str = "") -> str:
+    return (f"prep_time: {n} ticket(s){among} open over {UNBUMPED_RATIO:g}x their item's median or "
+            f"{UNBUMPED_EXTRA_MINUTES:g} minutes beyond it (left unbumped on the screen) kept out of training")
+
+
+def _reused_message(version: str, rec) -> str:
+    return (f"prep_time: model {version} (trained to {pd.Timestamp(rec.training_end):%Y-%m-%d}) reused; "
+            f"refitted every {REFIT_DAYS} days")
+
+
+def _recent_suffices(data: KitchenData) -> bool:
+    """Whether each item's newest tickets (``data.recent``) can stand for the full read: the full
+    read would keep at least MIN_TICKETS and every station type whatever the unbumped filter
+    drops, and no active item needs its usual station guessed from all its tickets."""
+    r = data.recent
+    if r is None:
+        return False
+    no_station = data.menu["is_active"].astype(bool) & data.menu["station_id"].isna()
+    return r.station_types_sure and r.window_tickets - r.over_minutes >= MIN_TICKETS and not no_station.any()
+
+
+def _reuse_on_recent(data: KitchenData, scope: Scope):
+    """(tickets for the grid, model, version, messages) when the model is reused on the newest
+    tickets alone and they give the grid the full read would; else None (the caller reads all)."""
+    r = data.recent
     messages: list[str] = []
-    active = _active_items(data, messages)
-    med = data.medians
-    version = shard_version(MODEL_VERSION_PREFIX, scope)
-    models: list[ModelRecord] = []
-    model = None
-    tickets = add_item_reference(data.tickets, med) if len(data.tickets) else data.tickets
+    tickets = add_item_reference(r.tickets, data.medians) if len(r.tickets) else r.tickets
+    kept = tickets
+    if len(tickets):
+        unbumped = left_unbumped(tickets)
+        kept = tickets[~unbumped]
+        read = tickets.groupby("menu_item_id").size()
+        left = kept.groupby("menu_item_id").size().reindex(read.index, fill_value=0)
+        if ((read >= r.per_item) & (left < GRID_ROWS_PER_ITEM)).any():
+            return None  # an item lost so many to the filter that older tickets would fill its grid
+        if unbumped.any():
+            messages.append(_unbumped_message(int(unbumped.sum()), " of the items' newest"))
+    recent = _recent_model(scope, r.station_types, messages)
+    if recent is None:
+        return None
+    model, rec = recent
+    messages.append(_reused_message(str(rec.version), rec))
+    return kept, model, str(rec.version), messages
+
+
+def _model_on_all_tickets(data: KitchenData, scope: Scope, version: str, models: list[ModelRecord],
+                          messages: list[str]):
+    """(training tickets, model or None, version) from every ticket of the window: the shard's
+    recent model reused when it may be, else fitted (its record appended to ``models``) when there
+    are enough tickets, else None (medians)."""
+    tickets = add_item_reference(data.tickets, data.medians) if len(data.tickets) else data.tickets
     if len(tickets):
         unbumped = left_unbumped(tickets)
         if unbumped.any():
-            messages.append(f"prep_time: {int(unbumped.sum())} ticket(s) open over {UNBUMPED_RATIO:g}x their item's "
-                            f"median or {UNBUMPED_EXTRA_MINUTES:g} minutes beyond it (left unbumped on the screen) "
-                            "kept out of training")
+            messages.append(_unbumped_message(int(unbumped.sum())))
             tickets = tickets[~unbumped]
     recent = _recent_model(scope, set(tickets["station_type"]), messages) if len(tickets) >= MIN_TICKETS else None
     if recent is not None:
         model, rec = recent
-        version = str(rec.version)
-        messages.append(f"prep_time: model {version} (trained to {pd.Timestamp(rec.training_end):%Y-%m-%d}) reused; "
-                        f"refitted every {REFIT_DAYS} days")
-    elif len(tickets) >= MIN_TICKETS:
-        model = PrepTimeModel().fit(tickets)
-        models.append(saved_record(
-            model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
-            training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),
-            metrics={"holdout_mae_minutes": model.holdout_mae_, "tickets": int(len(tickets))},
-            params={"features": list(FEATURES), "queue_sizes": list(QUEUE_SIZES)},
-        ))
-    else:
+        messages.append(_reused_message(str(rec.version), rec))
+        return tickets, model, str(rec.version)
+    if len(tickets) < MIN_TICKETS:
         messages.append(f"prep_time: {len(tickets)} completed ticket(s) are too few for the model; medians used")
+        return tickets, None, version
+    model = PrepTimeModel().fit(tickets)
+    models.append(saved_record(
+        model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
+        training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),
+        metrics={"holdout_mae_minutes": model.holdout_mae_, "tickets": int(len(tickets))},
+        params={"features": list(FEATURES), "queue_sizes": list(QUEUE_SIZES)},
+    ))
+    return tickets, model, version
+
+
+def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
+    """Rows for every active menu item of the shard that has a station with prep history."""
+    scope_ids = data.menu["menu_item_id"].astype("int64").tolist()
+    messages: list[str] = []
+    if data.tickets is None and not _recent_suffices(data):
+        data = replace(data, tickets=data.read_tickets())
+    active = _active_items(data, messages)
+    version = shard_version(MODEL_VERSION_PREFIX, scope)
+    models: list[ModelRecord] = []
+    model = None
+    reused = _reuse_on_recent(data, scope) if data.tickets is None else None
+    if reused is None:
+        if data.tickets is None:  # the model turned out unusable, or the newest tickets could not stand in
+            data = replace(data, tickets=data.read_tickets())
+        tickets, model, version = _model_on_all_tickets(data, scope, version, models, messages)
+    else:
+        tickets, model, version, lean_messages = reused
+        messages += lean_messages
 
     modelled = active[(active["item_tickets"] >= MIN_ITEM_TICKETS) & active["item_ref"].notna()] if model else active.iloc[:0]
     rows = []
@@ -130,7 +218,7 @@ def _active_items(data: KitchenData, messages: list[str]) -> pd.DataFrame:
     items without a station are dropped, and said so in ``messages``."""
     active = data.menu[data.menu["is_active"]].copy()
     # An item without a station on the menu is placed at the station its tickets went to most.
-    if len(data.tickets):
+    if data.tickets is not None and len(data.tickets):
         usual = data.tickets.groupby("menu_item_id")["station_id"].agg(lambda s: s.value_counts().index[0])
         missing = active["station_id"].isna()
         active.loc[missing, "station_id"] = active.loc[missing, "menu_item_id"].map(usual)
@@ -187,7 +275,7 @@ UNITS: tuple[PredictionUnit, ...] = (
         entity_type="menu_item",
         schedules=("daily",),
         requires=(KITCHEN_TICKETS, STATIONS, ORDER_ITEMS, MENU_ITEMS),
-        features=kitchen_unit_features,
+        features=kitchen_features,
         predict=predict_prep_time,
     ),
 )
