@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, make_url, text
 
 # kind -> (table, its aggregate columns besides restaurant_id and local_date)
 TABLES = {
@@ -60,11 +60,21 @@ def _pylist(series: pd.Series) -> list:
     return series.tolist()
 
 
-class AggregateKeeper:
-    """Reads and writes the kept aggregates; every write is one transaction."""
+def replica_source(url: str) -> str:
+    """The replica's identity kept beside each day (host, port, database; no role or password)."""
+    u = make_url(url)
+    return f"{u.host or ''}:{u.port or 5432}/{u.database or ''}"
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+
+class AggregateKeeper:
+    """Reads and writes the kept aggregates; every write is one transaction.
+
+    ``source``: the replica the aggregates are read from (``replica_source``); days kept from
+    another replica are not returned as covered, and are replaced when read again.
+    """
+
+    def __init__(self, engine: Engine, source: str = ""):
+        self.engine, self.source = engine, source
 
     def covered(self, kind: str, restaurant_ids: list[int], first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
         """Kept days between the local dates ``first`` and ``last`` (inclusive): restaurant_id,
@@ -72,8 +82,9 @@ class AggregateKeeper:
         with self.engine.connect() as conn:
             result = conn.execute(text(
                 "SELECT restaurant_id, local_date, zone, order_rows, read_at FROM ml_demand_aggregate_day "
-                "WHERE kind = :kind AND restaurant_id = ANY(:rids) AND local_date BETWEEN :first AND :last"
-            ), {"kind": kind, "rids": [int(r) for r in restaurant_ids], "first": pd.Timestamp(first).date(),
+                "WHERE kind = :kind AND source = :source AND restaurant_id = ANY(:rids) "
+                "AND local_date BETWEEN :first AND :last"
+            ), {"kind": kind, "source": self.source, "rids": [int(r) for r in restaurant_ids], "first": pd.Timestamp(first).date(),
                 "last": pd.Timestamp(last).date()})
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
@@ -100,16 +111,18 @@ class AggregateKeeper:
         with self.engine.begin() as conn:
             taken = conn.execute(text(
                 """
-                INSERT INTO ml_demand_aggregate_day AS d (restaurant_id, kind, local_date, zone, order_rows, read_at)
-                SELECT s.rid, :kind, s.day, s.zone, s.n, :read_at
+                INSERT INTO ml_demand_aggregate_day AS d (restaurant_id, kind, local_date, source, zone, order_rows,
+                                                          read_at)
+                SELECT s.rid, :kind, s.day, :source, s.zone, s.n, :read_at
                 FROM unnest(CAST(:rids AS bigint[]), CAST(:days AS date[]), CAST(:zones AS text[]),
                             CAST(:ns AS bigint[])) AS s(rid, day, zone, n)
                 ON CONFLICT (restaurant_id, kind, local_date) DO UPDATE
-                    SET zone = EXCLUDED.zone, order_rows = EXCLUDED.order_rows, read_at = EXCLUDED.read_at
-                    WHERE d.read_at <= EXCLUDED.read_at
+                    SET source = EXCLUDED.source, zone = EXCLUDED.zone, order_rows = EXCLUDED.order_rows,
+                        read_at = EXCLUDED.read_at
+                    WHERE d.read_at <= EXCLUDED.read_at OR d.source <> EXCLUDED.source
                 RETURNING restaurant_id, local_date
                 """
-            ), {"kind": kind, "read_at": read_at, "rids": [int(r) for r in days["restaurant_id"]],
+            ), {"kind": kind, "source": self.source, "read_at": read_at, "rids": [int(r) for r in days["restaurant_id"]],
                 "days": _dates(days["local_date"]), "zones": [str(z) for z in days["zone"]],
                 "ns": [int(n) for n in days["order_rows"]]}).all()
             if not taken:

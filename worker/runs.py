@@ -31,6 +31,7 @@ from features.quality import count_malformed
 from features.restaurants import load_restaurants
 from webhooks.deliveries import emit_run_completed
 from worker import catalog, db, records
+from worker.aggregates import AggregateKeeper, replica_source
 from worker.failures import failure_reason, is_transient, with_retries
 from worker.locks import Heartbeat, RunLock
 from worker.records import RunRecords
@@ -130,6 +131,8 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
             model_store=settings.model_store.path,
             valid_until=valid_until,
             registry=records.registry_frame(predictions, [u.prediction_type for u in units]),
+            aggregates=(AggregateKeeper(predictions, replica_source(settings.replica.url.get_secret_value()))
+                        if settings.forecast.keep_aggregates else None),
         )
         generated_at = datetime.now(timezone.utc)
         expires_at = generated_at + pd.Timedelta(hours=settings.forecast.expires_after_hours).to_pytimedelta()

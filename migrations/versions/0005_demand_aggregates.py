@@ -11,7 +11,9 @@ only the days it cannot trust (``features.aggregate_cache`` says which; ``worker
 the tables' one writer).
 
 - ``ml_demand_aggregate_day``: one row per restaurant, kind (``daily``, ``hourly``, ``items``) and
-  complete local day whose aggregates are kept, with the zone it was bucketed in, when it was read
+  complete local day whose aggregates are kept, with the replica it was read from (``source``:
+  host, port and database; a predictions database pointed at another replica trusts nothing kept
+  from the first), the zone it was bucketed in, when it was read
   (``read_at``, wall clock: the replica as it was then) and how many ``orders_order`` rows the day
   had (any status, malformed included): the cheap check that the day has not changed since.
 - ``ml_demand_daily_aggregate``, ``ml_demand_hourly_aggregate``, ``ml_demand_item_aggregate``: the
@@ -34,6 +36,7 @@ CREATE TABLE ml_demand_aggregate_day (
     restaurant_id bigint NOT NULL,
     kind          text NOT NULL CHECK (kind IN ('daily', 'hourly', 'items')),
     local_date    date NOT NULL,
+    source        text NOT NULL,
     zone          text NOT NULL,
     order_rows    bigint NOT NULL,
     read_at       timestamptz NOT NULL,
