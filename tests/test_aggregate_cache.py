@@ -204,3 +204,23 @@ def test_the_daily_run_keeps_the_aggregates_and_a_warm_night_reads_only_what_is_
                                                               AS_OF)) > 150 * len(zones)
     assert AggregateKeeper(keeper.engine, "elsewhere:5432/rms").covered("daily", list(zones), AS_OF - pd.Timedelta(days=400),
                                                                       AS_OF).empty
+
+
+def test_rebuild_aggregates_reads_them_again_and_refuses_unknown_restaurants(reader, keeper):
+    from typer.testing import CliRunner
+
+    from worker.cli import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["rebuild-aggregates", "--restaurant", "1"])
+    assert done.exit_code == 0, done.output
+    assert "rebuilt the kept demand aggregates of 1 restaurant(s)" in done.output
+    marks = keeper.watermarks()
+    assert set(marks["restaurant_id"]) == {1} and set(marks["kind"]) == {"daily", "hourly", "items"}
+    assert (marks["days"] > 150).all()
+    wrong = runner.invoke(app, ["rebuild-aggregates", "--restaurant", "1", "--restaurant", "999999"])
+    assert wrong.exit_code == 2 and "no restaurant 999999 on the replica" in wrong.output
+    assert len(keeper.watermarks()) == 3  # nothing dropped on a mistake
+    dropped = runner.invoke(app, ["rebuild-aggregates", "--restaurant", "1", "--forget-only"])
+    assert dropped.exit_code == 0 and "the next run reads their whole history" in dropped.output
+    assert keeper.watermarks().empty

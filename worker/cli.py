@@ -15,8 +15,10 @@ from typing import Optional
 import typer
 
 from worker.console import advance, progress, run_summary, summary_table, to_json
+from worker.console_aggregates import rebuild_aggregates
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RMS prediction engine.")
+app.command("rebuild-aggregates")(rebuild_aggregates)  # its body and output: worker/console_aggregates.py
 
 
 def _setup_logging() -> None:
