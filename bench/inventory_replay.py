@@ -55,6 +55,43 @@ def label_runouts(world: World, truth: dict, runouts: list[tuple[int, int]]) -> 
     return out
 
 
+def alarm_limits(watch: AlarmWatch, world: World, truth: dict, notice: dict, days: range, end: int,
+                 precision: float = 0.3) -> dict:
+    """Why alarms in time miss, on the item-days ``alarms_without_new_orders`` judges: how many of
+    the needed ones run out on or the day after a planted one-day demand spike of their restaurant
+    (``spike_share``: nothing a lead time ahead shows it), and what the model's own P(out by h)
+    promises if it is calibrated (``calibrated_frontier``): alarming where P >= tau, the expected
+    precision is the mean P of the alarms and the expected recall their share of the summed P --
+    ``best_recall_at_precision``: the most recall any threshold gives at ``precision`` by the
+    model's own account; beside it the realised precision and recall at the same thresholds."""
+    spikes = {(int(r["restaurant_id"]), (pd.Timestamp(a["date"]) - world.start).days)
+              for r in truth.get("restaurants", []) for a in r.get("anomalies", []) if a.get("kind") == "spike"}
+    rows = []
+    for (d, i), (L, h) in notice.items():
+        if d not in days or d + h >= end or watch.cf[(d, i)] < L:
+            continue
+        p = watch.model.p_out[(d, i)]
+        x = d + watch.cf[(d, i)]
+        rows.append((float(p[min(h, len(p) - 1)]), watch.cf[(d, i)] <= h,
+                     (int(world.restaurant_id[i]), x) in spikes or (int(world.restaurant_id[i]), x - 1) in spikes))
+    if not rows:
+        return {}
+    p, hit, spike = (np.array(c) for c in zip(*rows))
+    frontier, best = [], 0.0
+    for tau in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7):
+        a = p >= tau
+        if not a.any():
+            continue
+        exp_prec, exp_rec = float(p[a].mean()), float(p[a].sum() / p.sum())
+        frontier.append({"threshold": tau, "expected_precision": round(exp_prec, 4), "expected_recall": round(exp_rec, 4),
+                         "precision": round(float(hit[a].mean()), 4), "recall": round(float(hit[a].sum() / max(hit.sum(), 1)), 4)})
+        if exp_prec >= precision:
+            best = max(best, exp_rec)
+    return {"needed": int(hit.sum()), "spike_share": round(float(spike[hit].mean()), 4) if hit.any() else None,
+            "expected_needed": round(float(p.sum()), 2), "calibrated_frontier": frontier,
+            "best_recall_at_precision": {"precision": precision, "expected_recall": round(best, 4)}}
+
+
 def _pr(x: dict) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in x.items()}
 
@@ -132,6 +169,7 @@ def _alarm_figures(watch: AlarmWatch, world: World, settings, truth: dict, histo
     need_p = [float(watch.model.p_out[k][min(h, len(watch.model.p_out[k]) - 1)]) for k, (L, h) in notice.items()
               if k[0] in second and k[0] + h < D and L <= watch.cf[k] <= h]
     out["needed_p_out_quartiles"] = [round(float(q), 4) for q in np.quantile(need_p, (0.25, 0.5, 0.75))] if need_p else None
+    out["why"] = alarm_limits(watch, world, truth, notice, second, D)
     chain = {}
     for name, alarms in (("model", m_alarm), ("days_of_cover", c_alarm)):
         chain[name] = {

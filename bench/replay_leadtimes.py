@@ -164,6 +164,16 @@ class WorldLeadHistory:
                                "open": open_.to_numpy()})
         return hist, recent
 
+    def weekday_medians(self, day: int, first_weekday: int) -> pd.DataFrame:
+        """As of the morning of ``day``: per supplier and weekday of placement (Monday 0; day 0 is
+        a ``first_weekday``) the received orders and their median lead, as
+        ``features.suppliers._weekday_medians`` reads them before they are made wide."""
+        o = self.orders
+        got = o[(o["placed"] >= day - self.back) & (o["placed"] < day) & (o["arrived"] <= day)]
+        lead = (got["arrived"] - got["placed"]).groupby([got["supplier_id"], (got["placed"] + first_weekday) % 7])
+        out = pd.DataFrame({"n": lead.size(), "p50": lead.median()}).reset_index()
+        return out.set_axis(["supplier_id", "weekday", "n", "p50"], axis=1)
+
 
 def lead_time_world(arrive: Callable, truth: dict) -> dict:
     """Per supplier: the world's realised mean and sd lead (days, over the orders the replays drew)

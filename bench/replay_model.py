@@ -4,6 +4,7 @@ the replay's own stock, batches and orders in transit)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +63,14 @@ class ModelPolicy:
         self._item = it
 
     def __call__(self, world: World, state: State) -> np.ndarray | None:
-        from models.lead_time import QUANTILE_COLUMNS, lead_draws_now, supplier_quantiles
+        from models.lead_time import (
+            QUANTILE_COLUMNS,
+            SHIFT_COLUMNS,
+            lead_draws_now,
+            supplier_quantiles,
+            supplier_shifts,
+            weekday_shift,
+        )
         from models.reorder import decide_item
         from models.stock_projection import arrival_days, arrival_scenarios
 
@@ -70,7 +78,7 @@ class ModelPolicy:
         inp = self.inputs
         as_of, lead, use = inp.as_of[d], inp.lead[d], inp.usage[d]
         if not self.lead_distribution:  # the lognormal of before, for comparison
-            lead = lead.drop(columns=QUANTILE_COLUMNS, errors="ignore")
+            lead = lead.drop(columns=QUANTILE_COLUMNS + SHIFT_COLUMNS, errors="ignore")
         today = world.start + pd.Timedelta(days=d)
         oo = _orders_frame(world, state, inp, self.ordered_at0)
         arr_days = arrival_days(oo, lead, inp.restaurants, inp.items, as_of)
@@ -89,6 +97,7 @@ class ModelPolicy:
             scen = arrival_scenarios(oo, lead, {i: tz[rest_of[i]] for i in ids}, {i: today for i in ids},
                                      {i: mid.get(int(rest_of[i]), 23.0) for i in ids}, as_of, self.alarm_days)
         shapes = supplier_quantiles(lead) if self.lead_distribution else {}
+        shifts = supplier_shifts(lead) if self.lead_distribution else {}
         draws = {}
         lead_by = lead.set_index("supplier_id") if len(lead) else pd.DataFrame()
         default_L = float(lead["expected_days"].median()) if len(lead) else 2.0
@@ -104,6 +113,10 @@ class ModelPolicy:
                 L, sL = float(lead_by.loc[sid, "expected_days"]), float(lead_by.loc[sid, "sd_days"])
             else:
                 L, sL = default_L, default_sL
+            # the order placed now must last until the next review's order lands: that one's weekday
+            nxt = (today + pd.Timedelta(days=math.ceil(self.settings.review_period_days))).weekday()
+            shift = weekday_shift(shifts, sid, nxt)
+            L, L_today = max(L + shift, 0.0), max(L + weekday_shift(shifts, sid, today.weekday()), 0.0)
             lots = [(e - d, qq) for e, qq in state.lots[i] if e < NEVER]
             on_hand = float(sum(qq for _, qq in state.lots[i]))
             row = self._item.loc[iid]
@@ -116,16 +129,27 @@ class ModelPolicy:
                 min_order_quantity=None if pd.isna(row["min_order_quantity"]) else float(row["min_order_quantity"]),
                 whole_units=row["unit"] == "each", scenarios=scen.get(iid) or [(1.0, a[: self.alarm_days])],
                 seed=iid, p_out=self.alarms, p_out_days=self.alarm_days, paths=self.paths,
-                lead_draws=draws.setdefault(sid, lead_draws_now(shapes, sid)) if shapes else None,
+                lead_draws=draws.setdefault(sid, lead_draws_now(shapes, sid, shift=shift)) if shapes else None,
             )
             if self.alarms:
                 self.p_out[(d, i)] = p
-                self.lead_days[(d, i)] = L
+                self.lead_days[(d, i)] = L_today  # the notice an order placed this morning needs
                 self.position[(d, i)] = plan["position"]
                 self.rop[(d, i)] = plan["reorder_point"]
             if self.order and plan["order_by_index"] == 0 and plan["quantity"] > 0:
                 q[i] = plan["quantity"]
         return q if self.order else None
+
+
+def world_lead_frames(lead_history, day: int, start: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What ``features.suppliers.supplier_history`` would read as of the morning of ``day`` in the
+    world's own delivery history (``WorldLeadHistory``): the lead-time history with its quantiles
+    and weekday medians, and the recent orders."""
+    from features.suppliers import LEAD_QUANTILES, weekday_columns
+
+    hist, recent = lead_history.frames(day, LEAD_QUANTILES)
+    wd = weekday_columns(lead_history.weekday_medians(day, start.weekday()))
+    return hist.merge(wd, on="supplier_id", how="left"), recent
 
 
 def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestamp, days: int,
@@ -139,7 +163,6 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
 
     from core.units import Scope
     from features.inventory import inventory_features
-    from features.suppliers import LEAD_QUANTILES
     from models.lead_time import SupplierLeadTime
     from models.usage import usage_forecast
     from worker.settings import get_settings
@@ -155,7 +178,7 @@ def model_inputs(reader, restaurants: pd.DataFrame, settings, start: pd.Timestam
         out.as_of.append(as_of)
         out.usage.append({int(i): (g["mean"].to_numpy(float), g["sd"].to_numpy(float)) for i, g in use.groupby("inventory_item_id")})
         hist, recent = ((feats.lead_times, feats.recent_orders) if lead_history is None
-                        else lead_history.frames(d, LEAD_QUANTILES))
+                        else world_lead_frames(lead_history, d, start))
         out.lead.append(SupplierLeadTime.from_settings(settings).fit(feats.suppliers, hist, recent).estimates_)
         out.midpoint.append(feats.midpoint_hour or {})
         if d == 0:

@@ -72,7 +72,8 @@ def supplier_lead_times(
     Orders placed in [start, as_of) and received before ``as_of``; a receipt before the order is
     malformed and ignored. Returns supplier_id, n, mean, sd, p10, p50, p90 (days), last_ordered_at,
     and with ``quantiles`` K > 0 a column ``quantiles``: per supplier the lead times at the levels
-    (k + 1/2) / K, k = 0 .. K-1 (the shape of ``models.lead_time``'s distribution, tail included).
+    (k + 1/2) / K, k = 0 .. K-1 (the shape of ``models.lead_time``'s distribution, tail included),
+    and the weekday medians (``_weekday_medians``).
     Orders still open are censored (not counted): a supplier late on everything looks better than it
     is until the orders arrive, which is why the spread matters as much as the mean.
     """
@@ -100,7 +101,40 @@ def supplier_lead_times(
     )
     frame["supplier_id"] = frame["supplier_id"].astype("int64")
     frame["n"] = frame["n"].astype("int64")
+    if quantiles:
+        frame = frame.merge(_weekday_medians(reader, supplier_ids, start, as_of), on="supplier_id", how="left")
     return frame
+
+
+def _weekday_medians(reader: ReplicaReader, supplier_ids: list[int], start: datetime, as_of: datetime) -> pd.DataFrame:
+    """Per supplier, the received orders and their median lead (days) by the local weekday they were
+    placed on (the ordering restaurant's zone): ``wd_n_{w}``, ``wd_p50_{w}``, w = 0 (Monday) .. 6.
+    Vans that do not come on Sundays and weekend backlogs make a Saturday order slower than a
+    Tuesday one, every week, and a lead time blind to it carries the difference as spread."""
+    long = reader.frame(
+        f"""
+        SELECT po.supplier_id, (extract(isodow FROM po.ordered_at AT TIME ZONE r.timezone))::int - 1 AS weekday,
+               count(*) AS n,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM po.received_at - po.ordered_at) / 86400.0)::float8 AS p50
+        FROM inventory_purchaseorder po JOIN restaurants_restaurant r ON r.id = po.restaurant_id
+        WHERE po.supplier_id = ANY(:sids) AND {PLACED} AND po.ordered_at >= :start
+          AND po.received_at IS NOT NULL AND po.received_at < :as_of AND po.received_at >= po.ordered_at
+          AND {valid('inventory_purchaseorder', 'po')}
+        GROUP BY 1, 2
+        """,
+        {"sids": supplier_ids, "start": start, "as_of": as_of, "valid_until": as_of},
+    )
+    return weekday_columns(long)
+
+
+def weekday_columns(long: pd.DataFrame) -> pd.DataFrame:
+    """supplier_id, weekday, n, p50 rows as one row per supplier (``wd_n_{w}``, ``wd_p50_{w}``)."""
+    wide = pd.DataFrame({"supplier_id": pd.Series(sorted({int(s) for s in long["supplier_id"]}), dtype="int64")})
+    for w in range(7):
+        day = long[long["weekday"] == w].set_index("supplier_id")
+        wide[f"wd_n_{w}"] = wide["supplier_id"].map(day["n"]).fillna(0).astype("int64")
+        wide[f"wd_p50_{w}"] = wide["supplier_id"].map(day["p50"]).astype(float)
+    return wide
 
 
 def supplier_recent_orders(reader: ReplicaReader, supplier_ids: list[int], as_of: datetime, days: int) -> pd.DataFrame:

@@ -33,7 +33,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
         settings: ``core.settings.InventorySettings``.
         restaurants: the scope's restaurants (id, timezone).
     """
-    from models.lead_time import SupplierLeadTime, lead_draws_now, supplier_quantiles
+    from models.lead_time import SupplierLeadTime, lead_draws_now, supplier_quantiles, supplier_shifts, weekday_shift
 
     items = features.items
     lead = SupplierLeadTime.from_settings(settings).fit(features.suppliers, features.lead_times,
@@ -51,7 +51,7 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
     recorded = features.on_hand.set_index("inventory_item_id").get("recorded", on_hand)
     below_zero = set(recorded.index[recorded < -1e-9])
     tz_of = restaurants.set_index("id")["timezone"]
-    shapes = supplier_quantiles(lead)
+    shapes, shifts = supplier_quantiles(lead), supplier_shifts(lead)
     daily_frames, decisions = [], []
     for item in items.itertuples(index=False):
         iid = int(item.inventory_item_id)
@@ -64,14 +64,18 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
         lots = _lots(features.lots[features.lots["inventory_item_id"] == iid], item, tz_of, days[0])
         shelf = item.shelf_life_days if item.is_perishable and pd.notna(item.shelf_life_days) else None
         stock0 = float(on_hand.get(iid, 0.0))
-        L, sL = supplier_lead(lead, item.supplier_id)
+        L0, sL = supplier_lead(lead, item.supplier_id)
+        L = max(L0 + weekday_shift(shifts, item.supplier_id, days[0].weekday()), 0.0)  # an order placed today
+        # what is ordered today must last until the next review's order lands: that one's weekday
+        shift = weekday_shift(shifts, item.supplier_id, (days[0] + _review(settings)).weekday())
+        L_cover = max(L0 + shift, 0.0)
         proj, p_mix, plan = decide_item(
-            stock0, lots, mean, sd, arr, shelf, L, sL, settings,
+            stock0, lots, mean, sd, arr, shelf, L_cover, sL, settings,
             unit_cost=float(item.unit_cost or 0.0),
             par_level=None if pd.isna(item.par_level) else float(item.par_level),
             min_order_quantity=None if pd.isna(item.min_order_quantity) else float(item.min_order_quantity),
             whole_units=item.unit == "each", scenarios=scenarios.get(iid) or [(1.0, arr)], seed=iid,
-            lead_draws=lead_draws_now(shapes, item.supplier_id),
+            lead_draws=lead_draws_now(shapes, item.supplier_id, shift=shift),
         )
         method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
         daily_frames.append(_daily_frame(item, u, proj, arr, method, min(settings.horizon_days, len(days))))
@@ -82,6 +86,11 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
         }))
     daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
     return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()))
+
+
+def _review(settings: InventorySettings) -> pd.Timedelta:
+    """The review period as whole days: when the next run can order."""
+    return pd.Timedelta(days=int(np.ceil(settings.review_period_days)))
 
 
 def supplier_lead(lead: pd.DataFrame, supplier_id: float | None) -> tuple[float, float]:

@@ -52,6 +52,10 @@ RECENT_CLIP = np.log(4.0)  # one order counts at most 4x (or 1/4 of) the usual l
 LEAD_LEVELS = (np.arange(40) + 0.5) / 40
 QUANTILE_COLUMNS = [f"lead_q{k:02d}" for k in range(len(LEAD_LEVELS))]
 POOL_PRIOR_ORDERS = 20.0  # weight, in orders, of the chain's pooled shape in a supplier's own
+# per local weekday an order is placed on (Monday 0), days added to its lead: the weekday's median
+# minus the supplier's, shrunk with the weight of this many orders ("as any other day")
+SHIFT_COLUMNS = [f"lead_shift_{w}" for w in range(7)]
+WEEKDAY_PRIOR_ORDERS = 5.0
 TAIL_FROM = 0.9  # above this level the quantile function continues as an exponential tail
 MIN_TAIL_DAYS = 0.25
 
@@ -140,6 +144,30 @@ def shrunk_shapes(frame: pd.DataFrame, enough: np.ndarray) -> np.ndarray:
     return w * np.where(have[:, None], own, 0.0) + (1 - w) * pool
 
 
+def weekday_shifts(frame: pd.DataFrame) -> np.ndarray:
+    """(suppliers, 7) days to add to the lead of an order placed on each local weekday: the
+    weekday's median lead (``wd_p50_{w}``, ``features.suppliers``) minus the supplier's (``p50``),
+    shrunk by n_w / (n_w + ``WEEKDAY_PRIOR_ORDERS``); 0 without them. The shape (``shrunk_shapes``)
+    is the all-days one, so its spread still holds the weekdays' differences: a little wide."""
+    out = np.zeros((len(frame), 7))
+    if "wd_p50_0" not in frame:
+        return out
+    p50 = frame["p50"].to_numpy(float)
+    for w in range(7):
+        n = frame[f"wd_n_{w}"].fillna(0).to_numpy(float)
+        diff = frame[f"wd_p50_{w}"].to_numpy(float) - p50
+        out[:, w] = np.where((n > 0) & np.isfinite(diff), n / (n + WEEKDAY_PRIOR_ORDERS) * np.nan_to_num(diff), 0.0)
+    return out
+
+
+def supplier_shifts(lead: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Per supplier id, its weekday shifts (``weekday_shifts``; zeros when the estimates have none)."""
+    if lead is None or not len(lead) or SHIFT_COLUMNS[0] not in lead:
+        return {}
+    x = lead[SHIFT_COLUMNS].to_numpy(float)
+    return {int(s): np.nan_to_num(x[i]) for i, s in enumerate(lead["supplier_id"])}
+
+
 def supplier_quantiles(lead: pd.DataFrame) -> dict[int, np.ndarray]:
     """Per supplier id, its lead-time quantiles at ``LEAD_LEVELS`` (``SupplierLeadTime.estimates_``;
     empty for estimates without them, e.g. saved before they existed)."""
@@ -149,13 +177,21 @@ def supplier_quantiles(lead: pd.DataFrame) -> dict[int, np.ndarray]:
     return {int(s): q[i] for i, s in enumerate(lead["supplier_id"]) if np.isfinite(q[i]).all()}
 
 
-def lead_draws_now(shapes: dict[int, np.ndarray], supplier_id: float | None, grid: int = 200) -> np.ndarray | None:
+def lead_draws_now(shapes: dict[int, np.ndarray], supplier_id: float | None, grid: int = 200,
+                   shift: float = 0.0) -> np.ndarray | None:
     """``grid`` equally likely lead times (days) of an order placed now with this supplier
-    (``supplier_quantiles``); None when it has no distribution (the reorder point then uses the
-    Normal formula with the lead time's sd)."""
+    (``supplier_quantiles``), plus today's weekday ``shift``; None when it has no distribution
+    (the reorder point then uses the Normal formula with the lead time's sd)."""
     if supplier_id is None or pd.isna(supplier_id) or int(supplier_id) not in shapes:
         return None
-    return lead_quantile(shapes[int(supplier_id)], (np.arange(grid) + 0.5) / grid)
+    return np.maximum(lead_quantile(shapes[int(supplier_id)], (np.arange(grid) + 0.5) / grid) + shift, 0.0)
+
+
+def weekday_shift(shifts: dict[int, np.ndarray], supplier_id: float | None, weekday: int) -> float:
+    """The supplier's shift (days) for an order placed on this local weekday; 0 when unknown."""
+    if supplier_id is None or pd.isna(supplier_id) or int(supplier_id) not in shifts:
+        return 0.0
+    return float(shifts[int(supplier_id)][int(weekday)])
 
 
 class SupplierLeadTime:
@@ -241,6 +277,7 @@ class SupplierLeadTime:
         for i in np.flatnonzero(~np.isfinite(q).all(axis=1)):
             q[i] = lognormal_quantiles(float(out["expected_days"].iloc[i]), float(out["sd_days"].iloc[i]))
         out[QUANTILE_COLUMNS] = q
+        out[SHIFT_COLUMNS] = weekday_shifts(frame) * out["recent_lateness_factor"].to_numpy(float)[:, None]
         self.estimates_ = out.reset_index(drop=True)
         return self
 

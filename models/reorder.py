@@ -127,7 +127,9 @@ def reorder_point_quantile(d: float, sd_d: float, cover_draws: np.ndarray, servi
     draws ``cover_draws``): per draw T the use is Normal(d T, sd_d^2 T), mixed over the draws, the
     quantile found by bisection. With a heavy-tailed lead time (missed rounds, lost orders) this
     is what protects against the late delivery; the Normal formula with the lead time's sd
-    understates a long tail and overstates a short one."""
+    understates a long tail and overstates a short one. (The forecast's own days instead of d T,
+    weekdays and all, was tried in the decision replay: more stock and more stockouts on its
+    first half at 0.9.)"""
     T = np.maximum(np.asarray(cover_draws, float), 1e-6)
     mu, s = d * T, np.maximum(sd_d * np.sqrt(T), 1e-9 * max(d, 1e-9))
     lo, hi = 0.0, float(np.max(mu + 8 * s))

@@ -88,9 +88,11 @@ def arrival_scenarios(
 ) -> dict[int, list[tuple[float, np.ndarray]]]:
     """Where open orders may land: per item, weighted arrival vectors (quantity per local day).
 
-    Each open purchase order's lead time is lognormal with the supplier's expected lead time and
-    sd (``models.lead_time``), conditioned on not having arrived by ``as_of`` (an order already
-    late is more likely to come tomorrow than at its promised time). It is discretised on
+    Each open purchase order's lead time comes from the supplier's delivery history
+    (``models.lead_time``: its quantiles shrunk to the chain's, an exponential tail, the shift of
+    the weekday it was placed on; a lognormal with the expected lead time and sd for estimates
+    without them), conditioned on not having arrived by ``as_of`` (an order already late is
+    more likely to come soon than at its usual time; one older than any seen waits the tail). It is discretised on
     ``grid`` equally likely quantiles (no random draws: the same input gives the same output).
     An arrival after the restaurant's ``midpoint_hour`` (half the day's use already recorded)
     feeds the next day. Orders of one item combine as independent; more than ``max_scenarios``
@@ -105,12 +107,12 @@ def arrival_scenarios(
     Returns:
         item id -> [(weight, arrivals per day)]; items without open orders are absent.
     """
-    from models.lead_time import supplier_quantiles
+    from models.lead_time import supplier_quantiles, supplier_shifts
 
     out: dict[int, list[tuple[float, np.ndarray]]] = {}
     if orders.empty:
         return out
-    shapes = supplier_quantiles(lead)
+    shapes, shifts = supplier_quantiles(lead), supplier_shifts(lead)
     o = orders.merge(lead[["supplier_id", "expected_days", "sd_days"]], on="supplier_id", how="left")
     u = (np.arange(grid) + 0.5) / grid
     for iid, lines in o.groupby("inventory_item_id"):
@@ -123,7 +125,10 @@ def arrival_scenarios(
             first = po.iloc[0]
             qty = float(po["quantity"].sum())
             elapsed = max((as_of - first["ordered_at"]).total_seconds() / 86400.0, 0.0)
-            lead_days = _lead_draws(first, shapes, elapsed, u, as_of)
+            placed_weekday = first["ordered_at"].tz_convert(tz).weekday()
+            shift = shifts[int(first["supplier_id"])][placed_weekday] if pd.notna(first["supplier_id"]) and int(
+                first["supplier_id"]) in shifts else 0.0
+            lead_days = _lead_draws(first, shapes, elapsed, u, as_of, shift)
             at = (first["ordered_at"] + pd.to_timedelta(lead_days, unit="D")).tz_convert(tz).tz_localize(None)
             day = (at.normalize() - today).days.to_numpy() + (at.hour + at.minute / 60.0 >= mid).astype(int)
             per_po.append((np.maximum(day, 0), qty))
@@ -157,10 +162,11 @@ def arrival_scenarios(
 
 
 def _lead_draws(order: pd.Series, shapes: dict[int, np.ndarray], elapsed: float, u: np.ndarray,
-                as_of: pd.Timestamp) -> np.ndarray:
+                as_of: pd.Timestamp, shift: float = 0.0) -> np.ndarray:
     """An open order's lead time (days) at the equally likely levels ``u``, given it has not come
     after ``elapsed`` days: from the supplier's own delivery history (``models.lead_time``:
-    empirical quantiles shrunk to the chain's, exponential tail), else a lognormal with its expected
+    empirical quantiles shrunk to the chain's, exponential tail, plus the ``shift`` of the weekday
+    it was placed on), else a lognormal with its expected
     lead time and sd, else its own ``expected_at`` (tomorrow when it has none)."""
     from scipy.stats import lognorm
 
@@ -169,7 +175,7 @@ def _lead_draws(order: pd.Series, shapes: dict[int, np.ndarray], elapsed: float,
     sid = order["supplier_id"]
     q = shapes.get(int(sid)) if pd.notna(sid) else None
     if q is not None:
-        return lead_quantile(q, u, elapsed)
+        return lead_quantile(np.maximum(q + shift, 0.0), u, elapsed)
     mean, sd = order["expected_days"], order["sd_days"]
     if pd.notna(mean) and mean > 0 and pd.notna(sd) and sd > 1e-6:
         s2 = math.log(1 + (sd / mean) ** 2)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy.stats import lognorm
 
-pytestmark = pytest.mark.pure
+pure = pytest.mark.pure
 
 LEVELS = (np.arange(40) + 0.5) / 40
 
@@ -46,6 +46,7 @@ def fitted(lead: np.ndarray, n_other: int = 0) -> pd.Series:
     return est.set_index("supplier_id")
 
 
+@pure
 def test_lead_quantile_is_the_history_in_the_body_an_exponential_beyond_and_conditions_on_elapsed():
     from models.lead_time import lead_quantile, tail_mean
 
@@ -63,6 +64,7 @@ def test_lead_quantile_is_the_history_in_the_body_an_exponential_beyond_and_cond
     assert np.mean(lost - 30.0) == pytest.approx(tail_mean(q), rel=0.05)
 
 
+@pure
 def test_a_short_history_borrows_the_chains_tail_and_a_long_one_keeps_its_own():
     from models.lead_time import POOL_PRIOR_ORDERS, QUANTILE_COLUMNS
 
@@ -83,6 +85,7 @@ def test_a_short_history_borrows_the_chains_tail_and_a_long_one_keeps_its_own():
     assert np.isfinite(bare[QUANTILE_COLUMNS].to_numpy(float)).all() and bare["method"].iloc[0] == "rule"
 
 
+@pure
 def test_held_out_overdue_orders_are_forecast_better_than_by_the_lognormal_with_the_same_mean_and_sd():
     """Model quality on held-out orders: for every order still out after e days (e = 2.5, 3.5, 6),
     P(it lands within the next 2 days); Brier score against the lognormal of the history's mean
@@ -107,6 +110,7 @@ def test_held_out_overdue_orders_are_forecast_better_than_by_the_lognormal_with_
     assert sum(brier_model) < 0.8 * sum(brier_base), (brier_model, brier_base)
 
 
+@pure
 def test_reorder_point_from_the_lead_distribution_keeps_its_service_level_on_held_out_cycles():
     """The reorder point as the quantile of use over a random lead + review covers its share of
     held-out replenishment cycles (Poisson use of 10 a day) at every level; the Normal formula with
@@ -134,6 +138,7 @@ def test_reorder_point_from_the_lead_distribution_keeps_its_service_level_on_hel
     assert sum(miss_model) < 0.5 * sum(miss_normal), (miss_model, miss_normal)
 
 
+@pure
 def test_an_order_long_overdue_no_longer_counts_in_full_and_the_advice_reorders():
     """The replay's 32-day order: an order of a supplier whose late orders can take weeks, out for
     15 days, is unlikely to land within the cover, so the position leaves most of it out and
@@ -168,3 +173,49 @@ def test_an_order_long_overdue_no_longer_counts_in_full_and_the_advice_reorders(
     assert lognormal["order_by_index"] != 0  # counted the overdue order in full: no order today
     assert with_tail["order_by_index"] == 0 and with_tail["quantity"] > 0
     assert with_tail["position"] < 30.0 + 100.0 * 0.8
+
+
+@pure
+def test_a_weekday_whose_orders_come_a_day_later_gets_that_day_shrunk_by_its_orders():
+    from models.lead_time import SHIFT_COLUMNS, WEEKDAY_PRIOR_ORDERS, SupplierLeadTime, lead_draws_now, supplier_quantiles
+
+    lead = deliveries(700, 9)
+    row = {"supplier_id": 1, "n": 700, "mean": lead.mean(), "sd": lead.std(), "p10": 0.0, "p50": float(np.median(lead)),
+           "p90": 0.0, "quantiles": list(np.quantile(lead, LEVELS))}
+    for w in range(7):  # Saturday's orders wait for Monday's van: a day more; Sunday has 3 orders
+        row[f"wd_n_{w}"] = 3 if w == 6 else 100
+        row[f"wd_p50_{w}"] = row["p50"] + (1.0 if w in (5, 6) else 0.0)
+    est = SupplierLeadTime().fit(pd.DataFrame({"supplier_id": [1], "promised_lead_days": [2.0]}),
+                                 pd.DataFrame([row])).estimates_
+    shifts = est[SHIFT_COLUMNS].to_numpy(float)[0]
+    assert shifts[0] == 0.0 and shifts[5] == pytest.approx(100 / (100 + WEEKDAY_PRIOR_ORDERS))
+    assert shifts[6] == pytest.approx(3 / (3 + WEEKDAY_PRIOR_ORDERS))
+    base = lead_draws_now(supplier_quantiles(est), 1)
+    assert np.allclose(lead_draws_now(supplier_quantiles(est), 1, shift=shifts[5]), base + shifts[5])
+
+
+def test_the_readers_quantiles_and_weekday_medians_are_the_received_orders_own(seeded_replica):
+    """``supplier_lead_times(quantiles=K)`` on the seeded chain: per supplier the received orders'
+    lead times at the levels (k + 1/2) / K, and their medians by the local weekday of placement,
+    as numpy and pandas compute them from ``received_orders``."""
+    from core.replica import ReplicaReader
+    from features.suppliers import received_orders, supplier_lead_times
+    from worker import db
+
+    reader = ReplicaReader(db.replica_engine())
+    end = pd.Timestamp(str(seeded_replica["ground_truth"]["end"])).tz_localize("UTC")
+    sids = [int(s) for s in reader.frame("SELECT id FROM inventory_supplier")["id"]]
+    start, as_of = end - pd.Timedelta(days=365), end - pd.Timedelta(days=20)
+    hist = supplier_lead_times(reader, sids, start, as_of, quantiles=8).set_index("supplier_id")
+    orders = received_orders(reader, sids, start, as_of)
+    got = reader.frame("SELECT id, received_at FROM inventory_purchaseorder").set_index("id")["received_at"]
+    orders = orders[pd.to_datetime(orders["purchase_order_id"].map(got), utc=True) < as_of]
+    tz = reader.frame("SELECT id, timezone FROM restaurants_restaurant").set_index("id")["timezone"]
+    orders["weekday"] = [t.tz_convert(tz[r]).weekday() for t, r in zip(orders["ordered_at"], orders["restaurant_id"])]
+    assert len(hist) and len(orders)
+    for sid, g in orders.groupby("supplier_id"):
+        lead = g["lead_days"].to_numpy(float)
+        assert np.allclose(hist.loc[sid, "quantiles"], np.quantile(lead, (np.arange(8) + 0.5) / 8), atol=1e-6)
+        for w, day in g.groupby("weekday"):
+            assert hist.loc[sid, f"wd_n_{w}"] == len(day)
+            assert hist.loc[sid, f"wd_p50_{w}"] == pytest.approx(float(day["lead_days"].median()), abs=1e-6)
