@@ -132,16 +132,22 @@ class WorldLeadHistory:
     ``features.suppliers.supplier_lead_times`` and ``supplier_recent_orders`` would read: orders
     placed in the last ``back`` days and received by then (n, mean, sd, p10, p50, p90), and the
     orders of the last ``recent_days`` with their lead so far (``open`` when not yet received); with
+    ``every`` (supplier id -> k) each restaurant orders from that supplier only every k-th day, a
+    history as sparse as a chain's own ordering (the fairness check of docs/inventory.md); with
     ``quantiles`` K > 0 also the received leads at the levels (k + 1/2) / K (``quantiles``, as the
     reader's ``percentile_cont``)."""
 
-    def __init__(self, arrive, pairs: list[tuple[int, int]], days: int, back: int = 365, recent_days: int = 5):
+    def __init__(self, arrive, pairs: list[tuple[int, int]], days: int, back: int = 365, recent_days: int = 5,
+                 every: dict[int, int] | None = None):
         rows = []
+        every = every or {}
         for rid, sid in pairs:
             if sid not in arrive.suppliers:
                 continue
+            k = max(int(every.get(sid, 1)), 1)  # a sparser history: this restaurant orders every k days
             for d in range(-back, days):
-                rows.append((sid, d, d + arrive.draw(rid, sid, d)[1]))
+                if (d + rid) % k == 0:
+                    rows.append((sid, d, d + arrive.draw(rid, sid, d)[1]))
         self.orders = pd.DataFrame(rows, columns=["supplier_id", "placed", "arrived"])
         self.back, self.recent_days = back, recent_days
 

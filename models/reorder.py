@@ -42,16 +42,18 @@ def reorder_plan(
     soon_days: int,
     whole_units: bool,
     lead_draws: np.ndarray | None = None,
-    on_order_in_cover: float | None = None,
+    cover_arrivals: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Reorder point, safety stock, EOQ, order-by day, urgency and quantity (module docstring).
 
-    Args:
-        lead_draws: equally likely lead times (days) of an order placed now (``lead_draws_now``);
-            the reorder point is then the service level's quantile of use over lead + review
-            (``reorder_point_quantile``) instead of the Normal formula with the lead time's sd.
-        on_order_in_cover: the open orders' expected quantity arriving within the cover (from the
-            arrival scenarios); default all of it (``proj.on_order_total``).
+    ``lead_draws``: equally likely lead times of an order placed now (``lead_draws_now``): the
+    reorder point is the service level's quantile of use over lead + review
+    (``reorder_point_quantile``), not the Normal formula with the lead time's sd.
+    ``cover_arrivals``: (weights, quantity landing within the cover) per arrival scenario of the
+    open orders (``arrivals_within``): the position counts their expected quantity, and the order
+    is due now when the chance of running short over the cover, mixed over the scenarios,
+    exceeds 1 - service level (``short_risk``; position <= reorder point when they agree), so an
+    order long overdue orders again for its "maybe never" scenarios. Default: open orders in full.
     """
     n = len(usage)
     cover = max(lead_days + review_period_days, 1.0)
@@ -69,10 +71,12 @@ def reorder_plan(
     # perishable's position counted it and ordered too late (the decision replay's run-outs)
     # and an open order not expected to land within the cover does not cover it either: an order
     # long overdue from a supplier whose late orders can take weeks (the replay's 32-day order)
-    on_order = proj.on_order_total if on_order_in_cover is None else min(on_order_in_cover, proj.on_order_total)
-    position_now = on_hand + on_order - float(np.sum(proj.expired[: int(math.ceil(cover))]))
+    expiring = float(np.sum(proj.expired[: int(math.ceil(cover))]))
+    on_order, due_now = _open_orders(proj, cover_arrivals, on_hand - expiring, d, sd_d, lead_draws,
+                                     review_period_days, service_level)
+    position_now = on_hand + on_order - expiring
     position = proj.end_stock + proj.on_order_after
-    if position_now <= rop:
+    if (position_now <= rop) if due_now is None else due_now:
         when, pos_then = 0, position_now
     else:
         below = np.flatnonzero(position <= rop)
@@ -111,6 +115,21 @@ def reorder_plan(
     }
 
 
+def _open_orders(proj: Projection, cover_arrivals: tuple[np.ndarray, np.ndarray] | None, stock: float, d: float,
+                 sd_d: float, lead_draws: np.ndarray | None, review_period_days: float,
+                 service_level: float) -> tuple[float, bool | None]:
+    """(open orders counted in the position, whether an order is due now by ``short_risk``; None:
+    decide by position <= reorder point). See ``reorder_plan``'s ``cover_arrivals``."""
+    if cover_arrivals is None or not len(cover_arrivals[0]):
+        return proj.on_order_total, None
+    w, landed = (np.asarray(x, float) for x in cover_arrivals)
+    on_order = min(float(np.sum(w * landed)), proj.on_order_total)
+    if lead_draws is None or not len(lead_draws) or d <= 0 or np.ptp(landed) <= 1e-9:
+        return on_order, None
+    risk = short_risk(stock + landed, w, d, sd_d, np.asarray(lead_draws, float) + review_period_days)
+    return on_order, bool(risk > 1 - service_level)
+
+
 def _reorder_point(d: float, sd_d: float, cover: float, lead_sd: float, service_level: float,
                    lead_draws: np.ndarray | None, review_period_days: float) -> tuple[float, float]:
     """(reorder point, safety stock): from the lead-time draws when there are some
@@ -122,6 +141,13 @@ def _reorder_point(d: float, sd_d: float, cover: float, lead_sd: float, service_
     return d * cover + safety, safety
 
 
+def _use_cdf(x: np.ndarray, d: float, sd_d: float, cover_draws: np.ndarray) -> np.ndarray:
+    """P(use over the cover <= x) for each x: per equally likely cover T, Normal(d T, sd_d^2 T)."""
+    T = np.maximum(np.asarray(cover_draws, float), 1e-6)
+    mu, s = d * T, np.maximum(sd_d * np.sqrt(T), 1e-9 * max(d, 1e-9))
+    return norm.cdf((np.asarray(x, float)[:, None] - mu[None, :]) / s[None, :]).mean(axis=1)
+
+
 def reorder_point_quantile(d: float, sd_d: float, cover_draws: np.ndarray, service_level: float) -> float:
     """The ``service_level`` quantile of use over a random cover (lead + review, equally likely
     draws ``cover_draws``): per draw T the use is Normal(d T, sd_d^2 T), mixed over the draws, the
@@ -131,23 +157,29 @@ def reorder_point_quantile(d: float, sd_d: float, cover_draws: np.ndarray, servi
     weekdays and all, was tried in the decision replay: more stock and more stockouts on its
     first half at 0.9.)"""
     T = np.maximum(np.asarray(cover_draws, float), 1e-6)
-    mu, s = d * T, np.maximum(sd_d * np.sqrt(T), 1e-9 * max(d, 1e-9))
-    lo, hi = 0.0, float(np.max(mu + 8 * s))
+    lo, hi = 0.0, float(np.max(d * T + 8 * np.maximum(sd_d * np.sqrt(T), 1e-9)))
     for _ in range(50):
         mid = 0.5 * (lo + hi)
-        if float(np.mean(norm.cdf((mid - mu) / s))) < service_level:
+        if float(_use_cdf(np.array([mid]), d, sd_d, T)[0]) < service_level:
             lo = mid
         else:
             hi = mid
     return hi
 
 
-def on_order_within(scenarios: list[tuple[float, np.ndarray]] | None, days: int) -> float | None:
-    """The open orders' expected quantity landing on days 0 .. ``days`` - 1 (weighted arrival
-    scenarios, ``arrival_scenarios``); None without scenarios."""
+def short_risk(available: np.ndarray, weights: np.ndarray, d: float, sd_d: float, cover_draws: np.ndarray) -> float:
+    """P(use over the cover exceeds the stock available), mixed over the open orders' arrival
+    scenarios (``available``: stock plus what lands within the cover in each, with ``weights``)."""
+    return float(np.sum(np.asarray(weights, float) * (1 - _use_cdf(available, d, sd_d, cover_draws))))
+
+
+def arrivals_within(scenarios: list[tuple[float, np.ndarray]] | None, days: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(weights, quantity landing on days 0 .. ``days`` - 1) per arrival scenario
+    (``arrival_scenarios``); None without scenarios."""
     if not scenarios:
         return None
-    return float(sum(w * float(np.sum(np.asarray(a)[:days])) for w, a in scenarios))
+    return (np.array([w for w, _ in scenarios], float),
+            np.array([float(np.sum(np.asarray(a)[:days])) for _, a in scenarios]))
 
 
 def notice_days(lead_days: float) -> int:
@@ -229,7 +261,7 @@ def decide_item(
         soon_days=settings.soon_days,
         whole_units=whole_units,
         lead_draws=lead_draws,
-        on_order_in_cover=None if lead_draws is None else on_order_within(
+        cover_arrivals=None if lead_draws is None else arrivals_within(
             scenarios, int(math.ceil(max(lead_days + settings.review_period_days, 1.0)))),
     )
     return proj, p_mix, plan

@@ -219,3 +219,22 @@ def test_the_readers_quantiles_and_weekday_medians_are_the_received_orders_own(s
         for w, day in g.groupby("weekday"):
             assert hist.loc[sid, f"wd_n_{w}"] == len(day)
             assert hist.loc[sid, f"wd_p50_{w}"] == pytest.approx(float(day["lead_days"].median()), abs=1e-6)
+
+
+@pure
+def test_short_risk_over_agreeing_scenarios_is_the_reorder_point_rule_and_a_maybe_never_order_reorders():
+    """With every arrival scenario landing the same quantity within the cover, "risk of running
+    short > 1 - service level" is "position <= reorder point"; an open order that lands in 75 %
+    of the scenarios and never in the rest is due again while its expected quantity alone (75)
+    would still sit above the reorder point."""
+    from models.reorder import reorder_point_quantile, short_risk
+
+    draws = np.linspace(2.0, 6.0, 200)  # cover: lead + review
+    d, sd_d, level = 10.0, 3.0, 0.9
+    rop = reorder_point_quantile(d, sd_d, draws, level)
+    for stock in (rop - 5, rop + 5):
+        risk = short_risk(np.array([stock, stock]), np.array([0.5, 0.5]), d, sd_d, draws)
+        assert (risk > 1 - level) == (stock <= rop)
+    on_hand = 10.0
+    assert on_hand + 0.75 * 100.0 > rop
+    assert short_risk(np.array([on_hand + 100.0, on_hand]), np.array([0.75, 0.25]), d, sd_d, draws) > 1 - level
