@@ -25,6 +25,9 @@ class ForecastSettings(BaseModel):
     # when their aggregates are kept (late edits, refunds, back-dated orders); older kept days are
     # trusted once read this many days after them (features.aggregate_cache, docs/demand.md).
     aggregates_reread_days: int = Field(7, ge=1, le=90)
+    # Older kept days are recounted on the replica (orders added or removed since they were read)
+    # a slice a night, each once in this many nights: the count costs what the history holds
+    aggregates_check_cycle_days: int = Field(7, ge=1, le=60)
     # false: the run reads every day from the replica and keeps nothing (as before issue 28)
     keep_aggregates: bool = True
 

@@ -14,9 +14,12 @@ A kept day of a restaurant is used when all of these hold, else the day is read 
 - it was read at least that many days after it (a day read the morning after, with no run for
   a week since, is read again);
 - it was bucketed in the zone the restaurant has now;
-- its ``orders_order`` rows (any status) still number what they did when it was read: one
-  index-only count per night over the kept days (``order_rows_per_day``) finds orders added to
-  or removed from old days (an import of older history, a purge) and those days are read again.
+- its ``orders_order`` rows (any status) still number what they did when it was read: an
+  index-only count (``order_rows_per_day``) finds orders added to or removed from old days (an
+  import of older history, a purge) and those days are read again. The count over all kept days
+  would cost what the history holds (a third of a full daily read), so each night recounts one
+  slice, every kept day once in ``ForecastSettings.aggregates_check_cycle_days`` nights (7): a
+  change further back than the re-read window reaches the frames within that many nights.
   Edits that keep the count (a status or total changed, an item added to an old order) are not
   seen after the re-read window: ``python -m worker rebuild-aggregates`` reads everything again.
 
@@ -43,6 +46,7 @@ from features.order_ranges import (
     first_whole_day,
     order_rows_per_day,
     run_ranges,
+    time_clusters,
     whole_ranges,
     without_runs,
 )
@@ -85,29 +89,34 @@ def read_through(kind: str, read_in: RangeRead, reader: ReplicaReader, scope: Sc
         return read_in(reader, zones, whole, scope.valid_until)
     read_at = datetime.now(timezone.utc)  # before reading: what the read sees is at least this new
     kept = trusted_days(kind, reader, store, zones, pd.Timestamp(start), scope.as_of,
-                        scope.forecast.aggregates_reread_days)
+                        scope.forecast.aggregates_reread_days, scope.forecast.aggregates_check_cycle_days)
     runs = day_runs(kept)
     fresh_ranges = without_runs(zones, whole, runs)
     whole_days = complete_days(zones, fresh_ranges)
     counts = order_rows_per_day(reader, zones, run_ranges(zones, day_runs(whole_days)))  # before the read: see save
-    fresh = read_in(reader, zones, fresh_ranges, scope.valid_until)
+    parts = [read_in(reader, zones, group, scope.valid_until) for group in time_clusters(fresh_ranges)]
+    filled = [p for p in parts if len(p)]  # an empty part's columns may lack the read's dtypes
+    fresh = pd.concat(filled, ignore_index=True) if len(filled) > 1 else (filled or parts)[0]
     frame = fresh
     if len(runs):
         old = store.rows(kind, runs)[list(fresh.columns)]
         old = _like(old, dict(fresh.dtypes) if len(fresh) else DTYPES[kind])
         frame = pd.concat([fresh, old], ignore_index=True) if len(fresh) else old
+    if len(runs) or len(filled) > 1:
         frame = frame.sort_values(ORDER[kind], kind="mergesort").reset_index(drop=True)
     _save(kind, store, zones, fresh, whole_days, counts, read_at)
     return frame
 
 
 def trusted_days(kind: str, reader: ReplicaReader, store: AggregateStore, zones: dict[int, str],
-                 start: pd.Timestamp, as_of: pd.Timestamp, reread_days: int) -> pd.DataFrame:
+                 start: pd.Timestamp, as_of: pd.Timestamp, reread_days: int, check_cycle: int = 1) -> pd.DataFrame:
     """The kept days usable for a read of [start, as_of): restaurant_id, local_date (module docstring).
 
     Args:
         start, as_of: UTC instants bounding the read.
         reread_days: ``ForecastSettings.aggregates_reread_days``.
+        check_cycle: ``ForecastSettings.aggregates_check_cycle_days``: the kept days' weeks are
+            recounted when their number matches the night's modulo this (1: every night).
     """
     firsts = {rid: first_whole_day(start, tz) for rid, tz in zones.items()}
     lasts = {rid: as_of.tz_convert(tz).tz_localize(None).normalize() - pd.Timedelta(days=reread_days + 1)
@@ -120,19 +129,35 @@ def trusted_days(kind: str, reader: ReplicaReader, store: AggregateStore, zones:
         return empty
     cover = cover.assign(local_date=pd.to_datetime(cover["local_date"]).astype("datetime64[ns]"),
                          restaurant_id=cover["restaurant_id"].astype("int64"))
-    usable = []
-    for rid, tz in zones.items():
-        mine = cover[(cover["restaurant_id"] == rid) & (cover["zone"] == tz)
-                     & (cover["local_date"] >= firsts[rid]) & (cover["local_date"] <= lasts[rid])]
-        read_day = pd.to_datetime(mine["read_at"], utc=True).dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
-        usable.append(mine[(read_day - mine["local_date"]) >= pd.Timedelta(days=reread_days)])
-    usable = pd.concat(usable, ignore_index=True)
+    rid = cover["restaurant_id"]
+    cover = cover[(cover["zone"] == rid.map(zones)) & (cover["local_date"] >= rid.map(firsts))
+                  & (cover["local_date"] <= rid.map(lasts))]
+    read_at = pd.to_datetime(cover["read_at"], utc=True)
+    read_day = pd.Series(pd.NaT, index=cover.index, dtype="datetime64[ns]")
+    for tz, rows in cover.groupby("zone").groups.items():  # the local day each was read on
+        read_day[rows] = read_at[rows].dt.tz_convert(tz).dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
+    usable = cover[(read_day - cover["local_date"]) >= pd.Timedelta(days=reread_days)].reset_index(drop=True)
     if usable.empty:
         return empty
-    now = order_rows_per_day(reader, zones, run_ranges(zones, day_runs(usable)))
-    same = usable.merge(now, on=["restaurant_id", "local_date"], how="left", suffixes=("", "_now"))
-    same = same[same["order_rows"].astype("int64") == same["order_rows_now"].fillna(0).astype("int64")]
-    return same[["restaurant_id", "local_date"]].reset_index(drop=True)
+    due = usable[_due(usable, zones, as_of, check_cycle)]
+    now = order_rows_per_day(reader, zones, run_ranges(zones, day_runs(due)))
+    same = due.merge(now, on=["restaurant_id", "local_date"], how="left", suffixes=("", "_now"))
+    changed = same[same["order_rows"].astype("int64") != same["order_rows_now"].fillna(0).astype("int64")]
+    gone = pd.MultiIndex.from_frame(changed[["restaurant_id", "local_date"]])
+    usable = usable[~pd.MultiIndex.from_frame(usable[["restaurant_id", "local_date"]]).isin(gone)]
+    return usable[["restaurant_id", "local_date"]].reset_index(drop=True)
+
+
+def _due(days: pd.DataFrame, zones: dict[int, str], as_of: pd.Timestamp, cycle: int) -> pd.Series:
+    """Whether each kept day is recounted tonight: its week (local days since 1970 // 7) matches the
+    night's local day modulo ``cycle``, so ``cycle`` nights in a row recount every kept day once."""
+    if cycle <= 1:
+        return pd.Series(True, index=days.index)
+    epoch = pd.Timestamp("1970-01-01")
+    night = days["restaurant_id"].map(
+        {rid: (as_of.tz_convert(tz).tz_localize(None).normalize() - epoch).days for rid, tz in zones.items()})
+    week = (days["local_date"] - epoch).dt.days // 7
+    return (week - night) % cycle == 0
 
 
 def _save(kind: str, store: AggregateStore, zones: dict[int, str], fresh: pd.DataFrame, days: pd.DataFrame,

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from core.replica import ReplicaReader
 from core.settings import ForecastSettings
 from core.units import Scope
-from features.aggregate_cache import trusted_days
+from features.aggregate_cache import _due, trusted_days
 from features.demand import checked_zones, daily_demand_features, hourly_demand_features
 from features.items import item_demand_features
 from features.restaurants import load_restaurants
@@ -167,8 +167,33 @@ def test_orders_added_to_or_removed_from_old_kept_days_are_read_again(own_replic
         conn.execute(text("UPDATE orders_order SET created_at = created_at - interval '10 days' WHERE id = :i"),
                      {"i": moved})
     assert _kept_days(keeper, reader, "daily", AS_OF) == kept - 3  # the three days are no longer trusted
-    _night(reader, AS_OF, keeper)
+    _night(reader, AS_OF, keeper, aggregates_check_cycle_days=1)  # recounting every kept day tonight
     assert _kept_days(keeper, reader, "daily", AS_OF) == kept
+
+
+def test_each_kept_day_is_recounted_once_in_a_cycle_of_nights():
+    zones = {1: "America/Los_Angeles", 2: "Asia/Kolkata"}
+    days = pd.DataFrame({"restaurant_id": [1] * 100 + [2] * 100,
+                         "local_date": list(pd.date_range("2026-03-01", periods=100)) * 2})
+    times = pd.Series(0, index=days.index)
+    for night in range(7):
+        due = _due(days, zones, AS_OF + pd.Timedelta(days=night), 7)
+        assert 0.1 < due.mean() < 0.2
+        times += due
+    assert (times == 1).all()
+    assert _due(days, zones, AS_OF, 1).all()
+
+
+def test_a_change_long_ago_reaches_the_frames_within_a_cycle(own_replica, keeper):
+    reader, writer = own_replica
+    _night(reader, AS_OF, keeper)
+    with writer.begin() as conn:
+        conn.execute(text("UPDATE orders_order SET created_at = created_at - interval '9 days' WHERE id IN "
+                          "(SELECT id FROM orders_order WHERE created_at < :t ORDER BY created_at DESC LIMIT 1)"),
+                     {"t": (AS_OF - pd.Timedelta(days=30)).to_pydatetime()})
+    for night in range(1, 8):  # the default cycle: a seventh of the kept days recounted a night
+        _features(reader, _scope(reader, AS_OF + pd.Timedelta(days=night), keeper))
+    _night(reader, AS_OF + pd.Timedelta(days=8), keeper)
 
 
 @pytest.fixture()
