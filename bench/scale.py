@@ -2,7 +2,7 @@
 
     python -m bench.scale [--quick] [--keep]
 
-Seeds a synthetic chain (default the issue's 100 restaurants x 730 days; --quick 20 x 730) into a
+Seeds a synthetic chain (default the issue's 100 restaurants x 730 days; --quick 20 x 365, seeded 730: see below) into a
 scratch replica (in a child process, so the peak RSS reported is the run's, not the generator's),
 makes a fresh predictions database with the migrations, and runs in this process, through
 ``worker.runs.execute_run`` as the CLI does (no Celery, no run lock, no webhook receivers):
@@ -43,17 +43,17 @@ project's app, its own redis-server on a spare port, triggered by ``python -m wo
 wall time of one over two; null with ``two_workers_reason`` when it could not be measured.
 
 ``warm_s_per_100_restaurants_by_days`` and ``history_cost_ratio`` (``bench/scale_history.py``):
-the daily cold and warm again on the same replica at an as-of with ``--histories`` days behind it
-(default 365; a fresh predictions database and model store), beside the main warm run at
-``days``; the ratio is 730 over 365. ``read_s_per_100_restaurants`` (cold, warm): the seconds a
+the daily cold and warm again on the same replica at an as-of with each of ``--histories`` days
+behind it (default 365 and 730; a fresh predictions database and model store each), beside the
+main runs at ``--days``; the ratio is 730 over 365. The replica is seeded with the longest of
+them (--quick: 20 x 730) and every run's as-of is as many days before its last day as it should
+not see: the main runs of --quick still see 365 days (its weekly at 730 days alone took 6 min here). ``read_s_per_100_restaurants`` (cold, warm): the seconds a
 daily run spends inside ``ReplicaReader`` calls (``bench/scale_reads.py``'s ``ReadClock``: the
 statement, its rows' transfer and the frame), per 100 restaurants; ``reads`` per run.
 ``replica_read_rows_per_s`` (``before``, ``after``): one ``--read-rows`` read of kitchen tickets
 turned into a DataFrame from SQLAlchemy Row objects (the reader until issue 28) and by
 ``ReplicaReader.frame`` (the driver's tuples), side by side in this run; ``replica_read`` has the
 seconds and their ratio.
-
---quick seeds 20 x 730 since issue 28 (20 x 365 before), so that one run has both histories.
 
 Scratch databases: ``rmsml_bench_scale_replica`` and ``rmsml_bench_scale_ml`` + RMSML_TEST_DB_SUFFIX;
 --keep keeps both and reuses a replica seeded with the same size (only the predictions database
@@ -67,11 +67,11 @@ import json
 import os
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from bench.scale_celery import celery_runs
 from bench.scale_common import END, ML_DB, REPLICA_DB, count, point_at, prepare_replica, rss_mb
-from bench.scale_history import by_days, shorter_history_runs
+from bench.scale_history import by_days, other_history_runs
 from bench.scale_reads import read_throughput
 from bench.scale_runs import extrapolate, run_schedule, table_sizes
 from bench.scale_retention import measure as retention_figures
@@ -80,7 +80,7 @@ from bench.scale_writer import writer_rows, writer_vs_copy
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
-    parser.add_argument("--quick", action="store_true", help="20 restaurants x 730 days")
+    parser.add_argument("--quick", action="store_true", help="20 restaurants x 365 days (and 730 for the history figures)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases; reuse a seeded replica")
     parser.add_argument("--writer-rows", type=int, default=None, help="rows for writer_vs_copy (default 350k; quick 100k)")
     parser.add_argument("--repeat", type=int, default=2, help="writer_vs_copy: best of this many")
@@ -90,27 +90,29 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="history rows per month for retention_drop_s/_delete_s (default 2M; quick 500k; 0: skip)")
     parser.add_argument("--no-celery", action="store_true", help="skip the 1- vs 2-worker Celery runs")
     parser.add_argument("--restaurants", type=int, default=None, help="chain size (default 100; --quick 20)")
-    parser.add_argument("--days", type=int, default=None, help="days of history (default 730, --quick too)")
+    parser.add_argument("--days", type=int, default=None, help="days of history of the main runs (default 730; --quick 365)")
     parser.add_argument("--shard-size", type=int, default=None,
                         help="restaurants per shard for every run (default 10, the production default; --quick 5, "
                              "so two workers have four shards to share)")
-    parser.add_argument("--histories", default="365",
-                        help="shorter histories (days, comma-separated) to run the daily at as well, for "
-                             "warm_s_per_100_restaurants_by_days; '' skips them")
+    parser.add_argument("--histories", default="365,730",
+                        help="days of history (comma-separated) to run the daily cold and warm at as well, beside "
+                             "--days, for warm_s_per_100_restaurants_by_days; '' skips them")
     parser.add_argument("--read-rows", type=int, default=1_000_000,
                         help="rows of the replica_read_rows_per_s read (0: skip)")
     return parser.parse_args(argv)
 
 
-def _as_of():
-    """The runs' as-of: the seeded chain's last day, 04:15 UTC (the nightly run's hour)."""
-    return datetime(END.year, END.month, END.day, 4, 15, tzinfo=timezone.utc)
+def _as_of(seeded: int, days: int) -> datetime:
+    """The as-of of a run with ``days`` of history on a replica seeded with ``seeded`` days: the
+    seeded chain's last day, 04:15 UTC (the nightly run's hour), ``seeded - days`` days earlier
+    (an as-of run sees the replica as it was then)."""
+    return datetime(END.year, END.month, END.day, 4, 15, tzinfo=timezone.utc) - timedelta(days=seeded - days)
 
 
-def _run_figures(result: dict, replica_url: str, restaurants: int, shard_size: int, celery: bool) -> tuple[dict, dict]:
-    """The daily (cold, warm) and weekly (cold, warm) runs and what follows from them, into
-    ``result``; the two-worker runs between them unless not ``celery``. Returns those and the runs."""
-    as_of = _as_of()
+def _run_figures(result: dict, replica_url: str, restaurants: int, shard_size: int, celery: bool,
+                 as_of: datetime) -> tuple[dict, dict]:
+    """The daily (cold, warm) and weekly (cold, warm) runs at ``as_of`` and what follows from them,
+    into ``result``; the two-worker runs between them unless not ``celery``. Returns those and the runs."""
     runs = {
         "daily_cold": run_schedule("daily", as_of, "cold"),
         "daily_warm": run_schedule("daily", as_of, "warm"),
@@ -119,7 +121,9 @@ def _run_figures(result: dict, replica_url: str, restaurants: int, shard_size: i
     two = celery_runs(as_of, shard_size) if celery else {"speedup": None, "reason": "not run (--no-celery or --only-writer)"}
     runs["weekly_cold"] = run_schedule("weekly", as_of, "cold")
     runs["weekly_warm"] = run_schedule("weekly", as_of, "warm")
-    customers = count(replica_url, "SELECT count(*) FROM customers_customerprofile")
+    # customers the weekly saw: joined before its as-of (the replica may hold more history than the runs)
+    customers = count(replica_url, "SELECT count(*) FROM customers_customerprofile "
+                                   f"WHERE date_joined < '{as_of.isoformat()}'")
     warm = runs["daily_warm"]
     per_restaurant_s = sum(u["s"] for u in warm["units"].values()) / restaurants
     result.update({
@@ -172,7 +176,7 @@ def _writer_figures(result: dict, n_writer: int, repeat: int, weekly: bool, rest
 
 def main(argv: list[str] | None = None) -> dict:
     args = _arguments(argv)
-    restaurants, days = (20, 730) if args.quick else (100, 730)
+    restaurants, days = (20, 365) if args.quick else (100, 730)
     restaurants, days = args.restaurants or restaurants, args.days or days
     shard_size = args.shard_size or (5 if args.quick else 10)
     os.environ["RMSML_SCHEDULES__SHARD_SIZE"] = str(shard_size)
@@ -183,7 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     result: dict = {"bench": "scale", "quick": args.quick, "restaurants": restaurants, "days": days,
                     "shard_size": shard_size}
-    replica_url, seed_s = prepare_replica(restaurants, days, args.keep)
+    histories = [int(h) for h in args.histories.split(",") if h.strip()] if not args.only_writer else []
+    seeded = max([days, *histories])  # one replica for every history: runs see less of it by their as-of
+    replica_url, seed_s = prepare_replica(restaurants, seeded, args.keep)
     result["seed_s"] = seed_s
     store = tempfile.mkdtemp(prefix="bench-scale-models-")
     two: dict = {"speedup": None, "reason": "not run (--no-celery or --only-writer)"}
@@ -191,13 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
         if args.only_writer:
             point_at(replica_url, database_url(ML_DB), store)
         else:
-            histories = [int(h) for h in args.histories.split(",") if h.strip()]
-            shorter = shorter_history_runs(replica_url, _as_of(), days, histories)
+            others = other_history_runs(replica_url, lambda h: _as_of(seeded, h), [h for h in histories if h != days])
             ml_url = recreate_database(ML_DB)
             upgrade(ml_url)
             point_at(replica_url, ml_url, store)
-            two, runs = _run_figures(result, replica_url, restaurants, shard_size, celery=not args.no_celery)
-            result.update(by_days(shorter, runs["daily_warm"], days, restaurants))
+            two, runs = _run_figures(result, replica_url, restaurants, shard_size, celery=not args.no_celery,
+                                     as_of=_as_of(seeded, days))
+            result.update(by_days(others, runs["daily_warm"], days, restaurants))
         if args.read_rows:
             reads = read_throughput(args.read_rows)
             result["replica_read_rows_per_s"] = {k: reads[k] for k in ("before", "after")}
