@@ -104,7 +104,9 @@ def empty_predictions_database() -> None:
         conn.execute(
             text(
                 "TRUNCATE m_l_predictions, ml_run_shard, ml_run, ml_model_registry, "
-                "ml_webhook_attempt, ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert"
+                "ml_webhook_attempt, ml_webhook_delivery, ml_prediction_history, ml_accuracy, ml_drift_alert, "
+                "ml_demand_aggregate_day, ml_demand_daily_aggregate, ml_demand_hourly_aggregate, "
+                "ml_demand_item_aggregate, ml_demand_watermark"
             )
         )
 
