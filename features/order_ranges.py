@@ -29,8 +29,8 @@ _DAY = pd.Timedelta(days=1)
 def whole_ranges(zones: dict[int, str], start: datetime, end: datetime) -> pd.DataFrame:
     """One range per restaurant, [start, end) (UTC instants): what a full read reads."""
     return pd.DataFrame({"restaurant_id": pd.Series(list(zones), dtype="int64"),
-                         "lo": pd.Series([pd.Timestamp(start)] * len(zones), dtype="datetime64[ns, UTC]"),
-                         "hi": pd.Series([pd.Timestamp(end)] * len(zones), dtype="datetime64[ns, UTC]")})
+                         "lo": pd.Series([pd.Timestamp(start)] * len(zones), dtype=object),
+                         "hi": pd.Series([pd.Timestamp(end)] * len(zones), dtype=object)})
 
 
 def range_params(zones: dict[int, str], ranges: pd.DataFrame) -> dict:
