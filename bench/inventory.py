@@ -8,7 +8,7 @@ run on one chain. The last line printed is one JSON object:
 "stockout_items_all", "stockout_within_1d_forecastable", "stockout_alarms", "stockout_calibration",
 "lead_time_mae": {"model", "promised"}, "lead_time_mae_asof": {"model_asof", "long_run_asof"}, "elasticity_abs_error", "elasticity_abs_error_prior", "anomaly": {"precision",
 "recall"}, "replay": {"model", "par_rule", "order_up_to", "historical", "first_half", "second_half",
-"default_service_level", "curves", "curve_check"}, "alarms_in_time": {"model", "days_of_cover", ...},
+"default_service_level", "curves", "curve_check"}, "alarms_in_time": {"model", "days_of_cover", "why", ...},
 "calibration": {"second_half", "first_half", "holds", "sums"}, "service_level_curve", "replay_info", "peak_rss_mb", "seconds"}.
 
 * replay (``bench.inventory_replay``): the last weeks (the second half of the history) replayed
