@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import ndtr
 from scipy.stats import norm
 
 from core.settings import InventorySettings
@@ -145,26 +146,29 @@ def _use_cdf(x: np.ndarray, d: float, sd_d: float, cover_draws: np.ndarray) -> n
     """P(use over the cover <= x) for each x: per equally likely cover T, Normal(d T, sd_d^2 T)."""
     T = np.maximum(np.asarray(cover_draws, float), 1e-6)
     mu, s = d * T, np.maximum(sd_d * np.sqrt(T), 1e-9 * max(d, 1e-9))
-    return norm.cdf((np.asarray(x, float)[:, None] - mu[None, :]) / s[None, :]).mean(axis=1)
+    return ndtr((np.asarray(x, float)[:, None] - mu[None, :]) / s[None, :]).mean(axis=1)
 
 
 def reorder_point_quantile(d: float, sd_d: float, cover_draws: np.ndarray, service_level: float) -> float:
     """The ``service_level`` quantile of use over a random cover (lead + review, equally likely
-    draws ``cover_draws``): per draw T the use is Normal(d T, sd_d^2 T), mixed over the draws, the
-    quantile found by bisection. With a heavy-tailed lead time (missed rounds, lost orders) this
-    is what protects against the late delivery; the Normal formula with the lead time's sd
-    understates a long tail and overstates a short one. (The forecast's own days instead of d T,
-    weekdays and all, was tried in the decision replay: more stock and more stockouts on its
-    first half at 0.9.)"""
+    draws ``cover_draws``): per draw T the use is Normal(d T, sd_d^2 T), mixed over the draws.
+    With a heavy-tailed lead time (missed rounds, lost orders) this is what protects against the
+    late delivery; the Normal formula with the lead time's sd understates a long tail and
+    overstates a short one. (The forecast's own days instead of d T, weekdays and all, was tried
+    in the decision replay: more stock and more stockouts on its first half at 0.9.)
+
+    Found on a grid of the mixture's CDF, then on a finer grid inside the bracketing cell, linear
+    in between (1/4,000 of the range: a bisection of 50 steps cost 60 % of a replay's time)."""
     T = np.maximum(np.asarray(cover_draws, float), 1e-6)
-    lo, hi = 0.0, float(np.max(d * T + 8 * np.maximum(sd_d * np.sqrt(T), 1e-9)))
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        if float(_use_cdf(np.array([mid]), d, sd_d, T)[0]) < service_level:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    s = np.maximum(sd_d * np.sqrt(T), 1e-9 * max(d, 1e-9))
+    lo, hi = max(float(np.min(d * T - 6 * s)), 0.0), float(np.max(d * T + 8 * s))
+    for points in (129, 33):
+        grid = np.linspace(lo, hi, points)
+        F = _use_cdf(grid, d, sd_d, T)
+        k = int(np.clip(np.searchsorted(F, service_level), 1, points - 1))
+        lo, hi = float(grid[k - 1]), float(grid[k])
+    f0, f1 = (float(v) for v in _use_cdf(np.array([lo, hi]), d, sd_d, T))
+    return hi if f1 <= f0 else lo + (hi - lo) * float(np.clip((service_level - f0) / (f1 - f0), 0.0, 1.0))
 
 
 def short_risk(available: np.ndarray, weights: np.ndarray, d: float, sd_d: float, cover_draws: np.ndarray) -> float:
