@@ -21,15 +21,19 @@ AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 pytestmark = pytest.mark.slow
 
 
+def kitchen_scope(reader: ReplicaReader, run_id: str, store) -> Scope:
+    """A daily scope of the seeded chain's four restaurants as of the chain's end."""
+    return Scope(run_id=run_id, schedule="daily", as_of=AS_OF,
+                 restaurants=load_restaurants(reader, [1, 2, 3, 4]).restaurants, forecast=ForecastSettings(),
+                 model_store=store, valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+
+
 @pytest.fixture(scope="module")
 def kitchen(seeded_replica, tmp_path_factory):
     from worker import db
 
     reader = ReplicaReader(db.replica_engine())
-    scope = Scope(run_id="00000000-0000-0000-0000-0000000000k1", schedule="daily", as_of=AS_OF,
-                  restaurants=load_restaurants(reader, [1, 2, 3, 4]).restaurants, forecast=ForecastSettings(),
-                  model_store=tmp_path_factory.mktemp("kitchen"),
-                  valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    scope = kitchen_scope(reader, "00000000-0000-0000-0000-0000000000k1", tmp_path_factory.mktemp("kitchen"))
     data = kitchen_unit_features(reader, scope)
     return scope, data, predict_prep_time(data, scope)
 

@@ -4,19 +4,16 @@ turns out unusable still gets every ticket and a refit."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from core.replica import ReplicaReader
-from core.settings import ForecastSettings
-from core.units import Scope
 from features.kitchen import kitchen_unit_features
-from features.restaurants import load_restaurants
 from prediction_types.kitchen import kitchen_features, predict_prep_time
 from tests.conftest import CHAIN_END
+from tests.test_kitchen import kitchen_scope
 
 AS_OF = pd.Timestamp(CHAIN_END, tz="UTC")
 pytestmark = pytest.mark.slow
@@ -28,10 +25,7 @@ def nights(seeded_replica, tmp_path_factory):
     from worker import db
 
     reader = ReplicaReader(db.replica_engine())
-    first = Scope(run_id="00000000-0000-0000-0000-0000000000r1", schedule="daily", as_of=AS_OF,
-                  restaurants=load_restaurants(reader, [1, 2, 3, 4]).restaurants, forecast=ForecastSettings(),
-                  model_store=tmp_path_factory.mktemp("kitchen-recent"),
-                  valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    first = kitchen_scope(reader, "00000000-0000-0000-0000-0000000000r1", tmp_path_factory.mktemp("kitchen-recent"))
     cold_data = kitchen_features(reader, first)
     assert cold_data.tickets is not None and cold_data.recent is None  # nothing to reuse: every ticket
     cold = predict_prep_time(cold_data, first)
