@@ -76,10 +76,16 @@ _HELD_BY_NEWER_RUN = text(
 )
 
 
-# This call's rows in m_l_predictions, once COPY put them there (for the history append).
+# This call's rows in m_l_predictions, once COPY put them there (for the history append): the
+# contract's key looked up once per entity id. Not ``run_id = :run_id AND entity_id IN (SELECT
+# unnest(:ids))``: the table's statistics do not know the rows a run has just COPYed, so the
+# planner took the run's rows of the type for one row and checked each against the whole id list,
+# every earlier shard's rows times this shard's ids (a weekly's 4th shard of churn: 60k x 20k,
+# 52 s of 65 s). OFFSET 0 keeps the lookup per id: the planner may not flatten it and turn it round.
 _WRITTEN_NOW = (
-    "s.run_id = :run_id AND s.prediction_type = :ptype AND s.entity_type = :etype "
-    "AND s.entity_id IN (SELECT unnest(CAST(:ids AS bigint[])))"
+    "unnest(CAST(:ids AS bigint[])) AS w(entity_id) CROSS JOIN LATERAL ("
+    "SELECT * FROM m_l_predictions p WHERE p.prediction_type = :ptype AND p.entity_type = :etype "
+    "AND p.entity_id = w.entity_id AND p.run_id = :run_id OFFSET 0) s"
 )
 
 
@@ -159,7 +165,7 @@ class PredictionWriter:
                 if _copy_unless_conflict(conn, f"COPY m_l_predictions ({cols}) FROM STDIN WITH (FORMAT csv)", csv):
                     # The common case: straight in, no staging table and no second pass.
                     if keep_history:
-                        self._append_history(conn, "m_l_predictions", _WRITTEN_NOW,
+                        self._append_history(conn, _WRITTEN_NOW,
                                              {**key, "ids": sorted(set(frame["entity_id"].tolist()))})
                 else:
                     # This run's own rows are still there (a retried shard, a redelivered message,
@@ -176,7 +182,7 @@ class PredictionWriter:
                         f"ON CONFLICT ON CONSTRAINT m_l_predictions_key DO UPDATE SET {updates}"
                     )
                     if keep_history:
-                        self._append_history(conn, "ml_stage", "TRUE")
+                        self._append_history(conn, "ml_stage s")
         return len(frame)
 
     @staticmethod
@@ -302,14 +308,14 @@ class PredictionWriter:
     _HISTORY_COLUMNS = ("run_id", "prediction_type", "entity_id", "restaurant_id", "target_start", "value",
                         "lower", "upper", "model_name", "model_version", "method")
 
-    def _append_history(self, conn: Connection, source: str, where: str, params: dict | None = None) -> None:
+    def _append_history(self, conn: Connection, source: str, params: dict | None = None) -> None:
         """Append the rows just written of a scored type to ``ml_prediction_history``, in the
         caller's transaction, so history and m_l_predictions never disagree about what a run
         predicted.
 
-        INSERT ... SELECT from ``source`` (the staging table, or m_l_predictions itself filtered
-        by ``where`` to this call's rows): no second trip of the rows. A re-run of the same run
-        overwrites its own rows (same key) and never touches another run's.
+        INSERT ... SELECT from ``source``, a FROM item named ``s`` (the staging table, or this
+        call's rows of m_l_predictions itself: ``_WRITTEN_NOW``): no second trip of the rows. A
+        re-run of the same run overwrites its own rows (same key) and never touches another run's.
         """
         cols = ", ".join(self._HISTORY_COLUMNS)
         staged = ", ".join(f"s.{c}" for c in self._HISTORY_COLUMNS)
@@ -318,7 +324,7 @@ class PredictionWriter:
         _insert_or_upsert(
             conn,
             f"INSERT INTO ml_prediction_history (as_of, {cols}) "
-            f"SELECT r.as_of, {staged} FROM {source} s JOIN ml_run r ON r.id = s.run_id WHERE {where}",
+            f"SELECT r.as_of, {staged} FROM {source} JOIN ml_run r ON r.id = s.run_id",
             f" ON CONFLICT ON CONSTRAINT ml_prediction_history_key DO UPDATE SET {updates}",
             params,
         )
