@@ -50,6 +50,7 @@ from features.order_ranges import (
     whole_ranges,
     without_runs,
 )
+from features.timegrid import local_date
 
 # How each kind's rows are ordered by the replica's query, and the column that gives their local day.
 ORDER = {"daily": ["restaurant_id", "local_date"], "hourly": ["restaurant_id", "hour_start"],
@@ -119,7 +120,7 @@ def trusted_days(kind: str, reader: ReplicaReader, store: AggregateStore, zones:
             recounted when their number matches the night's modulo this (1: every night).
     """
     firsts = {rid: first_whole_day(start, tz) for rid, tz in zones.items()}
-    lasts = {rid: as_of.tz_convert(tz).tz_localize(None).normalize() - pd.Timedelta(days=reread_days + 1)
+    lasts = {rid: local_date(as_of, tz) - pd.Timedelta(days=reread_days + 1)
              for rid, tz in zones.items()}
     empty = pd.DataFrame({"restaurant_id": pd.Series(dtype="int64"), "local_date": pd.Series(dtype="datetime64[ns]")})
     if all(lasts[r] < firsts[r] for r in zones):
@@ -155,7 +156,7 @@ def _due(days: pd.DataFrame, zones: dict[int, str], as_of: pd.Timestamp, cycle: 
         return pd.Series(True, index=days.index)
     epoch = pd.Timestamp("1970-01-01")
     night = days["restaurant_id"].map(
-        {rid: (as_of.tz_convert(tz).tz_localize(None).normalize() - epoch).days for rid, tz in zones.items()})
+        {rid: (local_date(as_of, tz) - epoch).days for rid, tz in zones.items()})
     week = (days["local_date"] - epoch).dt.days // 7
     return (week - night) % cycle == 0
 

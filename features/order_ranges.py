@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.replica import ReplicaReader
+from features.timegrid import local_date
 
 # Each restaurant's zone and the UTC ranges [lo, hi) of ``created_at`` to read (one row per range).
 RANGES_CTE = """z AS (SELECT * FROM unnest(CAST(:rids AS bigint[]), CAST(:tzs AS text[]),
@@ -62,7 +63,7 @@ def midnights(days: pd.DatetimeIndex | pd.Series, tz: str) -> pd.DatetimeIndex:
 
 def first_whole_day(instant: pd.Timestamp, tz: str) -> pd.Timestamp:
     """The first local date whose whole day lies at or after ``instant``."""
-    day = pd.Timestamp(instant).tz_convert(tz).tz_localize(None).normalize()
+    day = local_date(pd.Timestamp(instant), tz)
     return day if midnights([day], tz)[0] >= instant else day + _DAY
 
 
@@ -72,7 +73,7 @@ def complete_days(zones: dict[int, str], ranges: pd.DataFrame) -> pd.DataFrame:
     for r in ranges.itertuples(index=False):
         tz = zones[int(r.restaurant_id)]
         hi = pd.Timestamp(r.hi)
-        last = hi.tz_convert(tz).tz_localize(None).normalize() - _DAY  # its next midnight is at or before hi
+        last = local_date(hi, tz) - _DAY  # its next midnight is at or before hi
         days = pd.date_range(first_whole_day(pd.Timestamp(r.lo), tz), last, freq="D")
         rids += [int(r.restaurant_id)] * len(days)
         dates.append(days)
