@@ -14,6 +14,8 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Connection, Engine, make_url, text
 
+from core.replica import result_frame
+
 # kind -> (table, its aggregate columns besides restaurant_id and local_date)
 TABLES = {
     "daily": ("ml_demand_daily_aggregate", ("orders", "revenue")),
@@ -48,12 +50,6 @@ _FORGET = (
 )
 _FORGET_ALL = ("TRUNCATE ml_demand_aggregate_day, ml_demand_daily_aggregate, ml_demand_hourly_aggregate, "
                "ml_demand_item_aggregate, ml_demand_watermark")
-
-
-def _frame(result) -> pd.DataFrame:
-    """A result as a frame from the driver's tuples (as ``core.replica.ReplicaReader.frame`` does):
-    pandas inspects each SQLAlchemy Row it is handed, 1 s for a shard's kept item history."""
-    return pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
 
 
 def _dates(values) -> list:
@@ -92,7 +88,7 @@ class AggregateKeeper:
                 "AND local_date BETWEEN :first AND :last"
             ), {"kind": kind, "source": self.source, "rids": [int(r) for r in restaurant_ids], "first": pd.Timestamp(first).date(),
                 "last": pd.Timestamp(last).date()})
-            return _frame(result)
+            return result_frame(result)
 
     def rows(self, kind: str, runs: pd.DataFrame) -> pd.DataFrame:
         """The kept rows of the day runs (restaurant_id, first, last), with restaurant_id and local_date."""
@@ -107,7 +103,7 @@ class AggregateKeeper:
                 """
             ), {"rids": [int(r) for r in runs["restaurant_id"]], "firsts": _dates(runs["first"]),
                 "lasts": _dates(runs["last"])})
-            return _frame(result)
+            return result_frame(result)
 
     def save(self, kind: str, days: pd.DataFrame, rows: pd.DataFrame, read_at: datetime) -> int:
         """Keep ``rows`` as the aggregates of ``days`` (restaurant_id, local_date, zone, order_rows),
@@ -185,4 +181,4 @@ class AggregateKeeper:
                 "(SELECT count(*) FROM ml_demand_aggregate_day d WHERE d.restaurant_id = w.restaurant_id "
                 "AND d.kind = w.kind) AS days FROM ml_demand_watermark w ORDER BY 1, 2"
             ))
-            return _frame(result)
+            return result_frame(result)
