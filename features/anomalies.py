@@ -4,6 +4,12 @@ Each is a complete local-day grid (zeros filled) per entity, with ``open`` = the
 any order that day (a closed day is not a collapse in demand) and ``holiday`` = a public holiday
 of the restaurant's country (an expected departure the calendar explains). Reuses the price and
 inventory aggregates, so "an order" means the same thing everywhere.
+
+Why the restaurant and menu-item series come through the kept aggregates when the run keeps them
+(issue 28): they are the demand types' daily orders and item units over a shorter window, and
+reading them from the replica again cost each anomaly unit a scan of every order of its window
+every night. Through ``features.aggregate_cache.read_through`` a night reads only the days it
+cannot trust, and the series are those of a full read (``tests/test_anomaly_kept.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ from datetime import datetime
 import pandas as pd
 
 from core.replica import ReplicaReader
+from core.units import Scope
+from features.aggregate_cache import read_through
 from features.calendar import holiday_table
+from features.demand import checked_zones, daily_orders_in
 from features.inventory import daily_item_usage
+from features.items import item_daily_units_in
 from features.prices import daily_item_sales
 from features.quality import valid
 from features.timegrid import local_date
@@ -36,6 +46,21 @@ def daily_restaurant_orders(reader: ReplicaReader, restaurant_ids: list[int], st
     frame["local_date"] = pd.to_datetime(frame["local_date"])
     frame["restaurant_id"] = frame["restaurant_id"].astype("int64")
     return frame
+
+
+def _kept_reads(reader: ReplicaReader, restaurants: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp,
+                kept: Scope | None) -> dict | None:
+    """Readers of restaurant orders and item units per local day through the kept aggregates, or
+    None where the direct reads stay: no store, a window not ending at the scope's as-of, or a
+    restaurant whose zone the demand types would bucket differently (unknown zones go to UTC there)."""
+    if kept is None or kept.aggregates is None or pd.Timestamp(end) != pd.Timestamp(kept.as_of):
+        return None
+    zones, unknown = checked_zones(restaurants)
+    if unknown or not zones:
+        return None
+    start = pd.Timestamp(start)
+    return {"orders": lambda: read_through("daily", daily_orders_in, reader, kept, zones, start),
+            "units": lambda: read_through("items", item_daily_units_in, reader, kept, zones, start)}
 
 
 def _grid(raw: pd.DataFrame, key: str, value: str, days_of: dict[int, pd.DatetimeIndex], owners: pd.DataFrame) -> pd.DataFrame:
@@ -62,12 +87,15 @@ def anomaly_series(
     end: pd.Timestamp,
     valid_until: datetime,
     kinds: tuple[str, ...] = ("restaurant", "menu_item", "inventory_item"),
+    kept: Scope | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Daily series per entity kind, local days fully inside [start, end) (UTC instants).
 
     Args:
         restaurants: id, timezone, country_code.
         kinds: which entity kinds to read ("inventory_item" needs the inventory module).
+        kept: the run's scope, when ``end`` is its as-of: restaurant orders and menu-item units
+            then come through its kept aggregates (``scope.aggregates``; none: a full read).
     Returns:
         kind -> frame of entity_id, restaurant_id, ds (naive local date), y (orders, units sold or
         consumption in the item's unit), open, holiday. Units, not order lines, for menu items: one
@@ -83,7 +111,8 @@ def anomaly_series(
         h = holiday_table(r.country_code, range(first.year, last.year + 1))
         holidays.append(pd.DataFrame({"restaurant_id": int(r.id), "ds": h["date"]}))
     hol = pd.concat(holidays, ignore_index=True) if holidays else pd.DataFrame(columns=["restaurant_id", "ds"])
-    orders = daily_restaurant_orders(reader, rids, start, end, valid_until)
+    reads = _kept_reads(reader, restaurants, start, end, kept)
+    orders = reads["orders"]() if reads else daily_restaurant_orders(reader, rids, start, end, valid_until)
     rest = _grid(orders.assign(entity_id=orders["restaurant_id"]), "entity_id", "orders", days_of,
                  pd.DataFrame({"entity_id": rids, "restaurant_id": rids}))
     open_days = rest.loc[rest["y"] > 0, ["restaurant_id", "ds"]].assign(open=True)
@@ -91,7 +120,7 @@ def anomaly_series(
     if "restaurant" in kinds:
         out["restaurant"] = rest
     if "menu_item" in kinds:
-        sales = daily_item_sales(reader, rids, start, end, valid_until)
+        sales = reads["units"]() if reads else daily_item_sales(reader, rids, start, end, valid_until)
         owners = sales.groupby("menu_item_id")["restaurant_id"].first().reset_index().rename(columns={"menu_item_id": "entity_id"})
         out["menu_item"] = _grid(sales, "menu_item_id", "units", days_of, owners)
     if "inventory_item" in kinds:

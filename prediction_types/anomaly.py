@@ -34,7 +34,8 @@ def _features_for(kind: str) -> Callable[[ReplicaReader, Scope], AnomalyInput]:
             if missing:
                 return {"skipped": "; ".join(missing)}
         days = scope.inventory.anomaly_history_days + 7 * 8 + 2
-        series = anomaly_series(reader, scope.restaurants, scope.as_of - pd.Timedelta(days=days), scope.as_of, scope.valid_until, (kind,))
+        series = anomaly_series(reader, scope.restaurants, scope.as_of - pd.Timedelta(days=days), scope.as_of,
+                                scope.valid_until, (kind,), kept=scope)
         return {"series": series.get(kind, pd.DataFrame())}
 
     return features
