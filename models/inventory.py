@@ -52,19 +52,27 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
     below_zero = set(recorded.index[recorded < -1e-9])
     tz_of = restaurants.set_index("id")["timezone"]
     shapes, shifts = supplier_quantiles(lead), supplier_shifts(lead)
-    daily_frames, decisions = [], []
+    leads = _supplier_leads(lead)
+    # one pass over the shard's frames instead of a filter of each per item (most of a shard's
+    # time went to pandas slicing and building a small frame per item)
+    rows = _item_rows(use)
+    arrivals_of = _pairs_by_item(arrivals, "ds", "quantity")
+    lots_of = _pairs_by_item(features.lots, "expires_at", "quantity")
+    ds_all, mean_all, sd_all = pd.DatetimeIndex(use["ds"]), use["mean"].to_numpy(), use["sd"].to_numpy()
+    enough_all, model_all = use["enough_history"].to_numpy(), use["usage_model"].to_numpy()
+    daily_parts, decisions = [], []
     for item in items.itertuples(index=False):
         iid = int(item.inventory_item_id)
-        u = use[use["inventory_item_id"] == iid]
-        if u.empty:
+        if iid not in rows:
             continue
-        days = pd.DatetimeIndex(u["ds"])
-        mean, sd = u["mean"].to_numpy(), u["sd"].to_numpy()
-        arr = _arrivals(arrivals[arrivals["inventory_item_id"] == iid], days)
-        lots = _lots(features.lots[features.lots["inventory_item_id"] == iid], item, tz_of, days[0])
+        start, stop = rows[iid]
+        days = ds_all[start:stop]
+        mean, sd = mean_all[start:stop].copy(), sd_all[start:stop].copy()
+        arr = _arrivals(arrivals_of.get(iid, ()), days)
+        lots = _lots(lots_of.get(iid, ()), item, tz_of, days[0])
         shelf = item.shelf_life_days if item.is_perishable and pd.notna(item.shelf_life_days) else None
         stock0 = float(on_hand.get(iid, 0.0))
-        L0, sL = supplier_lead(lead, item.supplier_id)
+        L0, sL = leads(item.supplier_id)
         L = max(L0 + weekday_shift(shifts, item.supplier_id, days[0].weekday()), 0.0)  # an order placed today
         # what is ordered today must last until the next review's order lands: that one's weekday
         shift = weekday_shift(shifts, item.supplier_id, (days[0] + _review(settings)).weekday())
@@ -77,14 +85,15 @@ def plan_inventory(features: InventoryFeatures, settings: InventorySettings, res
             whole_units=item.unit == "each", scenarios=scenarios.get(iid) or [(1.0, arr)], seed=iid,
             lead_draws=lead_draws_now(shapes, item.supplier_id, shift=shift),
         )
-        method = "model" if bool(u["enough_history"].iloc[0]) else "rule"
-        daily_frames.append(_daily_frame(item, u, proj, arr, method, min(settings.horizon_days, len(days))))
+        method = "model" if bool(enough_all[start]) else "rule"
+        usage_model = str(model_all[start])
+        daily_parts.append((item, start, min(settings.horizon_days, len(days)), proj, arr, method))
         alarm = stockout_alarm(p_mix, L, settings)
-        decisions.append(_decision(item, u, days[0], proj, p_mix, plan, alarm, (L, sL), method, {
+        decisions.append(_decision(item, mean, usage_model, days[0], proj, p_mix, plan, alarm, (L, sL), method, {
             "on_hand": stock0, "recorded_stock_below_zero": iid in below_zero,
             "arrival_scenarios": len(scenarios.get(iid, ())),
         }))
-    daily = pd.concat(daily_frames, ignore_index=True) if daily_frames else pd.DataFrame()
+    daily = _daily_frame(use, daily_parts) if daily_parts else pd.DataFrame()
     return InventoryPlan(daily, pd.DataFrame(decisions), lead, int(stale.sum()))
 
 
@@ -105,6 +114,39 @@ def supplier_lead(lead: pd.DataFrame, supplier_id: float | None) -> tuple[float,
     return L, sL
 
 
+def _supplier_leads(lead: pd.DataFrame):
+    """``supplier_lead`` for every item of a shard: the estimates indexed once, not per item."""
+    by = {}
+    if len(lead):
+        for sid, mean, sd in zip(lead["supplier_id"], lead["expected_days"], lead["sd_days"]):
+            if int(sid) not in by and np.isfinite(mean):
+                by[int(sid)] = (float(mean), float(sd))
+    fallback = supplier_lead(lead, None)
+
+    def leads(supplier_id: float | None) -> tuple[float, float]:
+        return by.get(int(supplier_id), fallback) if pd.notna(supplier_id) else fallback
+
+    return leads
+
+
+def _item_rows(use: pd.DataFrame) -> dict[int, tuple[int, int]]:
+    """Per item id, the [start, stop) rows of its days in ``use`` (sorted by item)."""
+    ids = use["inventory_item_id"].to_numpy()
+    if not len(ids):
+        return {}
+    cut = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts, stops = np.concatenate([[0], cut]), np.concatenate([cut, [len(ids)]])
+    return {int(ids[s]): (int(s), int(e)) for s, e in zip(starts, stops)}
+
+
+def _pairs_by_item(frame: pd.DataFrame, first: str, second: str) -> dict[int, list[tuple]]:
+    """Per item id, its rows' (``first``, ``second``) in the frame's order."""
+    out: dict[int, list[tuple]] = {}
+    for iid, a, b in zip(frame["inventory_item_id"].tolist(), frame[first], frame[second]):
+        out.setdefault(int(iid), []).append((a, b))
+    return out
+
+
 def _scenarios(features: InventoryFeatures, open_orders: pd.DataFrame, lead: pd.DataFrame,
                restaurants: pd.DataFrame) -> dict:
     """Arrival scenarios of every item's open orders (``arrival_scenarios``)."""
@@ -122,48 +164,51 @@ def _scenarios(features: InventoryFeatures, open_orders: pd.DataFrame, lead: pd.
     )
 
 
-def _arrivals(a: pd.DataFrame, days: pd.DatetimeIndex) -> np.ndarray:
-    """Expected arrivals per local day of ``days`` (overdue ones today)."""
+def _arrivals(pairs, days: pd.DatetimeIndex) -> np.ndarray:
+    """Expected arrivals per local day of ``days`` (overdue ones today), from (ds, quantity) pairs."""
     arr = np.zeros(len(days))
-    for ds, q in zip(a["ds"], a["quantity"]):
+    for ds, q in pairs:
         k = max(int((pd.Timestamp(ds) - days[0]).days), 0)
         if k < len(arr):
             arr[k] += q
     return arr
 
 
-def _lots(item_lots: pd.DataFrame, item, tz_of: pd.Series, today: pd.Timestamp) -> list[tuple[int, float]]:
-    """A perishable's batches as (local day index of expiry, quantity)."""
+def _lots(pairs, item, tz_of: pd.Series, today: pd.Timestamp) -> list[tuple[int, float]]:
+    """A perishable's batches as (local day index of expiry, quantity), from (expires_at, quantity) pairs."""
     if not item.is_perishable:
         return []
     tz = tz_of[item.restaurant_id]
-    return [((pd.Timestamp(exp).tz_convert(tz).tz_localize(None).normalize() - today).days, q)
-            for exp, q in zip(item_lots["expires_at"], item_lots["quantity"])]
+    return [((pd.Timestamp(exp).tz_convert(tz).tz_localize(None).normalize() - today).days, q) for exp, q in pairs]
 
 
-def _daily_frame(item, u: pd.DataFrame, proj, arr: np.ndarray, method: str, h: int) -> pd.DataFrame:
-    """The item's ``stock_daily`` inputs for the first ``h`` days."""
+def _daily_frame(use: pd.DataFrame, parts: list) -> pd.DataFrame:
+    """The ``stock_daily`` inputs of every item, its first ``h`` days: ``parts`` holds per item
+    (item, its first row in ``use``, h, projection, arrivals, method)."""
+    take = np.concatenate([np.arange(start, start + h) for _, start, h, *_ in parts])
+    h_of = np.array([h for _, _, h, *_ in parts])
+    cat = lambda f: np.concatenate([f(proj, arr)[:h] for _, _, h, proj, arr, _ in parts])  # noqa: E731
+    stock, net, sd = cat(lambda p, a: p.end_stock), cat(lambda p, a: p.net), cat(lambda p, a: p.sd)
     return pd.DataFrame(
         {
-            "inventory_item_id": int(item.inventory_item_id),
-            "restaurant_id": int(item.restaurant_id),
-            "ds": pd.DatetimeIndex(u["ds"])[:h],
-            "target_start": u["target_start"].to_numpy()[:h],
-            "stock": proj.end_stock[:h],
-            "lower": np.minimum(np.maximum(proj.net[:h] - Z80 * proj.sd[:h], 0), proj.end_stock[:h]),
-            "upper": np.maximum(np.maximum(proj.net[:h] + Z80 * proj.sd[:h], 0), proj.end_stock[:h]),
-            "arrivals": arr[:h],
-            "expired": proj.expired[:h],
-            "method": method,
-            "usage_model": str(u["usage_model"].iloc[0]),
+            "inventory_item_id": np.repeat(np.array([int(it.inventory_item_id) for it, *_ in parts], dtype="int64"), h_of),
+            "restaurant_id": np.repeat(np.array([int(it.restaurant_id) for it, *_ in parts], dtype="int64"), h_of),
+            "ds": pd.DatetimeIndex(use["ds"])[take],
+            "target_start": use["target_start"].to_numpy()[take],
+            "stock": stock,
+            "lower": np.minimum(np.maximum(net - Z80 * sd, 0), stock),
+            "upper": np.maximum(np.maximum(net + Z80 * sd, 0), stock),
+            "arrivals": cat(lambda p, a: a),
+            "expired": cat(lambda p, a: p.expired),
+            "method": np.repeat(np.array([m for *_, m in parts], dtype=object), h_of),
+            "usage_model": np.repeat(use["usage_model"].to_numpy()[[start for _, start, *_ in parts]].astype(str).astype(object), h_of),
         }
     )
 
 
-def _decision(item, u: pd.DataFrame, today: pd.Timestamp, proj, p_mix, plan: dict, alarm: tuple[bool, int],
-              lead: tuple[float, float], method: str, extra: dict) -> dict:
-    """The item's ``stockout`` and ``reorder`` fields."""
-    mean = u["mean"].to_numpy()
+def _decision(item, mean: np.ndarray, usage_model: str, today: pd.Timestamp, proj, p_mix, plan: dict,
+              alarm: tuple[bool, int], lead: tuple[float, float], method: str, extra: dict) -> dict:
+    """The item's ``stockout`` and ``reorder`` fields (``mean``: its daily usage forecast)."""
     so = stockout_summary(proj, today, p_mix)
     when = plan.pop("order_by_index")
     sup = item.supplier_id
@@ -186,7 +231,7 @@ def _decision(item, u: pd.DataFrame, today: pd.Timestamp, proj, p_mix, plan: dic
         "lead_time_sd_days": lead[1],
         "manual_reorder_point": None if pd.isna(item.manual_reorder_point) else float(item.manual_reorder_point),
         "method": method,
-        "usage_model": str(u["usage_model"].iloc[0]),
+        "usage_model": usage_model,
         "arrival_scenarios": extra["arrival_scenarios"],
         "p_out": p_mix,
         **plan,

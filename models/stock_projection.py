@@ -115,23 +115,22 @@ def arrival_scenarios(
     shapes, shifts = supplier_quantiles(lead), supplier_shifts(lead)
     o = orders.merge(lead[["supplier_id", "expected_days", "sd_days"]], on="supplier_id", how="left")
     u = (np.arange(grid) + 0.5) / grid
-    for iid, lines in o.groupby("inventory_item_id"):
-        iid = int(iid)
+    lines = _order_lines(o)
+    # the orders' lead-time draws first, then their local arrival days in one pass per time zone
+    # (the same element-wise timestamp arithmetic as per order, without pandas' cost per order)
+    placed: dict[int, list] = {}
+    for iid, first, qty in lines:
         if iid not in tz_of_item:
             continue
-        tz, today, mid = tz_of_item[iid], today_of_item[iid], midpoint_hour.get(iid, 23.0)
-        per_po = []
-        for _, po in lines.groupby("purchase_order_id"):
-            first = po.iloc[0]
-            qty = float(po["quantity"].sum())
-            elapsed = max((as_of - first["ordered_at"]).total_seconds() / 86400.0, 0.0)
-            placed_weekday = first["ordered_at"].tz_convert(tz).weekday()
-            shift = shifts[int(first["supplier_id"])][placed_weekday] if pd.notna(first["supplier_id"]) and int(
-                first["supplier_id"]) in shifts else 0.0
-            lead_days = _lead_draws(first, shapes, elapsed, u, as_of, shift)
-            at = (first["ordered_at"] + pd.to_timedelta(lead_days, unit="D")).tz_convert(tz).tz_localize(None)
-            day = (at.normalize() - today).days.to_numpy() + (at.hour + at.minute / 60.0 >= mid).astype(int)
-            per_po.append((np.maximum(day, 0), qty))
+        tz = tz_of_item[iid]
+        elapsed = max((as_of - first["ordered_at"]).total_seconds() / 86400.0, 0.0)
+        placed_weekday = first["ordered_at"].tz_convert(tz).weekday()
+        sid = first["supplier_id"]
+        shift = shifts[int(sid)][placed_weekday] if pd.notna(sid) and int(sid) in shifts else 0.0
+        placed.setdefault(iid, []).append((first["ordered_at"], _lead_draws(first, shapes, elapsed, u, as_of, shift), qty))
+    days_of = _arrival_days_by_zone(placed, tz_of_item, today_of_item, midpoint_hour)
+    for iid, pos in placed.items():
+        per_po = [(np.maximum(day, 0), qty) for day, (_, _, qty) in zip(days_of[iid], pos)]
         combos = 1
         for day, _ in per_po:
             combos *= len(np.unique(day))
@@ -158,6 +157,52 @@ def arrival_scenarios(
                         a[day[pk[k]]] += qty
                 scen.append((1.0 / max_scenarios, a))
         out[iid] = scen
+    return out
+
+
+def _order_lines(o: pd.DataFrame) -> list[tuple[int, dict, float]]:
+    """Per (item, purchase order), in item then order id order: the item id, the order's first
+    line (as a dict of its fields) and the quantity of all its lines of that item."""
+    if o.empty:
+        return []
+    iids, pos = o["inventory_item_id"].to_numpy(), o["purchase_order_id"].to_numpy()
+    order = np.lexsort((pos, iids))  # stable: the lines of one (item, order) keep their order
+    cut = np.flatnonzero((iids[order][1:] != iids[order][:-1]) | (pos[order][1:] != pos[order][:-1])) + 1
+    fields = {c: o[c].tolist() for c in ("supplier_id", "expected_days", "sd_days", "ordered_at", "expected_at")}
+    quantity = o["quantity"].to_numpy(dtype=float)
+    out = []
+    for rows in np.split(order, cut):
+        first = int(rows[0])
+        qty = float(quantity[first]) if len(rows) == 1 else float(pd.Series(quantity[rows]).sum())
+        out.append((int(iids[first]), {c: v[first] for c, v in fields.items()}, qty))
+    return out
+
+
+def _arrival_days_by_zone(placed: dict[int, list], tz_of_item: dict[int, str], today_of_item: dict[int, pd.Timestamp],
+                          midpoint_hour: dict[int, float]) -> dict[int, list[np.ndarray]]:
+    """Per item, each open order's local arrival day index at its lead-time draws: placed + lead,
+    in the restaurant's zone, counted from its local today, the next day after the usage midpoint."""
+    by_zone: dict[str, list[int]] = {}
+    for iid in placed:
+        by_zone.setdefault(tz_of_item[iid], []).append(iid)
+    out: dict[int, list[np.ndarray]] = {}
+    day_ns = 86_400 * 10**9
+    for tz, iids in by_zone.items():
+        pos = [po for iid in iids for po in placed[iid]]
+        sizes = [len(draws) for _, draws, _ in pos]
+        at = (pd.DatetimeIndex(np.repeat(pd.DatetimeIndex([when for when, _, _ in pos]), sizes))
+              + pd.to_timedelta(np.concatenate([draws for _, draws, _ in pos]), unit="D")).tz_convert(tz).tz_localize(None)
+        midnight = at.normalize().as_unit("ns").asi8
+        hour = (at.hour + at.minute / 60.0).to_numpy()
+        k = 0
+        for iid in iids:
+            today = pd.Timestamp(today_of_item[iid]).as_unit("ns").value
+            mid = midpoint_hour.get(iid, 23.0)
+            days = out.setdefault(iid, [])
+            for _, draws, _ in placed[iid]:
+                sl = slice(k, k + len(draws))
+                days.append((midnight[sl] - today) // day_ns + (hour[sl] >= mid).astype(int))
+                k += len(draws)
     return out
 
 
@@ -314,23 +359,31 @@ def simulate_p_out(
         s_l = math.sqrt(math.log(1 + level_cv**2))
         u = u * rng.lognormal(-s_l**2 / 2, s_l, size=(draws, 1))
     S = len(scenarios)
-    use = np.tile(u, (S, 1))  # (S * draws, n), scenario-major
+    # A path is (scenario s, usage draw i), scenario-major: path s * draws + i. Paths do not
+    # interact and only their first day out counts, so each day works on the paths not yet out
+    # (``live``), with the same element-wise operations in the same order as on every path:
+    # the same numbers, without the days after a path ran out (most items run out within the
+    # horizon on some paths) or a (paths x days) copy of the draws and arrivals per scenario.
+    use_by_day = np.ascontiguousarray(u.T)  # (n, draws): a day's draws are contiguous
     weight = np.repeat(np.array([w for w, _ in scenarios], dtype=float) / draws, draws)
-    arrivals = np.repeat(np.stack([np.asarray(a, dtype=float)[:n] for _, a in scenarios]), draws, axis=0)
+    arrivals = np.stack([np.asarray(a, dtype=float)[:n] for _, a in scenarios]) if S else np.zeros((0, n))
+    arriving = arrivals.any(axis=0) if S else np.zeros(n, dtype=bool)
     P = S * draws
+    live = np.arange(P)  # path of each live slot
+    draw_of, scen_of = np.tile(np.arange(draws), S), np.repeat(np.arange(S), draws)
     expiring = shelf_life_days is not None and shelf_life_days > 0
     cols = sorted([[int(d), np.full(P, float(q))] for d, q in lots if q > 0], key=lambda c: c[0])
     free = np.full(P, float(max(on_hand - sum(float(q) for _, q in lots if q > 0), 0.0)))
     out_day = np.full(P, n)
     for d in range(n):
-        arr = arrivals[:, d]
-        if arr.any():
+        if arriving[d]:
+            arr = arrivals[scen_of, d]
             if expiring:
-                cols.append([d + int(shelf_life_days), arr.copy()])
+                cols.append([d + int(shelf_life_days), arr])
                 cols.sort(key=lambda c: c[0])
             else:
                 free = free + arr
-        need = use[:, d].copy()
+        need = use_by_day[d][draw_of] if len(live) < P or S > 1 else use_by_day[d].copy()
         for c in cols:
             take = np.minimum(c[1], need)
             c[1] -= take
@@ -338,9 +391,24 @@ def simulate_p_out(
         take = np.minimum(free, need)
         free -= take
         need -= take
-        out_day = np.where((out_day == n) & (need > 1e-9), d, out_day)
+        hit = need > 1e-9
         cols = [c for c in cols if c[0] > d]
-    p = np.array([weight[out_day <= d].sum() for d in range(n)])
+        if hit.any():
+            out_day[live[hit]] = d
+            keep = ~hit
+            if not keep.any():
+                break
+            live, draw_of, scen_of, free = live[keep], draw_of[keep], scen_of[keep], free[keep]
+            for c in cols:
+                c[1] = c[1][keep]
+    # P(out by d): the same sums as over every day, taken only on days some path ran out
+    p = np.zeros(n)
+    last = 0.0
+    days = set(np.unique(out_day[out_day < n]).tolist())
+    for d in range(n):
+        if d in days:
+            last = weight[out_day <= d].sum()
+        p[d] = last
     return np.clip(np.maximum.accumulate(p), 0.0, 1.0)
 
 
