@@ -16,6 +16,7 @@ import pandas as pd
 from core.replica import ReplicaReader
 from core.settings import InventorySettings
 from core.units import Scope
+from features.aggregate_cache import read_through
 from features.demand import checked_zones
 from features.inventory_frames import (
     InventoryFeatures,
@@ -25,7 +26,7 @@ from features.inventory_frames import (
     usage_grid,
     usage_midpoint_hour,
 )
-from features.items import item_daily_units, menu_items
+from features.items import item_daily_units_in, menu_items
 from features.quality import valid
 from features.suppliers import PLACED, supplier_history
 from features.timegrid import future_days, local_date
@@ -304,8 +305,10 @@ def inventory_features(reader: ReplicaReader, scope: Scope, settings: InventoryS
     recipes = recipe_lines(reader, rids)
     zones = {rid: tz for rid, tz in checked_zones(scope.restaurants)[0].items() if rid in first}
     menu = menu_items(reader, rids, as_of)
-    sold = item_daily_units(reader, zones, start, as_of, scope.valid_until) if zones else pd.DataFrame(
-        columns=["menu_item_id", "restaurant_id", "local_date", "units"])
+    # units sold per menu item and day: the demand types' kept aggregates where the night has them
+    # (``features.aggregate_cache``: the frame a full read gives), not the replica's every night
+    sold = read_through("items", item_daily_units_in, reader, scope, zones, pd.Timestamp(start)) if zones else \
+        pd.DataFrame(columns=["menu_item_id", "restaurant_id", "local_date", "units"])
     menu_units = menu_unit_grid(sold, menu[menu["id"].isin(recipes["menu_item_id"])], first, last, zones)
     usage = open_where_only_counted(usage, menu_units)
     on_hand = stock_on_hand(reader, rids, as_of, scope.valid_until)

@@ -361,3 +361,45 @@ def test_the_shard_plan_is_the_same_as_item_by_item(seeded_replica, monkeypatch)
     pd.testing.assert_frame_equal(new.lead, old.lead, check_exact=True)
     for rows in (stock_daily_rows, stockout_rows, reorder_rows):
         pd.testing.assert_frame_equal(rows(new), rows(old), check_exact=True)
+
+
+def test_units_sold_from_the_kept_aggregates_give_the_features_of_a_full_read(replica_engine, predictions_engine):
+    """The stock features take the menu items' units per day from the demand types' kept
+    aggregates: on the nights after the first they are the frames a replica read gives."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from core.replica import ReplicaReader
+    from core.settings import ForecastSettings
+    from core.units import Scope
+    from features.aggregate_cache import trusted_days
+    from features.demand import checked_zones
+    from features.inventory import inventory_features
+    from features.restaurants import load_restaurants
+    from worker.aggregates import AggregateKeeper
+    from worker.settings import get_settings
+
+    reader = ReplicaReader(replica_engine)
+    keeper = AggregateKeeper(predictions_engine)
+    keeper.forget()
+    settings = get_settings().inventory
+    try:
+        for night in (2, 1, 0):
+            as_of = pd.Timestamp(AS_OF) - pd.Timedelta(days=night)
+            scope = Scope(run_id="00000000-0000-0000-0000-0000000000e8", schedule="daily", as_of=as_of,
+                          restaurants=load_restaurants(reader).restaurants, forecast=ForecastSettings(),
+                          model_store=Path(tempfile.mkdtemp(prefix="stock-kept-")),
+                          valid_until=pd.Timestamp.now(tz="UTC").to_pydatetime(), inventory=settings)
+            full = inventory_features(reader, scope, settings)
+            kept = inventory_features(reader, dataclasses.replace(scope, aggregates=keeper), settings)
+            assert len(kept.menu_units) > 1000
+            for part in ("menu_units", "usage", "items", "on_hand", "lots", "open_orders"):
+                pd.testing.assert_frame_equal(getattr(kept, part), getattr(full, part), check_exact=True, obj=part)
+        # the last night took most of its units from the kept days
+        zones, _ = checked_zones(scope.restaurants)
+        start = pd.Timestamp(AS_OF) - pd.Timedelta(days=settings.usage_history_days + 2)
+        kept_days = trusted_days("items", reader, keeper, zones, start, pd.Timestamp(AS_OF), 7)
+        assert len(kept_days) > (settings.usage_history_days - 10) * len(zones)
+    finally:
+        keeper.forget()
