@@ -168,7 +168,8 @@ def _order_lines(o: pd.DataFrame) -> list[tuple[int, dict, float]]:
     iids, pos = o["inventory_item_id"].to_numpy(), o["purchase_order_id"].to_numpy()
     order = np.lexsort((pos, iids))  # stable: the lines of one (item, order) keep their order
     cut = np.flatnonzero((iids[order][1:] != iids[order][:-1]) | (pos[order][1:] != pos[order][:-1])) + 1
-    fields = {c: o[c].tolist() for c in ("supplier_id", "expected_days", "sd_days", "ordered_at", "expected_at")}
+    fields = {c: o[c].tolist() if c in o.columns else [pd.NaT] * len(o)  # expected_at: read only without a lead time
+              for c in ("supplier_id", "expected_days", "sd_days", "ordered_at", "expected_at")}
     quantity = o["quantity"].to_numpy(dtype=float)
     out = []
     for rows in np.split(order, cut):
