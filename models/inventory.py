@@ -187,21 +187,28 @@ def _daily_frame(use: pd.DataFrame, parts: list) -> pd.DataFrame:
     (item, its first row in ``use``, h, projection, arrivals, method)."""
     take = np.concatenate([np.arange(start, start + h) for _, start, h, *_ in parts])
     h_of = np.array([h for _, _, h, *_ in parts])
-    cat = lambda f: np.concatenate([f(proj, arr)[:h] for _, _, h, proj, arr, _ in parts])  # noqa: E731
-    stock, net, sd = cat(lambda p, a: p.end_stock), cat(lambda p, a: p.net), cat(lambda p, a: p.sd)
+    starts = [start for _, start, *_ in parts]
+
+    def per_item(values, dtype) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), h_of)
+
+    def per_day(field) -> np.ndarray:
+        return np.concatenate([field(proj, arr)[:h] for _, _, h, proj, arr, _ in parts])
+
+    stock, net, sd = per_day(lambda p, a: p.end_stock), per_day(lambda p, a: p.net), per_day(lambda p, a: p.sd)
     return pd.DataFrame(
         {
-            "inventory_item_id": np.repeat(np.array([int(it.inventory_item_id) for it, *_ in parts], dtype="int64"), h_of),
-            "restaurant_id": np.repeat(np.array([int(it.restaurant_id) for it, *_ in parts], dtype="int64"), h_of),
+            "inventory_item_id": per_item([int(it.inventory_item_id) for it, *_ in parts], "int64"),
+            "restaurant_id": per_item([int(it.restaurant_id) for it, *_ in parts], "int64"),
             "ds": pd.DatetimeIndex(use["ds"])[take],
             "target_start": use["target_start"].to_numpy()[take],
             "stock": stock,
             "lower": np.minimum(np.maximum(net - Z80 * sd, 0), stock),
             "upper": np.maximum(np.maximum(net + Z80 * sd, 0), stock),
-            "arrivals": cat(lambda p, a: a),
-            "expired": cat(lambda p, a: p.expired),
-            "method": np.repeat(np.array([m for *_, m in parts], dtype=object), h_of),
-            "usage_model": np.repeat(use["usage_model"].to_numpy()[[start for _, start, *_ in parts]].astype(str).astype(object), h_of),
+            "arrivals": per_day(lambda p, a: a),
+            "expired": per_day(lambda p, a: p.expired),
+            "method": per_item([m for *_, m in parts], object),
+            "usage_model": per_item([str(m) for m in use["usage_model"].to_numpy()[starts]], object),
         }
     )
 
