@@ -220,36 +220,39 @@ class KitchenData:
     """One shard's kitchen history: tickets to learn from, SQL medians, the menu and stations.
 
     ``tickets`` is None when only ``recent`` was read (a night expected to reuse its model);
-    ``read_tickets`` then reads them all, for the night that has to fit after all.
+    ``read_tickets`` then reads them all, for the night that has to fit after all. ``medians`` is
+    None when not read yet (the same night: the model it reuses keeps the medians it was fitted
+    on); ``read_medians`` reads them, for a night that needs them fresh after all.
     """
 
     as_of: pd.Timestamp
     tickets: pd.DataFrame | None
-    medians: pd.DataFrame
+    medians: pd.DataFrame | None
     menu: pd.DataFrame
     stations: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
     recent: RecentTickets | None = None
     read_tickets: Callable[[], pd.DataFrame] | None = None
+    read_medians: Callable[[], pd.DataFrame] | None = None
 
 
 def kitchen_unit_features(reader: ReplicaReader, scope: Scope, recent_per_item: int | None = None,
                           unbumped_min_minutes: float = 0.0) -> KitchenData:
-    """The shard's kitchen data. With ``recent_per_item``, tickets are not read: only each item's
-    newest ``recent_per_item`` and their summary (``recent_prep_tickets``, with
-    ``unbumped_min_minutes`` in minutes), and ``read_tickets`` reads the rest when needed."""
+    """The shard's kitchen data. With ``recent_per_item`` (a night expected to reuse its model),
+    tickets are not read: only each item's newest ``recent_per_item`` and their summary
+    (``recent_prep_tickets``, with ``unbumped_min_minutes`` in minutes), and ``read_tickets`` reads
+    the rest when needed; nor are the medians (``read_medians`` reads them when needed)."""
     rids = scope.restaurant_ids
     as_of = scope.as_of
     window = (reader, rids, as_of - pd.Timedelta(days=TICKET_HISTORY_DAYS), as_of, scope.valid_until)
     limit = TICKETS_PER_RESTAURANT * len(rids)
-    medians = prep_medians(
-        reader, rids, as_of - pd.Timedelta(days=min(MEDIAN_HISTORY_DAYS, scope.forecast.history_days)), as_of,
-        scope.valid_until,
-    )
-    tickets, recent = None, None
+    median_window = (reader, rids, as_of - pd.Timedelta(days=min(MEDIAN_HISTORY_DAYS, scope.forecast.history_days)),
+                     as_of, scope.valid_until)
+    tickets, recent, medians = None, None, None
     if recent_per_item:
         recent = recent_prep_tickets(*window, limit=limit, per_item=recent_per_item, min_minutes=unbumped_min_minutes)
     else:
+        medians = prep_medians(*median_window)
         tickets = prep_tickets(*window, limit=limit)
     return KitchenData(
         as_of=as_of,
@@ -260,4 +263,5 @@ def kitchen_unit_features(reader: ReplicaReader, scope: Scope, recent_per_item: 
         counts={"tickets": int(len(tickets)) if tickets is not None else recent.window_tickets},
         recent=recent,
         read_tickets=lambda: prep_tickets(*window, limit=limit),
+        read_medians=lambda: prep_medians(*median_window),
     )

@@ -29,6 +29,23 @@ def add_item_reference(tickets: pd.DataFrame, reference: pd.DataFrame) -> pd.Dat
     return out
 
 
+def references_cover(reference: pd.DataFrame, tickets: pd.DataFrame) -> bool:
+    """Whether ``reference`` (medians kept from an earlier night, ``prep_medians`` shape) has a
+    median for every (item, station) and every station among the single-unit ``tickets``.
+
+    Why: kept medians may be a few days old (``prediction_types.kitchen``); older values are close,
+    but a key that is missing (an item first sold, or moved to another station, since they were
+    taken) would turn an item's own median into its station's, or skip the item, until the next
+    refit. The tickets read tonight (the newest of each item) show such keys.
+    """
+    single = tickets[tickets["quantity"] == 1]
+    items = reference[reference["level"] == "item"]
+    kept_items = set(zip(items["menu_item_id"].astype("float64"), items["station_id"].astype("int64")))
+    kept_stations = set(reference.loc[reference["level"] == "station", "station_id"].astype("int64"))
+    sold = set(zip(single["menu_item_id"].astype("float64"), single["station_id"].astype("int64")))
+    return sold <= kept_items and set(single["station_id"].astype("int64")) <= kept_stations
+
+
 # A ticket open this many times its item's reference (per unit), or this many minutes beyond it,
 # was not cooking: the line forgot to bump it on the kitchen screen (it closes at the end of
 # service, or when someone tidies the screen). On the synthetic chain no ticket passes 4.8x or

@@ -37,8 +37,22 @@ FEATURES = ("queue_size", "quantity", "has_modifiers", "local_hour", "local_dow"
 MONOTONE_UP = ("queue_size", "quantity")
 
 
+REFERENCES_FILE = "references.json"
+# the columns of ``features.kitchen.prep_medians`` and the dtypes it reads them in (level: text)
+_REFERENCE_NUMBERS = {"menu_item_id": "float64", "station_id": "int64", "tickets": "int64", "median_minutes": "float64"}
+_REFERENCE_COLUMNS = ("level", *_REFERENCE_NUMBERS)
+
+
 class PrepTimeModel:
-    """Fitted state: ``booster_``, ``station_types_``, ``ratio_q10_``/``ratio_q90_`` (interval)."""
+    """Fitted state: ``booster_``, ``station_types_``, ``ratio_q10_``/``ratio_q90_`` (interval),
+    ``references_``: the item and station medians its ratio target was taken against, when given
+    to ``fit`` (None for an artifact saved before they were kept).
+
+    Why the model keeps its references: the nights that reuse the model (``REFIT_DAYS`` in
+    ``prediction_types.kitchen``) would otherwise read the 365-day medians again from the whole
+    year of tickets, most of a warm night's prep time (issue 28), to get what differs from these by
+    at most a week of a year's tickets (see ``prediction_types.kitchen.predict_prep_time``).
+    """
 
     name = "prep_time_lgbm"
 
@@ -57,14 +71,18 @@ class PrepTimeModel:
         self.ratio_q10_ = 1.0
         self.ratio_q90_ = 1.0
         self.holdout_mae_: float | None = None
+        self.references_: pd.DataFrame | None = None
 
     def _X(self, frame: pd.DataFrame) -> pd.DataFrame:
         codes = {t: i for i, t in enumerate(self.station_types_)}
         X = frame.assign(station_code=frame["station_type"].map(codes).fillna(-1).astype(float))
         return X.loc[:, list(FEATURES)].astype(float)
 
-    def fit(self, tickets: pd.DataFrame) -> Self:
-        """Learn from ``add_item_reference`` output (needs prep_ratio, item_ref, queued_at)."""
+    def fit(self, tickets: pd.DataFrame, references: pd.DataFrame | None = None) -> Self:
+        """Learn from ``add_item_reference`` output (needs prep_ratio, item_ref, queued_at);
+        ``references``: the medians (``features.kitchen.prep_medians`` shape) that output was
+        built on, kept as ``references_`` and saved with the model."""
+        self.references_ = None if references is None else references[list(_REFERENCE_COLUMNS)].reset_index(drop=True)
         data = tickets[np.isfinite(tickets["prep_ratio"]) & (tickets["item_ref"] > 0)].sort_values("queued_at")
         if len(data) < 2:
             raise ValueError("prep-time model needs tickets")
@@ -95,6 +113,10 @@ class PrepTimeModel:
         (directory / "params.json").write_text(json.dumps({
             "class": self.name, "station_types": self.station_types_, "ratio_q10": self.ratio_q10_,
             "ratio_q90": self.ratio_q90_, "holdout_mae": self.holdout_mae_}))
+        if self.references_ is not None:
+            # column lists, NaN as null: json keeps every float exactly (shortest repr round-trips)
+            cols = {c: [None if pd.isna(v) else v for v in self.references_[c].tolist()] for c in _REFERENCE_COLUMNS}
+            (directory / REFERENCES_FILE).write_text(json.dumps(cols))
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -105,6 +127,11 @@ class PrepTimeModel:
         model.station_types_ = list(meta["station_types"])
         model.ratio_q10_, model.ratio_q90_ = meta["ratio_q10"], meta["ratio_q90"]
         model.holdout_mae_ = meta.get("holdout_mae")
+        path = directory / REFERENCES_FILE
+        if path.exists():
+            cols = json.loads(path.read_text())
+            ref = pd.DataFrame({c: cols[c] for c in _REFERENCE_COLUMNS})  # level: text, as a replica read infers it
+            model.references_ = ref.astype(_REFERENCE_NUMBERS)
         return model
 
 

@@ -4,15 +4,17 @@ stretches it), daily.
 Path: ``features.kitchen.kitchen_unit_features`` reads the shard's tickets (SQL, bounded history)
 and menu; ``models.prep_time.PrepTimeModel`` is fitted when there are enough tickets (at most weekly,
 see ``REFIT_DAYS``); on the nights between, only each item's newest tickets are read (``kitchen_features``:
-what the predictions use), unless the model turns out unusable; the rows
+what the predictions use) and the medians are the ones kept in the model's artifact, unless the
+model turns out unusable; the rows
 below fall back per item to the item's, then the station's median (``method`` ``average``), and
 the run messages count what was skipped or kept out of training. Details in docs/kitchen.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ from features.kitchen_frames import (
     UNBUMPED_RATIO,
     add_item_reference,
     left_unbumped,
+    references_cover,
 )
 from models.artifacts import load_model, previous_records, saved_record, shard_version
 from models.churn import MODEL_VERSION_PREFIX
@@ -63,26 +66,43 @@ def _reusable_records(scope: Scope) -> list:
 
 def kitchen_features(reader: ReplicaReader, scope: Scope) -> KitchenData:
     """The unit's reads. A night with a model to reuse (one registered less than ``REFIT_DAYS``
-    ago) reads only each item's newest tickets, which is all a prediction uses; a night that fits,
+    ago) reads only each item's newest tickets, which is all a prediction uses, and not the
+    medians (the model keeps its own: ``predict_prep_time``); a night that fits,
     or finds the model unusable after all, reads every ticket of the window (issue 28: the full read
     was most of a warm night's prep time)."""
     per_item = GRID_ROWS_PER_ITEM + GRID_READ_SLACK if _reusable_records(scope) else None
     return kitchen_unit_features(reader, scope, recent_per_item=per_item, unbumped_min_minutes=UNBUMPED_MIN_MINUTES)
 
 
-def _recent_model(scope: Scope, station_types: set[str], messages: list[str]):
-    """(model, registry record) of the newest checksum-verified prep-time model this shard
-    registered less than ``REFIT_DAYS`` before the as-of and that knows every station type; else None."""
+@dataclass
+class _Reusable:
+    """The newest checksum-verified prep-time model this shard registered less than ``REFIT_DAYS``
+    before the as-of and its registry record (None, None without one), and the run messages of
+    the artifacts passed over on the way (said where the night decides on its model)."""
+
+    model: PrepTimeModel | None = None
+    rec: Any = None
+    unusable: list[str] = field(default_factory=list)
+
+
+def _reusable_model(scope: Scope) -> _Reusable:
+    unusable: list[str] = []
     for rec in _reusable_records(scope):
         try:
             model = load_model(PrepTimeModel, Path(rec.artifact_path), rec.sha256)
         except Exception as exc:  # a missing, tampered or incompatible artifact: try the next, else fit
-            messages.append(f"prep_time: model {rec.version} unusable ({type(exc).__name__}: {exc}); refitting")
+            unusable.append(f"prep_time: model {rec.version} unusable ({type(exc).__name__}: {exc}); refitting")
             continue
-        if not station_types <= set(model.station_types_):
-            return None
-        return model, rec
-    return None
+        return _Reusable(model, rec, unusable)
+    return _Reusable(unusable=unusable)
+
+
+def _recent_model(reusable: _Reusable, station_types: set[str], messages: list[str]):
+    """(model, registry record) of the reusable model when it knows every station type; else None."""
+    messages.extend(reusable.unusable)
+    if reusable.model is None or not station_types <= set(reusable.model.station_types_):
+        return None
+    return reusable.model, reusable.rec
 
 
 def _details(station_id: int, by_queue: dict, extra: float | None, fallback: str | None, tickets: int) -> dict:
@@ -115,7 +135,7 @@ def _recent_suffices(data: KitchenData) -> bool:
     return r.station_types_sure and r.window_tickets - r.over_minutes >= MIN_TICKETS and not no_station.any()
 
 
-def _reuse_on_recent(data: KitchenData, scope: Scope):
+def _reuse_on_recent(data: KitchenData, reusable: _Reusable):
     """(tickets for the grid, model, version, messages) when the model is reused on the newest
     tickets alone and they give the grid the full read would; else None (the caller reads all)."""
     r = data.recent
@@ -131,7 +151,7 @@ def _reuse_on_recent(data: KitchenData, scope: Scope):
             return None  # an item lost so many to the filter that older tickets would fill its grid
         if unbumped.any():
             messages.append(_unbumped_message(int(unbumped.sum()), " of the items' newest"))
-    recent = _recent_model(scope, r.station_types, messages)
+    recent = _recent_model(reusable, r.station_types, messages)
     if recent is None:
         return None
     model, rec = recent
@@ -139,26 +159,28 @@ def _reuse_on_recent(data: KitchenData, scope: Scope):
     return kept, model, str(rec.version), messages
 
 
-def _model_on_all_tickets(data: KitchenData, scope: Scope, version: str, models: list[ModelRecord],
-                          messages: list[str]):
+def _model_on_all_tickets(data: KitchenData, scope: Scope, reusable: _Reusable, version: str,
+                          models: list[ModelRecord], messages: list[str], may_fit: bool = True):
     """(training tickets, model or None, version) from every ticket of the window: the shard's
     recent model reused when it may be, else fitted (its record appended to ``models``) when there
-    are enough tickets, else None (medians)."""
+    are enough tickets, else None (medians). Without ``may_fit``, None instead of anything but a reuse."""
     tickets = add_item_reference(data.tickets, data.medians) if len(data.tickets) else data.tickets
     if len(tickets):
         unbumped = left_unbumped(tickets)
         if unbumped.any():
             messages.append(_unbumped_message(int(unbumped.sum())))
             tickets = tickets[~unbumped]
-    recent = _recent_model(scope, set(tickets["station_type"]), messages) if len(tickets) >= MIN_TICKETS else None
+    recent = _recent_model(reusable, set(tickets["station_type"]), messages) if len(tickets) >= MIN_TICKETS else None
     if recent is not None:
         model, rec = recent
         messages.append(_reused_message(str(rec.version), rec))
         return tickets, model, str(rec.version)
+    if not may_fit:
+        return None
     if len(tickets) < MIN_TICKETS:
         messages.append(f"prep_time: {len(tickets)} completed ticket(s) are too few for the model; medians used")
         return tickets, None, version
-    model = PrepTimeModel().fit(tickets)
+    model = PrepTimeModel().fit(tickets, references=data.medians)
     models.append(saved_record(
         model, Path(scope.model_store) / MODEL_NAME / version, name=MODEL_NAME, version=version,
         training_start=(data.as_of - pd.Timedelta(days=90)).to_pydatetime(), training_end=data.as_of.to_pydatetime(),
@@ -169,20 +191,58 @@ def _model_on_all_tickets(data: KitchenData, scope: Scope, version: str, models:
 
 
 def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
-    """Rows for every active menu item of the shard that has a station with prep history."""
+    """Rows for every active menu item of the shard that has a station with prep history.
+
+    A night that reuses the shard's model takes the item and station medians (the references of
+    the ratio target, the fallback values, the items' ticket counts) from the model's artifact
+    (``PrepTimeModel.references_``, checksum-checked with it) instead of reading them: the read
+    (``prep_medians``, 365 days of tickets: two whole-table scans and a sort spilled to disk) was
+    most of a warm night's prep time (issue 28). Why medians up to ``REFIT_DAYS`` old are good
+    enough: a week changes at most 7 of the 365 days a median is taken over (about 2 % of its
+    tickets), and the model reused beside them is as old and learnt its ratios against exactly
+    these values, so the pair stays one consistent fit until the next refit. What they cannot
+    stand for reads them as before: an artifact without them (saved before they were kept), an
+    (item, station) or station of tonight's single-unit tickets that they lack
+    (``references_cover``), and a night that ends up not reusing the model (it reads them and
+    decides again, as it did without them; a fit always gets fresh medians).
+    """
+    reusable = _reusable_model(scope)
+    kept = reusable.model.references_ if reusable.model is not None else None
+    if kept is not None:
+        result, lean = _predict(replace(data, medians=kept), scope, reusable, kept_medians=True)
+        if result is not None:
+            return result
+        data = replace(lean, medians=data.medians)  # keeps any tickets read meanwhile
+    if data.medians is None:
+        data = replace(data, medians=data.read_medians())
+    result, _ = _predict(data, scope, reusable, kept_medians=False)
+    return result
+
+
+def _predict(data: KitchenData, scope: Scope, reusable: _Reusable,
+             kept_medians: bool) -> tuple[UnitResult | None, KitchenData]:
+    """(the unit's result, the data with whatever tickets it had to read). With ``kept_medians``
+    (``data.medians`` are the reusable model's own), the result is None unless the model is
+    reused on medians that cover tonight's tickets."""
     scope_ids = data.menu["menu_item_id"].astype("int64").tolist()
     messages: list[str] = []
     if data.tickets is None and not _recent_suffices(data):
         data = replace(data, tickets=data.read_tickets())
+    sold = data.recent.tickets if data.tickets is None else data.tickets
+    if kept_medians and not references_cover(data.medians, sold):
+        return None, data
     active = _active_items(data, messages)
     version = shard_version(MODEL_VERSION_PREFIX, scope)
     models: list[ModelRecord] = []
     model = None
-    reused = _reuse_on_recent(data, scope) if data.tickets is None else None
+    reused = _reuse_on_recent(data, reusable) if data.tickets is None else None
     if reused is None:
         if data.tickets is None:  # the model turned out unusable, or the newest tickets could not stand in
             data = replace(data, tickets=data.read_tickets())
-        tickets, model, version = _model_on_all_tickets(data, scope, version, models, messages)
+        chosen = _model_on_all_tickets(data, scope, reusable, version, models, messages, may_fit=not kept_medians)
+        if chosen is None:
+            return None, data
+        tickets, model, version = chosen
     else:
         tickets, model, version, lean_messages = reused
         messages += lean_messages
@@ -209,7 +269,7 @@ def predict_prep_time(data: KitchenData, scope: Scope) -> UnitResult:
     frame = pd.DataFrame(rows, columns=["entity_id", "restaurant_id", "value", "lower", "upper", "details",
                                         "model_name", "model_version", "method"])
     frame["entity_id"] = frame["entity_id"].astype("int64")
-    return UnitResult(rows=frame, scope_entity_ids=scope_ids, messages=messages, models=models)
+    return UnitResult(rows=frame, scope_entity_ids=scope_ids, messages=messages, models=models), data
 
 
 def _active_items(data: KitchenData, messages: list[str]) -> pd.DataFrame:

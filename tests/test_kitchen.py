@@ -77,10 +77,13 @@ def test_idle_minutes_recover_planted_base_minutes(kitchen, seeded_replica):
     assert (extra > 0).mean() > 0.9
 
 
-def test_fallbacks_for_thin_items_and_stations_without_tickets(kitchen):
+def test_fallbacks_for_thin_items_and_stations_without_tickets(kitchen, tmp_path):
     """An item with a few tickets uses its median, one with none its station's median, and an item
     at a station without completed tickets is skipped and counted, never a crash."""
+    import dataclasses
+
     scope, data, _ = kitchen
+    scope = dataclasses.replace(scope, model_store=tmp_path)  # its refit keeps other medians than the fixture's model
     menu, stations, medians = data.menu.copy(), data.stations.copy(), data.medians.copy()
     some = menu[menu["is_active"] & menu["station_id"].notna()].iloc[0]
     station = int(some["station_id"])
