@@ -359,14 +359,30 @@ def simulate_p_out(
         # busy week is busy every day instead of averaging out (``models.usage.level_uncertainty``)
         s_l = math.sqrt(math.log(1 + level_cv**2))
         u = u * rng.lognormal(-s_l**2 / 2, s_l, size=(draws, 1))
+    out_day = _first_day_out(on_hand, lots, u, scenarios, shelf_life_days)
+    weight = np.repeat(np.array([w for w, _ in scenarios], dtype=float) / draws, draws)
+    # P(out by d): the same sums as over every day, taken only on days some path ran out
+    p = np.zeros(n)
+    last = 0.0
+    days = set(np.unique(out_day[out_day < n]).tolist())
+    for d in range(n):
+        if d in days:
+            last = weight[out_day <= d].sum()
+        p[d] = last
+    return np.clip(np.maximum.accumulate(p), 0.0, 1.0)
+
+
+def _first_day_out(on_hand: float, lots: list[tuple[int, float]], u: np.ndarray,
+                   scenarios: list[tuple[float, np.ndarray]], shelf_life_days: float | None) -> np.ndarray:
+    """The first day each path (scenario-major: scenario s, usage draw i is path s * draws + i)
+    could not meet its usage, or ``n`` (the horizon) if it never ran out; ``u`` is (draws, n)."""
+    draws, n = u.shape
     S = len(scenarios)
-    # A path is (scenario s, usage draw i), scenario-major: path s * draws + i. Paths do not
-    # interact and only their first day out counts, so each day works on the paths not yet out
-    # (``live``), with the same element-wise operations in the same order as on every path:
+    # Paths do not interact and only their first day out counts, so each day works on the paths
+    # not yet out (``live``), with the same element-wise operations in the same order as on every path:
     # the same numbers, without the days after a path ran out (most items run out within the
     # horizon on some paths) or a (paths x days) copy of the draws and arrivals per scenario.
     use_by_day = np.ascontiguousarray(u.T)  # (n, draws): a day's draws are contiguous
-    weight = np.repeat(np.array([w for w, _ in scenarios], dtype=float) / draws, draws)
     arrivals = np.stack([np.asarray(a, dtype=float)[:n] for _, a in scenarios]) if S else np.zeros((0, n))
     arriving = arrivals.any(axis=0) if S else np.zeros(n, dtype=bool)
     P = S * draws
@@ -402,15 +418,7 @@ def simulate_p_out(
             live, draw_of, scen_of, free = live[keep], draw_of[keep], scen_of[keep], free[keep]
             for c in cols:
                 c[1] = c[1][keep]
-    # P(out by d): the same sums as over every day, taken only on days some path ran out
-    p = np.zeros(n)
-    last = 0.0
-    days = set(np.unique(out_day[out_day < n]).tolist())
-    for d in range(n):
-        if d in days:
-            last = weight[out_day <= d].sum()
-        p[d] = last
-    return np.clip(np.maximum.accumulate(p), 0.0, 1.0)
+    return out_day
 
 
 def stockout_summary(proj: Projection, today: pd.Timestamp, p_out: np.ndarray | None = None) -> dict:
