@@ -5,6 +5,8 @@ aggregates and which they read fresh from the replica; the store that keeps them
 predictions database and belongs to the worker (``worker.aggregates``, the tables' one writer).
 It reaches the readers handed in through ``Scope.aggregates``, typed by this protocol, so
 ``features/`` imports nothing from ``worker/`` and never holds a predictions-database engine.
+The malformed-row counts kept between nights (``MalformedCounts``, ``worker.malformed_counts``)
+reach ``features.quality.count_malformed`` the same way.
 """
 
 from __future__ import annotations
@@ -33,4 +35,17 @@ class AggregateStore(Protocol):
     def save(self, kind: str, days: pd.DataFrame, rows: pd.DataFrame, read_at: datetime) -> int:
         """Keep ``rows`` as the aggregates of ``days`` (restaurant_id, local_date, zone, order_rows),
         read from the replica at ``read_at``; a day kept from a later read stays. Returns days kept."""
+        ...
+
+
+class MalformedCounts(Protocol):
+    """Malformed replica rows stamped before a cutoff, kept per restaurant and table (issue 28;
+    ``features.quality.count_malformed`` decides when to trust them)."""
+
+    def kept_counts(self, table: str, restaurant_ids: list[int]) -> pd.DataFrame:
+        """Counts kept from this replica: restaurant_id, cutoff (UTC), malformed_before, counted_at (UTC)."""
+        ...
+
+    def keep_counts(self, table: str, counts: pd.DataFrame) -> None:
+        """Keep ``counts`` (restaurant_id, cutoff, malformed_before, counted_at), replacing the restaurants' last."""
         ...

@@ -10,8 +10,11 @@ timestamps in the future.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 
+import pandas as pd
+
+from core.aggregates import MalformedCounts
 from core.replica import ReplicaReader
 
 # Predicates over a table alias ``{a}``. ``:valid_until`` is the wall-clock now plus a small
@@ -78,6 +81,17 @@ _SCOPE: dict[str, tuple[str, str]] = {
     "customers_customerprofile": ("customers_customerprofile t", "t.home_restaurant_id = ANY(:rids)"),
 }
 
+# The large tables whose counts are kept between nights (``count_malformed``): the restaurant and
+# the time stamp of a row in ``_SCOPE``'s source, both reachable through the contract's indexes
+# (orders by restaurant and creation, order lines through their order, tickets by station and
+# queue time, stock movements by item and time). The small tables are counted whole every night.
+_STAMPED: dict[str, tuple[str, str]] = {
+    "orders_order": ("t.restaurant_id", "t.created_at"),
+    "orders_orderitem": ("o.restaurant_id", "o.created_at"),
+    "kitchen_orderitemstation": ("s.restaurant_id", "t.queued_at"),
+    "inventory_stockmovement": ("i.restaurant_id", "t.occurred_at"),
+}
+
 # Rows that existed at ``:as_of`` by the date the replica gives them (``column``: a menu item's
 # ``created_at``, a customer's ``date_joined``): an as-of replay sees the replica as it was then.
 # A null as-of keeps every row.
@@ -94,23 +108,93 @@ def count_malformed(
     tables: Iterable[str],
     restaurant_ids: list[int],
     valid_until: datetime,
+    kept: MalformedCounts | None = None,
+    reread_days: int = 7,
+    cycle: int = 7,
 ) -> dict[str, int]:
     """Malformed rows per table for these restaurants; tables without a rule are not counted.
+
+    Why kept counts (issue 28): the count covers every row of the restaurants' history, and the
+    four scans of the largest tables cost a warm night more than some units. With ``kept``, a
+    large table's rows stamped before a restaurant's cutoff (``reread_days`` before its last full
+    count) are taken from that count, and only the newer and unstamped rows are counted; each
+    restaurant is counted in full one night in ``cycle`` (spread over restaurants), or when its
+    count is missing, from another replica, or older than ``cycle`` days. So a row stamped long
+    ago that is edited, added or removed changes the figure within ``cycle`` nights, not at once;
+    the rows the features read are filtered by the same predicates either way.
 
     Args:
         tables: replica tables the run reads (those absent from the replica are ignored).
         restaurant_ids: the shard's restaurants.
         valid_until: the latest plausible timestamp (wall clock now plus tolerance), UTC.
+        kept: the counts kept between nights (``core.aggregates.MalformedCounts``); None counts all.
+        reread_days: days before a full count whose rows are counted again every night
+            (``ForecastSettings.aggregates_reread_days``).
+        cycle: nights over which every restaurant is counted in full once
+            (``ForecastSettings.aggregates_check_cycle_days``; 1: every night).
     """
     counts: dict[str, int] = {}
     for table in tables:
         if table not in _VALID or table not in reader.present_columns:
             continue
-        source, scope = _SCOPE[table]
-        n = reader.scalar(
-            f"SELECT count(*) FROM {source} WHERE {scope} AND NOT {valid(table, 't')}",
-            {"rids": restaurant_ids, "valid_until": valid_until},
-        )
+        if kept is not None and table in _STAMPED:
+            n = _count_with_kept(reader, table, [int(r) for r in restaurant_ids], valid_until, kept,
+                                 reread_days, cycle)
+        else:
+            source, scope = _SCOPE[table]
+            n = reader.scalar(
+                f"SELECT count(*) FROM {source} WHERE {scope} AND NOT {valid(table, 't')}",
+                {"rids": restaurant_ids, "valid_until": valid_until},
+            )
         if n:
             counts[table] = int(n)
     return counts
+
+
+def _due(restaurant_ids: list[int], have: pd.DataFrame, now: pd.Timestamp, cycle: int) -> list[int]:
+    """The restaurants counted in full tonight: no usable kept count, or their night of the cycle."""
+    if cycle <= 1:
+        return list(restaurant_ids)
+    night = (now.normalize() - pd.Timestamp("1970-01-01", tz="UTC")).days
+    fresh = {int(r) for r, at in zip(have["restaurant_id"], have["counted_at"])
+             if now - pd.Timestamp(at) < pd.Timedelta(days=cycle)}
+    return [r for r in restaurant_ids if r not in fresh or (night + r) % cycle == 0]
+
+
+def _count_with_kept(reader: ReplicaReader, table: str, restaurant_ids: list[int], valid_until: datetime,
+                     kept: MalformedCounts, reread_days: int, cycle: int) -> int:
+    """``count_malformed`` of one large table through the kept counts (see there)."""
+    source, _ = _SCOPE[table]
+    rid, stamp = _STAMPED[table]
+    now = pd.Timestamp(datetime.now(timezone.utc))
+    have = kept.kept_counts(table, restaurant_ids)
+    due = _due(restaurant_ids, have, now, cycle)
+    total = 0
+    if due:
+        cutoff = (pd.Timestamp(valid_until) - pd.Timedelta(days=reread_days)).to_pydatetime()
+        full = reader.frame(
+            f"SELECT {rid} AS restaurant_id, count(*) FILTER (WHERE {stamp} < :cutoff) AS before, count(*) AS n "
+            f"FROM {source} WHERE {rid} = ANY(:rids) AND NOT {valid(table, 't')} GROUP BY 1",
+            {"rids": due, "valid_until": valid_until, "cutoff": cutoff},
+        )
+        total += int(full["n"].sum()) if len(full) else 0
+        before = dict(zip(full["restaurant_id"].astype("int64"), full["before"].astype("int64")))
+        kept.keep_counts(table, pd.DataFrame({"restaurant_id": due, "cutoff": cutoff,
+                                              "malformed_before": [int(before.get(r, 0)) for r in due],
+                                              "counted_at": now.to_pydatetime()}))
+    rest = have[~have["restaurant_id"].astype("int64").isin(due)] if len(have) else have
+    if len(rest):
+        total += int(rest["malformed_before"].astype("int64").sum())
+        # the rows stamped since each restaurant's cutoff, and the unstamped ones; the constant
+        # bounds (restaurants, earliest cutoff) are what lets the planner take the indexes
+        cutoffs = [pd.Timestamp(c).to_pydatetime() for c in rest["cutoff"]]
+        total += int(reader.scalar(
+            f"SELECT (SELECT count(*) FROM {source} "
+            "JOIN unnest(CAST(:krids AS bigint[]), CAST(:cutoffs AS timestamptz[])) AS c(rid, cutoff) "
+            f"ON c.rid = {rid} WHERE {rid} = ANY(:krids) AND {stamp} >= :lo AND {stamp} >= c.cutoff "
+            f"AND NOT {valid(table, 't')}) + (SELECT count(*) FROM {source} WHERE {rid} = ANY(:krids) "
+            f"AND {stamp} IS NULL AND NOT {valid(table, 't')})",
+            {"krids": [int(r) for r in rest["restaurant_id"]], "cutoffs": cutoffs, "lo": min(cutoffs),
+             "valid_until": valid_until},
+        ) or 0)
+    return total

@@ -35,6 +35,7 @@ OWNERS = {
     "ml_demand_hourly_aggregate": "worker/aggregates.py",
     "ml_demand_item_aggregate": "worker/aggregates.py",
     "ml_demand_watermark": "worker/aggregates.py",
+    "ml_malformed_count": "worker/malformed_counts.py",
 }
 WALKED = ("core", "features", "models", "synthetic", "sales_import", "prediction_types", "webhooks",
           "reporting", "worker", "tasks")

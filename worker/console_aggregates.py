@@ -35,6 +35,7 @@ def rebuild_aggregates(
     from features.restaurants import load_restaurants
     from worker import db
     from worker.aggregates import AggregateKeeper, replica_source
+    from worker.malformed_counts import MalformedKeeper
     from worker.runs import FUTURE_TOLERANCE
     from worker.settings import get_settings
 
@@ -52,6 +53,8 @@ def rebuild_aggregates(
     keeper = AggregateKeeper(db.predictions_engine(), replica_source(settings.replica.url.get_secret_value()))
     ids = [int(i) for i in found.restaurants["id"]]
     dropped = keeper.forget(ids if restaurant else None)
+    # the malformed rows' kept counts go too: the next run counts those restaurants in full
+    MalformedKeeper(db.predictions_engine(), keeper.source).forget(ids if restaurant else None)
     if forget_only:
         typer.echo(f"dropped {dropped} kept days of {len(ids) if restaurant else 'every'} restaurant(s); "
                    "the next run reads their whole history")

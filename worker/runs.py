@@ -34,6 +34,7 @@ from worker import catalog, db, records
 from worker.aggregates import AggregateKeeper, replica_source
 from worker.failures import failure_reason, is_transient, with_retries
 from worker.locks import Heartbeat, RunLock
+from worker.malformed_counts import MalformedKeeper
 from worker.records import RunRecords
 from worker.run_finish import finish_run
 from worker.run_start import LockHeld, RunInputError, RunPlan, begin_locked, begin_run, unit_key
@@ -120,7 +121,11 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
     try:
         found = load_restaurants(reader, list(shard["restaurant_ids"]))
         tables = sorted({t for u in units for t in u.tables})
-        work.skipped = count_malformed(reader, tables, list(found.restaurants["id"]), valid_until)
+        forecast = settings.forecast
+        source = replica_source(settings.replica.url.get_secret_value())
+        work.skipped = count_malformed(reader, tables, list(found.restaurants["id"]), valid_until,
+                                       MalformedKeeper(predictions, source) if forecast.keep_aggregates else None,
+                                       forecast.aggregates_reread_days, forecast.aggregates_check_cycle_days)
         scope = Scope(
             run_id=run_id,
             schedule=run["schedule"],
@@ -131,8 +136,7 @@ def run_shard(run_id: str, shard_no: int, *, settings: Settings | None = None,
             model_store=settings.model_store.path,
             valid_until=valid_until,
             registry=records.registry_frame(predictions, [u.prediction_type for u in units]),
-            aggregates=(AggregateKeeper(predictions, replica_source(settings.replica.url.get_secret_value()))
-                        if settings.forecast.keep_aggregates else None),
+            aggregates=AggregateKeeper(predictions, source) if forecast.keep_aggregates else None,
         )
         generated_at = datetime.now(timezone.utc)
         expires_at = generated_at + pd.Timedelta(hours=settings.forecast.expires_after_hours).to_pytimedelta()
