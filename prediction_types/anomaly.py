@@ -4,7 +4,8 @@ The writer replaces rows per (type, entity type), so each kind is its own unit. 
 declares only the core tables and checks the inventory module itself: the run loop skips every
 unit of a type whose requirements fail, and a missing inventory module must not silence the
 restaurant and menu-item anomalies. Rows are written only for entities whose last complete local
-day is anomalous; the others lose yesterday's row (``scope_entity_ids``).
+day is anomalous; the others lose yesterday's row (``scope_entity_ids``). The three units share
+one read of the shard's series (``anomaly_inputs``).
 """
 
 from __future__ import annotations
@@ -23,29 +24,32 @@ from models.anomaly import RobustWeekdayZ, anomaly_rows, empty_rows
 
 INVENTORY = (INVENTORY_ITEMS, STOCK_MOVEMENTS)
 
-# What one kind's read hands its prediction: the kind's series, or why the kind was skipped.
+# What the shard's anomaly units share (``shares="anomaly"``): each kind's series, or why the kind
+# was skipped. Why one read: every kind's series carries the restaurants' open days, so three
+# separate reads took the restaurants' daily orders three times a night.
 AnomalyInput = dict[str, Any]
 
 
-def _features_for(kind: str) -> Callable[[ReplicaReader, Scope], AnomalyInput]:
-    def features(reader: ReplicaReader, scope: Scope) -> AnomalyInput:
-        if kind == "inventory_item":
-            missing = reader.missing(INVENTORY)
-            if missing:
-                return {"skipped": "; ".join(missing)}
-        days = scope.inventory.anomaly_history_days + 7 * 8 + 2
-        series = anomaly_series(reader, scope.restaurants, scope.as_of - pd.Timedelta(days=days), scope.as_of,
-                                scope.valid_until, (kind,), kept=scope)
-        return {"series": series.get(kind, pd.DataFrame())}
-
-    return features
+def anomaly_inputs(reader: ReplicaReader, scope: Scope) -> AnomalyInput:
+    """The series of every kind this replica has (``features.anomalies.anomaly_series``), read once."""
+    kinds, skipped = ["restaurant"], {}
+    for kind, needs in (("menu_item", (ORDER_ITEMS,)), ("inventory_item", INVENTORY)):
+        missing = reader.missing(needs)
+        if missing:
+            skipped[kind] = "; ".join(missing)
+        else:
+            kinds.append(kind)
+    days = scope.inventory.anomaly_history_days + 7 * 8 + 2
+    series = anomaly_series(reader, scope.restaurants, scope.as_of - pd.Timedelta(days=days), scope.as_of,
+                            scope.valid_until, tuple(kinds), kept=scope)
+    return {"series": series, "skipped": skipped}
 
 
 def _predict_for(kind: str) -> Callable[[AnomalyInput, Scope], UnitResult]:
     def predict(features: AnomalyInput, scope: Scope) -> UnitResult:
-        if "skipped" in features:
-            return UnitResult(rows=empty_rows(), messages=[f"anomaly ({kind}) skipped: {features['skipped']}"])
-        series = features["series"]
+        if kind in features["skipped"]:
+            return UnitResult(rows=empty_rows(), messages=[f"anomaly ({kind}) skipped: {features['skipped'][kind]}"])
+        series = features["series"].get(kind, pd.DataFrame())
         model = RobustWeekdayZ(threshold=scope.inventory.anomaly_z)
         scored = model.score(series)
         last_day, starts = {}, {}
@@ -66,8 +70,9 @@ UNITS: tuple[PredictionUnit, ...] = tuple(
         entity_type=kind,
         schedules=("daily",),
         requires=requires,
-        features=_features_for(kind),
+        features=anomaly_inputs,
         predict=_predict_for(kind),
+        shares="anomaly",
     )
     for kind, requires in (
         ("restaurant", (ORDERS,)),
