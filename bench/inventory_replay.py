@@ -36,7 +36,7 @@ SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 # the par rule's and the order-up-to policy's knobs reach further: at the model's levels they run
 # out far more often, and their curves must reach the model's stockout levels to be compared
 OTHER_LEVELS = SERVICE_LEVELS + (0.999, 0.9999)
-ALARM_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+ALARM_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7)
 
 
 def label_runouts(world: World, truth: dict, runouts: list[tuple[int, int]]) -> dict:
@@ -151,21 +151,31 @@ def _curve(runs: dict, first: slice, second: slice, settings, knob: str) -> list
             for sl, r in sorted(runs.items())]
 
 
+def _alarm_half(watch: AlarmWatch, world: World, settings, days: range) -> dict:
+    """Alarms against run-outs without new orders on the mornings ``days``: the model at its
+    threshold and at ``ALARM_THRESHOLDS``, days of cover at the same horizon."""
+    D = world.demand.shape[0]
+    m_alarm, c_alarm, notice = alarm_days(watch, world, settings)
+    return {
+        "model": alarms_without_new_orders(m_alarm, notice, watch, days, D),
+        "days_of_cover": alarms_without_new_orders(c_alarm, notice, watch, days, D),
+        "model_thresholds": {str(t): alarms_without_new_orders(alarm_days(watch, world, settings, t)[0], notice, watch, days, D)
+                             for t in ALARM_THRESHOLDS},
+    }
+
+
 def _alarm_figures(watch: AlarmWatch, world: World, settings, truth: dict, historical: ReplayResult,
                    second: range) -> dict:
     """``alarms_in_time``: judged against run-outs without new orders on the second half (model at
-    its threshold and at others, days of cover at the same horizon), and, as before, against the
-    chain's own run-outs over the whole replay (``chain_runouts``)."""
+    its threshold and at others, days of cover at the same horizon; ``first_half``: the same on
+    the first half, where the alarm's threshold is chosen), and, as before, against the chain's
+    own run-outs over the whole replay (``chain_runouts``)."""
     D = world.demand.shape[0]
     m_alarm, c_alarm, notice = alarm_days(watch, world, settings)
     runs = historical.runouts()
     labels = label_runouts(world, truth, runs)
-    out: dict = {
-        "model": alarms_without_new_orders(m_alarm, notice, watch, second, D),
-        "days_of_cover": alarms_without_new_orders(c_alarm, notice, watch, second, D),
-        "model_thresholds": {str(t): alarms_without_new_orders(alarm_days(watch, world, settings, t)[0], notice, watch, second, D)
-                             for t in ALARM_THRESHOLDS},
-    }
+    out: dict = {**_alarm_half(watch, world, settings, second),
+                 "first_half": _alarm_half(watch, world, settings, range(0, second.start))}
     need_p = [float(watch.model.p_out[k][min(h, len(watch.model.p_out[k]) - 1)]) for k, (L, h) in notice.items()
               if k[0] in second and k[0] + h < D and L <= watch.cf[k] <= h]
     out["needed_p_out_quartiles"] = [round(float(q), 4) for q in np.quantile(need_p, (0.25, 0.5, 0.75))] if need_p else None
