@@ -152,13 +152,21 @@ def count_malformed(
 
 
 def _due(restaurant_ids: list[int], have: pd.DataFrame, now: pd.Timestamp, cycle: int) -> list[int]:
-    """The restaurants counted in full tonight: no usable kept count, or their night of the cycle."""
-    if cycle <= 1:
+    """The restaurants counted in full tonight: those without a usable kept count, and the whole
+    shard on its night of the cycle (keyed by its first restaurant, so shards take turns).
+
+    Why a shard at a time, not a restaurant at a time: a full count of a few restaurants scans as
+    much as one of the whole shard wherever the planner takes a table scan (a shard is a tenth of
+    a 100-restaurant chain: 1.5 s for two restaurants' order lines, measured), so spreading
+    restaurants over the nights paid that scan every night instead of one night in ``cycle``."""
+    if cycle <= 1 or not restaurant_ids:
         return list(restaurant_ids)
     night = (now.normalize() - pd.Timestamp("1970-01-01", tz="UTC")).days
+    if (night + min(restaurant_ids)) % cycle == 0:
+        return list(restaurant_ids)
     fresh = {int(r) for r, at in zip(have["restaurant_id"], have["counted_at"])
              if now - pd.Timestamp(at) < pd.Timedelta(days=cycle)}
-    return [r for r in restaurant_ids if r not in fresh or (night + r) % cycle == 0]
+    return [r for r in restaurant_ids if r not in fresh]
 
 
 def _count_with_kept(reader: ReplicaReader, table: str, restaurant_ids: list[int], valid_until: datetime,

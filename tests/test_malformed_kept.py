@@ -104,16 +104,21 @@ def test_a_change_long_ago_reaches_the_count_on_its_restaurants_full_count(own_r
     assert _counts(reader, keeper, cycle=1) == full  # a full count every night
 
 
-def test_every_restaurant_is_counted_in_full_once_in_a_cycle():
-    rids = list(range(1, 50))
-    have = pd.DataFrame({"restaurant_id": rids, "counted_at": pd.Timestamp(NOW)})
-    seen = pd.Series(0, index=rids)
-    for night in range(7):
-        due = quality._due(rids, have, pd.Timestamp(NOW) + pd.Timedelta(days=night) - pd.Timedelta(hours=1), 7)
-        assert 0 < len(due) < 12
-        seen[due] += 1
-    assert (seen == 1).all()
+def test_every_shard_is_counted_in_full_once_in_a_cycle_and_shards_take_turns():
+    shards = [list(range(1 + 10 * k, 11 + 10 * k)) for k in range(7)]
+    have = pd.DataFrame({"restaurant_id": range(1, 71), "counted_at": pd.Timestamp(NOW)})
+    nights = []
+    for shard in shards:
+        full = [night for night in range(7)
+                if quality._due(shard, have, pd.Timestamp(NOW) + pd.Timedelta(days=night) - pd.Timedelta(hours=1), 7)]
+        assert len(full) == 1  # the whole shard on one night of the cycle, none on the others
+        assert quality._due(shard, have, pd.Timestamp(NOW) + pd.Timedelta(days=full[0]) - pd.Timedelta(hours=1),
+                            7) == shard
+        nights.append(full[0])
+    assert len(set(nights)) == 7  # shards of consecutive restaurants take turns
     # a missing or week-old count is counted in full whatever the night
+    off = next(n for n in range(7) if n != nights[0])
+    at = pd.Timestamp(NOW) + pd.Timedelta(days=off) - pd.Timedelta(hours=1)
     old = have.assign(counted_at=pd.Timestamp(NOW) - pd.Timedelta(days=8))
-    assert quality._due(rids, old, pd.Timestamp(NOW), 7) == rids
-    assert quality._due(rids, have.iloc[:0], pd.Timestamp(NOW), 7) == rids
+    assert quality._due(shards[0], old, at, 7) == shards[0]
+    assert quality._due(shards[0], have[have["restaurant_id"] != 3], at, 7) == [3]
