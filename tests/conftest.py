@@ -135,3 +135,40 @@ def replica_engine(seeded_replica):
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def aggregate_keeper(predictions_engine):
+    """The kept demand aggregates, empty before and after the test."""
+    from worker.aggregates import AggregateKeeper
+
+    keeper = AggregateKeeper(predictions_engine)
+    keeper.forget()
+    yield keeper
+    keeper.forget()
+
+
+@pytest.fixture()
+def own_chain():
+    """A small synthetic chain in a replica of the test's own, which the test may edit:
+    ``own_chain(name, restaurants=..., days=..., seed=..., end=...)`` returns (reader, writer engine)."""
+    from sqlalchemy import create_engine
+
+    from core.replica import ReplicaReader
+    from synthetic import ChainConfig, seed_database
+    from worker.db import make_replica_engine, sqlalchemy_url
+
+    made = []
+
+    def make(name: str, **config):
+        url = recreate_database(name + DB_SUFFIX)
+        seed_database(url, ChainConfig(**config))
+        engines = (make_replica_engine(url), create_engine(sqlalchemy_url(url)))
+        made.append((name + DB_SUFFIX, engines))
+        return ReplicaReader(engines[0]), engines[1]
+
+    yield make
+    for name, engines in made:
+        for engine in engines:
+            engine.dispose()
+        drop_database(name)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pandas.testing as pdt
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from core.replica import ReplicaReader
 from core.settings import ForecastSettings
@@ -23,9 +23,7 @@ from features.demand import checked_zones, daily_demand_features, hourly_demand_
 from features.items import item_demand_features
 from features.restaurants import load_restaurants
 from worker.aggregates import AggregateKeeper
-from worker.db import make_replica_engine, sqlalchemy_url
 
-from tests.conftest import DB_SUFFIX, drop_database, recreate_database
 
 AS_OF = pd.Timestamp("2026-10-31T04:15:00Z")
 STORE = Path(tempfile.mkdtemp(prefix="agg-cache-"))
@@ -72,11 +70,8 @@ def reader(replica_engine):
 
 
 @pytest.fixture()
-def keeper(predictions_engine):
-    keeper = AggregateKeeper(predictions_engine)
-    keeper.forget()
-    yield keeper
-    keeper.forget()
+def keeper(aggregate_keeper):
+    return aggregate_keeper
 
 
 def test_nights_with_kept_aggregates_give_the_frames_of_a_full_read(reader, keeper):
@@ -133,19 +128,9 @@ def test_days_kept_from_another_zone_are_read_again(reader, keeper, predictions_
 
 
 @pytest.fixture()
-def own_replica():
+def own_replica(own_chain):
     """A small chain in a replica of its own, which this test edits behind the kept aggregates."""
-    from synthetic import ChainConfig, seed_database
-
-    name = "rmsml_test_replica_agg" + DB_SUFFIX
-    url = recreate_database(name)
-    seed_database(url, ChainConfig(restaurants=2, days=90, seed=11, end=AS_OF.date()))
-    engine = make_replica_engine(url)
-    writer = create_engine(sqlalchemy_url(url))
-    yield ReplicaReader(engine), writer
-    engine.dispose()
-    writer.dispose()
-    drop_database(name)
+    return own_chain("rmsml_test_replica_agg", restaurants=2, days=90, seed=11, end=AS_OF.date())
 
 
 def test_orders_added_to_or_removed_from_old_kept_days_are_read_again(own_replica, keeper):

@@ -38,11 +38,8 @@ class CountingReader(ReplicaReader):
 
 
 @pytest.fixture()
-def keeper(predictions_engine):
-    keeper = AggregateKeeper(predictions_engine)
-    keeper.forget()
-    yield keeper
-    keeper.forget()
+def keeper(aggregate_keeper):
+    return aggregate_keeper
 
 
 def _series(reader: ReplicaReader, as_of: pd.Timestamp, keeper: AggregateKeeper | None) -> dict:

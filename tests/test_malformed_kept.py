@@ -11,15 +11,12 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from core.replica import ReplicaReader
 from features import quality
 from features.quality import count_malformed
-from worker.db import make_replica_engine, sqlalchemy_url
 from worker.malformed_counts import MalformedKeeper
 
-from tests.conftest import DB_SUFFIX, drop_database, recreate_database
 
 TABLES = ["orders_order", "orders_orderitem", "kitchen_orderitemstation", "inventory_stockmovement",
           "inventory_batch"]
@@ -27,18 +24,8 @@ NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture()
-def own_replica():
-    from synthetic import ChainConfig, seed_database
-
-    name = "rmsml_test_replica_malformed" + DB_SUFFIX
-    url = recreate_database(name)
-    seed_database(url, ChainConfig(restaurants=2, days=90, seed=12, end=NOW.date()))
-    engine = make_replica_engine(url)
-    writer = create_engine(sqlalchemy_url(url))
-    yield ReplicaReader(engine), writer
-    engine.dispose()
-    writer.dispose()
-    drop_database(name)
+def own_replica(own_chain):
+    return own_chain("rmsml_test_replica_malformed", restaurants=2, days=90, seed=12, end=NOW.date())
 
 
 @pytest.fixture()
