@@ -48,19 +48,14 @@ def daily_restaurant_orders(reader: ReplicaReader, restaurant_ids: list[int], st
     return frame
 
 
-def _kept_reads(reader: ReplicaReader, restaurants: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp,
-                kept: Scope | None) -> dict | None:
-    """Readers of restaurant orders and item units per local day through the kept aggregates, or
-    None where the direct reads stay: no store, a window not ending at the scope's as-of, or a
+def _kept_zones(restaurants: pd.DataFrame, end: pd.Timestamp, kept: Scope | None) -> dict[int, str] | None:
+    """The zones to read restaurant orders and item units in through the kept aggregates, or None
+    where the direct reads stay: no store, a window not ending at the scope's as-of, or a
     restaurant whose zone the demand types would bucket differently (unknown zones go to UTC there)."""
     if kept is None or kept.aggregates is None or pd.Timestamp(end) != pd.Timestamp(kept.as_of):
         return None
     zones, unknown = checked_zones(restaurants)
-    if unknown or not zones:
-        return None
-    start = pd.Timestamp(start)
-    return {"orders": lambda: read_through("daily", daily_orders_in, reader, kept, zones, start),
-            "units": lambda: read_through("items", item_daily_units_in, reader, kept, zones, start)}
+    return None if unknown or not zones else zones
 
 
 def _grid(raw: pd.DataFrame, key: str, value: str, days_of: dict[int, pd.DatetimeIndex], owners: pd.DataFrame) -> pd.DataFrame:
@@ -111,8 +106,9 @@ def anomaly_series(
         h = holiday_table(r.country_code, range(first.year, last.year + 1))
         holidays.append(pd.DataFrame({"restaurant_id": int(r.id), "ds": h["date"]}))
     hol = pd.concat(holidays, ignore_index=True) if holidays else pd.DataFrame(columns=["restaurant_id", "ds"])
-    reads = _kept_reads(reader, restaurants, start, end, kept)
-    orders = reads["orders"]() if reads else daily_restaurant_orders(reader, rids, start, end, valid_until)
+    zones = _kept_zones(restaurants, end, kept)
+    orders = (read_through("daily", daily_orders_in, reader, kept, zones, pd.Timestamp(start)) if zones
+              else daily_restaurant_orders(reader, rids, start, end, valid_until))
     rest = _grid(orders.assign(entity_id=orders["restaurant_id"]), "entity_id", "orders", days_of,
                  pd.DataFrame({"entity_id": rids, "restaurant_id": rids}))
     open_days = rest.loc[rest["y"] > 0, ["restaurant_id", "ds"]].assign(open=True)
@@ -120,7 +116,8 @@ def anomaly_series(
     if "restaurant" in kinds:
         out["restaurant"] = rest
     if "menu_item" in kinds:
-        sales = reads["units"]() if reads else daily_item_sales(reader, rids, start, end, valid_until)
+        sales = (read_through("items", item_daily_units_in, reader, kept, zones, pd.Timestamp(start)) if zones
+                 else daily_item_sales(reader, rids, start, end, valid_until))
         owners = sales.groupby("menu_item_id")["restaurant_id"].first().reset_index().rename(columns={"menu_item_id": "entity_id"})
         out["menu_item"] = _grid(sales, "menu_item_id", "units", days_of, owners)
     if "inventory_item" in kinds:
